@@ -1,0 +1,170 @@
+// The Backend interface: every operator the models need, implemented once per device (cpu/,
+// cuda/). Model code calls only these methods, never a kernel directly.
+//
+// Conventions shared by every implementation:
+// - Float activations are f32. Weights passed to linear() and embedding() may be f32, bf16 or f16
+//   and are read in their stored type.
+// - Outputs are preallocated by the caller (so KV caches and step buffers are reused) and must
+//   not alias inputs unless an op says it works in place.
+// - "[B, L, C]" tensors need dense rows (stride 1 on the last axis); the other strides may be
+//   anything, so a slice of a preallocated cache is a valid argument.
+// - Leading dimensions are flattened where an op speaks of rows ("x [..., K]").
+// - Every op validates shapes and dtypes and throws vargpt::Error naming the op and the tensors.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/tensor.h"
+
+namespace vargpt {
+
+enum class Activation : uint8_t { None, SiLU, GeluErf, GeluTanh, QuickGelu };
+const char* activation_name(Activation act);
+
+enum class AttentionMask : uint8_t {
+  None,    // every query sees every key (ViT, VQ-VAE, VAR with its block-causal KV cache)
+  Causal,  // query i of Lq sees keys [0, Lk - Lq + i]: the queries are the last Lq positions
+};
+
+struct AttentionParams {
+  int q_heads = 1;
+  int kv_heads = 1;  // q_heads % kv_heads == 0 (GQA); query head h reads kv head h / (q_heads / kv_heads)
+  int head_dim = 64;
+  float scale = 0.125f;  // softmax(scale * q k^T)
+  AttentionMask mask = AttentionMask::None;
+};
+
+struct Conv2dParams {
+  int stride = 1;
+  int pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // zero padding
+};
+
+struct SamplingParams {
+  int top_k = 0;             // keep logits >= the k-th largest (ties kept); 0 disables
+  float top_p = 1.0f;        // nucleus over the top-k survivors, semantics of VAR's sampler; 1 disables
+  float temperature = 1.0f;  // logits are divided by it first
+  uint64_t seed = 0;
+  uint64_t stream = 0;  // row r draws philox_uniform01(seed, stream, r)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  virtual DeviceKind device() const = 0;
+
+  // ---- memory
+  virtual Tensor empty(DType dtype, Shape shape) = 0;  // uninitialised
+  // A tensor this backend can compute with. The CPU backend returns host tensors unchanged (mapped
+  // weights are read in place); a device backend copies them to device memory.
+  virtual Tensor upload(const Tensor& host) = 0;
+  // A contiguous host copy.
+  virtual Tensor to_host(const Tensor& tensor) = 0;
+  // dst = src; same shape and dtype, any strides on either side.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, float value) = 0;  // f32 tensors
+  // dst (f32, bf16 or f16) = src (f32, bf16 or f16), converting with round-to-nearest-even.
+  virtual void cast(const Tensor& src, const Tensor& dst) = 0;
+  // Waits for queued work (a no-op where ops are synchronous).
+  virtual void synchronize() = 0;
+
+  // ---- dense algebra
+  // y[M, N] = act(x[M, K] · w[N, K]^T + bias[N]), or y += that when accumulate (residual add).
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                      Activation act = Activation::None, bool accumulate = false) = 0;
+  // Multi-head attention with online softmax (memory linear in Lk).
+  // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D].
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                         const AttentionParams& params) = 0;
+
+  // ---- normalisation and modulation (x, y [..., C])
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) = 0;
+  // weight and bias may be null (no affine).
+  virtual void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                          const Tensor& y) = 0;
+  // AdaLN: y = LayerNorm(x, no affine) * (1 + scale[b]) + shift[b]; x, y [B, L, C]; scale, shift [B, C].
+  virtual void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
+                              const Tensor& y) = 0;
+  // Gated residual: x[b] += y[b] * gate[b]; x, y [B, L, C]; gate [B, C]. In place on x.
+  virtual void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+  // x, y [N, C, H, W] (or [C, H, W]); weight, bias [C].
+  virtual void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
+                          const Tensor& y) = 0;
+
+  // ---- element-wise
+  virtual void activation(const Tensor& x, Activation act, const Tensor& y) = 0;  // may run in place
+  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;   // y = silu(gate) * up
+  // y = a + b where b's shape is a suffix of a's (b repeats over a's leading axes). May run in place on a.
+  virtual void add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  // y = alpha * a + beta * b, same shapes. May run in place.
+  virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) = 0;
+
+  // ---- positions
+  // Rotate-half RoPE in place on x [L, H*D] (or [B, L, H*D]); row i has position positions[i]
+  // (i32 [L], on this backend); inv_freq[j] = theta^(-2j/D).
+  virtual void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) = 0;
+  // In place on x [..., H*D]: each head vector / max(||v||, 1e-12) (F.normalize), then times
+  // head_scale[h] (f32 [H]) if given.
+  virtual void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) = 0;
+
+  // ---- images, layout [C, H, W] or [N, C, H, W]
+  // weight [O, C, kh, kw], bias [O] or null.
+  virtual void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& params,
+                      const Tensor& y) = 0;
+  virtual void upsample_nearest2x(const Tensor& x, const Tensor& y) = 0;
+  // PyTorch F.interpolate(mode="bicubic", align_corners=False), A = -0.75, output unclamped.
+  virtual void resize_bicubic(const Tensor& x, const Tensor& y) = 0;
+  // PyTorch F.interpolate(mode="area") = adaptive average pooling.
+  virtual void resize_area(const Tensor& x, const Tensor& y) = 0;
+  // y[C, R] = x[R, C]^T (or batched [B, R, C] -> [B, C, R]).
+  virtual void transpose(const Tensor& x, const Tensor& y) = 0;
+
+  // ---- tokens and codebooks
+  // out[n] = table[ids[n]] widened to f32; ids i32 [N], table [V, C]; an id outside [0, V) throws.
+  virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // idx[n] = argmin_v ||z[n] - codebook[v]||^2 (first on ties); z [N, C], codebook [V, C], idx i32 [N].
+  virtual void vq_nearest(const Tensor& z, const Tensor& codebook, const Tensor& idx) = 0;
+
+  // ---- sampling
+  virtual void argmax(const Tensor& x, const Tensor& idx) = 0;  // x [N, V] -> i32 [N], first maximum
+  // Top-k, then top-p, then one multinomial draw per row; logits [N, V] are not modified.
+  // kept (i32 [N], optional) receives how many entries survived the filters.
+  virtual void sample(const Tensor& logits, const SamplingParams& params, const Tensor& idx,
+                      const Tensor* kept) = 0;
+  // out (f32) = standard normal numbers philox_normal(seed, stream, i), i = flat index.
+  virtual void randn(const Tensor& out, uint64_t seed, uint64_t stream) = 0;
+};
+
+struct CpuInfo {
+  int threads = 1;
+  std::string model;                 // processor name
+  std::vector<std::string> features;  // SIMD features the kernels use: "avx2", "fma", "avx512f", ...
+  std::string kernel_path;           // the dispatched GEMM path
+};
+
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;
+  int compute_major = 0, compute_minor = 0;
+  uint64_t total_memory = 0, free_memory = 0;
+  int multiprocessors = 0;
+};
+
+struct CudaInfo {
+  bool available = false;
+  std::string reason;  // why not, when !available
+  int driver_version = 0, runtime_version = 0;
+  std::vector<CudaDeviceInfo> devices;
+};
+
+CpuInfo cpu_info();
+CudaInfo cuda_info();
+
+// "cpu", "cuda" (device 0) or "cuda:N". Throws with the reason when the device cannot be used.
+std::shared_ptr<Backend> create_backend(const std::string& device);
+
+}  // namespace vargpt

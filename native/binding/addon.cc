@@ -1,0 +1,20 @@
+// Module entry: registers each part of the binding.
+#include <napi.h>
+
+#include "binding.h"
+
+namespace vargpt::binding {
+AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+}  // namespace vargpt::binding
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new vargpt::binding::AddonData());
+  vargpt::binding::init_devices(env, exports);
+  vargpt::binding::init_checkpoint(env, exports);
+  vargpt::binding::init_ops(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(vargpt, Init)

@@ -1,0 +1,52 @@
+// devices(): what each backend can offer on this machine, or why it cannot.
+#include "../backend/backend.h"
+#include "binding.h"
+
+namespace vargpt::binding {
+
+namespace {
+Napi::Value devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+
+  const CpuInfo cpu = cpu_info();
+  Napi::Object cpu_js = Napi::Object::New(env);
+  cpu_js.Set("threads", cpu.threads);
+  cpu_js.Set("model", cpu.model);
+  Napi::Array features = Napi::Array::New(env, cpu.features.size());
+  for (size_t i = 0; i < cpu.features.size(); ++i) features.Set(i, cpu.features[i]);
+  cpu_js.Set("features", features);
+  cpu_js.Set("kernels", cpu.kernel_path);
+  out.Set("cpu", cpu_js);
+
+  const CudaInfo cuda = cuda_info();
+  Napi::Object cuda_js = Napi::Object::New(env);
+  cuda_js.Set("available", cuda.available);
+  if (!cuda.available) cuda_js.Set("reason", cuda.reason);
+  if (cuda.driver_version) cuda_js.Set("driverVersion", cuda.driver_version);
+  if (cuda.runtime_version) cuda_js.Set("runtimeVersion", cuda.runtime_version);
+  Napi::Array gpus = Napi::Array::New(env, cuda.devices.size());
+  for (size_t i = 0; i < cuda.devices.size(); ++i) {
+    const CudaDeviceInfo& d = cuda.devices[i];
+    Napi::Object g = Napi::Object::New(env);
+    g.Set("index", d.index);
+    g.Set("name", d.name);
+    g.Set("computeCapability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+    g.Set("totalMemory", static_cast<double>(d.total_memory));
+    g.Set("freeMemory", static_cast<double>(d.free_memory));
+    g.Set("multiprocessors", d.multiprocessors);
+    gpus.Set(i, g);
+  }
+  cuda_js.Set("devices", gpus);
+  out.Set("cuda", cuda_js);
+  return out;
+}
+}  // namespace
+
+void init_devices(Napi::Env env, Napi::Object exports) {
+  exports.Set("devices", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                return guarded(info.Env(), [&] { return devices(info); });
+              }));
+}
+
+}  // namespace vargpt::binding
