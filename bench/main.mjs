@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// npm run bench -- <suite> [options]: runs bench/<suite>.mjs and prints its table.
+// Suites: cpu (kernels vs this machine's measured peaks), model (end-to-end VARGPT timings), cuda.
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const suites = readdirSync(here)
+  .filter((f) => f.endsWith('.mjs') && f !== 'main.mjs' && !f.startsWith('_'))
+  .map((f) => f.slice(0, -4));
+const [suite, ...args] = process.argv.slice(2);
+if (!suite || !suites.includes(suite)) {
+  console.error(`usage: npm run bench -- <${suites.join('|')}> [options]`);
+  process.exit(suite ? 1 : 0);
+}
+const file = path.join(here, `${suite}.mjs`);
+if (!existsSync(file)) process.exit(1);
+const mod = await import(pathToFileURL(file).href);
+await mod.run(args);
