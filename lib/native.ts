@@ -66,11 +66,17 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 let cached: NativeAddon | undefined;
 
+// VARGPT_ADDON_PATH selects a specific build (the sanitizer build of `npm run test:asan`).
 export function native(): NativeAddon {
   if (!cached) {
     const require = createRequire(import.meta.url);
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(packageRoot) as NativeAddon;
+    const override = process.env.VARGPT_ADDON_PATH;
+    if (override) {
+      cached = require(path.resolve(override)) as NativeAddon;
+    } else {
+      const load = require('node-gyp-build') as (dir: string) => unknown;
+      cached = load(packageRoot) as NativeAddon;
+    }
   }
   return cached;
 }

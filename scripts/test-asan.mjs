@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// npm run test:asan [-- vitest args]: builds the addon with AddressSanitizer and
+// UndefinedBehaviorSanitizer (cmake-js, into build-asan/), then runs the test suite against that
+// build with the sanitizer runtime preloaded into node. Any report fails the run.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const sanitize = '-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer';
+const build = spawnSync(
+  process.execPath,
+  [
+    require.resolve('cmake-js/bin/cmake-js'),
+    'build',
+    '--out',
+    'build-asan',
+    '--parallel',
+    process.env.JOBS ?? '2',
+    '--CDVARGPT_CUDA=OFF',
+    `--CDCMAKE_CXX_FLAGS=${sanitize} -O1 -g`,
+    '--CDCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined',
+  ],
+  { cwd: root, stdio: 'inherit' },
+);
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+const addon = path.join(root, 'build-asan', 'Release', 'vargpt.node');
+if (!existsSync(addon)) {
+  console.error(`test:asan: ${addon} was not produced`);
+  process.exit(1);
+}
+const runtime = (name) => execFileSync('g++', [`-print-file-name=${name}`], { encoding: 'utf8' }).trim();
+const env = {
+  ...process.env,
+  VARGPT_ADDON_PATH: addon,
+  LD_PRELOAD: [runtime('libasan.so'), runtime('libubsan.so')].join(' '),
+  // Node itself does not free everything at exit; leaks are measured by the leak test instead.
+  ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86',
+  UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1:exitcode=87',
+};
+const vitest = path.join(root, 'node_modules', 'vitest', 'vitest.mjs');
+const args = process.argv.slice(2);
+const run = spawnSync(process.execPath, [vitest, 'run', '--reporter=default', ...(args.length ? args : [])], {
+  cwd: root,
+  stdio: 'inherit',
+  env,
+});
+process.exit(run.status ?? 1);
