@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const sanitize = '-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer';
 const build = spawnSync(
   process.execPath,
   [
@@ -21,16 +20,16 @@ const build = spawnSync(
     '--parallel',
     process.env.JOBS ?? '2',
     '--CDVARGPT_CUDA=OFF',
-    `--CDCMAKE_CXX_FLAGS=${sanitize} -O1 -g`,
-    '--CDCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined',
+    '--CDVARGPT_SANITIZE=ON',
   ],
   { cwd: root, stdio: 'inherit' },
 );
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const addon = path.join(root, 'build-asan', 'Release', 'vargpt.node');
-if (!existsSync(addon)) {
-  console.error(`test:asan: ${addon} was not produced`);
+const symbols = spawnSync('nm', ['-D', addon], { encoding: 'utf8' });
+if (!existsSync(addon) || !/__asan_report/.test(symbols.stdout ?? '')) {
+  console.error(`test:asan: ${addon} is missing or not instrumented`);
   process.exit(1);
 }
 const runtime = (name) => execFileSync('g++', [`-print-file-name=${name}`], { encoding: 'utf8' }).trim();
