@@ -155,13 +155,19 @@ double portable_fma_loop(int64_t iterations) {
 const GemmKernels kPortable = {"portable", kPortableMR, kPortableNR, portable_micro, portable_pack_b,
                                portable_row_dots, portable_fma_loop};
 
-// ---- epilogue: bias and activation over a finished tile of C, while it is still in cache.
-void epilogue_tile(float* C, int64_t ldc, int64_t rows, int64_t n0, int64_t cols, const GemmEpilogue& ep) {
+// ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
+// still in cache.
+void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, int64_t cols,
+                   const GemmEpilogue& ep) {
   for (int64_t i = 0; i < rows; ++i) {
     float* c = C + i * ldc + n0;
     if (ep.bias != nullptr) {
       const float* b = ep.bias + n0;
       for (int64_t j = 0; j < cols; ++j) c[j] += b[j];
+    }
+    if (ep.row_bias != nullptr) {
+      const float b = ep.row_bias[m0 + i];
+      for (int64_t j = 0; j < cols; ++j) c[j] += b;
     }
     if (ep.act != Activation::None) activation_run(ep.act, c, c, cols);
   }
@@ -216,7 +222,7 @@ void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, con
     for (int64_t m0 = 0; m0 < M; m0 += kSmallRows) {
       const int rows = static_cast<int>(std::min(kSmallRows, M - m0));
       kern.row_dots(rows, K, A + m0 * lda, lda, B, n0, n1, C + m0 * ldc, ldc, ep.accumulate, scratch);
-      epilogue_tile(C + m0 * ldc, ldc, rows, n0, n1 - n0, ep);
+      epilogue_tile(C + m0 * ldc, ldc, m0, rows, n0, n1 - n0, ep);
     }
   });
 }
@@ -278,7 +284,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
             float* c = C + r0 * ldc + n0 + j * nr;
             kern.micro(static_cast<int>(rows), kc, a, Bp + j * kc * nr, c, ldc, n_valid, k0 > 0 || ep.accumulate);
           }
-          if (last) epilogue_tile(C + r0 * ldc, ldc, rows, n0, ncols, ep);
+          if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0, ncols, ep);
         }
       }
     }
@@ -293,7 +299,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   if (ep.accumulate && ep.act != Activation::None) {
     // C += act(...): the activation needs the complete sum, so compute it apart and add.
     std::vector<float> tmp(static_cast<size_t>(M * N));
-    gemm(M, N, K, A, lda, B, tmp.data(), N, GemmEpilogue{ep.bias, ep.act, false});
+    gemm(M, N, K, A, lda, B, tmp.data(), N, GemmEpilogue{ep.bias, ep.row_bias, ep.act, false});
     parallel_for(M, grain_for(N), [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m)
         for (int64_t n = 0; n < N; ++n) C[m * ldc + n] += tmp[m * N + n];
@@ -305,7 +311,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
       float* c = C + m * ldc;
       if (!ep.accumulate) std::fill(c, c + N, 0.0f);
     }
-    epilogue_tile(C, ldc, M, 0, N, ep);
+    epilogue_tile(C, ldc, 0, M, 0, N, ep);
     return;
   }
   const GemmKernels& kern = active_gemm_kernels();
