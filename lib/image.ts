@@ -135,7 +135,8 @@ async function decodeWithSharp(input: Buffer | string, what: string, limits: Ima
   const options: SharpOptions = { limitInputPixels: limits.maxPixels, failOn: 'error', autoOrient: true };
   let meta: Metadata;
   try {
-    meta = await sharp(input, options).metadata();
+    // Header only; the pixel limit is checked below with a clearer message than sharp's.
+    meta = await sharp(input, { ...options, limitInputPixels: false }).metadata();
   } catch (error) {
     throw new InputError(`${what} is not an image sharp can read: ${(error as Error).message}`);
   }
