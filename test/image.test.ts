@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { readCheckpointFiles } from '../lib/checkpoint-config.js';
 import { clipPixelValues, decodeImage, GeneratedImage, resizeImage, shortestEdgeSize, vqvaePixels } from '../lib/image.js';
-import { asFloat32, fixtureExpected, fixtureModel, readSafetensors } from './helpers/fixtures.js';
+import { asFloat32, fixtureExpected, fixtureModel, readSafetensors, repoRoot } from './helpers/fixtures.js';
 import { pattern, pngWithHeader } from './helpers/images.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-image-'));
@@ -41,7 +41,7 @@ describe('CLIP and VQ-VAE preprocessing against the fixture', () => {
   });
 
   it('resizes bit-identically to Pillow for every filter, up and down, odd sizes (test/goldens/pil-resize.json)', async () => {
-    const goldens = JSON.parse(readFileSync(path.join(__dirname, 'goldens/pil-resize.json'), 'utf8')) as {
+    const goldens = JSON.parse(readFileSync(path.join(repoRoot, 'test/goldens/pil-resize.json'), 'utf8')) as {
       cases: Array<{ in: [number, number]; out: [number, number]; filter: 'lanczos' | 'bilinear' | 'bicubic' | 'box' | 'hamming'; sha256: string }>;
     };
     expect(goldens.cases.length).toBe(50);
