@@ -98,6 +98,9 @@ export async function loadModelWith(
   checkCallbacks(options as Record<string, unknown>, 'loadModel options', ['onLoadProgress']);
   const { signal, onLoadProgress } = options;
   throwIfAborted(signal, 'loadModel');
+  if (typeof addon.loadModel !== 'function') {
+    throw new Error('this build of the vargpt addon has no model runtime (loadModel is missing); rebuild it with `npm run build:native`');
+  }
   const device = resolveDevice(addon, options.device);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const files = await readCheckpointFiles(dir);
