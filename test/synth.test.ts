@@ -8,6 +8,7 @@ import { readCheckpointFiles } from '../lib/checkpoint-config.js';
 import { synthesize } from '../lib/synth.js';
 import { checkpointLayout, parameterCount, PRESETS } from '../lib/synth/layout.js';
 import { VargptTokenizer } from '../lib/tokenizer.js';
+import { native } from '../lib/native.js';
 import { bf16ToF32, f16ToF32 } from '../lib/tensor.js';
 import { asFloat32, asNumbers, fixtureModel, fixtureModelBf16, readSafetensors, readSafetensorsHeader } from './helpers/fixtures.js';
 
@@ -112,6 +113,23 @@ describe('synthesize tiny (the fixture sizes)', () => {
     const bias = bf16.get('vargpt_gen.attn_bias_for_masking')!;
     const bits = new Uint16Array(bias.bytes.buffer.slice(bias.bytes.byteOffset, bias.bytes.byteOffset + bias.bytes.length));
     expect(new Set(Array.from(bits, (x) => bf16ToF32(x)))).toEqual(new Set([0, -Infinity]));
+  });
+
+  it("lists, through the addon's openCheckpoint, exactly the fixture's tensors (dtype as requested, lvl_1L int64)", async () => {
+    const describe = async (dir: string) =>
+      Object.fromEntries((await native().openCheckpoint(dir)).list().map((t) => [t.name, `${t.dtype}${JSON.stringify(t.shape)}`]));
+    const fixture = await describe(fixtureModel);
+    const f32 = await describe(f32Dir);
+    expect(Object.keys(f32)).toHaveLength(438);
+    expect(f32).toEqual(fixture);
+    const bf16 = await describe(bf16Dir);
+    expect(bf16).toEqual(await describe(fixtureModelBf16));
+    expect(bf16['vargpt_gen.lvl_1L']).toBe('i64[1,680]');
+    expect(bf16['vargpt_gen.head.weight']).toBe('bf16[4096,128]');
+    // Values read back through the mapped files equal what was written.
+    const ckpt = await native().openCheckpoint(f32Dir);
+    const lvl = ckpt.read('vargpt_gen.lvl_1L');
+    expect(Array.from(new BigInt64Array(lvl.data), Number).slice(0, 6)).toEqual([0, 1, 1, 1, 1, 2]);
   });
 
   it('parses as a checkpoint folder', async () => {
