@@ -9,7 +9,7 @@
 //
 // Preprocessing is native (native/image/): Pillow-exact bicubic for CLIP (shortest edge, centre
 // crop, mean/std) and Lanczos for the VQ-VAE's [-1, 1] input, on a worker thread.
-import { stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 
 import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
 
@@ -92,7 +92,6 @@ export class GeneratedImage implements RgbImage {
   // Writes the image; the format follows the extension (.png, .jpg/.jpeg, .webp).
   async save(file: string, options: EncodeOptions = {}): Promise<void> {
     const format = formatFromPath(file);
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(file, await this.encode(format, options));
   }
 }
