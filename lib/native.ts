@@ -55,6 +55,95 @@ export interface NativeTensorInput {
   data: ArrayBufferView | ArrayBuffer;
 }
 
+// 8-bit pixels, row-major, interleaved channels.
+export interface NativePixels {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+export interface NativePreprocessSpec {
+  // Pillow filter id: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming.
+  resize?: { width: number; height: number; filter: number };
+  crop?: { left: number; top: number; width: number; height: number };
+  normalize: 'meanstd' | 'symmetric';
+  scale?: number;
+  mean?: readonly [number, number, number];
+  std?: readonly [number, number, number];
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeModelInfo {
+  device: string;
+  llm: { hiddenSize: number; layers: number; heads: number; kvHeads: number; vocabSize: number; maxPositions: number };
+  vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
+  var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
+  vqvae: Record<string, unknown> | null;
+  imageTokenId: number;
+  imageGenStartId: number;
+  imageGenEndId: number;
+  eosId: number;
+  bosId: number;
+}
+
+export interface NativeImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface NativeGenerateRequest {
+  inputIds: Int32Array;
+  pixelValues?: Float32Array[];
+  forceImage?: boolean;
+  maxNewTokens: number;
+  temperature: number; // 0 = greedy
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+  stopIds: number[];
+  image?: {
+    cfg: number;
+    topK: number;
+    topP: number;
+    seed: number;
+    replay?: { indices: Int32Array[]; noise: Float32Array[] };
+  };
+  trace?: boolean;
+  cancel?: NativeCancelToken;
+  onToken?: (id: number) => void;
+  onImageProgress?: (scale: number, scales: number, preview: NativeImage) => void;
+}
+
+export interface NativeGenerateResult {
+  tokens: Int32Array;
+  stopReason: 'eos' | 'length' | 'image';
+  tokenAfterImageStart?: number;
+  image?: NativeImage;
+  trace?: Record<string, unknown>;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
+  // pixels: [3, height, width] in [-1, 1]; one Int32Array of indices per scale.
+  encodeImageTokens(pixels: Float32Array, height: number, width: number): Promise<Int32Array[]>;
+  decodeImageTokens(indices: Int32Array[]): Promise<NativeImage>;
+  dispose(): void;
+}
+
+export interface NativeLoadOptions {
+  device: string;
+  onProgress?: (loaded: number, total: number) => void;
+  cancel?: NativeCancelToken;
+}
+
 export interface NativeAddon {
   devices(): { cpu: NativeCpuInfo; cuda: NativeCudaInfo };
   openCheckpoint(path: string): Promise<NativeCheckpoint>;
@@ -77,6 +166,12 @@ export interface NativeAddon {
   // Switches the CPU GEMM path ('avx512' | 'avx2' | 'portable') for later ops; returns the previous
   // one. Throws when this CPU or build lacks the path.
   setCpuKernels(path: string): string;
+  // Pillow-exact resampling (native/image/pil_resize.h), on a worker thread.
+  resizeImage(pixels: NativePixels, options: { width: number; height: number; filter: number }): Promise<NativePixels>;
+  // Resize + crop + normalise RGB pixels to float32 CHW planes (native/image/preprocess.h).
+  preprocessImage(pixels: NativePixels, spec: NativePreprocessSpec): Promise<{ width: number; height: number; data: Float32Array }>;
+  loadModel(dir: string, options: NativeLoadOptions): Promise<NativeModel>;
+  createCancelToken(): NativeCancelToken;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
