@@ -10,20 +10,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const build = spawnSync(
-  process.execPath,
-  [
-    require.resolve('cmake-js/bin/cmake-js'),
-    'build',
-    '--out',
-    'build-asan',
-    '--parallel',
-    process.env.JOBS ?? '2',
-    '--CDVARGPT_CUDA=OFF',
-    '--CDVARGPT_SANITIZE=ON',
-  ],
-  { cwd: root, stdio: 'inherit' },
-);
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+const options = ['--out', 'build-asan', '--CDVARGPT_CUDA=OFF', '--CDVARGPT_SANITIZE=ON'];
+// Configure every time: the source list is read at configure time, and configuring is cheap.
+const configure = spawnSync(process.execPath, [cmakeJs, 'configure', ...options], { cwd: root, stdio: 'inherit' });
+if (configure.status !== 0) process.exit(configure.status ?? 1);
+const build = spawnSync(process.execPath, [cmakeJs, 'build', ...options, '--parallel', process.env.JOBS ?? '2'], {
+  cwd: root,
+  stdio: 'inherit',
+});
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const addon = path.join(root, 'build-asan', 'Release', 'vargpt.node');
