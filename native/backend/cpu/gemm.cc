@@ -104,6 +104,17 @@ void portable_pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, in
   }
 }
 
+void portable_pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  // Blocks of 16 k keep both the reads and the writes within a few cache lines.
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int64_t k1 = std::min<int64_t>(kc, k0 + 16);
+    for (int i = 0; i < rows; ++i) {
+      const float* s = src + i * ld;
+      for (int64_t k = k0; k < k1; ++k) dst[k * rows + i] = s[k] * scale;
+    }
+  }
+}
+
 // Dot of a widened weight row chunk with up to kSmallRows activation rows. Sixteen partial sums
 // per row let the compiler vectorise a float reduction it may not reorder on its own.
 void portable_row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
@@ -152,8 +163,33 @@ double portable_fma_loop(int64_t iterations) {
   return 2.0 * 16 * 8 * static_cast<double>(iterations);
 }
 
-const GemmKernels kPortable = {"portable", kPortableMR, kPortableNR, portable_micro, portable_pack_b,
-                               portable_row_dots, portable_fma_loop};
+float portable_exp_shift_sum(float* x, int64_t n, float shift) {
+  float partial[8] = {};
+  const int64_t body = n / 8 * 8;
+  for (int64_t i = 0; i < body; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      x[i + j] = exp_approx(x[i + j] - shift);
+      partial[j] += x[i + j];
+    }
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) {
+    x[i] = exp_approx(x[i] - shift);
+    sum += x[i];
+  }
+  for (float v : partial) sum += v;
+  return sum;
+}
+
+float portable_max_of(const float* x, int64_t n) {
+  float m = x[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
+                               portable_micro,    portable_pack_b,   portable_pack_a,
+                               portable_row_dots, portable_exp_shift_sum, portable_max_of,
+                               portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -253,11 +289,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
       for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
         const int64_t kc = std::min(kc_block, K - k0);
-        float* dst = a_panel(k0, p);
-        for (int64_t i = 0; i < rows; ++i) {
-          const float* src = A + (r0 + i) * lda + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
-        }
+        kern.pack_a(A + r0 * lda + k0, lda, static_cast<int>(rows), kc, 1.0f, a_panel(k0, p));
       }
     }
   });

@@ -56,11 +56,19 @@ struct GemmKernels {
   // Packs B(n0 + j, k0 + k) for j < n_count, k < kc into panels Bp[panel][k][nr], zero-padding
   // the last panel's columns beyond n_count.
   void (*pack_b)(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr);
+  // Packs rows x kc of a row-major f32 matrix (row stride ld) into a micro-panel dst[k][rows],
+  // times `scale` (rows <= mr).
+  void (*pack_a)(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst);
   // C[m, n] = (load_c ? C[m, n] : 0) + sum_k A[m, k] B(n, k) for m < rows (<= kSmallRows),
   // n in [n0, n1); B is [N, K] (not k_major). `scratch` holds kSmallRows * row_dots_stride(K)
   // floats, 64-byte aligned, for a re-arranged copy of the activation rows.
   void (*row_dots)(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
                    float* C, int64_t ldc, bool load_c, float* scratch);
+  // x[i] = exp(x[i] - shift) in place (exp_approx of cpu_math.h, vectorised); returns the sum.
+  // Attention's softmax runs on it.
+  float (*exp_shift_sum)(float* x, int64_t n, float shift);
+  // max(x[0..n)), n >= 1.
+  float (*max_of)(const float* x, int64_t n);
   // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
   // rounds; returns the floating-point operations performed (2 per FMA lane).
   double (*fma_loop)(int64_t iterations);

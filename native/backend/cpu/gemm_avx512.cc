@@ -174,6 +174,22 @@ void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc,
   }
 }
 
+// A micro-panel: 16 k at a time, rows (<= 14) loaded as vectors, transposed in registers and
+// stored as columns of `rows` values.
+void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const __mmask16 row_mask = tail_mask16(rows);
+  for (int64_t k = 0; k < kc; k += 16) {
+    const int64_t kvalid = std::min<int64_t>(16, kc - k);
+    const __mmask16 m = tail_mask16(kvalid);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + i * ld + k), s) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int64_t kk = 0; kk < kvalid; ++kk) _mm512_mask_storeu_ps(dst + (k + kk) * rows, row_mask, r[kk]);
+  }
+}
+
 // ---- row dots (M <= kSmallRows)
 
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
@@ -293,6 +309,42 @@ void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, 
   }
 }
 
+// exp_approx of cpu_math.h, 16 lanes: same clamp, reduction and polynomial; 2^n by scalef, which
+// also gives the gradual underflow below -87.3.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+float exp_shift_sum(float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+float max_of(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(x[0]);
+  for (int64_t i = 0; i < n; i += 16) m = _mm512_mask_max_ps(m, tail_mask16(n - i), m, _mm512_maskz_loadu_ps(tail_mask16(n - i), x + i));
+  return _mm512_reduce_max_ps(m);
+}
+
 double fma_loop(int64_t iterations) {
   // Twelve independent chains: FMA latency (4 cycles) x 2 ports needs at least 8 in flight.
   constexpr int kChains = 12;
@@ -313,7 +365,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, row_dots, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 
