@@ -20,7 +20,6 @@ namespace vargpt::cpu {
 
 namespace {
 
-constexpr int64_t kRowsBlock = 16;     // queries per work item on the rows path
 constexpr int64_t kTileQueries = 64;   // queries per work item on the blocked path
 constexpr int64_t kTileKeys = 128;     // keys per online-softmax step (a multiple of every nr)
 constexpr int64_t kBlockedFrom = 8;    // queries from which the blocked path pays for its packing
@@ -46,6 +45,12 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+constexpr int64_t kPrefetchRows = 4;
+
+inline void prefetch_row(const float* row, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(row + i);
+}
+
 struct Problem {
   View3 q, k, v, out;
   float* out_base;
@@ -56,48 +61,67 @@ struct Problem {
   int64_t visible_end(int64_t i) const { return causal ? Lk - Lq + i + 1 : Lk; }
 };
 
-// Query i0 .. i0 + nq of head h in batch b, one query at a time.
-void attend_rows(const Problem& P, int64_t b, int64_t h, int64_t i0, int64_t nq, AlignedBuffer& scratch) {
-  const int64_t D = P.D, hk = h / P.group;
-  float* qs = scratch.floats(static_cast<size_t>(2 * D + kTileKeys));
-  float* acc = qs + D;
-  float* s = acc + D;
+// Queries i0 .. i0 + nq of all query heads that share kv head hk (GQA group), one query at a
+// time; each key and value row is loaded once for the whole group.
+void attend_rows(const Problem& P, int64_t b, int64_t hk, int64_t i0, int64_t nq, AlignedBuffer& scratch) {
+  const int64_t D = P.D, G = P.group;
+  float* qs = scratch.floats(static_cast<size_t>(G * (2 * D + kTileKeys + 2)));
+  float* acc = qs + G * D;
+  float* s = acc + G * D;
+  float* run_max = s + G * kTileKeys;
+  float* run_sum = run_max + G;
   const float* kbase = P.k.base + b * P.k.batch_stride + hk * D;
   const float* vbase = P.v.base + b * P.v.batch_stride + hk * D;
   for (int64_t i = i0; i < i0 + nq; ++i) {
-    // The query scaled once, so the scores come out already multiplied by `scale`.
-    const float* src = P.q.base + b * P.q.batch_stride + i * P.q.row_stride + h * D;
-    for (int64_t d = 0; d < D; ++d) qs[d] = src[d] * P.scale;
-    std::fill(acc, acc + D, 0.0f);
-    float run_max = -std::numeric_limits<float>::infinity(), run_sum = 0.0f;
+    // Queries scaled once, so the scores come out already multiplied by `scale`.
+    for (int64_t g = 0; g < G; ++g) {
+      const float* src = P.q.base + b * P.q.batch_stride + i * P.q.row_stride + (hk * G + g) * D;
+      for (int64_t d = 0; d < D; ++d) qs[g * D + d] = src[d] * P.scale;
+      run_max[g] = -std::numeric_limits<float>::infinity();
+      run_sum[g] = 0.0f;
+    }
+    std::fill(acc, acc + G * D, 0.0f);
     const int64_t end = P.visible_end(i);
     for (int64_t j0 = 0; j0 < end; j0 += kTileKeys) {
       const int64_t nk = std::min(kTileKeys, end - j0);
-      float block_max = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < nk; ++j) {
-        s[j] = dot(qs, kbase + (j0 + j) * P.k.row_stride, D);
-        block_max = std::max(block_max, s[j]);
+        // Cache rows sit one head-row apart in different pages, where hardware prefetchers do
+        // not follow: fetch a few keys ahead by hand (decode is bound by these loads).
+        if (j0 + j + kPrefetchRows < end) prefetch_row(kbase + (j0 + j + kPrefetchRows) * P.k.row_stride, D);
+        const float* krow = kbase + (j0 + j) * P.k.row_stride;
+        for (int64_t g = 0; g < G; ++g) s[g * kTileKeys + j] = dot(qs + g * D, krow, D);
       }
-      const float new_max = std::max(run_max, block_max);
-      const float correction = exp_approx(run_max - new_max);
-      float block_sum = 0.0f;
-      for (int64_t j = 0; j < nk; ++j) {
-        s[j] = exp_approx(s[j] - new_max);
-        block_sum += s[j];
+      for (int64_t g = 0; g < G; ++g) {
+        float* sg = s + g * kTileKeys;
+        float block_max = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < nk; ++j) block_max = std::max(block_max, sg[j]);
+        const float new_max = std::max(run_max[g], block_max);
+        const float correction = exp_approx(run_max[g] - new_max);
+        float block_sum = 0.0f;
+        for (int64_t j = 0; j < nk; ++j) {
+          sg[j] = exp_approx(sg[j] - new_max);
+          block_sum += sg[j];
+        }
+        run_sum[g] = run_sum[g] * correction + block_sum;
+        run_max[g] = new_max;
+        if (correction != 1.0f)
+          for (int64_t d = 0; d < D; ++d) acc[g * D + d] *= correction;
       }
-      run_sum = run_sum * correction + block_sum;
-      run_max = new_max;
-      if (correction != 1.0f)
-        for (int64_t d = 0; d < D; ++d) acc[d] *= correction;
       for (int64_t j = 0; j < nk; ++j) {
-        const float pj = s[j];
+        if (j + kPrefetchRows < nk) prefetch_row(vbase + (j0 + j + kPrefetchRows) * P.v.row_stride, D);
         const float* vrow = vbase + (j0 + j) * P.v.row_stride;
-        for (int64_t d = 0; d < D; ++d) acc[d] += pj * vrow[d];
+        for (int64_t g = 0; g < G; ++g) {
+          const float pj = s[g * kTileKeys + j];
+          float* a = acc + g * D;
+          for (int64_t d = 0; d < D; ++d) a[d] += pj * vrow[d];
+        }
       }
     }
-    float* dst = P.out_base + b * P.out.batch_stride + i * P.out.row_stride + h * D;
-    const float inv = 1.0f / run_sum;
-    for (int64_t d = 0; d < D; ++d) dst[d] = acc[d] * inv;
+    for (int64_t g = 0; g < G; ++g) {
+      float* dst = P.out_base + b * P.out.batch_stride + i * P.out.row_stride + (hk * G + g) * D;
+      const float inv = 1.0f / run_sum[g];
+      for (int64_t d = 0; d < D; ++d) dst[d] = acc[g * D + d] * inv;
+    }
   }
 }
 
@@ -231,19 +255,20 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   const Problem prob{view3(q), view3(k),        view3(v), view3(out), out.data<float>(), D, Lq, Lk, Hq / Hkv,
                      p.mask == AttentionMask::Causal, p.scale};
   const GemmKernels& kern = active_gemm_kernels();
-  const bool blocked = Lq >= kBlockedFrom;
-  const int64_t block = blocked ? kTileQueries : kRowsBlock;
-  const int64_t q_blocks = (Lq + block - 1) / block;
   static thread_local AlignedBuffer scratch;
-  parallel_for(B * Hq * q_blocks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq, i0 = t % q_blocks * block;
-      const int64_t nq = std::min(block, Lq - i0);
-      if (blocked && nq >= kBlockedFrom)
-        attend_blocked(prob, kern, b, h, i0, nq, scratch);
-      else
-        attend_rows(prob, b, h, i0, nq, scratch);
-    }
+  if (Lq >= kBlockedFrom) {
+    const int64_t q_blocks = (Lq + kTileQueries - 1) / kTileQueries;
+    parallel_for(B * Hq * q_blocks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq, i0 = t % q_blocks * kTileQueries;
+        attend_blocked(prob, kern, b, h, i0, std::min(kTileQueries, Lq - i0), scratch);
+      }
+    });
+    return;
+  }
+  // Few queries (decode): one item per (batch, kv head), all its query heads together.
+  parallel_for(B * Hkv, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) attend_rows(prob, t / Hkv, t % Hkv, 0, Lq, scratch);
   });
 }
 

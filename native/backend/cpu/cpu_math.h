@@ -15,7 +15,10 @@ namespace vargpt::cpu {
 // Below -87.3 the result underflows gradually to 0 (exp(-inf) = 0 exactly, which masked
 // attention scores rely on); the GEMM kernel files hold SIMD twins of this function.
 inline float exp_approx(float x) {
-  x = std::fmin(std::fmax(x, -104.0f), 88.7f);
+  // Comparisons rather than std::fmin/fmax, which SSE2 code can only call out of line; a NaN
+  // passes through both and propagates to the result.
+  x = x < -104.0f ? -104.0f : x;
+  x = x > 88.7f ? 88.7f : x;
   // Round to nearest with the 1.5*2^23 trick rather than nearbyint, which SSE2 cannot vectorise.
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
