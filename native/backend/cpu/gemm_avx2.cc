@@ -93,8 +93,8 @@ inline float widen_one(float v) { return v; }
 
 template <int COLS, typename W, typename Widen>
 void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out, Widen widen) {
-  __m256 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m256 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm256_setzero_ps();
   const int64_t body = K / 8 * 8;
   for (int64_t k = 0; k < body; k += 8) {
@@ -116,8 +116,8 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
 // bf16 weights, xs de-interleaved in blocks of 16 ([8 even | 8 odd]) and zero-padded.
 template <int COLS>
 void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t* w, int64_t ldw, float* out) {
-  __m256 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m256 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm256_setzero_ps();
   const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
   const int64_t body = K / 16 * 16;
@@ -155,25 +155,25 @@ struct F32Widen {
   float operator()(float v) const { return v; }
 };
 
-void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
-              int64_t ldc, bool load_c, float* scratch) {
-  constexpr int kCols = 4;
-  float out[kSmallRows * kCols];
-  const float* xs = nullptr;
-  int64_t ldx = 0;
-  if (B.dtype == DType::BF16) {
-    ldx = (K + 15) / 16 * 16;
-    float* buf = scratch;
-    for (int m = 0; m < rows; ++m) {
-      const float* a = A + m * lda;
-      float* d = buf + m * ldx;
-      for (int64_t k = 0; k < ldx; ++k) {
-        const int64_t block = k / 16 * 16, lane = k % 16;
-        d[block + (lane & 1) * 8 + lane / 2] = k < K ? a[k] : 0.0f;
-      }
+// Activation rows de-interleaved in blocks of 16 ([8 even | 8 odd]) to match the bf16
+// widening, zero-padded to row_dots_stride(K).
+void split_rows(int rows, int64_t K, const float* A, int64_t lda, float* xs) {
+  const int64_t ldx = row_dots_stride(K);
+  for (int m = 0; m < rows; ++m) {
+    const float* a = A + m * lda;
+    float* d = xs + m * ldx;
+    for (int64_t k = 0; k < ldx; ++k) {
+      const int64_t block = k / 16 * 16, lane = k % 16;
+      d[block + (lane & 1) * 8 + lane / 2] = k < K ? a[k] : 0.0f;
     }
-    xs = buf;
   }
+}
+
+void row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
+              int64_t n1, float* C, int64_t ldc, bool load_c) {
+  constexpr int kCols = 4;
+  float out[kRowGroup * kCols];
+  const int64_t ldx = row_dots_stride(K);
   auto run = [&](auto cols_tag, int64_t n) {
     constexpr int cols = decltype(cols_tag)::value;
     switch (B.dtype) {
@@ -270,7 +270,7 @@ double fma_loop(int64_t iterations) {
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2",   kMR,      kNR,           micro,   portable_gemm_kernels().pack_b,
-                                      portable_gemm_kernels().pack_a, row_dots, exp_shift_sum, max_of, fma_loop};
+                                      portable_gemm_kernels().pack_a, split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 

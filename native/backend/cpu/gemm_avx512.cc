@@ -190,7 +190,7 @@ void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, flo
   }
 }
 
-// ---- row dots (M <= kSmallRows)
+// ---- row dots (M <= kRowGroup)
 
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
 inline __m512 load_w16(const float* w, int64_t valid) { return _mm512_maskz_loadu_ps(tail_mask16(valid), w); }
@@ -201,8 +201,8 @@ inline __m512 load_w16(const uint16_t* w, int64_t valid) {
 // COLS weight rows against `rows` activation rows, 16 values of K per step.
 template <int COLS, typename W>
 void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out /*[rows][COLS]*/) {
-  __m512 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m512 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
     const int64_t valid = K - k;
@@ -223,8 +223,8 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
 // 32 ([16 even | 16 odd]), zero-padded to a multiple of 32.
 template <int COLS>
 void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t* w, int64_t ldw, float* out) {
-  __m512 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m512 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
   const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t k = 0; k < K; k += 32) {
@@ -251,26 +251,25 @@ void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t
     for (int j = 0; j < COLS; ++j) out[m * COLS + j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
-void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
-              int64_t ldc, bool load_c, float* scratch) {
-  constexpr int kCols = 4;
-  float out[kSmallRows * kCols];
-  const float* xs = nullptr;
-  int64_t ldx = 0;
-  if (B.dtype == DType::BF16) {
-    ldx = (K + 31) / 32 * 32;
-    float* buf = scratch;
-    for (int m = 0; m < rows; ++m) {
-      const float* a = A + m * lda;
-      float* d = buf + m * ldx;
-      for (int64_t k = 0; k < ldx; ++k) {
-        const int64_t block = k / 32 * 32, lane = k % 32;
-        const float v = k < K ? a[k] : 0.0f;
-        d[block + (lane & 1) * 16 + lane / 2] = v;
-      }
+// Activation rows de-interleaved in blocks of 32 ([16 even | 16 odd]) to match the bf16
+// widening, zero-padded to row_dots_stride(K).
+void split_rows(int rows, int64_t K, const float* A, int64_t lda, float* xs) {
+  const int64_t ldx = row_dots_stride(K);
+  for (int m = 0; m < rows; ++m) {
+    const float* a = A + m * lda;
+    float* d = xs + m * ldx;
+    for (int64_t k = 0; k < ldx; ++k) {
+      const int64_t block = k / 32 * 32, lane = k % 32;
+      d[block + (lane & 1) * 16 + lane / 2] = k < K ? a[k] : 0.0f;
     }
-    xs = buf;
   }
+}
+
+void row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
+              int64_t n1, float* C, int64_t ldc, bool load_c) {
+  constexpr int kCols = 4;
+  float out[kRowGroup * kCols];
+  const int64_t ldx = row_dots_stride(K);
   auto store = [&](int64_t n, int cols) {
     for (int m = 0; m < rows; ++m)
       for (int j = 0; j < cols; ++j) {
@@ -365,7 +364,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, row_dots, exp_shift_sum, max_of, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 
