@@ -77,6 +77,99 @@ void micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int
   }
 }
 
+// ---- packing: 8 x 8 in-register transposes
+
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+// 8 values of a row widened to f32, zero beyond `valid` (1..8).
+inline __m256 load8(const float* p, int64_t valid) {
+  return valid >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask8(valid));
+}
+inline __m128i load8_u16(const uint16_t* p, int64_t valid) {
+  if (valid >= 8) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  alignas(16) uint16_t tmp[8] = {};
+  for (int64_t i = 0; i < valid; ++i) tmp[i] = p[i];
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+}
+inline __m256 load8_bf16(const uint16_t* p, int64_t valid) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load8_u16(p, valid)), 16));
+}
+inline __m256 load8_f16(const uint16_t* p, int64_t valid) { return _mm256_cvtph_ps(load8_u16(p, valid)); }
+
+template <typename Src, typename Load>
+void pack_nk(const Src* src, int64_t ld, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, Load load) {
+  const int64_t panels = (n_count + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * kNR;
+    for (int part = 0; part < kNR / 8; ++part) {
+      const int64_t j0 = p * kNR + part * 8;
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(8, n_count - j0));
+      for (int64_t k = 0; k < kc; k += 8) {
+        const int64_t kvalid = std::min<int64_t>(8, kc - k);
+        __m256 r[8];
+        for (int64_t j = 0; j < 8; ++j)
+          r[j] = j < rows ? load(src + (n0 + j0 + j) * ld + k0 + k, kvalid) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int64_t kk = 0; kk < kvalid; ++kk) _mm256_store_ps(dst + (k + kk) * kNR + part * 8, r[kk]);
+      }
+    }
+  }
+}
+
+void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr) {
+  if (B.k_major) {
+    if (B.dtype != DType::F32) return portable_gemm_kernels().pack_b(B, n0, n_count, k0, kc, Bp, nr);
+    const auto* src = static_cast<const float*>(B.data);
+    const int64_t panels = (n_count + kNR - 1) / kNR;
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t cols = std::min<int64_t>(kNR, n_count - p * kNR);
+      float* dst = Bp + p * kc * kNR;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* row = src + (k0 + k) * B.ld + n0 + p * kNR;
+        _mm256_store_ps(dst + k * kNR, cols >= 8 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, tail_mask8(cols)));
+        _mm256_store_ps(dst + k * kNR + 8, cols >= 16 ? _mm256_loadu_ps(row + 8)
+                                                      : _mm256_maskload_ps(row + 8, tail_mask8(cols - 8)));
+      }
+    }
+    return;
+  }
+  switch (B.dtype) {
+    case DType::F32: return pack_nk(static_cast<const float*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8);
+    case DType::BF16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8_bf16);
+    case DType::F16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8_f16);
+    default: return;  // the driver accepts float types only
+  }
+}
+
+// A micro-panel (rows <= 6): 8 k at a time, transposed in registers, `rows` values stored per k.
+void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256i row_mask = tail_mask8(rows);
+  for (int64_t k = 0; k < kc; k += 8) {
+    const int64_t kvalid = std::min<int64_t>(8, kc - k);
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_mul_ps(load8(src + i * ld + k, kvalid), s) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int64_t kk = 0; kk < kvalid; ++kk) _mm256_maskstore_ps(dst + (k + kk) * rows, row_mask, r[kk]);
+  }
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -269,8 +362,8 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx2_gemm_kernels() {
-  static const GemmKernels kernels = {"avx2",   kMR,      kNR,           micro,   portable_gemm_kernels().pack_b,
-                                      portable_gemm_kernels().pack_a, split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
+  static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
+                                      split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 
