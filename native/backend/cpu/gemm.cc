@@ -17,6 +17,7 @@ namespace vargpt::cpu {
 
 namespace {
 
+
 // ---- portable kernels: plain loops over fixed-size arrays, which compilers vectorise for
 // whatever the baseline target offers (SSE2 on x86-64, NEON on arm64).
 
@@ -338,6 +339,13 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
           for (int64_t p = p_begin; p < p_end; ++p) {
             const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
             float* c = C + r0 * ldc + n0 + j * nr;
+            // The C tile of the next call is read only after its k loop; ask for it now, while
+            // this call computes, so its misses (C is far larger than the caches) overlap.
+            if (p + 1 < p_end) {
+              const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
+              for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
+                for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
+            }
             kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
                        k0 > 0 || ep.accumulate);
             if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
