@@ -291,13 +291,11 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   // (rows [panel_row[p], panel_row[p+1])) as [kc][rows] at offset panel_row[p] * kc. The panels
   // one K block needs are then contiguous, which the L2 prefetchers and the TLB both like.
   const int64_t kc_block = kGemmKC;
-  std::unique_ptr<float, decltype(&std::free)> Ap(
-      static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(M * K) * sizeof(float) + 63) / 64 * 64 + 64)),
-      &std::free);
-  VG_CHECK(Ap != nullptr, "gemm: out of memory packing A [", M, ", ", K, "]");
-  auto a_panel = [&](int64_t k0, int64_t p) {
-    return Ap.get() + k0 * M + panel_row[p] * std::min(kc_block, K - k0);
-  };
+  // Kept per calling thread between calls: fresh large allocations would cost a page fault and
+  // a zeroed page every 4 KB on every call.
+  static thread_local AlignedBuffer a_pack;
+  float* const Ap = a_pack.floats(static_cast<size_t>(M * K));
+  auto a_panel = [&](int64_t k0, int64_t p) { return Ap + k0 * M + panel_row[p] * std::min(kc_block, K - k0); };
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
