@@ -19,10 +19,11 @@ namespace {
 
 
 // ---- portable kernels: plain loops over fixed-size arrays, which compilers vectorise for
-// whatever the baseline target offers (SSE2 on x86-64, NEON on arm64).
+// whatever the baseline target offers (SSE2 on x86-64, NEON on arm64). The 4 x 8 register tile
+// fits the 16 registers of SSE2 (8 accumulators, 2 B vectors, a broadcast); larger tiles spill.
 
-constexpr int kPortableMR = 6;
-constexpr int kPortableNR = 16;
+constexpr int kPortableMR = 4;
+constexpr int kPortableNR = 8;
 
 template <int R>
 void portable_micro_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid,
@@ -50,8 +51,6 @@ void portable_micro(int rows, int64_t kc, const float* Ap, const float* Bp, floa
     case 2: return portable_micro_rows<2>(kc, Ap, Bp, C, ldc, n_valid, load_c);
     case 3: return portable_micro_rows<3>(kc, Ap, Bp, C, ldc, n_valid, load_c);
     case 4: return portable_micro_rows<4>(kc, Ap, Bp, C, ldc, n_valid, load_c);
-    case 5: return portable_micro_rows<5>(kc, Ap, Bp, C, ldc, n_valid, load_c);
-    case 6: return portable_micro_rows<6>(kc, Ap, Bp, C, ldc, n_valid, load_c);
     default: fail("gemm: portable micro-kernel called with ", rows, " rows");
   }
 }
