@@ -59,7 +59,24 @@ export interface NativeAddon {
   devices(): { cpu: NativeCpuInfo; cuda: NativeCudaInfo };
   openCheckpoint(path: string): Promise<NativeCheckpoint>;
   // Runs one backend operator on host tensors (the operator tests and benchmarks use it).
-  runOp(device: string, op: string, inputs: NativeTensorInput[], attrs: Record<string, unknown>): Promise<NativeTensor[]>;
+  // `inputs` may hold null for an optional input; see native/binding/ops.cc for ops and attrs.
+  runOp(
+    device: string,
+    op: string,
+    inputs: (NativeTensorInput | null)[],
+    attrs: Record<string, unknown>,
+  ): Promise<NativeTensor[]>;
+  // Binds the op once, then runs it `iterations` times; resolves with the seconds of each run.
+  timeOp(
+    device: string,
+    op: string,
+    inputs: (NativeTensorInput | null)[],
+    attrs: Record<string, unknown>,
+    iterations: number,
+  ): Promise<number[]>;
+  // Switches the CPU GEMM path ('avx512' | 'avx2' | 'portable') for later ops; returns the previous
+  // one. Throws when this CPU or build lacks the path.
+  setCpuKernels(path: string): string;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,5 +1,6 @@
 // devices(): what each backend can offer on this machine, or why it cannot.
 #include "../backend/backend.h"
+#include "async.h"
 #include "binding.h"
 
 namespace vargpt::binding {

@@ -15,5 +15,8 @@ std::shared_ptr<Backend> create_cpu_backend();
 std::vector<std::string> cpu_kernel_features();
 // The GEMM path chosen at run time: "avx512", "avx2" or "portable".
 std::string cpu_kernel_path();
+// Switches the GEMM path ("avx512", "avx2", "portable") for every later op, so tests and
+// benchmarks can compare paths in one process; throws if this CPU or build lacks it.
+void set_cpu_kernel_path(const std::string& path);
 
 }  // namespace vargpt

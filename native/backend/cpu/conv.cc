@@ -1,0 +1,125 @@
+// conv2d as GEMM: y[O, Ho*Wo] = W[O, C*kh*kw] · col[C*kh*kw, Ho*Wo]. 1x1 stride-1 unpadded
+// convolutions use the input itself as `col`; the others build it (im2col) in chunks of output
+// pixels so the scratch stays bounded at 256x256. Also nearest-neighbour 2x upsampling.
+#include <vector>
+
+#include "cpu_common.h"
+#include "cpu_ops.h"
+#include "gemm.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+// Scratch bound for one im2col chunk; large enough that the GEMM sees wide N.
+constexpr int64_t kColBudgetFloats = int64_t{16} << 20;  // 64 MB
+
+struct ImageDims {
+  int64_t N, C, H, W;
+};
+
+ImageDims image_dims(const char* op, const char* name, const Tensor& t) {
+  check_rank(op, name, t, 3, 4);
+  if (t.rank() == 4) return {t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
+  return {1, t.dim(0), t.dim(1), t.dim(2)};
+}
+
+}  // namespace
+
+void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& p, const Tensor& y) {
+  const char* op = "conv2d";
+  check_dtype(op, "x", x, DType::F32);
+  check_float(op, "weight", weight);
+  check_dtype(op, "y", y, DType::F32);
+  const ImageDims in = image_dims(op, "x", x);
+  VG_CHECK(weight.rank() == 4, op, ": weight ", weight.describe(), " must be [O, C, kh, kw]");
+  const int64_t O = weight.dim(0), kh = weight.dim(2), kw = weight.dim(3);
+  VG_CHECK(weight.dim(1) == in.C, op, ": x ", x.describe(), " has ", in.C, " channels but weight ",
+           weight.describe(), " expects ", weight.dim(1));
+  VG_CHECK(p.stride >= 1, op, ": stride ", p.stride, " must be at least 1");
+  VG_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
+           ": padding must be non-negative");
+  const int64_t Hp = in.H + p.pad_top + p.pad_bottom, Wp = in.W + p.pad_left + p.pad_right;
+  VG_CHECK(Hp >= kh && Wp >= kw, op, ": kernel ", kh, "x", kw, " is larger than the padded input ", Hp, "x", Wp,
+           " of x ", x.describe());
+  const int64_t Ho = (Hp - kh) / p.stride + 1, Wo = (Wp - kw) / p.stride + 1;
+  const Shape expected = x.rank() == 4 ? Shape{in.N, O, Ho, Wo} : Shape{O, Ho, Wo};
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
+           x.describe(), ", weight ", weight.describe(), ", stride ", p.stride);
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "weight", weight);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  std::vector<float> bias_f32;
+  if (bias != nullptr) bias_f32 = widen_vector(op, "bias", *bias, O);
+  if (y.numel() == 0) return;
+
+  const int64_t K = in.C * kh * kw, P = Ho * Wo;
+  // The weights are the GEMM's A operand, which is f32: widen bf16/f16 filters once per call.
+  std::vector<float> w_f32;
+  const float* A = nullptr;
+  if (weight.dtype() == DType::F32) {
+    A = weight.data<float>();
+  } else {
+    w_f32.resize(static_cast<size_t>(O * K));
+    convert_to_f32(weight.dtype(), weight.raw(), w_f32.data(), w_f32.size());
+    A = w_f32.data();
+  }
+  const GemmEpilogue ep{nullptr, bias ? bias_f32.data() : nullptr, Activation::None, false};
+  const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_bottom == 0 &&
+                         p.pad_left == 0 && p.pad_right == 0;
+  const int64_t chunk = pointwise ? P : std::max<int64_t>(1, std::min(P, kColBudgetFloats / std::max<int64_t>(K, 1)));
+  std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * chunk));
+
+  for (int64_t n = 0; n < in.N; ++n) {
+    const float* xn = x.data<float>() + n * in.C * in.H * in.W;
+    float* yn = y.data<float>() + n * O * P;
+    if (pointwise) {
+      gemm(O, P, K, A, K, GemmB{xn, DType::F32, P, true}, yn, P, ep);
+      continue;
+    }
+    for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+      const int64_t np = std::min(chunk, P - p0);
+      parallel_for(K, grain_for(np), [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t c = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
+          const float* plane = xn + c * in.H * in.W;
+          float* dst = col.data() + k * np;
+          for (int64_t i = 0; i < np; ++i) {
+            const int64_t oh = (p0 + i) / Wo, ow = (p0 + i) % Wo;
+            const int64_t ih = oh * p.stride - p.pad_top + ky, iw = ow * p.stride - p.pad_left + kx;
+            dst[i] = (ih >= 0 && ih < in.H && iw >= 0 && iw < in.W) ? plane[ih * in.W + iw] : 0.0f;
+          }
+        }
+      });
+      gemm(O, np, K, A, K, GemmB{col.data(), DType::F32, np, true}, yn + p0, P, ep);
+    }
+  }
+}
+
+void upsample_nearest2x(const Tensor& x, const Tensor& y) {
+  const char* op = "upsample_nearest2x";
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  const ImageDims in = image_dims(op, "x", x);
+  const Shape expected =
+      x.rank() == 4 ? Shape{in.N, in.C, 2 * in.H, 2 * in.W} : Shape{in.C, 2 * in.H, 2 * in.W};
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
+           x.describe());
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  const float* xs = x.data<float>();
+  float* ys = y.data<float>();
+  const int64_t W2 = 2 * in.W;
+  parallel_for(in.N * in.C * in.H, grain_for(4 * in.W), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* src = xs + r * in.W;
+      float* dst = ys + r * 2 * W2;
+      for (int64_t i = 0; i < in.W; ++i) dst[2 * i] = dst[2 * i + 1] = src[i];
+      std::copy(dst, dst + W2, dst + W2);
+    }
+  });
+}
+
+}  // namespace vargpt::cpu

@@ -1,0 +1,122 @@
+// CpuBackend: the Backend interface over host memory. Ops run synchronously on the calling thread
+// plus the global thread pool; each forwards to the kernel family in its own file (cpu_ops.h),
+// which validates its arguments.
+#include "cpu_backend.h"
+
+#include "cpu_common.h"
+#include "cpu_ops.h"
+#include "gemm.h"
+
+namespace vargpt {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  DeviceKind device() const override { return DeviceKind::CPU; }
+
+  Tensor empty(DType dtype, Shape shape) override { return Tensor::empty_host(dtype, std::move(shape)); }
+  Tensor upload(const Tensor& host) override {
+    cpu::check_defined("upload", "host", host);
+    return host;  // host memory is this backend's memory: mapped weights are used in place
+  }
+  Tensor to_host(const Tensor& tensor) override {
+    cpu::check_defined("to_host", "tensor", tensor);
+    return tensor.contiguous_copy();
+  }
+  void copy(const Tensor& src, const Tensor& dst) override { cpu::copy(src, dst); }
+  void fill(const Tensor& dst, float value) override { cpu::fill(dst, value); }
+  void cast(const Tensor& src, const Tensor& dst) override { cpu::cast(src, dst); }
+  void synchronize() override {}
+
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
+              bool accumulate) override {
+    cpu::linear(x, w, bias, y, act, accumulate);
+  }
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                 const AttentionParams& params) override {
+    cpu::attention(q, k, v, out, params);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) override {
+    cpu::rms_norm(x, weight, eps, y);
+  }
+  void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y) override {
+    cpu::layer_norm(x, weight, bias, eps, y);
+  }
+  void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
+                      const Tensor& y) override {
+    cpu::adaln_modulate(x, scale, shift, eps, y);
+  }
+  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override { cpu::gated_add(x, y, gate); }
+  void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
+                  const Tensor& y) override {
+    cpu::group_norm(x, groups, weight, bias, eps, y);
+  }
+
+  void activation(const Tensor& x, Activation act, const Tensor& y) override { cpu::activation(x, act, y); }
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override { cpu::swiglu(gate, up, y); }
+  void add(const Tensor& a, const Tensor& b, const Tensor& y) override { cpu::add(a, b, y); }
+  void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) override {
+    cpu::axpby(alpha, a, beta, b, y);
+  }
+
+  void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) override {
+    cpu::rope(x, positions, head_dim, theta);
+  }
+  void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) override {
+    cpu::l2_normalize_heads(x, head_dim, head_scale);
+  }
+
+  void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& params,
+              const Tensor& y) override {
+    cpu::conv2d(x, weight, bias, params, y);
+  }
+  void upsample_nearest2x(const Tensor& x, const Tensor& y) override { cpu::upsample_nearest2x(x, y); }
+  void resize_bicubic(const Tensor& x, const Tensor& y) override { cpu::resize_bicubic(x, y); }
+  void resize_area(const Tensor& x, const Tensor& y) override { cpu::resize_area(x, y); }
+  void transpose(const Tensor& x, const Tensor& y) override { cpu::transpose(x, y); }
+
+  void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override {
+    cpu::embedding(ids, table, out);
+  }
+  void vq_nearest(const Tensor& z, const Tensor& codebook, const Tensor& idx) override {
+    cpu::vq_nearest(z, codebook, idx);
+  }
+
+  void argmax(const Tensor& x, const Tensor& idx) override { cpu::argmax(x, idx); }
+  void sample(const Tensor& logits, const SamplingParams& params, const Tensor& idx, const Tensor* kept) override {
+    cpu::sample(logits, params, idx, kept);
+  }
+  void randn(const Tensor& out, uint64_t seed, uint64_t stream) override { cpu::randn(out, seed, stream); }
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> create_cpu_backend() { return std::make_shared<CpuBackend>(); }
+
+std::vector<std::string> cpu_kernel_features() {
+  std::vector<std::string> features;
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  // Only the features some kernel in this build can use.
+  if (__builtin_cpu_supports("avx2")) features.emplace_back("avx2");
+  if (__builtin_cpu_supports("fma")) features.emplace_back("fma");
+  if (__builtin_cpu_supports("f16c")) features.emplace_back("f16c");
+  if (__builtin_cpu_supports("avx512f")) features.emplace_back("avx512f");
+  if (__builtin_cpu_supports("avx512bw")) features.emplace_back("avx512bw");
+  if (__builtin_cpu_supports("avx512vl")) features.emplace_back("avx512vl");
+  if (__builtin_cpu_supports("avx512dq")) features.emplace_back("avx512dq");
+  if (__builtin_cpu_supports("avx512bf16")) features.emplace_back("avx512bf16");
+#elif defined(__aarch64__)
+  features.emplace_back("neon");
+#endif
+  return features;
+}
+
+std::string cpu_kernel_path() { return cpu::active_gemm_kernels().name; }
+
+void set_cpu_kernel_path(const std::string& path) { cpu::set_gemm_kernels(path); }
+
+}  // namespace vargpt

@@ -1,0 +1,135 @@
+// Element-wise ops (activations, SwiGLU, broadcast add, axpby) and rotary position embedding.
+#include <cmath>
+
+#include "cpu_common.h"
+#include "cpu_math.h"
+#include "cpu_ops.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+// Calls body(row_of_a, row_of_b, row_of_y, n) over matching dense rows of same-shaped f32 tensors.
+template <typename Body>
+void for_rows3(const Tensor& a, const Tensor& b, const Tensor& y, Body&& body) {
+  const Rows ar(a), br(b), yr(y);
+  const int64_t C = ar.cols();
+  parallel_for(ar.rows(), grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) body(ar.row<float>(r), br.row<float>(r), yr.row<float>(r), C);
+  });
+}
+
+// Same-shape f32 operands with dense rows; `y` may alias an input only exactly (in place).
+void check_binary(const char* op, const char* a_name, const Tensor& a, const char* b_name, const Tensor& b,
+                  const Tensor& y) {
+  check_dtype(op, a_name, a, DType::F32);
+  check_dtype(op, b_name, b, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  check_same_shape(op, a_name, a, b_name, b);
+  check_same_shape(op, a_name, a, "y", y);
+  check_dense_rows(op, a_name, a);
+  check_dense_rows(op, b_name, b);
+  check_dense_rows(op, "y", y);
+  auto same_view = [](const Tensor& s, const Tensor& t) {
+    return s.raw() == t.raw() && s.strides() == t.strides();
+  };
+  VG_CHECK(!overlaps(a, y) || same_view(a, y), op, ": y ", y.describe(), " partly overlaps ", a_name, " ",
+           a.describe());
+  VG_CHECK(!overlaps(b, y) || same_view(b, y), op, ": y ", y.describe(), " partly overlaps ", b_name, " ",
+           b.describe());
+}
+
+}  // namespace
+
+void activation(const Tensor& x, Activation act, const Tensor& y) {
+  check_binary("activation", "x", x, "x", x, y);
+  for_rows3(x, x, y, [&](const float* xi, const float*, float* yi, int64_t n) { activation_run(act, xi, yi, n); });
+}
+
+void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) {
+  check_binary("swiglu", "gate", gate, "up", up, y);
+  for_rows3(gate, up, y, [](const float* g, const float* u, float* yi, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) yi[i] = silu(g[i]) * u[i];
+  });
+}
+
+void add(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const char* op = "add";
+  check_dtype(op, "a", a, DType::F32);
+  check_dtype(op, "b", b, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  check_same_shape(op, "a", a, "y", y);
+  VG_CHECK(b.rank() <= a.rank() && std::equal(b.shape().begin(), b.shape().end(), a.shape().end() - b.rank()), op,
+           ": b ", b.describe(), " is not a suffix of a ", a.describe());
+  VG_CHECK(a.rank() >= 1, op, ": a ", a.describe(), " must have at least one axis");
+  check_dense_rows(op, "a", a);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "b", b, "y", y);
+  VG_CHECK(!overlaps(a, y) || (a.raw() == y.raw() && a.strides() == y.strides()), op, ": y ", y.describe(),
+           " partly overlaps a ", a.describe());
+  // b as rows of the same width as a's rows; a's row r pairs with b's row r mod (rows of b).
+  const Tensor bb = b.rank() == 0 ? b.contiguous_copy().view({1}) : b;
+  VG_CHECK(bb.rank() >= 1 && bb.dim(-1) == a.dim(-1), op, ": b ", b.describe(), " must span a's last axis");
+  check_dense_rows(op, "b", bb);
+  const Rows ar(a), br(bb), yr(y);
+  const int64_t C = ar.cols(), b_rows = br.rows();
+  parallel_for(ar.rows(), grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* ai = ar.row<float>(r);
+      const float* bi = br.row<float>(r % b_rows);
+      float* yi = yr.row<float>(r);
+      for (int64_t c = 0; c < C; ++c) yi[c] = ai[c] + bi[c];
+    }
+  });
+}
+
+void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) {
+  check_binary("axpby", "a", a, "b", b, y);
+  for_rows3(a, b, y, [&](const float* ai, const float* bi, float* yi, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) yi[i] = alpha * ai[i] + beta * bi[i];
+  });
+}
+
+void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) {
+  const char* op = "rope";
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "positions", positions, DType::I32);
+  check_rank(op, "x", x, 2, 3);
+  check_dense_rows(op, "x", x);
+  VG_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.dim(-1) % head_dim == 0, op, ": head_dim ", head_dim,
+           " must be even and divide the last axis of x ", x.describe());
+  const int64_t L = x.dim(-2), H = x.dim(-1) / head_dim, half = head_dim / 2;
+  VG_CHECK(positions.rank() == 1 && positions.dim(0) == L, op, ": positions ", positions.describe(), " must be i32[",
+           L, "] for x ", x.describe());
+  VG_CHECK(theta > 0.0f, op, ": theta ", theta, " must be positive");
+  // inv_freq and the angle in f32 as Hugging Face computes them (theta ** (2j / D) in float,
+  // position * inv_freq in float), so long positions round the same way as the reference.
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t j = 0; j < half; ++j)
+    inv_freq[j] = 1.0f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(head_dim));
+  const int32_t* pos = positions.data<int32_t>();
+  const int64_t pos_stride = positions.stride(0);
+  const Rows xr(x);
+  parallel_for(xr.rows(), grain_for(x.dim(-1) * 8), [&](int64_t r0, int64_t r1) {
+    std::vector<float> cs(static_cast<size_t>(2 * half));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float p = static_cast<float>(pos[(r % L) * pos_stride]);
+      for (int64_t j = 0; j < half; ++j) {
+        const float angle = p * inv_freq[j];
+        cs[j] = std::cos(angle);
+        cs[half + j] = std::sin(angle);
+      }
+      float* row = xr.row<float>(r);
+      for (int64_t h = 0; h < H; ++h) {
+        float* v = row + h * head_dim;
+        for (int64_t j = 0; j < half; ++j) {
+          const float x1 = v[j], x2 = v[j + half];
+          v[j] = x1 * cs[j] - x2 * cs[half + j];
+          v[j + half] = x2 * cs[j] + x1 * cs[half + j];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace vargpt::cpu

@@ -1,0 +1,370 @@
+// GEMM driver (blocking, packing of A, threading, epilogue) and the portable kernels; the
+// instruction-set kernels live in gemm_avx2.cc and gemm_avx512.cc.
+#include "gemm.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cpu_common.h"
+#include "cpu_math.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+// ---- portable kernels: plain loops over fixed-size arrays, which compilers vectorise for
+// whatever the baseline target offers (SSE2 on x86-64, NEON on arm64).
+
+constexpr int kPortableMR = 6;
+constexpr int kPortableNR = 16;
+
+template <int R>
+void portable_micro_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid,
+                         bool load_c) {
+  float acc[R][kPortableNR];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < kPortableNR; ++j) acc[i][j] = 0.0f;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = Bp + k * kPortableNR;
+    for (int i = 0; i < R; ++i) {
+      const float a = Ap[k * R + i];
+      for (int j = 0; j < kPortableNR; ++j) acc[i][j] += a * b[j];
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    float* c = C + i * ldc;
+    for (int j = 0; j < n_valid; ++j) c[j] = (load_c ? c[j] : 0.0f) + acc[i][j];
+  }
+}
+
+void portable_micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid,
+                    bool load_c) {
+  switch (rows) {
+    case 1: return portable_micro_rows<1>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 2: return portable_micro_rows<2>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 3: return portable_micro_rows<3>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 4: return portable_micro_rows<4>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 5: return portable_micro_rows<5>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 6: return portable_micro_rows<6>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    default: fail("gemm: portable micro-kernel called with ", rows, " rows");
+  }
+}
+
+template <typename Widen>
+void pack_b_typed(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr,
+                  Widen widen) {
+  using Src = typename Widen::Src;
+  const auto* src = static_cast<const Src*>(B.data);
+  const int64_t panels = (n_count + nr - 1) / nr;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * nr;
+    const int64_t cols = std::min<int64_t>(nr, n_count - p * nr);
+    if (B.k_major) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const Src* row = src + (k0 + k) * B.ld + n0 + p * nr;
+        float* d = dst + k * nr;
+        for (int64_t j = 0; j < cols; ++j) d[j] = widen(row[j]);
+        for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+      }
+    } else {
+      for (int64_t j = 0; j < cols; ++j) {
+        const Src* row = src + (n0 + p * nr + j) * B.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = widen(row[k]);
+      }
+      for (int64_t j = cols; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + j] = 0.0f;
+    }
+  }
+}
+
+struct WidenF32 {
+  using Src = float;
+  float operator()(float v) const { return v; }
+};
+struct WidenBF16 {
+  using Src = uint16_t;
+  float operator()(uint16_t v) const { return bf16_to_f32(v); }
+};
+struct WidenF16 {
+  using Src = uint16_t;
+  float operator()(uint16_t v) const { return f16_to_f32(v); }
+};
+
+void portable_pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr) {
+  switch (B.dtype) {
+    case DType::F32: return pack_b_typed(B, n0, n_count, k0, kc, Bp, nr, WidenF32{});
+    case DType::BF16: return pack_b_typed(B, n0, n_count, k0, kc, Bp, nr, WidenBF16{});
+    case DType::F16: return pack_b_typed(B, n0, n_count, k0, kc, Bp, nr, WidenF16{});
+    default: fail("gemm: B of type ", dtype_name(B.dtype), " is not a float type");
+  }
+}
+
+// Dot of a widened weight row chunk with up to kSmallRows activation rows. Sixteen partial sums
+// per row let the compiler vectorise a float reduction it may not reorder on its own.
+void portable_row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
+                       float* C, int64_t ldc, bool load_c, float* /*scratch*/) {
+  constexpr int64_t kChunk = 512;
+  alignas(64) float wrow[kChunk];
+  const size_t item = dtype_size(B.dtype);
+  for (int64_t n = n0; n < n1; ++n) {
+    const char* wsrc = static_cast<const char*>(B.data) + static_cast<size_t>(n * B.ld) * item;
+    float partial[kSmallRows][16] = {};
+    float tail[kSmallRows] = {};
+    for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+      const int64_t len = std::min(kChunk, K - k0);
+      convert_to_f32(B.dtype, wsrc + static_cast<size_t>(k0) * item, wrow, static_cast<size_t>(len));
+      const int64_t body = len / 16 * 16;
+      for (int m = 0; m < rows; ++m) {
+        const float* a = A + m * lda + k0;
+        for (int64_t k = 0; k < body; k += 16)
+          for (int j = 0; j < 16; ++j) partial[m][j] += a[k + j] * wrow[k + j];
+        for (int64_t k = body; k < len; ++k) tail[m] += a[k] * wrow[k];
+      }
+    }
+    for (int m = 0; m < rows; ++m) {
+      float sum = tail[m];
+      for (int j = 0; j < 16; ++j) sum += partial[m][j];
+      float* c = C + m * ldc + n;
+      *c = (load_c ? *c : 0.0f) + sum;
+    }
+  }
+}
+
+double portable_fma_loop(int64_t iterations) {
+  // Sixteen independent chains of 8 lanes; volatile seeds keep the compiler from folding the loop.
+  volatile float seed = 1.0f;
+  float acc[16][8];
+  for (int c = 0; c < 16; ++c)
+    for (int j = 0; j < 8; ++j) acc[c][j] = seed * static_cast<float>(c + j);
+  const float a = seed * 0.999999f, b = seed * 1e-7f;
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int c = 0; c < 16; ++c)
+      for (int j = 0; j < 8; ++j) acc[c][j] = acc[c][j] * a + b;
+  float sink = 0;
+  for (int c = 0; c < 16; ++c)
+    for (int j = 0; j < 8; ++j) sink += acc[c][j];
+  seed = sink;
+  return 2.0 * 16 * 8 * static_cast<double>(iterations);
+}
+
+const GemmKernels kPortable = {"portable", kPortableMR, kPortableNR, portable_micro, portable_pack_b,
+                               portable_row_dots, portable_fma_loop};
+
+// ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
+// still in cache.
+void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, int64_t cols,
+                   const GemmEpilogue& ep) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* c = C + i * ldc + n0;
+    if (ep.bias != nullptr) {
+      const float* b = ep.bias + n0;
+      for (int64_t j = 0; j < cols; ++j) c[j] += b[j];
+    }
+    if (ep.row_bias != nullptr) {
+      const float b = ep.row_bias[m0 + i];
+      for (int64_t j = 0; j < cols; ++j) c[j] += b;
+    }
+    if (ep.act != Activation::None) activation_run(ep.act, c, c, cols);
+  }
+}
+
+// The best path this CPU supports, no higher than `cap` ("" = no cap).
+const GemmKernels& best_kernels(const std::string& cap) {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  const bool has_avx2 =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if ((cap.empty() || cap == "avx512") && has_avx512) return avx512_gemm_kernels();
+  if ((cap.empty() || cap == "avx512" || cap == "avx2") && has_avx2) return avx2_gemm_kernels();
+#endif
+  return kPortable;
+}
+
+std::atomic<const GemmKernels*>& current_kernels() {
+  static std::atomic<const GemmKernels*> current{[] {
+    const char* env = std::getenv("VARGPT_CPU_KERNELS");
+    return &best_kernels(env ? env : "");
+  }()};
+  return current;
+}
+
+}  // namespace
+
+const GemmKernels& portable_gemm_kernels() { return kPortable; }
+
+const GemmKernels& active_gemm_kernels() { return *current_kernels().load(std::memory_order_relaxed); }
+
+void set_gemm_kernels(const std::string& name) {
+  VG_CHECK(name == "avx512" || name == "avx2" || name == "portable", "cpu kernels \"", name,
+           "\": expected avx512, avx2 or portable");
+  const GemmKernels& chosen = best_kernels(name);
+  VG_CHECK(chosen.name == name, "cpu kernels \"", name, "\" are not available on this CPU or build (best: ",
+           best_kernels("").name, ")");
+  current_kernels().store(&chosen);
+}
+
+namespace {
+
+void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                   const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  // Chunks of weight rows big enough to amortise the pool hand-off, small enough to balance.
+  const int64_t grain = std::max<int64_t>(8, std::min<int64_t>(256, N / (num_threads() * 8) + 1));
+  static thread_local AlignedBuffer scratch_buffer;
+  parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+    float* scratch = scratch_buffer.floats(static_cast<size_t>(kSmallRows * row_dots_stride(K)));
+    for (int64_t m0 = 0; m0 < M; m0 += kSmallRows) {
+      const int rows = static_cast<int>(std::min(kSmallRows, M - m0));
+      kern.row_dots(rows, K, A + m0 * lda, lda, B, n0, n1, C + m0 * ldc, ldc, ep.accumulate, scratch);
+      epilogue_tile(C + m0 * ldc, ldc, m0, rows, n0, n1 - n0, ep);
+    }
+  });
+}
+
+void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                 const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  const int threads = num_threads();
+  const int nr = kern.nr;
+
+  // Row panels of at most mr rows, balanced so that M = 16 becomes 8 + 8 rather than 14 + 2.
+  const int64_t panels = (M + kern.mr - 1) / kern.mr;
+  std::vector<int64_t> panel_row(panels + 1);
+  for (int64_t p = 0; p <= panels; ++p) panel_row[p] = p * M / panels;
+
+  // Pack all of A once, K block by K block: block k0 starts at k0 * M and holds each panel p
+  // (rows [panel_row[p], panel_row[p+1])) as [kc][rows] at offset panel_row[p] * kc. The panels
+  // one K block needs are then contiguous, which the L2 prefetchers and the TLB both like.
+  const int64_t kc_block = kGemmKC;
+  std::unique_ptr<float, decltype(&std::free)> Ap(
+      static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(M * K) * sizeof(float) + 63) / 64 * 64 + 64)),
+      &std::free);
+  VG_CHECK(Ap != nullptr, "gemm: out of memory packing A [", M, ", ", K, "]");
+  auto a_panel = [&](int64_t k0, int64_t p) {
+    return Ap.get() + k0 * M + panel_row[p] * std::min(kc_block, K - k0);
+  };
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+      for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
+        const int64_t kc = std::min(kc_block, K - k0);
+        float* dst = a_panel(k0, p);
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* src = A + (r0 + i) * lda + k0;
+          for (int64_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
+        }
+      }
+    }
+  });
+
+  // N blocks sized so each thread's packed B block (KC x NC floats) sits in its L2, and counted
+  // in multiples of the thread count so the last round is not half idle.
+  int64_t n_blocks = std::max<int64_t>((N + 511) / 512, 1);
+  n_blocks = (n_blocks + threads - 1) / threads * threads;
+  int64_t nc = (N + n_blocks - 1) / n_blocks;
+  nc = (nc + nr - 1) / nr * nr;
+  n_blocks = (N + nc - 1) / nc;
+  // Narrow outputs (few N blocks) are split along M as well so every thread has work.
+  int64_t m_blocks = 1;
+  if (n_blocks < 2 * threads) m_blocks = std::min<int64_t>(panels, (2 * threads + n_blocks - 1) / n_blocks);
+
+  static thread_local AlignedBuffer b_pack;
+  parallel_for(n_blocks * m_blocks, 1, [&](int64_t item0, int64_t item1) {
+    for (int64_t item = item0; item < item1; ++item) {
+      const int64_t nb = item / m_blocks, mb = item % m_blocks;
+      const int64_t n0 = nb * nc, ncols = std::min(nc, N - n0);
+      const int64_t p_begin = mb * panels / m_blocks, p_end = (mb + 1) * panels / m_blocks;
+      const int64_t n_panels = (ncols + nr - 1) / nr;
+      float* Bp = b_pack.floats(static_cast<size_t>(n_panels * nr * kc_block));
+      for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
+        const int64_t kc = std::min(kc_block, K - k0);
+        const bool last = k0 + kc >= K;
+        kern.pack_b(B, n0, ncols, k0, kc, Bp, nr);
+        // B micro-panel outer, A panels inner: the KC x nr micro-panel of B stays in L1 while
+        // the A panels (shared by all threads) stream from L2.
+        for (int64_t j = 0; j < n_panels; ++j) {
+          const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
+          const float* b = Bp + j * kc * nr;
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+            float* c = C + r0 * ldc + n0 + j * nr;
+            kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
+                       k0 > 0 || ep.accumulate);
+            if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
+          const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (ep.accumulate && ep.act != Activation::None) {
+    // C += act(...): the activation needs the complete sum, so compute it apart and add.
+    std::vector<float> tmp(static_cast<size_t>(M * N));
+    gemm(M, N, K, A, lda, B, tmp.data(), N, GemmEpilogue{ep.bias, ep.row_bias, ep.act, false});
+    parallel_for(M, grain_for(N), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m)
+        for (int64_t n = 0; n < N; ++n) C[m * ldc + n] += tmp[m * N + n];
+    });
+    return;
+  }
+  if (K == 0) {
+    for (int64_t m = 0; m < M; ++m) {
+      float* c = C + m * ldc;
+      if (!ep.accumulate) std::fill(c, c + N, 0.0f);
+    }
+    epilogue_tile(C, ldc, 0, M, 0, N, ep);
+    return;
+  }
+  const GemmKernels& kern = active_gemm_kernels();
+  if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
+  gemm_packed(kern, M, N, K, A, lda, B, C, ldc, ep);
+}
+
+double measure_peak_gflops(double seconds) {
+  const GemmKernels& kern = active_gemm_kernels();
+  const int threads = num_threads();
+  std::vector<double> flops(threads, 0.0);
+  std::atomic<int> started{0};
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point begin, end;
+  std::atomic<bool> timing{false};
+  // One item per thread. Each waits (at most a second) until all have started, so that one thread
+  // picking up two items in a row cannot halve the figure; the time runs from the last start.
+  ThreadPool::global().parallel_for(
+      threads,
+      [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const auto arrived = Clock::now();
+          if (started.fetch_add(1) + 1 == threads) {
+            begin = Clock::now();
+            end = begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+            timing.store(true);
+          }
+          while (!timing.load() && Clock::now() - arrived < std::chrono::seconds(1)) {
+          }
+          if (!timing.load()) return;
+          double done = 0;
+          while (Clock::now() < end) done += kern.fma_loop(1 << 14);
+          flops[t] = done;
+        }
+      },
+      1);
+  VG_CHECK(timing.load(), "peak_flops: the thread pool did not start ", threads, " threads together");
+  const double elapsed = std::chrono::duration<double>(Clock::now() - begin).count();
+  double total = 0;
+  for (double f : flops) total += f;
+  return total / elapsed * 1e-9;
+}
+
+}  // namespace vargpt::cpu

@@ -1,0 +1,90 @@
+// The CPU GEMM: C[M, N] = act(A[M, K] · B^T + bias), or C += that. A and C are f32; B is read in
+// its stored type (f32, bf16, f16) and widened in the kernels, so bf16 checkpoints stay bf16 in
+// memory.
+//
+// Two strategies, one per regime:
+// - small M (decode, M <= kSmallRows): "row dots". Each weight row is streamed once and dotted
+//   with the few activation rows; the loop is bound by memory bandwidth, so weights are widened
+//   in registers and never packed.
+// - larger M: BLIS-style packing. A is packed once into micro-panels of up to mr rows; each
+//   thread packs a KC x NC block of B (widened to f32) that stays in its L2, and an mr x nr
+//   register-blocked micro-kernel runs over it with broadcast-FMA. Packing B costs O(N K) per
+//   M block and the micro-kernel O(M N K), so it pays off as soon as M reaches a few rows.
+//
+// The instruction-set kernels (portable, AVX2, AVX-512) fill a GemmKernels table; the driver in
+// gemm.cc is shared.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../../core/dtype.h"
+#include "../backend.h"
+
+namespace vargpt::cpu {
+
+// B(n, k) = data[n * ld + k] (a Linear weight [N, K]) or, when k_major, data[k * ld + n].
+struct GemmB {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t ld = 0;
+  bool k_major = false;
+};
+
+struct GemmEpilogue {
+  const float* bias = nullptr;      // [N] or null: added to every row (Linear)
+  const float* row_bias = nullptr;  // [M] or null: added to every column (conv: one per channel)
+  Activation act = Activation::None;
+  bool accumulate = false;  // C += act(A B^T + bias)
+};
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
+          const GemmEpilogue& epilogue);
+
+// Rows up to which the row-dot (GEMV-like) strategy is used for [N, K] weights.
+constexpr int64_t kSmallRows = 4;
+// K block of the packed strategy: a KC x nr micro-panel of B plus an mr x KC panel of A stay in L1.
+constexpr int64_t kGemmKC = 256;
+
+struct GemmKernels {
+  const char* name;  // "avx512", "avx2", "portable"
+  int mr;            // rows of the micro-kernel (any count 1..mr is supported)
+  int nr;            // columns of the micro-kernel; packed B panels are nr wide
+  // C[0..rows, 0..n_valid) = (load_c ? C : 0) + sum_k Ap[k * rows + i] * Bp[k * nr + j].
+  void (*micro)(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid,
+                bool load_c);
+  // Packs B(n0 + j, k0 + k) for j < n_count, k < kc into panels Bp[panel][k][nr], zero-padding
+  // the last panel's columns beyond n_count.
+  void (*pack_b)(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr);
+  // C[m, n] = (load_c ? C[m, n] : 0) + sum_k A[m, k] B(n, k) for m < rows (<= kSmallRows),
+  // n in [n0, n1); B is [N, K] (not k_major). `scratch` holds kSmallRows * row_dots_stride(K)
+  // floats, 64-byte aligned, for a re-arranged copy of the activation rows.
+  void (*row_dots)(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
+                   float* C, int64_t ldc, bool load_c, float* scratch);
+  // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
+  // rounds; returns the floating-point operations performed (2 per FMA lane).
+  double (*fma_loop)(int64_t iterations);
+};
+
+// Row stride of the row-dot scratch: K rounded up to the widest bf16 block (32 values).
+inline int64_t row_dots_stride(int64_t K) { return (K + 31) / 32 * 32; }
+
+const GemmKernels& portable_gemm_kernels();
+#if defined(VARGPT_HAVE_X86_KERNELS)
+const GemmKernels& avx2_gemm_kernels();    // gemm_avx2.cc, needs avx2 + fma + f16c
+const GemmKernels& avx512_gemm_kernels();  // gemm_avx512.cc, needs avx512f/bw/vl/dq
+#endif
+
+// The kernels in use: the best this CPU supports, chosen once at first use;
+// VARGPT_CPU_KERNELS=portable|avx2|avx512 caps the choice.
+const GemmKernels& active_gemm_kernels();
+// Switches every later GEMM to the named path ("avx512", "avx2", "portable"), so tests and
+// benchmarks can exercise each path in one process. Throws if this CPU or build lacks it. Not
+// meant to change while ops run.
+void set_gemm_kernels(const std::string& name);
+
+// Register-only FMA loop on every thread for `seconds`: returns the achieved GFLOP/s. It measures
+// the ceiling the GEMM is compared with (bench/cpu.mjs).
+double measure_peak_gflops(double seconds);
+
+}  // namespace vargpt::cpu

@@ -1,0 +1,320 @@
+// AVX-512 GEMM kernels (compiled with -mavx512f/bw/vl/dq; chosen at run time only on CPUs that
+// report those features).
+//
+// Micro-kernel: up to 14 rows x 32 columns = 28 zmm accumulators, two B vectors per k and the A
+// values broadcast from memory, so each k costs 2 loads + 14 broadcasts for 28 FMAs: the FMA
+// ports, not the load ports, are the limit.
+//
+// bf16 widening trick (row dots): 32 bf16 values loaded as 16 dwords give the odd elements as
+// f32 by masking the low half (dword & 0xffff0000) and the even ones by shifting left 16. The
+// activation row is de-interleaved once into [even | odd] blocks of 16 to match, so a 64-byte
+// load costs two integer ops and two FMAs per activation row.
+#include <immintrin.h>
+
+// GCC 12 flags the intentionally undefined pass-through operands of the mask intrinsics
+// (_mm512_undefined_ps and friends) as uninitialised: a known false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+#include <type_traits>
+
+// Only gemm.h: inline functions from shared headers compiled here with wider instruction sets
+// could be picked by the linker for the portable code too.
+#include "gemm.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+constexpr int kMR = 14;
+constexpr int kNR = 32;
+
+inline __mmask16 tail_mask16(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
+
+template <int R>
+void micro_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid, bool load_c) {
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    c0[i] = _mm512_setzero_ps();
+    c1[i] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(Bp + k * kNR);
+    const __m512 b1 = _mm512_load_ps(Bp + k * kNR + 16);
+    const float* a = Ap + k * R;
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+    }
+  }
+  const __mmask16 m0 = n_valid >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1);
+  const __mmask16 m1 =
+      n_valid >= 32 ? static_cast<__mmask16>(0xffff)
+                    : (n_valid <= 16 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << (n_valid - 16)) - 1));
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    float* c = C + i * ldc;
+    __m512 v0 = c0[i], v1 = c1[i];
+    if (load_c) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, m0, v0);
+    _mm512_mask_storeu_ps(c + 16, m1, v1);
+  }
+}
+
+void micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid, bool load_c) {
+  switch (rows) {
+    case 1: return micro_rows<1>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 2: return micro_rows<2>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 3: return micro_rows<3>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 4: return micro_rows<4>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 5: return micro_rows<5>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 6: return micro_rows<6>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 7: return micro_rows<7>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 8: return micro_rows<8>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 9: return micro_rows<9>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 10: return micro_rows<10>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 11: return micro_rows<11>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 12: return micro_rows<12>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 13: return micro_rows<13>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    case 14: return micro_rows<14>(kc, Ap, Bp, C, ldc, n_valid, load_c);
+    default: return;  // the driver never asks for more than kMR rows
+  }
+}
+
+// ---- packing B into [k][32] micro-panels, widened to f32
+
+// In-register transpose of a 16 x 16 block of floats (unpack 32-bit, unpack 64-bit, then two
+// rounds of 128-bit lane shuffles).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  // u[4g + c] holds rows 4g..4g+3, columns c + 4L in 128-bit lane L.
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
+                 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xdd);
+    r[c + 4] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(w0, w1, 0xdd);
+  }
+}
+
+// 16 consecutive values of one weight row widened to f32, zero beyond `valid`.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16_bf16(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __m512 load16_f16(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+
+template <typename Src, typename Load>
+void pack_nk(const Src* src, int64_t ld, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, Load load) {
+  const int64_t panels = (n_count + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * kNR;
+    for (int half = 0; half < 2; ++half) {
+      const int64_t j0 = p * kNR + half * 16;
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, n_count - j0));
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int64_t kvalid = std::min<int64_t>(16, kc - k);
+        const __mmask16 m = tail_mask16(kvalid);
+        __m512 r[16];
+        for (int64_t j = 0; j < 16; ++j)
+          r[j] = j < rows ? load(src + (n0 + j0 + j) * ld + k0 + k, m) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int64_t kk = 0; kk < kvalid; ++kk) _mm512_store_ps(dst + (k + kk) * kNR + half * 16, r[kk]);
+      }
+    }
+  }
+}
+
+void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr) {
+  if (B.k_major) {
+    // Rows of B are already along n: a masked copy per k (only f32 reaches here: im2col).
+    if (B.dtype != DType::F32) return portable_gemm_kernels().pack_b(B, n0, n_count, k0, kc, Bp, nr);
+    const auto* src = static_cast<const float*>(B.data);
+    const int64_t panels = (n_count + kNR - 1) / kNR;
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t cols = std::min<int64_t>(kNR, n_count - p * kNR);
+      const __mmask16 m0 = tail_mask16(cols), m1 = tail_mask16(std::max<int64_t>(0, cols - 16));
+      float* dst = Bp + p * kc * kNR;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* row = src + (k0 + k) * B.ld + n0 + p * kNR;
+        _mm512_store_ps(dst + k * kNR, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(dst + k * kNR + 16, _mm512_maskz_loadu_ps(m1, row + 16));
+      }
+    }
+    return;
+  }
+  switch (B.dtype) {
+    case DType::F32: return pack_nk(static_cast<const float*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16);
+    case DType::BF16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16_bf16);
+    case DType::F16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16_f16);
+    default: return;  // the driver accepts float types only
+  }
+}
+
+// ---- row dots (M <= kSmallRows)
+
+// Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
+inline __m512 load_w16(const float* w, int64_t valid) { return _mm512_maskz_loadu_ps(tail_mask16(valid), w); }
+inline __m512 load_w16(const uint16_t* w, int64_t valid) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail_mask16(valid), w));
+}
+
+// COLS weight rows against `rows` activation rows, 16 values of K per step.
+template <int COLS, typename W>
+void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out /*[rows][COLS]*/) {
+  __m512 acc[kSmallRows][COLS];
+  for (int m = 0; m < kSmallRows; ++m)
+    for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    const int64_t valid = K - k;
+    __m512 wv[COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < COLS; ++j) wv[j] = load_w16(w + j * ldw + k, valid);
+    for (int m = 0; m < rows; ++m) {
+      const __m512 x = _mm512_maskz_loadu_ps(tail_mask16(valid), A + m * lda + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+  }
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < COLS; ++j) out[m * COLS + j] = _mm512_reduce_add_ps(acc[m][j]);
+}
+
+// bf16 weights with the even/odd trick; xs holds each activation row de-interleaved in blocks of
+// 32 ([16 even | 16 odd]), zero-padded to a multiple of 32.
+template <int COLS>
+void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t* w, int64_t ldw, float* out) {
+  __m512 acc[kSmallRows][COLS];
+  for (int m = 0; m < kSmallRows; ++m)
+    for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t k = 0; k < K; k += 32) {
+    const int64_t valid = K - k;
+    const __mmask32 mask = valid >= 32 ? 0xffffffffu : static_cast<__mmask32>((1u << valid) - 1);
+    __m512 even[COLS], odd[COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < COLS; ++j) {
+      const __m512i raw = _mm512_maskz_loadu_epi16(mask, w + j * ldw + k);
+      even[j] = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+      odd[j] = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
+    }
+    for (int m = 0; m < rows; ++m) {
+      const __m512 xe = _mm512_load_ps(xs + m * ldx + k);
+      const __m512 xo = _mm512_load_ps(xs + m * ldx + k + 16);
+#pragma GCC unroll 4
+      for (int j = 0; j < COLS; ++j) {
+        acc[m][j] = _mm512_fmadd_ps(xe, even[j], acc[m][j]);
+        acc[m][j] = _mm512_fmadd_ps(xo, odd[j], acc[m][j]);
+      }
+    }
+  }
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < COLS; ++j) out[m * COLS + j] = _mm512_reduce_add_ps(acc[m][j]);
+}
+
+void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
+              int64_t ldc, bool load_c, float* scratch) {
+  constexpr int kCols = 4;
+  float out[kSmallRows * kCols];
+  const float* xs = nullptr;
+  int64_t ldx = 0;
+  if (B.dtype == DType::BF16) {
+    ldx = (K + 31) / 32 * 32;
+    float* buf = scratch;
+    for (int m = 0; m < rows; ++m) {
+      const float* a = A + m * lda;
+      float* d = buf + m * ldx;
+      for (int64_t k = 0; k < ldx; ++k) {
+        const int64_t block = k / 32 * 32, lane = k % 32;
+        const float v = k < K ? a[k] : 0.0f;
+        d[block + (lane & 1) * 16 + lane / 2] = v;
+      }
+    }
+    xs = buf;
+  }
+  auto store = [&](int64_t n, int cols) {
+    for (int m = 0; m < rows; ++m)
+      for (int j = 0; j < cols; ++j) {
+        float* c = C + m * ldc + n + j;
+        *c = (load_c ? *c : 0.0f) + out[m * cols + j];
+      }
+  };
+  int64_t n = n0;
+  for (; n + kCols <= n1; n += kCols) {
+    switch (B.dtype) {
+      case DType::F32:
+        dots_plain<kCols>(rows, K, A, lda, static_cast<const float*>(B.data) + n * B.ld, B.ld, out);
+        break;
+      case DType::F16:
+        dots_plain<kCols>(rows, K, A, lda, static_cast<const uint16_t*>(B.data) + n * B.ld, B.ld, out);
+        break;
+      default:
+        dots_bf16<kCols>(rows, K, xs, ldx, static_cast<const uint16_t*>(B.data) + n * B.ld, B.ld, out);
+        break;
+    }
+    store(n, kCols);
+  }
+  for (; n < n1; ++n) {
+    switch (B.dtype) {
+      case DType::F32:
+        dots_plain<1>(rows, K, A, lda, static_cast<const float*>(B.data) + n * B.ld, B.ld, out);
+        break;
+      case DType::F16:
+        dots_plain<1>(rows, K, A, lda, static_cast<const uint16_t*>(B.data) + n * B.ld, B.ld, out);
+        break;
+      default:
+        dots_bf16<1>(rows, K, xs, ldx, static_cast<const uint16_t*>(B.data) + n * B.ld, B.ld, out);
+        break;
+    }
+    store(n, 1);
+  }
+}
+
+double fma_loop(int64_t iterations) {
+  // Twelve independent chains: FMA latency (4 cycles) x 2 ports needs at least 8 in flight.
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c));
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+  }
+  __m512 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c]);
+  volatile float sink = _mm512_reduce_add_ps(sum);
+  (void)sink;
+  return 2.0 * 16 * kChains * static_cast<double>(iterations);
+}
+
+}  // namespace
+
+const GemmKernels& avx512_gemm_kernels() {
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, row_dots, fma_loop};
+  return kernels;
+}
+
+}  // namespace vargpt::cpu

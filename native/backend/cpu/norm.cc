@@ -1,0 +1,228 @@
+// Normalisations and modulation: RMSNorm, LayerNorm, AdaLN, gated residual, GroupNorm and the
+// per-head L2 normalisation of VAR's attention.
+#include <cmath>
+
+#include "cpu_common.h"
+#include "cpu_ops.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+// Sixteen partial sums: vectorisable without reassociation flags, and each lane sums only
+// n/16 values, which also keeps the rounding error small.
+inline float sum_squares(const float* x, int64_t n) {
+  float partial[16] = {};
+  const int64_t body = n / 16 * 16;
+  for (int64_t i = 0; i < body; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += x[i + j] * x[i + j];
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) sum += x[i] * x[i];
+  for (int j = 0; j < 16; ++j) sum += partial[j];
+  return sum;
+}
+
+inline float sum_values(const float* x, int64_t n) {
+  float partial[16] = {};
+  const int64_t body = n / 16 * 16;
+  for (int64_t i = 0; i < body; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += x[i + j];
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) sum += x[i];
+  for (int j = 0; j < 16; ++j) sum += partial[j];
+  return sum;
+}
+
+// Mean and 1/sqrt(biased variance + eps) of a row, two passes (no cancellation).
+inline void row_moments(const float* x, int64_t n, float eps, float* mean, float* inv_std) {
+  const float mu = sum_values(x, n) / static_cast<float>(n);
+  float partial[16] = {};
+  const int64_t body = n / 16 * 16;
+  for (int64_t i = 0; i < body; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += (x[i + j] - mu) * (x[i + j] - mu);
+  float var = 0.0f;
+  for (int64_t i = body; i < n; ++i) var += (x[i] - mu) * (x[i] - mu);
+  for (int j = 0; j < 16; ++j) var += partial[j];
+  *mean = mu;
+  *inv_std = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+}
+
+void check_rows_pair(const char* op, const Tensor& x, const Tensor& y) {
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  VG_CHECK(x.rank() >= 1, op, ": x ", x.describe(), " must have at least one axis");
+  check_same_shape(op, "x", x, "y", y);
+  check_dense_rows(op, "x", x);
+  check_dense_rows(op, "y", y);
+}
+
+// Per-batch vectors [B, C] (or [C] / [1, C] when x has no batch axis) for AdaLN and gates.
+const float* batch_vector(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t batch,
+                          int64_t* stride) {
+  check_dtype(op, name, t, DType::F32);
+  const int64_t C = x.dim(-1);
+  const bool ok = (t.rank() == 2 && t.dim(0) == batch && t.dim(1) == C) || (batch == 1 && t.rank() == 1 && t.dim(0) == C);
+  VG_CHECK(ok, op, ": ", name, " ", t.describe(), " must be [", batch, ", ", C, "] for x ", x.describe());
+  check_dense_rows(op, name, t);
+  *stride = t.rank() == 2 && batch > 1 ? t.stride(0) : 0;
+  return t.data<float>();
+}
+
+}  // namespace
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) {
+  check_rows_pair("rms_norm", x, y);
+  const int64_t C = x.dim(-1);
+  const std::vector<float> w = widen_vector("rms_norm", "weight", weight, C);
+  const Rows xr(x), yr(y);
+  parallel_for(xr.rows(), grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = xr.row<float>(r);
+      float* yi = yr.row<float>(r);
+      const float inv = 1.0f / std::sqrt(sum_squares(xi, C) / static_cast<float>(C) + eps);
+      for (int64_t c = 0; c < C; ++c) yi[c] = w[c] * (xi[c] * inv);
+    }
+  });
+}
+
+void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y) {
+  check_rows_pair("layer_norm", x, y);
+  const int64_t C = x.dim(-1);
+  std::vector<float> w, b;
+  if (weight) w = widen_vector("layer_norm", "weight", *weight, C);
+  if (bias) b = widen_vector("layer_norm", "bias", *bias, C);
+  const Rows xr(x), yr(y);
+  parallel_for(xr.rows(), grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = xr.row<float>(r);
+      float* yi = yr.row<float>(r);
+      float mean, inv;
+      row_moments(xi, C, eps, &mean, &inv);
+      for (int64_t c = 0; c < C; ++c) {
+        float v = (xi[c] - mean) * inv;
+        if (weight) v *= w[c];
+        if (bias) v += b[c];
+        yi[c] = v;
+      }
+    }
+  });
+}
+
+void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y) {
+  const char* op = "adaln_modulate";
+  check_rows_pair(op, x, y);
+  check_rank(op, "x", x, 2, 3);
+  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
+  int64_t scale_stride, shift_stride;
+  const float* sc = batch_vector(op, "scale", scale, x, B, &scale_stride);
+  const float* sh = batch_vector(op, "shift", shift, x, B, &shift_stride);
+  const Rows xr(x), yr(y);
+  parallel_for(B * L, grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / L;
+      const float* s = sc + b * scale_stride;
+      const float* t = sh + b * shift_stride;
+      const float* xi = xr.row<float>(r);
+      float* yi = yr.row<float>(r);
+      float mean, inv;
+      row_moments(xi, C, eps, &mean, &inv);
+      for (int64_t c = 0; c < C; ++c) yi[c] = (xi[c] - mean) * inv * (1.0f + s[c]) + t[c];
+    }
+  });
+}
+
+void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) {
+  const char* op = "gated_add";
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  check_rank(op, "x", x, 2, 3);
+  check_same_shape(op, "x", x, "y", y);
+  check_dense_rows(op, "x", x);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "y", y, "x", x);
+  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
+  int64_t gate_stride;
+  const float* g = batch_vector(op, "gate", gate, x, B, &gate_stride);
+  const Rows xr(x), yr(y);
+  parallel_for(B * L, grain_for(C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* gb = g + r / L * gate_stride;
+      float* xi = xr.row<float>(r);
+      const float* yi = yr.row<float>(r);
+      for (int64_t c = 0; c < C; ++c) xi[c] += yi[c] * gb[c];
+    }
+  });
+}
+
+void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y) {
+  const char* op = "group_norm";
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  check_rank(op, "x", x, 3, 4);
+  check_same_shape(op, "x", x, "y", y);
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  const int64_t N = x.rank() == 4 ? x.dim(0) : 1, C = x.dim(-3), HW = x.dim(-2) * x.dim(-1);
+  VG_CHECK(groups > 0 && C % groups == 0, op, ": ", groups, " groups do not divide the ", C, " channels of x ",
+           x.describe());
+  const std::vector<float> w = widen_vector(op, "weight", weight, C);
+  const std::vector<float> b = widen_vector(op, "bias", bias, C);
+  const int64_t per_group = C / groups;
+  const float* xs = x.data<float>();
+  float* ys = y.data<float>();
+  parallel_for(N * groups, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / groups, g = t % groups;
+      const int64_t count = per_group * HW;
+      const float* xg = xs + (n * C + g * per_group) * HW;
+      float* yg = ys + (n * C + g * per_group) * HW;
+      // Groups hold up to ~330k values at 256x256: accumulate the moments in double.
+      double sum = 0.0;
+      for (int64_t i0 = 0; i0 < count; i0 += 4096) sum += sum_values(xg + i0, std::min<int64_t>(4096, count - i0));
+      const double mean = sum / static_cast<double>(count);
+      double var = 0.0;
+      for (int64_t i = 0; i < count; ++i) {
+        const double d = xg[i] - mean;
+        var += d * d;
+      }
+      const float inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(count) + eps));
+      const float meanf = static_cast<float>(mean);
+      for (int64_t c = 0; c < per_group; ++c) {
+        const int64_t ch = g * per_group + c;
+        const float a = inv * w[ch], shift = b[ch] - meanf * inv * w[ch];
+        const float* xc = xg + c * HW;
+        float* yc = yg + c * HW;
+        for (int64_t i = 0; i < HW; ++i) yc[i] = xc[i] * a + shift;
+      }
+    }
+  });
+}
+
+void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) {
+  const char* op = "l2_normalize_heads";
+  check_dtype(op, "x", x, DType::F32);
+  check_dense_rows(op, "x", x);
+  VG_CHECK(x.rank() >= 1 && head_dim > 0 && x.dim(-1) % head_dim == 0, op, ": head_dim ", head_dim,
+           " does not divide the last axis of x ", x.describe());
+  const int64_t H = x.dim(-1) / head_dim, D = head_dim;
+  std::vector<float> hs;
+  if (head_scale != nullptr) {
+    check_dtype(op, "head_scale", *head_scale, DType::F32);
+    hs = widen_vector(op, "head_scale", *head_scale, H);
+  }
+  const Rows xr(x);
+  parallel_for(xr.rows(), grain_for(H * D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = xr.row<float>(r);
+      for (int64_t h = 0; h < H; ++h) {
+        float* v = row + h * D;
+        const float norm = std::sqrt(sum_squares(v, D));
+        // F.normalize: v / max(||v||, eps), then the learnt per-head scale.
+        const float factor = (head_scale ? hs[h] : 1.0f) / std::max(norm, 1e-12f);
+        for (int64_t d = 0; d < D; ++d) v[d] *= factor;
+      }
+    }
+  });
+}
+
+}  // namespace vargpt::cpu

@@ -1,0 +1,129 @@
+// attention(): softmax(scale · q k^T) v per head, GQA, the Causal mask of backend.h (query i of
+// Lq sees keys [0, Lk - Lq + i]), batches, and k/v given as slices of a larger cache (strided
+// rows), against a float64 reference.
+//
+// Tolerance, per output element: a score s_j = scale·q·k_j in f32 is off by at most
+// δ ≈ 2D·u·scale·Σ|q_d k_jd| (u = 2^-24); softmax turns score errors δ into relative weight
+// errors of at most 2δ, so the output moves by ≤ 4δ·Σ_j p_j|v_j|; the weighted sum over Lk keys
+// and the exp approximation (a few ulp) add (Lk + D + 8)·u·Σ_j p_j|v_j|. We allow 2x that bound.
+import { describe, expect, it } from 'vitest';
+
+import { EPS32, Rng, asF32, expectClose, f32Tensor, runOp } from './helpers/ops-reference.js';
+
+interface AttnCase {
+  B: number;
+  Lq: number;
+  Lk: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+  causal: boolean;
+  cache?: { length: number; begin: number }; // k/v stored in a [B, length, Hkv*D] cache
+  valueRange?: number;
+}
+
+function reference(c: AttnCase, q: Float32Array, k: Float32Array, v: Float32Array, kvLen: number, kvBegin: number) {
+  const { B, Lq, Lk, Hq, Hkv, D, scale } = c;
+  const out = new Float64Array(B * Lq * Hq * D);
+  const tol = new Float64Array(out.length);
+  const group = Hq / Hkv;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / group);
+      for (let i = 0; i < Lq; i++) {
+        const last = c.causal ? Lk - Lq + i : Lk - 1;
+        const qOff = (b * Lq + i) * Hq * D + h * D;
+        const s: number[] = [];
+        let delta = 0;
+        for (let j = 0; j <= last; j++) {
+          const kOff = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
+          let dot = 0;
+          let abs = 0;
+          for (let d = 0; d < D; d++) {
+            dot += q[qOff + d]! * k[kOff + d]!;
+            abs += Math.abs(q[qOff + d]! * k[kOff + d]!);
+          }
+          s.push(dot * scale);
+          delta = Math.max(delta, 2 * D * EPS32 * Math.abs(scale) * abs);
+        }
+        const max = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - max));
+        const total = p.reduce((a, x) => a + x, 0);
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          let absAcc = 0;
+          for (let j = 0; j <= last; j++) {
+            const vv = v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!;
+            acc += (p[j]! / total) * vv;
+            absAcc += (p[j]! / total) * Math.abs(vv);
+          }
+          out[qOff + d] = acc;
+          tol[qOff + d] = 2 * (4 * delta + (Lk + D + 8) * EPS32) * absAcc + 1e-30;
+        }
+      }
+    }
+  return { out, tol };
+}
+
+async function checkAttention(c: AttnCase, seed: number, label: string) {
+  const rng = new Rng(seed);
+  const range = c.valueRange ?? 1;
+  const kvLen = c.cache?.length ?? c.Lk;
+  const kvBegin = c.cache?.begin ?? 0;
+  const q = rng.f32(c.B * c.Lq * c.Hq * c.D, -range, range);
+  const k = rng.f32(c.B * kvLen * c.Hkv * c.D, -range, range);
+  const v = rng.f32(c.B * kvLen * c.Hkv * c.D);
+  const attrs: Record<string, unknown> = { qHeads: c.Hq, kvHeads: c.Hkv, headDim: c.D, scale: c.scale, causal: c.causal };
+  if (c.cache) Object.assign(attrs, { kvBegin, kvEnd: kvBegin + c.Lk });
+  const [out] = await runOp(
+    'attention',
+    [
+      f32Tensor([c.B, c.Lq, c.Hq * c.D], q),
+      f32Tensor([c.B, kvLen, c.Hkv * c.D], k),
+      f32Tensor([c.B, kvLen, c.Hkv * c.D], v),
+    ],
+    attrs,
+  );
+  expect(out!.shape).toEqual([c.B, c.Lq, c.Hq * c.D]);
+  const ref = reference(c, q, k, v, kvLen, kvBegin);
+  expectClose(asF32(out!), ref.out, ref.tol, label);
+}
+
+describe('attention', () => {
+  const cases: [string, AttnCase][] = [
+    ['self-attention, no mask', { B: 1, Lq: 5, Lk: 5, Hq: 2, Hkv: 2, D: 16, scale: 0.25, causal: false }],
+    ['causal prefill Lq = Lk (odd length, several key blocks)', { B: 1, Lq: 77, Lk: 77, Hq: 3, Hkv: 3, D: 32, scale: 32 ** -0.5, causal: true }],
+    ['causal with Lq < Lk (new tokens after a cache), GQA 8/2', { B: 1, Lq: 7, Lk: 70, Hq: 8, Hkv: 2, D: 64, scale: 0.125, causal: true }],
+    ['decode: one query over 100 keys, GQA 4/1', { B: 1, Lq: 1, Lk: 100, Hq: 4, Hkv: 1, D: 64, scale: 0.125, causal: true }],
+    ['batch of 3, no mask, head_dim 24', { B: 3, Lq: 9, Lk: 13, Hq: 2, Hkv: 1, D: 24, scale: 0.3, causal: false }],
+    ['head_dim 80 and 17 queries (off the query block)', { B: 1, Lq: 17, Lk: 33, Hq: 2, Hkv: 2, D: 80, scale: 0.11, causal: true }],
+    ['VAR-like: scale 1 on large scores, no mask', { B: 2, Lq: 13, Lk: 40, Hq: 2, Hkv: 2, D: 64, scale: 1, causal: false }],
+    ['ViT-like head_dim 16', { B: 1, Lq: 50, Lk: 50, Hq: 4, Hkv: 4, D: 16, scale: 0.25, causal: false }],
+    ['strided k/v: a slice [0, 50) of a 90-long cache, batch 2', { B: 2, Lq: 6, Lk: 50, Hq: 4, Hkv: 2, D: 32, scale: 0.2, causal: true, cache: { length: 90, begin: 0 } }],
+    ['strided k/v: a slice [17, 81) of a cache, no mask', { B: 2, Lq: 3, Lk: 64, Hq: 2, Hkv: 2, D: 16, scale: 0.5, causal: false, cache: { length: 90, begin: 17 } }],
+  ];
+  it.each(cases)('%s', async (label, c) => {
+    await checkAttention(c, label.length * 31 + c.Lk, label);
+  });
+
+  it('VQ-VAE-like: one head of dim 512 over 256 tokens', async () => {
+    await checkAttention({ B: 1, Lq: 256, Lk: 256, Hq: 1, Hkv: 1, D: 512, scale: 512 ** -0.5, causal: false }, 9, 'vqvae');
+  });
+
+  it('rejects a head count that does not match q, and a causal mask with fewer keys than queries', async () => {
+    const rng = new Rng(3);
+    const q = f32Tensor([1, 4, 32], rng.f32(128));
+    const kv = f32Tensor([1, 4, 32], rng.f32(128));
+    await expect(runOp('attention', [q, kv, kv], { qHeads: 3, kvHeads: 1, headDim: 16, scale: 1 })).rejects.toThrow(
+      /attention: q f32\[1, 4, 32\] must have q_heads \* head_dim = 48 columns/,
+    );
+    await expect(runOp('attention', [q, kv, kv], { qHeads: 2, kvHeads: 3, headDim: 16, scale: 1 })).rejects.toThrow(
+      /q_heads 2 is not a multiple of kv_heads 3/,
+    );
+    const short = f32Tensor([1, 2, 32], rng.f32(64));
+    await expect(
+      runOp('attention', [q, short, short], { qHeads: 2, kvHeads: 2, headDim: 16, scale: 1, causal: true }),
+    ).rejects.toThrow(/causal mask needs at least as many keys as queries/);
+  });
+});
