@@ -36,11 +36,11 @@ void TraceSink::stack(const std::string& name, const std::vector<Tensor>& parts)
 VargptV1::~VargptV1() = default;
 
 std::unique_ptr<VargptV1> VargptV1::load(const std::string& dir, const std::string& device, const LoadProgress& progress,
-                                         const std::atomic<bool>* cancel) {
+                                         const std::function<bool()>& cancelled) {
   std::unique_ptr<VargptV1> m(new VargptV1());
   m->backend_ = create_backend(device);
   m->device_ = m->backend_->name();
-  WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancel);
+  WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
   m->config_ = load_vargpt_config(dir, w);
   const VargptConfig& c = m->config_;
   m->llm_ = std::make_unique<Llama>(c.llm, w, "language_model.");

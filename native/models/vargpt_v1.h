@@ -3,7 +3,6 @@
 // knows about N-API. See spec/vargpt-v1.md §3–§4 for the control flow reproduced here.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,7 +49,7 @@ struct GenerateRequest {
   ImageRequest image;
   bool trace = false;
   bool profile = false;
-  const std::atomic<bool>* cancel = nullptr;
+  std::function<bool()> cancelled;  // polled between tokens and between scales
   std::function<void(int32_t token)> on_token;
   // Called after every scale; the preview is a small decode of the current f̂ (see vargpt_v1.cc).
   std::function<void(int scale, int scales, const RgbImage& preview)> on_image_progress;
@@ -74,7 +73,7 @@ class VargptV1 {
   using LoadProgress = std::function<void(uint64_t loaded, uint64_t total)>;
   // Loads a checkpoint folder (config.json + safetensors, sharded or not) onto `device`.
   static std::unique_ptr<VargptV1> load(const std::string& dir, const std::string& device, const LoadProgress& progress,
-                                        const std::atomic<bool>* cancel);
+                                        const std::function<bool()>& cancelled);
   ~VargptV1();
 
   const VargptConfig& config() const { return config_; }

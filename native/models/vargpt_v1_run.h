@@ -81,7 +81,7 @@ class VargptV1::Run {
  private:
   void validate();
   void check_cancel() const {
-    if (req_.cancel && req_.cancel->load(std::memory_order_relaxed)) throw Cancelled();
+    if (req_.cancelled && req_.cancelled()) throw Cancelled();
   }
   Tensor embed_prompt();
   int32_t choose_token(const Tensor& logits, int step);

@@ -8,8 +8,8 @@
 namespace vargpt {
 
 WeightLoader::WeightLoader(std::shared_ptr<SafetensorsCheckpoint> checkpoint, Backend& backend, Progress progress,
-                           const std::atomic<bool>* cancel)
-    : checkpoint_(std::move(checkpoint)), backend_(backend), progress_(std::move(progress)), cancel_(cancel) {
+                           CancelCheck cancelled)
+    : checkpoint_(std::move(checkpoint)), backend_(backend), progress_(std::move(progress)), cancelled_(std::move(cancelled)) {
   for (const auto& name : checkpoint_->names()) {
     const TensorInfo& info = checkpoint_->info(name);
     total_ += info.end - info.begin;
@@ -36,7 +36,7 @@ int WeightLoader::count_indexed(const std::string& prefix) const {
 }
 
 const TensorInfo& WeightLoader::checked(const std::string& name, const Shape& expected) {
-  if (cancel_ && cancel_->load(std::memory_order_relaxed)) throw Cancelled();
+  if (cancelled_ && cancelled_()) throw Cancelled();
   VG_CHECK(checkpoint_->has(name), checkpoint_->path(), ": checkpoint has no tensor ", name, " (expected shape ",
            shape_string(expected), ")");
   const TensorInfo& info = checkpoint_->info(name);

@@ -3,7 +3,6 @@
 // tensor the backend can compute with (backend.upload()).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,11 +33,13 @@ struct NormWeights {
 
 class WeightLoader {
  public:
-  // `progress(loaded_bytes, total_bytes)` is called after each tensor; `cancel` is polled too.
+  // `progress(loaded_bytes, total_bytes)` is called after each tensor; `cancelled()` is polled
+  // before each tensor and throws vargpt::Cancelled when it returns true.
   using Progress = std::function<void(uint64_t loaded, uint64_t total)>;
+  using CancelCheck = std::function<bool()>;
 
   WeightLoader(std::shared_ptr<SafetensorsCheckpoint> checkpoint, Backend& backend, Progress progress,
-               const std::atomic<bool>* cancel);
+               CancelCheck cancelled);
 
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
   Backend& backend() const { return backend_; }
@@ -71,7 +72,7 @@ class WeightLoader {
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
   Backend& backend_;
   Progress progress_;
-  const std::atomic<bool>* cancel_;
+  CancelCheck cancelled_;
   uint64_t total_ = 0, loaded_ = 0;
 };
 
