@@ -110,6 +110,7 @@ export interface NativeGenerateRequest {
   repetitionPenalty: number;
   seed: number;
   stopIds: number[];
+  ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do): for benchmarks
   image?: {
     cfg: number;
     topK: number;

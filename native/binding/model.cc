@@ -157,6 +157,7 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
                    [&](const Napi::Value& e, const std::string& name) { r.image.replay_noise.push_back(float32_array(e, name)); });
     }
   }
+  r.ignore_eos = bool_field(o, "ignoreEos", what);
   r.trace = bool_field(o, "trace", what);
   r.profile = bool_field(o, "profile", what);
   cancel = cancel_field(env, o, what);
