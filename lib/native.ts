@@ -55,9 +55,41 @@ export interface NativeTensorInput {
   data: ArrayBufferView | ArrayBuffer;
 }
 
+// 8-bit pixels, row-major, interleaved channels.
+export interface NativePixels {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+export interface NativePreprocessSpec {
+  // Pillow filter id: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming.
+  resize?: { width: number; height: number; filter: number };
+  crop?: { left: number; top: number; width: number; height: number };
+  normalize: 'meanstd' | 'symmetric';
+  scale?: number;
+  mean?: readonly [number, number, number];
+  std?: readonly [number, number, number];
+}
+
 export interface NativeCancelToken {
   cancel(): void;
   readonly cancelled: boolean;
+}
+
+// What the native runtime reports as info().vqvae (sizes derived from the checkpoint's shapes).
+export interface NativeVqvaeInfo {
+  ch: number;
+  chMult: number[];
+  numResBlocks: number;
+  zChannels: number;
+  codebookSize: number;
+  imageSize: number;
+  downsample: number;
+  hasEncoder: boolean;
+  phiCount: number;
+  phiIndex: number[]; // scale -> phi conv
 }
 
 export interface NativeModelInfo {
@@ -67,25 +99,14 @@ export interface NativeModelInfo {
     layers: number;
     heads: number;
     kvHeads: number;
-    headDim: number;
-    intermediateSize: number;
+    headDim?: number;
+    intermediateSize?: number;
     vocabSize: number;
     maxPositions: number;
   };
   vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
   var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
-  vqvae: {
-    ch: number;
-    chMult: number[];
-    numResBlocks: number;
-    zChannels: number;
-    codebookSize: number;
-    imageSize: number;
-    downsample: number;
-    hasEncoder: boolean;
-    phiCount: number;
-    phiIndex: number[]; // scale -> phi conv
-  } | null;
+  vqvae: Record<string, unknown> | null; // NativeVqvaeInfo from the native runtime
   imageTokenId: number;
   imageGenStartId: number;
   imageGenEndId: number;
@@ -179,6 +200,10 @@ export interface NativeAddon {
   // Switches the CPU GEMM path ('avx512' | 'avx2' | 'portable') for later ops; returns the previous
   // one. Throws when this CPU or build lacks the path.
   setCpuKernels(path: string): string;
+  // Pillow-exact resampling (native/image/pil_resize.h), on a worker thread.
+  resizeImage(pixels: NativePixels, options: { width: number; height: number; filter: number }): Promise<NativePixels>;
+  // Resize + crop + normalise RGB pixels to float32 CHW planes (native/image/preprocess.h).
+  preprocessImage(pixels: NativePixels, spec: NativePreprocessSpec): Promise<{ width: number; height: number; data: Float32Array }>;
   loadModel(dir: string, options: NativeLoadOptions): Promise<NativeModel>;
   createCancelToken(): NativeCancelToken;
 }
@@ -187,11 +212,17 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 let cached: NativeAddon | undefined;
 
+// VARGPT_ADDON_PATH selects a specific build (the sanitizer build of `npm run test:asan`).
 export function native(): NativeAddon {
   if (!cached) {
     const require = createRequire(import.meta.url);
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(packageRoot) as NativeAddon;
+    const override = process.env.VARGPT_ADDON_PATH;
+    if (override) {
+      cached = require(path.resolve(override)) as NativeAddon;
+    } else {
+      const load = require('node-gyp-build') as (dir: string) => unknown;
+      cached = load(packageRoot) as NativeAddon;
+    }
   }
   return cached;
 }

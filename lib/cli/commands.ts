@@ -1,0 +1,229 @@
+// The one-shot CLI commands: generate, ask, info, synth. Each writes its answer (or, with --json,
+// one JSON document) to stdout and everything else -- progress, notices -- to stderr.
+import { readFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { devices } from '../devices.js';
+import { formatFromPath } from '../image.js';
+import type { Device } from '../model.js';
+import { loadModel } from '../model.js';
+import type { VargptModel } from '../model.js';
+import { synthesize } from '../synth.js';
+import type { SynthDType } from '../synth.js';
+import { defaultModelDir, ensureDefaultModel } from './default-model.js';
+import { formatBytes, progressBar } from './progress.js';
+
+export interface GlobalOptions {
+  model?: string;
+  device?: Device;
+  json?: boolean;
+}
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  signal: AbortSignal;
+}
+
+export function packageVersion(): string {
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+export async function openModel(options: GlobalOptions, io: Io): Promise<VargptModel> {
+  let dir = options.model;
+  if (!dir) {
+    const made = await ensureDefaultModel();
+    dir = made.dir;
+    io.err(`vargpt: no --model given; using the built-in tiny random-weight model (output is noise)${made.created ? ', just created' : ''} at ${dir}\n`);
+  }
+  const bar = progressBar('loading', 1, { enabled: !options.json, unit: 'bytes' });
+  try {
+    return await loadModel(dir, {
+      device: options.device ?? 'auto',
+      signal: io.signal,
+      onLoadProgress: ({ loaded, total }) => bar.update(loaded, total),
+    });
+  } finally {
+    bar.stop();
+  }
+}
+
+export interface GenerateCommandOptions extends GlobalOptions {
+  output?: string;
+  seed?: number;
+  cfg?: number;
+  topK?: number;
+  topP?: number;
+}
+
+export async function generateCommand(prompt: string, options: GenerateCommandOptions, io: Io): Promise<void> {
+  if (options.output) formatFromPath(options.output);
+  await using model = await openModel(options, io);
+  const scales = model.info.var?.patchNums.length ?? 10;
+  const bar = progressBar('drawing', scales, { enabled: !options.json, unit: 'scales' });
+  const t0 = performance.now();
+  let reply;
+  try {
+    reply = await model.generateImage(prompt, {
+      seed: options.seed,
+      cfg: options.cfg,
+      topK: options.topK,
+      topP: options.topP,
+      signal: io.signal,
+      onImageProgress: (p) => bar.update(p.scale),
+    });
+  } finally {
+    bar.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const output = path.resolve(options.output ?? `vargpt-${reply.seed}.png`);
+  await reply.image.save(output);
+  if (options.json) {
+    io.out(
+      `${JSON.stringify({
+        output,
+        width: reply.image.width,
+        height: reply.image.height,
+        seed: reply.seed,
+        tokens: Array.from(reply.tokens),
+        tokenAfterImageStart: reply.tokenAfterImageStart,
+        seconds,
+      })}\n`,
+    );
+  } else {
+    io.out(`${output}\n`);
+    io.err(`vargpt: ${reply.image.width}x${reply.image.height}, seed ${reply.seed}, ${seconds.toFixed(2)} s\n`);
+  }
+}
+
+export interface TextCommandOptions extends GlobalOptions {
+  maxNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+}
+
+export async function askCommand(image: string, question: string, options: TextCommandOptions, io: Io): Promise<void> {
+  await access(image).catch(() => {
+    throw new Error(`cannot read the image ${image}`);
+  });
+  await using model = await openModel(options, io);
+  // With --json the answer comes at the end, so a bar (tokens, tokens/s) shows progress; without,
+  // the streamed text is the progress and a summary line follows.
+  const bar = progressBar('answering', options.maxNewTokens ?? 512, { enabled: !!options.json, unit: 'tokens', extra: ' {rate} tok/s' });
+  const t0 = performance.now();
+  let firstToken = 0;
+  let count = 0;
+  let reply;
+  try {
+    reply = await model.ask(image, question, {
+      maxNewTokens: options.maxNewTokens,
+      temperature: options.temperature,
+      topK: options.topK,
+      topP: options.topP,
+      seed: options.seed,
+      signal: io.signal,
+      onToken: (delta) => {
+        if (count++ === 0) firstToken = performance.now();
+        const rate = count > 1 ? ((count - 1) / ((performance.now() - firstToken) / 1000)).toFixed(1) : '-';
+        bar.update(count, undefined, { rate });
+        if (!options.json) io.out(delta);
+      },
+    });
+  } finally {
+    bar.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const decodeSeconds = firstToken ? (performance.now() - firstToken) / 1000 : 0;
+  const tokensPerSecond = reply.tokens.length > 1 && decodeSeconds > 0 ? (reply.tokens.length - 1) / decodeSeconds : null;
+  if (options.json) {
+    io.out(
+      `${JSON.stringify({
+        text: reply.text,
+        tokens: Array.from(reply.tokens),
+        stopReason: reply.stopReason,
+        promptTokens: reply.promptTokens,
+        seed: reply.seed,
+        seconds,
+        tokensPerSecond,
+      })}\n`,
+    );
+  } else {
+    io.out('\n');
+    if (process.stderr.isTTY) {
+      io.err(`vargpt: ${reply.tokens.length} tokens (${reply.stopReason}), ${tokensPerSecond ? `${tokensPerSecond.toFixed(1)} tokens/s` : ''}\n`);
+    }
+  }
+}
+
+export async function infoCommand(options: GlobalOptions, io: Io): Promise<void> {
+  const report = devices();
+  const dir = options.model ?? defaultModelDir();
+  const cached = options.model ? null : await access(path.join(dir, 'config.json')).then(() => true, () => false);
+  if (options.json) {
+    io.out(`${JSON.stringify({ version: packageVersion(), node: process.version, ...report, defaultModel: { dir: defaultModelDir(), cached } })}\n`);
+    return;
+  }
+  const { cpu, cuda } = report;
+  const lines = [
+    `vargpt ${packageVersion()} (Node ${process.version}, ${process.platform}-${process.arch})`,
+    `cpu: ${cpu.model}, ${cpu.threads} threads`,
+    `  SIMD: ${cpu.features.length ? cpu.features.join(' ') : 'none detected'}`,
+    `  kernels: ${cpu.kernels}`,
+  ];
+  if (cuda.available) {
+    const versions = [cuda.driverVersion && `driver ${cuda.driverVersion}`, cuda.runtimeVersion && `runtime ${cuda.runtimeVersion}`].filter(Boolean).join(', ');
+    lines.push(`cuda: available${versions ? ` (${versions})` : ''}`);
+    for (const d of cuda.devices) {
+      lines.push(`  cuda:${d.index} ${d.name}, compute ${d.computeCapability}, ${formatBytes(d.totalMemory)} (${formatBytes(d.freeMemory)} free), ${d.multiprocessors} SMs`);
+    }
+  } else {
+    lines.push(`cuda: unavailable: ${cuda.reason ?? 'no reason given'}`);
+  }
+  lines.push(`default model: ${defaultModelDir()} (${cached ? 'cached' : 'created on first use'})`);
+  io.out(`${lines.join('\n')}\n`);
+}
+
+export interface SynthCommandOptions {
+  preset: string;
+  out: string;
+  dtype?: SynthDType;
+  seed?: number;
+  varDepth?: number;
+  maxShardBytes?: number;
+  force?: boolean;
+  json?: boolean;
+}
+
+export async function synthCommand(options: SynthCommandOptions, io: Io): Promise<void> {
+  const bar = progressBar('writing', 1, { enabled: !options.json, unit: 'bytes' });
+  const t0 = performance.now();
+  let result;
+  try {
+    result = await synthesize({
+      preset: options.preset,
+      out: options.out,
+      dtype: options.dtype ?? 'f32',
+      seed: options.seed ?? 0,
+      varDepth: options.varDepth,
+      maxShardBytes: options.maxShardBytes,
+      overwrite: options.force ?? false,
+      signal: io.signal,
+      onProgress: ({ bytes, totalBytes }) => bar.update(bytes, totalBytes),
+    });
+  } finally {
+    bar.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (options.json) {
+    io.out(`${JSON.stringify({ ...result, dtype: options.dtype ?? 'f32', seed: options.seed ?? 0, seconds })}\n`);
+  } else {
+    const params = result.parameters >= 1e9 ? `${(result.parameters / 1e9).toFixed(2)}B` : `${(result.parameters / 1e6).toFixed(1)}M`;
+    io.out(`${result.dir}\n`);
+    io.err(`vargpt: ${params} parameters, ${result.tensors} tensors, ${formatBytes(result.bytes)} (${options.dtype ?? 'f32'}) in ${seconds.toFixed(1)} s\n`);
+  }
+}

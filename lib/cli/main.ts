@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// The `vargpt` command.
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import { isAbortError } from '../errors.js';
+import { PRESET_NAMES } from '../synth.js';
+import type { SynthDType } from '../synth.js';
+import { chatCommand } from './chat.js';
+import type { ChatCommandOptions } from './chat.js';
+import { askCommand, generateCommand, infoCommand, packageVersion, synthCommand } from './commands.js';
+import type { GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
+
+function integer(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return n;
+  };
+}
+
+function decimal(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
+  return n;
+}
+
+// Ctrl-C stops the work in progress (the model call aborts at the next token or scale and the
+// process exits cleanly); a second Ctrl-C exits at once.
+function makeIo(): Io {
+  const controller = new AbortController();
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) process.exit(130);
+    controller.abort();
+  });
+  return {
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+    signal: controller.signal,
+  };
+}
+
+async function run(task: (io: Io) => Promise<void>): Promise<void> {
+  const io = makeIo();
+  try {
+    await task(io);
+  } catch (error) {
+    if (isAbortError(error)) {
+      io.err('vargpt: stopped\n');
+      process.exitCode = 130;
+    } else {
+      io.err(`vargpt: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  }
+}
+
+const program = new Command();
+program
+  .name('vargpt')
+  .description('VARGPT v1 in Node.js: ask about images, draw images from text')
+  .version(packageVersion())
+  .showHelpAfterError();
+
+function withModel(cmd: Command): Command {
+  return cmd
+    .option('-m, --model <dir>', 'checkpoint folder (default: a cached tiny random-weight model)')
+    .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
+    .option('--json', 'print one JSON document with the result');
+}
+
+function withText(cmd: Command): Command {
+  return cmd
+    .option('--max-new-tokens <n>', 'upper bound on new tokens', integer(1))
+    .option('--temperature <t>', '0 = greedy (default)', decimal)
+    .option('--top-k <k>', 'text top-k (0 = off)', integer(0))
+    .option('--top-p <p>', 'text top-p (1 = off)', decimal)
+    .option('--seed <n>', 'random seed', integer(0));
+}
+
+withModel(
+  program
+    .command('generate')
+    .description('draw an image from a prompt')
+    .argument('<prompt>', 'what to draw')
+    .option('-o, --output <file>', 'output image (.png, .jpg, .webp); default vargpt-<seed>.png')
+    .option('--seed <n>', 'random seed (default: random, printed)', integer(0))
+    .option('--cfg <x>', 'classifier-free guidance (default 1.5)', decimal)
+    .option('--top-k <k>', 'codebook top-k (default 900)', integer(1))
+    .option('--top-p <p>', 'codebook top-p (default 0.96)', decimal),
+).action((prompt: string, options: GenerateCommandOptions) => run((io) => generateCommand(prompt, options, io)));
+
+withText(
+  withModel(
+    program
+      .command('ask')
+      .description('ask a question about an image')
+      .argument('<image>', 'image file')
+      .argument('<question>', 'the question'),
+  ),
+).action((image: string, question: string, options: TextCommandOptions) => run((io) => askCommand(image, question, options, io)));
+
+withText(
+  withModel(
+    program
+      .command('chat')
+      .description('interactive chat (/image <path> attaches an image)')
+      .option('--out-dir <dir>', 'where drawn images are saved (default: current folder)'),
+  ),
+).action((options: ChatCommandOptions) => run((io) => chatCommand(options, io)));
+
+program
+  .command('info')
+  .description('devices: CPU threads, SIMD and kernels; CUDA devices or why CUDA is unavailable')
+  .option('--json', 'print JSON')
+  .action((options: GlobalOptions) => run((io) => infoCommand(options, io)));
+
+program
+  .command('synth')
+  .description('write a random-weight VARGPT v1 checkpoint')
+  .requiredOption('--preset <preset>', `${PRESET_NAMES.join(', ')} or a config.json path`)
+  .requiredOption('--out <dir>', 'output folder (must be empty or absent)')
+  .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['f32', 'bf16', 'f16']).default('f32'))
+  .option('--seed <n>', 'random seed', integer(0), 0)
+  .option('--var-depth <n>', 'VAR depth override (width 64*depth)', integer(1))
+  .option('--max-shard-size <bytes>', 'shard above this many bytes (default 2e9)', integer(1))
+  .option('-f, --force', 'replace a non-empty output folder')
+  .option('--json', 'print JSON')
+  .action((options: SynthCommandOptions & { dtype: SynthDType; maxShardSize?: number }) =>
+    run((io) => synthCommand({ ...options, maxShardBytes: options.maxShardSize }, io)),
+  );
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,222 @@
+// The checkpoint's own tokenizer: tokenizer.json (+ tokenizer_config.json) run by
+// @huggingface/tokenizers, which applies the normalizer, pre-tokenizer and post-processor exactly
+// as written in the file. That matters for Llama: tokenizer.json prepends '▁' to every text
+// segment between added tokens, so '▁' (29871) follows each special token ("<image>\n" ->
+// 32000, 29871, 13). transformers' "legacy: false" LlamaTokenizer re-derives a different
+// pre-tokenizer and drops that id; upstream VARGPT (transformers 4.46, LlamaTokenizerFast) kept it,
+// and so do we, by never re-deriving anything from tokenizer_config.json's "legacy" flag.
+import path from 'node:path';
+
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+
+import type { JsonObject, ModelConfig, ProcessorConfig } from './checkpoint-config.js';
+import { isObject, parseModelConfig, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
+import { CheckpointError, InputError } from './errors.js';
+
+export interface SpecialToken {
+  text: string;
+  id: number;
+}
+
+export interface SpecialTokens {
+  bos: SpecialToken;
+  eos: SpecialToken;
+  unk: SpecialToken | null;
+  pad: SpecialToken | null;
+  // The understanding placeholder ("<image>"), expanded by the processor to one id per patch.
+  image: SpecialToken | null;
+  imageGenStart: SpecialToken | null;
+  imageGenEnd: SpecialToken | null;
+  imageGenPad: SpecialToken | null;
+}
+
+export interface EncodeOptions {
+  // Adds what the post-processor adds (BOS for Llama). Default true, as the upstream processor.
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  // Default true: generated text never shows "</s>" or "<|image_gen_start|>".
+  skipSpecialTokens?: boolean;
+}
+
+// Where the special-token strings come from; each is looked up in tokenizer.json for its id.
+export interface SpecialTokenSources {
+  tokenizerConfig: JsonObject;
+  modelConfig?: ModelConfig | null;
+  processorConfig?: ProcessorConfig | null;
+}
+
+function tokenText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (isObject(value) && typeof value['content'] === 'string') return value['content'];
+  return null;
+}
+
+export class VargptTokenizer {
+  readonly specialTokens: SpecialTokens;
+  // Largest id + 1 over the vocabulary and the added tokens (32005 for VARGPT v1; the embedding
+  // matrix has more rows, 32064, which the tokenizer never produces).
+  readonly size: number;
+  private readonly hf: HfTokenizer;
+  private readonly specialIds: ReadonlySet<number>;
+
+  private constructor(hf: HfTokenizer, specialTokens: SpecialTokens, size: number, specialIds: ReadonlySet<number>) {
+    this.hf = hf;
+    this.specialTokens = specialTokens;
+    this.size = size;
+    this.specialIds = specialIds;
+  }
+
+  static async fromDir(dir: string): Promise<VargptTokenizer> {
+    const [tokenizerJson, tokenizerConfig, modelConfig, processorConfig] = await Promise.all([
+      readJsonFile(path.join(dir, 'tokenizer.json'), 'tokenizer'),
+      readJsonFile(path.join(dir, 'tokenizer_config.json'), 'tokenizer config'),
+      readOptionalJsonFile(path.join(dir, 'config.json'), 'model config'),
+      readOptionalJsonFile(path.join(dir, 'processor_config.json'), 'processor config'),
+    ]);
+    return VargptTokenizer.fromJSON(tokenizerJson, {
+      tokenizerConfig,
+      modelConfig: modelConfig ? parseModelConfig(modelConfig, path.join(dir, 'config.json')) : null,
+      processorConfig: processorConfig ? parseProcessorConfig(processorConfig, path.join(dir, 'processor_config.json')) : null,
+    });
+  }
+
+  static fromJSON(tokenizerJson: JsonObject, sources: SpecialTokenSources): VargptTokenizer {
+    let hf: HfTokenizer;
+    try {
+      hf = new HfTokenizer(tokenizerJson, sources.tokenizerConfig);
+    } catch (error) {
+      throw new CheckpointError(`tokenizer.json could not be loaded: ${(error as Error).message}`);
+    }
+    const lookup = (text: string | null, what: string): SpecialToken | null => {
+      if (text === null) return null;
+      const id = hf.token_to_id(text);
+      if (id === undefined) throw new CheckpointError(`${what} "${text}" is not in tokenizer.json`);
+      return { text, id };
+    };
+    const required = (text: string | null, what: string): SpecialToken => {
+      const token = lookup(text, what);
+      if (!token) throw new CheckpointError(`tokenizer_config.json names no ${what}`);
+      return token;
+    };
+    const tc = sources.tokenizerConfig;
+    const model = sources.modelConfig ?? null;
+
+    // The image placeholder: the processor's string, else the token at config.image_token_index.
+    let imageText = sources.processorConfig?.imageToken ?? null;
+    if (imageText === null && model) imageText = hf.id_to_token(model.imageTokenIndex) ?? null;
+    const image = lookup(imageText, 'image token');
+    if (image && model && image.id !== model.imageTokenIndex) {
+      throw new CheckpointError(`image token "${image.text}" has id ${image.id} in tokenizer.json but config.json says image_token_index ${model.imageTokenIndex}`);
+    }
+
+    const gen = model?.specialTokens ?? null;
+    const genIds = model?.specialTokenIds ?? null;
+    const genToken = (key: 'imageGenStart' | 'imageGenEnd' | 'imageGenPad'): SpecialToken | null => {
+      const token = lookup(gen ? gen[key] : null, `config.json special token ${key}`);
+      if (token && genIds && token.id !== genIds[key]) {
+        throw new CheckpointError(`"${token.text}" has id ${token.id} in tokenizer.json but config.json special_tokens says ${genIds[key]}`);
+      }
+      return token;
+    };
+
+    const specialTokens: SpecialTokens = {
+      bos: required(tokenText(tc['bos_token']), 'bos_token'),
+      eos: required(tokenText(tc['eos_token']), 'eos_token'),
+      unk: lookup(tokenText(tc['unk_token']), 'unk_token'),
+      pad: lookup(tokenText(tc['pad_token']), 'pad_token'),
+      image,
+      imageGenStart: genToken('imageGenStart'),
+      imageGenEnd: genToken('imageGenEnd'),
+      imageGenPad: genToken('imageGenPad'),
+    };
+
+    let size = 0;
+    for (const id of hf.get_vocab(true).values()) size = Math.max(size, id + 1);
+    const specialIds = new Set<number>();
+    for (const [id, added] of hf.get_added_tokens_decoder()) if (added.special) specialIds.add(id);
+    return new VargptTokenizer(hf, specialTokens, size, specialIds);
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== 'string') throw new InputError(`encode: text must be a string, got ${typeof text}`);
+    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  // Token strings, for debugging and tests ("▁US", "ER", ...).
+  tokenize(text: string, options: EncodeOptions = {}): string[] {
+    return this.hf.tokenize(text, { add_special_tokens: options.addSpecialTokens ?? true });
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    const list = Array.from(ids);
+    for (const id of list) {
+      if (!Number.isInteger(id) || id < 0) throw new InputError(`decode: token id ${id} is not a non-negative integer`);
+    }
+    // Ids past the tokenizer (rows 32005..32063 of the embedding) have no text.
+    const known = list.filter((id) => id < this.size);
+    if (known.length === 0) return '';
+    return this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? true });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+
+  createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    return new StreamDecoder(this, options);
+  }
+}
+
+// Turns a stream of token ids into text deltas. Decoding one token alone is wrong for Llama
+// (the decoder strips a leading space; byte-fallback tokens carry partial UTF-8), so each step
+// decodes a short window and emits what grew, holding back an incomplete character (U+FFFD at
+// the end) until its last byte arrives -- the prefix/read-offset scheme of text-generation-inference.
+export class StreamDecoder {
+  private readonly ids: number[] = [];
+  private prefixOffset = 0;
+  private readOffset = 0;
+  private emitted = '';
+
+  constructor(
+    private readonly tokenizer: VargptTokenizer,
+    private readonly options: DecodeOptions,
+  ) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset), this.options);
+    const full = this.tokenizer.decode(this.ids.slice(this.prefixOffset), this.options);
+    if (full.length > prefix.length && !full.endsWith('\uFFFD') && full.startsWith(prefix)) {
+      const delta = full.slice(prefix.length);
+      this.prefixOffset = this.readOffset;
+      this.readOffset = this.ids.length;
+      this.emitted += delta;
+      return delta;
+    }
+    return '';
+  }
+
+  // The rest of the text (a held-back partial character at the end), so that the deltas add up
+  // to decode(all ids).
+  flush(): string {
+    const all = this.text();
+    if (!all.startsWith(this.emitted)) return '';
+    const rest = all.slice(this.emitted.length);
+    this.emitted = all;
+    return rest;
+  }
+
+  text(): string {
+    return this.tokenizer.decode(this.ids, this.options);
+  }
+}

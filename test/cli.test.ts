@@ -1,0 +1,84 @@
+// The `vargpt` command, spawned as users run it: node dist/cli/main.js (compiled first).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { repoRoot } from './helpers/fixtures.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cli-'));
+const main = path.join(repoRoot, 'dist/cli/main.js');
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [main, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, VARGPT_CACHE_DIR: path.join(work, 'cache'), ...env }, timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { stdio: 'inherit' });
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('vargpt CLI', () => {
+  it('starts with a node shebang and prints its version and help', () => {
+    expect(readFileSync(main, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string> };
+    expect(pkg.bin['vargpt']).toBe('./dist/cli/main.js');
+    expect(cli(['--version']).stdout.trim()).toBe(pkg.version);
+    const help = cli(['--help']).stdout;
+    for (const c of ['generate', 'ask', 'chat', 'info', 'synth']) expect(help).toContain(c);
+  });
+
+  it('info: CPU threads, SIMD and kernels, and CUDA devices or the reason it is unavailable', () => {
+    const text = cli(['info']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^cpu: .+, \d+ threads$/m);
+    expect(text.stdout).toMatch(/^ {2}SIMD: /m);
+    expect(text.stdout).toMatch(/^ {2}kernels: (avx512|avx2|portable|neon)/m);
+    expect(text.stdout).toMatch(/^cuda: (available|unavailable: .+)/m);
+    const json = cli(['info', '--json']);
+    const report = JSON.parse(json.stdout) as { cpu: { threads: number; features: string[]; kernels: string }; cuda: { available: boolean; reason?: string; devices: unknown[] } };
+    expect(report.cpu.threads).toBeGreaterThan(0);
+    expect(Array.isArray(report.cpu.features)).toBe(true);
+    if (!report.cuda.available) expect(report.cuda.reason).toBeTruthy();
+    else expect(report.cuda.devices.length).toBeGreaterThan(0);
+  });
+
+  it('synth: writes a checkpoint, refuses a non-empty folder, replaces it with --force', () => {
+    const out = path.join(work, 'tiny');
+    const r = cli(['synth', '--preset', 'tiny', '--out', out, '--dtype', 'bf16', '--seed', '5', '--json']);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { dir: string; parameters: number; tensors: number; dtype: string; seed: number; files: string[] };
+    expect(result).toMatchObject({ dir: out, tensors: 438, dtype: 'bf16', seed: 5 });
+    expect(result.parameters).toBe(14258631);
+    expect(readdirSync(out)).toContain('model.safetensors');
+    expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+    const again = cli(['synth', '--preset', 'tiny', '--out', out]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/vargpt: synthesize: .* is not empty/);
+    const forced = cli(['synth', '--preset', 'tiny', '--out', out, '--force']);
+    expect(forced.code).toBe(0);
+    expect(forced.stdout.trim()).toBe(out);
+    expect(forced.stderr).toMatch(/14\.3M parameters, 438 tensors, .* \(f32\)/);
+  });
+
+  it('synth: clear errors for a bad preset, dtype or seed', () => {
+    const bad = cli(['synth', '--preset', 'giant', '--out', path.join(work, 'g')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('preset "giant" is neither tiny, small, medium, vargpt-v1 nor the path of a config.json');
+    const dtype = cli(['synth', '--preset', 'tiny', '--out', path.join(work, 'g'), '--dtype', 'f64']);
+    expect(dtype.code).not.toBe(0);
+    expect(dtype.stderr).toMatch(/Allowed choices are f32, bf16, f16/);
+    const seed = cli(['synth', '--preset', 'tiny', '--out', path.join(work, 'g'), '--seed', '-1']);
+    expect(seed.code).not.toBe(0);
+    expect(existsSync(path.join(work, 'g'))).toBe(false);
+  });
+
+  it('ask: a missing image is a clear error', () => {
+    const r = cli(['ask', path.join(work, 'missing.png'), 'what?']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot read the image');
+  });
+});
