@@ -80,10 +80,30 @@ export interface NativeCancelToken {
 
 export interface NativeModelInfo {
   device: string;
-  llm: { hiddenSize: number; layers: number; heads: number; kvHeads: number; vocabSize: number; maxPositions: number };
+  llm: {
+    hiddenSize: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    intermediateSize: number;
+    vocabSize: number;
+    maxPositions: number;
+  };
   vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
   var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
-  vqvae: Record<string, unknown> | null;
+  vqvae: {
+    ch: number;
+    chMult: number[];
+    numResBlocks: number;
+    zChannels: number;
+    codebookSize: number;
+    imageSize: number;
+    downsample: number;
+    hasEncoder: boolean;
+    phiCount: number;
+    phiIndex: number[]; // scale -> phi conv
+  } | null;
   imageTokenId: number;
   imageGenStartId: number;
   imageGenEndId: number;
@@ -94,13 +114,13 @@ export interface NativeModelInfo {
 export interface NativeImage {
   width: number;
   height: number;
-  data: Uint8Array;
+  data: Uint8Array; // RGB
 }
 
 export interface NativeGenerateRequest {
-  inputIds: Int32Array;
-  pixelValues?: Float32Array[];
-  forceImage?: boolean;
+  inputIds: Int32Array; // rendered prompt, every <image> already expanded to vision.tokens ids
+  pixelValues?: Float32Array[]; // f32 [3, S, S] CLIP-normalised, one per run of image tokens
+  forceImage?: boolean; // append <|image_gen_start|> right after the prompt
   maxNewTokens: number;
   temperature: number; // 0 = greedy
   topK: number;
@@ -113,20 +133,25 @@ export interface NativeGenerateRequest {
     topK: number;
     topP: number;
     seed: number;
+    // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per scale.
     replay?: { indices: Int32Array[]; noise: Float32Array[] };
   };
-  trace?: boolean;
+  trace?: boolean; // result.trace: intermediate tensors (see native/models/vargpt_v1_*.cc for names)
+  profile?: boolean; // result.profile: seconds per stage (synchronises the device at stage edges)
   cancel?: NativeCancelToken;
   onToken?: (id: number) => void;
+  // Per scale; previews before the last scale are a small decode of the current f-hat (at most
+  // 4x4 latents, 64x64 pixels); the last call carries the final image.
   onImageProgress?: (scale: number, scales: number, preview: NativeImage) => void;
 }
 
 export interface NativeGenerateResult {
-  tokens: Int32Array;
+  tokens: Int32Array; // generated ids, incl. <|image_gen_start|> and X when an image was drawn
   stopReason: 'eos' | 'length' | 'image';
   tokenAfterImageStart?: number;
   image?: NativeImage;
-  trace?: Record<string, unknown>;
+  trace?: Record<string, NativeTensor>;
+  profile?: Record<string, number>;
 }
 
 export interface NativeModel {
@@ -134,13 +159,18 @@ export interface NativeModel {
   generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
   // pixels: [3, height, width] in [-1, 1]; one Int32Array of indices per scale.
   encodeImageTokens(pixels: Float32Array, height: number, width: number): Promise<Int32Array[]>;
-  decodeImageTokens(indices: Int32Array[]): Promise<NativeImage>;
+  // trace adds { fHat, image } (f32 tensors) to the result.
+  decodeImageTokens(
+    indices: Int32Array[],
+    options?: { trace?: boolean },
+  ): Promise<NativeImage & { trace?: Record<string, NativeTensor> }>;
+  // Frees the weights once no call is running; later calls reject with "model is disposed".
   dispose(): void;
 }
 
 export interface NativeLoadOptions {
-  device: string;
-  onProgress?: (loaded: number, total: number) => void;
+  device: string; // 'cpu' | 'cuda' | 'cuda:N'
+  onProgress?: (loaded: number, total: number) => void; // bytes
   cancel?: NativeCancelToken;
 }
 

@@ -14,6 +14,7 @@ namespace vargpt::binding {
 struct AddonData {
   Napi::FunctionReference checkpoint_class;
   Napi::FunctionReference model_class;
+  Napi::FunctionReference cancel_token_class;
 };
 AddonData& addon_data(Napi::Env env);
 
@@ -21,6 +22,7 @@ void init_devices(Napi::Env env, Napi::Object exports);
 void init_checkpoint(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_image(Napi::Env env, Napi::Object exports);
+void init_model(Napi::Env env, Napi::Object exports);  // loadModel, createCancelToken (model.cc)
 
 // Parses "f32" / "bf16" / ... (the names TypeScript uses).
 DType parse_dtype(const Napi::Value& value, const char* what);

@@ -65,7 +65,7 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
     convert_to_f32(weight.dtype(), weight.raw(), w_f32.data(), w_f32.size());
     A = w_f32.data();
   }
-  const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, Activation::None, false};
+  const GemmEpilogue ep{nullptr, bias ? bias_f32.data() : nullptr, Activation::None, false};
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_bottom == 0 &&
                          p.pad_left == 0 && p.pad_right == 0;
   const int64_t chunk = pointwise ? P : std::max<int64_t>(1, std::min(P, kColBudgetFloats / std::max<int64_t>(K, 1)));

@@ -155,13 +155,19 @@ double portable_fma_loop(int64_t iterations) {
 const GemmKernels kPortable = {"portable", kPortableMR, kPortableNR, portable_micro, portable_pack_b,
                                portable_row_dots, portable_fma_loop};
 
-// ---- epilogue: bias and activation over a finished tile of C, while it is still in cache.
-void epilogue_tile(float* C, int64_t ldc, int64_t rows, int64_t n0, int64_t cols, const GemmEpilogue& ep) {
+// ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
+// still in cache.
+void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, int64_t cols,
+                   const GemmEpilogue& ep) {
   for (int64_t i = 0; i < rows; ++i) {
     float* c = C + i * ldc + n0;
     if (ep.bias != nullptr) {
       const float* b = ep.bias + n0;
       for (int64_t j = 0; j < cols; ++j) c[j] += b[j];
+    }
+    if (ep.row_bias != nullptr) {
+      const float b = ep.row_bias[m0 + i];
+      for (int64_t j = 0; j < cols; ++j) c[j] += b;
     }
     if (ep.act != Activation::None) activation_run(ep.act, c, c, cols);
   }
@@ -216,7 +222,7 @@ void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, con
     for (int64_t m0 = 0; m0 < M; m0 += kSmallRows) {
       const int rows = static_cast<int>(std::min(kSmallRows, M - m0));
       kern.row_dots(rows, K, A + m0 * lda, lda, B, n0, n1, C + m0 * ldc, ldc, ep.accumulate, scratch);
-      epilogue_tile(C + m0 * ldc, ldc, rows, n0, n1 - n0, ep);
+      epilogue_tile(C + m0 * ldc, ldc, m0, rows, n0, n1 - n0, ep);
     }
   });
 }
@@ -231,18 +237,27 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   std::vector<int64_t> panel_row(panels + 1);
   for (int64_t p = 0; p <= panels; ++p) panel_row[p] = p * M / panels;
 
-  // Pack all of A once: panel p holds rows [panel_row[p], panel_row[p+1]) as Ap[k][rows].
+  // Pack all of A once, K block by K block: block k0 starts at k0 * M and holds each panel p
+  // (rows [panel_row[p], panel_row[p+1])) as [kc][rows] at offset panel_row[p] * kc. The panels
+  // one K block needs are then contiguous, which the L2 prefetchers and the TLB both like.
+  const int64_t kc_block = kGemmKC;
   std::unique_ptr<float, decltype(&std::free)> Ap(
       static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(M * K) * sizeof(float) + 63) / 64 * 64 + 64)),
       &std::free);
   VG_CHECK(Ap != nullptr, "gemm: out of memory packing A [", M, ", ", K, "]");
+  auto a_panel = [&](int64_t k0, int64_t p) {
+    return Ap.get() + k0 * M + panel_row[p] * std::min(kc_block, K - k0);
+  };
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
-      float* dst = Ap.get() + r0 * K;
-      for (int64_t i = 0; i < rows; ++i) {
-        const float* src = A + (r0 + i) * lda;
-        for (int64_t k = 0; k < K; ++k) dst[k * rows + i] = src[k];
+      for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
+        const int64_t kc = std::min(kc_block, K - k0);
+        float* dst = a_panel(k0, p);
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* src = A + (r0 + i) * lda + k0;
+          for (int64_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
+        }
       }
     }
   });
@@ -265,20 +280,23 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
       const int64_t n0 = nb * nc, ncols = std::min(nc, N - n0);
       const int64_t p_begin = mb * panels / m_blocks, p_end = (mb + 1) * panels / m_blocks;
       const int64_t n_panels = (ncols + nr - 1) / nr;
-      float* Bp = b_pack.floats(static_cast<size_t>(n_panels * nr * kGemmKC));
-      for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
-        const int64_t kc = std::min(kGemmKC, K - k0);
+      float* Bp = b_pack.floats(static_cast<size_t>(n_panels * nr * kc_block));
+      for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
+        const int64_t kc = std::min(kc_block, K - k0);
         const bool last = k0 + kc >= K;
         kern.pack_b(B, n0, ncols, k0, kc, Bp, nr);
-        for (int64_t p = p_begin; p < p_end; ++p) {
-          const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
-          const float* a = Ap.get() + r0 * K + k0 * rows;
-          for (int64_t j = 0; j < n_panels; ++j) {
-            const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
+        // B micro-panel outer, A panels inner: the KC x nr micro-panel of B stays in L1 while
+        // the A panels (shared by all threads) stream from L2.
+        for (int64_t j = 0; j < n_panels; ++j) {
+          const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
+          const float* b = Bp + j * kc * nr;
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
             float* c = C + r0 * ldc + n0 + j * nr;
-            kern.micro(static_cast<int>(rows), kc, a, Bp + j * kc * nr, c, ldc, n_valid, k0 > 0 || ep.accumulate);
+            kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
+                       k0 > 0 || ep.accumulate);
+            if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
           }
-          if (last) epilogue_tile(C + r0 * ldc, ldc, rows, n0, ncols, ep);
         }
       }
     }
@@ -293,7 +311,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   if (ep.accumulate && ep.act != Activation::None) {
     // C += act(...): the activation needs the complete sum, so compute it apart and add.
     std::vector<float> tmp(static_cast<size_t>(M * N));
-    gemm(M, N, K, A, lda, B, tmp.data(), N, GemmEpilogue{ep.bias, ep.act, false});
+    gemm(M, N, K, A, lda, B, tmp.data(), N, GemmEpilogue{ep.bias, ep.row_bias, ep.act, false});
     parallel_for(M, grain_for(N), [&](int64_t m0, int64_t m1) {
       for (int64_t m = m0; m < m1; ++m)
         for (int64_t n = 0; n < N; ++n) C[m * ldc + n] += tmp[m * N + n];
@@ -305,7 +323,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
       float* c = C + m * ldc;
       if (!ep.accumulate) std::fill(c, c + N, 0.0f);
     }
-    epilogue_tile(C, ldc, M, 0, N, ep);
+    epilogue_tile(C, ldc, 0, M, 0, N, ep);
     return;
   }
   const GemmKernels& kern = active_gemm_kernels();

@@ -32,7 +32,8 @@ struct GemmB {
 };
 
 struct GemmEpilogue {
-  const float* bias = nullptr;  // [N] or null
+  const float* bias = nullptr;      // [N] or null: added to every row (Linear)
+  const float* row_bias = nullptr;  // [M] or null: added to every column (conv: one per channel)
   Activation act = Activation::None;
   bool accumulate = false;  // C += act(A B^T + bias)
 };

@@ -32,6 +32,8 @@ namespace {
 constexpr int kMR = 14;
 constexpr int kNR = 32;
 
+inline __mmask16 tail_mask16(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
+
 template <int R>
 void micro_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid, bool load_c) {
   __m512 c0[R], c1[R];
@@ -88,9 +90,91 @@ void micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int
   }
 }
 
-// ---- row dots (M <= kSmallRows)
+// ---- packing B into [k][32] micro-panels, widened to f32
 
-inline __mmask16 tail_mask16(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
+// In-register transpose of a 16 x 16 block of floats (unpack 32-bit, unpack 64-bit, then two
+// rounds of 128-bit lane shuffles).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  // u[4g + c] holds rows 4g..4g+3, columns c + 4L in 128-bit lane L.
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
+                 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+    r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xdd);
+    r[c + 4] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+    r[c + 12] = _mm512_shuffle_f32x4(w0, w1, 0xdd);
+  }
+}
+
+// 16 consecutive values of one weight row widened to f32, zero beyond `valid`.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16_bf16(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+inline __m512 load16_f16(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+
+template <typename Src, typename Load>
+void pack_nk(const Src* src, int64_t ld, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, Load load) {
+  const int64_t panels = (n_count + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * kNR;
+    for (int half = 0; half < 2; ++half) {
+      const int64_t j0 = p * kNR + half * 16;
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, n_count - j0));
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int64_t kvalid = std::min<int64_t>(16, kc - k);
+        const __mmask16 m = tail_mask16(kvalid);
+        __m512 r[16];
+        for (int64_t j = 0; j < 16; ++j)
+          r[j] = j < rows ? load(src + (n0 + j0 + j) * ld + k0 + k, m) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int64_t kk = 0; kk < kvalid; ++kk) _mm512_store_ps(dst + (k + kk) * kNR + half * 16, r[kk]);
+      }
+    }
+  }
+}
+
+void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr) {
+  if (B.k_major) {
+    // Rows of B are already along n: a masked copy per k (only f32 reaches here: im2col).
+    if (B.dtype != DType::F32) return portable_gemm_kernels().pack_b(B, n0, n_count, k0, kc, Bp, nr);
+    const auto* src = static_cast<const float*>(B.data);
+    const int64_t panels = (n_count + kNR - 1) / kNR;
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t cols = std::min<int64_t>(kNR, n_count - p * kNR);
+      const __mmask16 m0 = tail_mask16(cols), m1 = tail_mask16(std::max<int64_t>(0, cols - 16));
+      float* dst = Bp + p * kc * kNR;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* row = src + (k0 + k) * B.ld + n0 + p * kNR;
+        _mm512_store_ps(dst + k * kNR, _mm512_maskz_loadu_ps(m0, row));
+        _mm512_store_ps(dst + k * kNR + 16, _mm512_maskz_loadu_ps(m1, row + 16));
+      }
+    }
+    return;
+  }
+  switch (B.dtype) {
+    case DType::F32: return pack_nk(static_cast<const float*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16);
+    case DType::BF16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16_bf16);
+    case DType::F16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load16_f16);
+    default: return;  // the driver accepts float types only
+  }
+}
+
+// ---- row dots (M <= kSmallRows)
 
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
 inline __m512 load_w16(const float* w, int64_t valid) { return _mm512_maskz_loadu_ps(tail_mask16(valid), w); }
@@ -229,7 +313,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, portable_gemm_kernels().pack_b, row_dots, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, row_dots, fma_loop};
   return kernels;
 }
 

@@ -35,7 +35,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
   const int64_t M = xr.rows();
   if (M == 0 || N == 0) return;
   const GemmB B{w.raw(), w.dtype(), N > 1 ? w.stride(0) : K, false};
-  const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, act, accumulate};
+  const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, nullptr, act, accumulate};
   if (xr.uniform() && yr.uniform()) {
     gemm(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N,
          ep);

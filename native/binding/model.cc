@@ -1,0 +1,494 @@
+// The model surface for JS: loadModel(dir, options) -> Promise<Model>, createCancelToken(), and
+// Model.{info, generate, encodeImageTokens, decodeImageTokens, dispose}. Arguments are copied into
+// plain C++ values on the JS thread; the work runs on libuv worker threads (StreamWorker).
+//
+// Concurrency: calls on one model never interleave: each worker holds the model's call mutex for
+// the whole call (the TS layer also queues). dispose() only drops the model's owning pointer; a
+// running call keeps its own reference, so weights are freed when it ends, never under it.
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "../models/vargpt_v1.h"
+#include "async.h"
+#include "binding.h"
+#include "model_worker.h"
+
+namespace vargpt::binding {
+
+Napi::Object image_to_js(Napi::Env env, const RgbImage& image) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("width", image.width);
+  out.Set("height", image.height);
+  Napi::Uint8Array data = Napi::Uint8Array::New(env, image.data.size());
+  if (!image.data.empty()) std::memcpy(data.Data(), image.data.data(), image.data.size());
+  out.Set("data", data);
+  return out;
+}
+
+namespace {
+
+struct ModelState {
+  std::mutex call_mutex;  // one call at a time
+  std::mutex ptr_mutex;   // guards `model`, held only briefly
+  std::shared_ptr<VargptV1> model;
+
+  std::shared_ptr<VargptV1> acquire() {
+    std::lock_guard<std::mutex> lock(ptr_mutex);
+    VG_CHECK(model != nullptr, "model is disposed");
+    return model;
+  }
+  void dispose() {
+    std::shared_ptr<VargptV1> dropped;
+    {
+      std::lock_guard<std::mutex> lock(ptr_mutex);
+      dropped.swap(model);
+    }
+  }
+  bool disposed() {
+    std::lock_guard<std::mutex> lock(ptr_mutex);
+    return model == nullptr;
+  }
+};
+
+// ---- argument parsing (JS thread); every failure names the field
+
+double number_field(const Napi::Object& o, const char* key, const char* what) {
+  const Napi::Value v = o.Get(key);
+  VG_CHECK(v.IsNumber(), what, ".", key, " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  VG_CHECK(std::isfinite(d), what, ".", key, " must be finite, got ", d);
+  return d;
+}
+
+int64_t int_field(const Napi::Object& o, const char* key, const char* what, int64_t lo, int64_t hi) {
+  const double d = number_field(o, key, what);
+  VG_CHECK(d == std::floor(d) && d >= static_cast<double>(lo) && d <= static_cast<double>(hi), what, ".", key,
+           " must be an integer in [", lo, ", ", hi, "], got ", d);
+  return static_cast<int64_t>(d);
+}
+
+bool bool_field(const Napi::Object& o, const char* key, const char* what) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  VG_CHECK(v.IsBoolean(), what, ".", key, " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Function function_field(const Napi::Object& o, const char* key, const char* what) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return Napi::Function();
+  VG_CHECK(v.IsFunction(), what, ".", key, " must be a function");
+  return v.As<Napi::Function>();
+}
+
+template <typename T, napi_typedarray_type Type>
+std::vector<T> typed_copy(const Napi::Value& v, const std::string& what, const char* type_name) {
+  VG_CHECK(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == Type, what, " must be a ", type_name);
+  const auto a = v.As<Napi::TypedArrayOf<T>>();
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+std::vector<int32_t> int32_array(const Napi::Value& v, const std::string& what) {
+  return typed_copy<int32_t, napi_int32_array>(v, what, "Int32Array");
+}
+std::vector<float> float32_array(const Napi::Value& v, const std::string& what) {
+  return typed_copy<float, napi_float32_array>(v, what, "Float32Array");
+}
+
+template <typename Fn>
+void each_element(const Napi::Value& v, const std::string& what, Fn&& fn) {
+  VG_CHECK(v.IsArray(), what, " must be an array");
+  const auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) fn(a.Get(i), what + "[" + std::to_string(i) + "]");
+}
+
+std::shared_ptr<std::atomic<bool>> cancel_field(Napi::Env env, const Napi::Object& o, const char* what);
+
+uint64_t seed_field(const Napi::Object& o, const char* key, const char* what) {
+  return static_cast<uint64_t>(int_field(o, key, what, 0, 9007199254740991LL));
+}
+
+GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shared_ptr<std::atomic<bool>>& cancel,
+                              StreamCallbacks& callbacks, bool& want_progress) {
+  const char* what = "generate: request";
+  VG_CHECK(value.IsObject(), "generate(request): request must be an object");
+  const auto o = value.As<Napi::Object>();
+  GenerateRequest r;
+  r.input_ids = int32_array(o.Get("inputIds"), "generate: request.inputIds");
+  const Napi::Value pv = o.Get("pixelValues");
+  if (!pv.IsUndefined() && !pv.IsNull())
+    each_element(pv, "generate: request.pixelValues", [&](const Napi::Value& e, const std::string& name) {
+      const std::vector<float> px = float32_array(e, name);
+      r.pixel_values.push_back(Tensor::from_host(DType::F32, {static_cast<int64_t>(px.size())}, px.data()));
+    });
+  r.force_image = bool_field(o, "forceImage", what);
+  r.max_new_tokens = static_cast<int>(int_field(o, "maxNewTokens", what, 0, 1 << 30));
+  r.temperature = static_cast<float>(number_field(o, "temperature", what));
+  r.top_k = static_cast<int>(int_field(o, "topK", what, 0, 1 << 30));
+  r.top_p = static_cast<float>(number_field(o, "topP", what));
+  r.repetition_penalty = static_cast<float>(number_field(o, "repetitionPenalty", what));
+  r.seed = seed_field(o, "seed", what);
+  const Napi::Value stops = o.Get("stopIds");
+  if (!stops.IsUndefined() && !stops.IsNull())
+    each_element(stops, "generate: request.stopIds", [&](const Napi::Value& e, const std::string& name) {
+      VG_CHECK(e.IsNumber(), name, " must be a number");
+      r.stop_ids.push_back(e.As<Napi::Number>().Int32Value());
+    });
+  const Napi::Value image = o.Get("image");
+  if (!image.IsUndefined() && !image.IsNull()) {
+    const char* iw = "generate: request.image";
+    VG_CHECK(image.IsObject(), iw, " must be an object");
+    const auto io = image.As<Napi::Object>();
+    r.image.cfg = static_cast<float>(number_field(io, "cfg", iw));
+    r.image.top_k = static_cast<int>(int_field(io, "topK", iw, 0, 1 << 30));
+    r.image.top_p = static_cast<float>(number_field(io, "topP", iw));
+    r.image.seed = seed_field(io, "seed", iw);
+    const Napi::Value replay = io.Get("replay");
+    if (!replay.IsUndefined() && !replay.IsNull()) {
+      VG_CHECK(replay.IsObject(), iw, ".replay must be an object { indices, noise }");
+      const auto ro = replay.As<Napi::Object>();
+      r.image.replay = true;
+      each_element(ro.Get("indices"), "generate: request.image.replay.indices",
+                   [&](const Napi::Value& e, const std::string& name) { r.image.replay_indices.push_back(int32_array(e, name)); });
+      each_element(ro.Get("noise"), "generate: request.image.replay.noise",
+                   [&](const Napi::Value& e, const std::string& name) { r.image.replay_noise.push_back(float32_array(e, name)); });
+    }
+  }
+  r.trace = bool_field(o, "trace", what);
+  r.profile = bool_field(o, "profile", what);
+  cancel = cancel_field(env, o, what);
+  callbacks.on_token = function_field(o, "onToken", what);
+  callbacks.on_image_progress = function_field(o, "onImageProgress", what);
+  want_progress = !callbacks.on_image_progress.IsEmpty();
+  return r;
+}
+
+// ---- results (JS thread)
+
+Napi::Value result_to_js(Napi::Env env, GenerateResult& r) {
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Int32Array tokens = Napi::Int32Array::New(env, r.tokens.size());
+  if (!r.tokens.empty()) std::memcpy(tokens.Data(), r.tokens.data(), r.tokens.size() * sizeof(int32_t));
+  out.Set("tokens", tokens);
+  out.Set("stopReason", stop_reason_name(r.stop));
+  if (r.token_after_image_start >= 0) out.Set("tokenAfterImageStart", r.token_after_image_start);
+  if (r.has_image) out.Set("image", image_to_js(env, r.image));
+  if (!r.trace.empty()) {
+    Napi::Object trace = Napi::Object::New(env);
+    for (const auto& [name, tensor] : r.trace) trace.Set(name, tensor_to_js(env, tensor));
+    out.Set("trace", trace);
+  }
+  if (!r.profile.empty()) {
+    Napi::Object profile = Napi::Object::New(env);
+    for (const auto& [name, seconds] : r.profile) profile.Set(name, seconds);
+    out.Set("profile", profile);
+  }
+  return out;
+}
+
+Napi::Object info_to_js(Napi::Env env, const VargptV1& m) {
+  const VargptConfig& c = m.config();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("device", m.device());
+  Napi::Object llm = Napi::Object::New(env);
+  llm.Set("hiddenSize", c.llm.hidden);
+  llm.Set("layers", c.llm.layers);
+  llm.Set("heads", c.llm.heads);
+  llm.Set("kvHeads", c.llm.kv_heads);
+  llm.Set("headDim", c.llm.head_dim);
+  llm.Set("intermediateSize", c.llm.intermediate);
+  llm.Set("vocabSize", c.llm.vocab);
+  llm.Set("maxPositions", c.llm.max_positions);
+  out.Set("llm", llm);
+  if (c.has_vision) {
+    Napi::Object v = Napi::Object::New(env);
+    v.Set("hiddenSize", c.vision.hidden);
+    v.Set("layers", c.vision.layers);
+    v.Set("imageSize", c.vision.image_size);
+    v.Set("patchSize", c.vision.patch_size);
+    v.Set("tokens", c.vision.feature_tokens());
+    out.Set("vision", v);
+  } else {
+    out.Set("vision", env.Null());
+  }
+  auto ints = [&](const std::vector<int>& values) {
+    Napi::Array a = Napi::Array::New(env, values.size());
+    for (size_t i = 0; i < values.size(); ++i) a.Set(i, values[i]);
+    return a;
+  };
+  if (c.has_image_gen) {
+    Napi::Object v = Napi::Object::New(env);
+    v.Set("depth", c.var.depth);
+    v.Set("width", c.var.width);
+    v.Set("heads", c.var.heads);
+    v.Set("patchNums", ints(c.var.patch_nums));
+    v.Set("codebookSize", c.var.vocab);
+    v.Set("cvae", c.var.cvae);
+    out.Set("var", v);
+    Napi::Object q = Napi::Object::New(env);
+    q.Set("ch", c.vqvae.ch);
+    q.Set("chMult", ints(c.vqvae.ch_mult));
+    q.Set("numResBlocks", c.vqvae.dec_blocks - 1);
+    q.Set("zChannels", c.vqvae.z_channels);
+    q.Set("codebookSize", c.vqvae.vocab);
+    q.Set("imageSize", c.var.patch_nums.back() * c.vqvae.downsample());
+    q.Set("downsample", c.vqvae.downsample());
+    q.Set("hasEncoder", c.vqvae.has_encoder);
+    q.Set("phiCount", c.vqvae.phi_count);
+    q.Set("phiIndex", ints(c.vqvae.phi_index));
+    out.Set("vqvae", q);
+  } else {
+    out.Set("var", env.Null());
+    out.Set("vqvae", env.Null());
+  }
+  out.Set("imageTokenId", c.tokens.image);
+  out.Set("imageGenStartId", c.tokens.image_gen_start);
+  out.Set("imageGenEndId", c.tokens.image_gen_end);
+  out.Set("eosId", c.tokens.eos);
+  out.Set("bosId", c.tokens.bos);
+  return out;
+}
+
+Napi::Promise rejected(Napi::Env env, const std::string& message) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(Napi::Error::New(env, message).Value());
+  return deferred.Promise();
+}
+
+// ---- cancel tokens
+
+class CancelTokenWrap : public Napi::ObjectWrap<CancelTokenWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "CancelToken",
+                       {InstanceMethod("cancel", &CancelTokenWrap::cancel),
+                        InstanceAccessor("cancelled", &CancelTokenWrap::cancelled, nullptr)});
+  }
+  explicit CancelTokenWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelTokenWrap>(info) {}
+  const std::shared_ptr<std::atomic<bool>>& flag() const { return flag_; }
+
+ private:
+  Napi::Value cancel(const Napi::CallbackInfo& info) {
+    flag_->store(true);
+    return info.Env().Undefined();
+  }
+  Napi::Value cancelled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag_->load()); }
+
+  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+std::shared_ptr<std::atomic<bool>> cancel_field(Napi::Env env, const Napi::Object& o, const char* what) {
+  const Napi::Value v = o.Get("cancel");
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  VG_CHECK(v.IsObject() && v.As<Napi::Object>().InstanceOf(addon_data(env).cancel_token_class.Value()), what,
+           ".cancel must come from createCancelToken()");
+  return CancelTokenWrap::Unwrap(v.As<Napi::Object>())->flag();
+}
+
+// ---- the model object
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod("info", &ModelWrap::info), InstanceMethod("generate", &ModelWrap::generate),
+                        InstanceMethod("encodeImageTokens", &ModelWrap::encode_image_tokens),
+                        InstanceMethod("decodeImageTokens", &ModelWrap::decode_image_tokens),
+                        InstanceMethod("dispose", &ModelWrap::dispose)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "use loadModel(dir, options) to load a model");
+    state_ = *info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
+  }
+
+ private:
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value { return info_to_js(env, *state_->acquire()); });
+  }
+
+  Napi::Value generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected(env, "model is disposed");
+    std::shared_ptr<std::atomic<bool>> cancel;
+    StreamCallbacks callbacks;
+    bool want_progress = false;
+    std::shared_ptr<GenerateRequest> request;
+    try {
+      request = std::make_shared<GenerateRequest>(
+          parse_request(env, info.Length() > 0 ? info[0] : env.Undefined(), cancel, callbacks, want_progress));
+    } catch (const std::exception& e) {
+      return rejected(env, e.what());
+    }
+    const bool stream_tokens = !callbacks.on_token.IsEmpty();
+    auto state = state_;
+    return StreamWorker<GenerateResult>::start(
+        env, "vargpt.generate", cancel, callbacks,
+        [state, request, stream_tokens, want_progress](const auto& send, const auto& cancelled) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          const std::shared_ptr<VargptV1> model = state->acquire();
+          request->cancelled = cancelled;
+          if (stream_tokens)
+            request->on_token = [&send](int32_t token) {
+              StreamEvent e;
+              e.kind = StreamEvent::Kind::Token;
+              e.token = token;
+              send(e);
+            };
+          if (want_progress)
+            request->on_image_progress = [&send](int scale, int scales, const RgbImage& preview) {
+              StreamEvent e;
+              e.kind = StreamEvent::Kind::ImageProgress;
+              e.scale = scale;
+              e.scales = scales;
+              e.preview = std::make_shared<const RgbImage>(preview);
+              send(e);
+            };
+          return model->generate(*request);
+        },
+        result_to_js);
+  }
+
+  Napi::Value encode_image_tokens(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected(env, "model is disposed");
+    std::vector<float> pixels;
+    int height = 0, width = 0;
+    try {
+      pixels = float32_array(info.Length() > 0 ? info[0] : env.Undefined(), "encodeImageTokens: pixels");
+      VG_CHECK(info.Length() >= 3 && info[1].IsNumber() && info[2].IsNumber(),
+               "encodeImageTokens(pixels, height, width): height and width must be numbers");
+      height = info[1].As<Napi::Number>().Int32Value();
+      width = info[2].As<Napi::Number>().Int32Value();
+    } catch (const std::exception& e) {
+      return rejected(env, e.what());
+    }
+    auto state = state_;
+    using Result = std::vector<std::vector<int32_t>>;
+    return StreamWorker<Result>::start(
+        env, "vargpt.encodeImageTokens", nullptr, StreamCallbacks{},
+        [state, pixels = std::move(pixels), height, width](const auto&, const auto&) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          return state->acquire()->encode_image_tokens(pixels.data(), static_cast<int64_t>(pixels.size()), height, width);
+        },
+        [](Napi::Env env, Result& scales) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, scales.size());
+          for (size_t i = 0; i < scales.size(); ++i) {
+            Napi::Int32Array a = Napi::Int32Array::New(env, scales[i].size());
+            if (!scales[i].empty()) std::memcpy(a.Data(), scales[i].data(), scales[i].size() * sizeof(int32_t));
+            out.Set(i, a);
+          }
+          return out;
+        });
+  }
+
+  Napi::Value decode_image_tokens(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected(env, "model is disposed");
+    std::vector<std::vector<int32_t>> indices;
+    bool trace = false;
+    try {
+      each_element(info.Length() > 0 ? info[0] : env.Undefined(), "decodeImageTokens: indices",
+                   [&](const Napi::Value& e, const std::string& name) { indices.push_back(int32_array(e, name)); });
+      if (info.Length() > 1 && info[1].IsObject()) trace = bool_field(info[1].As<Napi::Object>(), "trace", "decodeImageTokens: options");
+    } catch (const std::exception& e) {
+      return rejected(env, e.what());
+    }
+    auto state = state_;
+    struct Result {
+      RgbImage image;
+      std::vector<std::pair<std::string, Tensor>> trace;
+    };
+    return StreamWorker<Result>::start(
+        env, "vargpt.decodeImageTokens", nullptr, StreamCallbacks{},
+        [state, indices = std::move(indices), trace](const auto&, const auto&) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          Result r;
+          r.image = state->acquire()->decode_image_tokens(indices, trace ? &r.trace : nullptr);
+          return r;
+        },
+        [](Napi::Env env, Result& r) -> Napi::Value {
+          Napi::Object out = image_to_js(env, r.image);
+          if (!r.trace.empty()) {
+            Napi::Object t = Napi::Object::New(env);
+            for (const auto& [name, tensor] : r.trace) t.Set(name, tensor_to_js(env, tensor));
+            out.Set("trace", t);
+          }
+          return out;
+        });
+  }
+
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    state_->dispose();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<ModelState> state_;
+};
+
+Napi::Value load_model(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string dir, device = "cpu";
+  std::shared_ptr<std::atomic<bool>> cancel;
+  StreamCallbacks callbacks;
+  try {
+    VG_CHECK(info.Length() >= 1 && info[0].IsString(), "loadModel(dir, options): dir must be a string");
+    dir = info[0].As<Napi::String>().Utf8Value();
+    if (info.Length() >= 2 && !info[1].IsUndefined()) {
+      VG_CHECK(info[1].IsObject(), "loadModel: options must be an object");
+      const auto o = info[1].As<Napi::Object>();
+      const Napi::Value d = o.Get("device");
+      if (!d.IsUndefined()) {
+        VG_CHECK(d.IsString(), "loadModel: options.device must be a string ('cpu', 'cuda' or 'cuda:N')");
+        device = d.As<Napi::String>().Utf8Value();
+      }
+      callbacks.on_load_progress = function_field(o, "onProgress", "loadModel: options");
+      cancel = cancel_field(env, o, "loadModel: options");
+    }
+  } catch (const std::exception& e) {
+    return rejected(env, e.what());
+  }
+  const bool report = !callbacks.on_load_progress.IsEmpty();
+  using Result = std::shared_ptr<ModelState>;
+  return StreamWorker<Result>::start(
+      env, "vargpt.loadModel", cancel, callbacks,
+      [dir, device, report](const auto& send, const auto& cancelled) {
+        // Progress events are thinned to ~0.5% steps (a 7B checkpoint has ~1000 tensors).
+        double last = -1;
+        auto progress = [&](uint64_t loaded, uint64_t total) {
+          if (!report) return;
+          if (loaded != total && last >= 0 && static_cast<double>(loaded) - last < 0.005 * static_cast<double>(total)) return;
+          last = static_cast<double>(loaded);
+          StreamEvent e;
+          e.kind = StreamEvent::Kind::LoadProgress;
+          e.loaded = static_cast<double>(loaded);
+          e.total = static_cast<double>(total);
+          send(e);
+        };
+        auto state = std::make_shared<ModelState>();
+        state->model = VargptV1::load(dir, device, progress, cancelled);
+        return state;
+      },
+      [](Napi::Env env, Result& state) -> Napi::Value {
+        auto external = Napi::External<Result>::New(env, new Result(state), [](Napi::Env, Result* p) { delete p; });
+        return addon_data(env).model_class.New({external});
+      });
+}
+
+}  // namespace
+
+void init_model(Napi::Env env, Napi::Object exports) {
+  Napi::Function model = ModelWrap::define(env);
+  addon_data(env).model_class = Napi::Persistent(model);
+  Napi::Function token = CancelTokenWrap::define(env);
+  addon_data(env).cancel_token_class = Napi::Persistent(token);
+  exports.Set("loadModel", Napi::Function::New(env, load_model));
+  exports.Set("createCancelToken", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return addon_data(info.Env()).cancel_token_class.New({});
+              }));
+}
+
+}  // namespace vargpt::binding

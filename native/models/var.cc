@@ -1,0 +1,182 @@
+#include "var.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../core/error.h"
+
+namespace vargpt {
+
+namespace {
+
+// Splits rows of `packed` [2, n*C] into n contiguous [2, C] tensors (chunk order as stored).
+std::vector<Tensor> split_chunks(Backend& b, const Tensor& packed, int n, int64_t C) {
+  std::vector<Tensor> out;
+  for (int i = 0; i < n; ++i) {
+    Tensor t = b.empty(DType::F32, {packed.dim(0), C});
+    b.copy(packed.slice(1, i * C, (i + 1) * C), t);
+    out.push_back(t);
+  }
+  return out;
+}
+
+}  // namespace
+
+VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::string& prefix)
+    : backend_(w.backend()), config_(config) {
+  Backend& b = backend_;
+  const int64_t C = config.width, L = config.total_tokens, V = config.vocab, F = config.mlp_hidden;
+  const int64_t SN = config.scales();
+  word_embed_ = w.linear(prefix + "word_embed", C, config.cvae, true);
+  const Tensor class_emb = w.matrix(prefix + "class_emb.weight", {config.class_rows, C});
+  const Tensor pos_start = w.f32(prefix + "pos_start", {1, 1, C}).view({1, C});
+  const Tensor pos_1LC = w.f32(prefix + "pos_1LC", {1, L, C}).view({L, C});
+  const Tensor lvl_embed = w.matrix(prefix + "lvl_embed.weight", {SN, C});
+  const std::vector<int64_t> lvl64 = w.host_ints(prefix + "lvl_1L", {1, L});
+  const std::vector<int32_t> lvl(lvl64.begin(), lvl64.end());
+
+  // lvl_pos = lvl_embed[lvl_1L] + pos_1LC, the per-token additive embedding of every scale.
+  lvl_pos_ = b.empty(DType::F32, {L, C});
+  b.embedding(b.upload(Tensor::from_host(DType::I32, {L}, lvl.data())), lvl_embed, lvl_pos_);
+  b.add(lvl_pos_, pos_1LC, lvl_pos_);
+
+  // Condition rows: both CFG rows use the null class.
+  const int32_t null_ids[2] = {config.null_class, config.null_class};
+  Tensor cond = b.empty(DType::F32, {2, C});
+  b.embedding(b.upload(Tensor::from_host(DType::I32, {2}, null_ids)), class_emb, cond);
+  sos_ = b.empty(DType::F32, {1, C});
+  b.copy(cond.slice(0, 0, 1), sos_);
+  b.add(sos_, pos_start, sos_);
+  b.add(sos_, lvl_pos_.slice(0, 0, 1), sos_);
+  Tensor cond_act = b.empty(DType::F32, {2, C});
+  b.activation(cond, Activation::SiLU, cond_act);
+
+  const double max_scale_mul = std::log(100.0);
+  for (int i = 0; i < config.depth; ++i) {
+    const std::string p = prefix + "blocks." + std::to_string(i) + ".";
+    Block blk;
+    blk.qkv_w = w.matrix(p + "attn.mat_qkv.weight", {3 * C, C});
+    // Bias of the fused projection is [q_bias | zero_k_bias | v_bias] (k_bias is a zero buffer).
+    Tensor bias = Tensor::empty_host(DType::F32, {3 * C});
+    float* bp = bias.data<float>();
+    const Tensor qb = w.host_f32(p + "attn.q_bias", {C});
+    const Tensor vb = w.host_f32(p + "attn.v_bias", {C});
+    std::copy(qb.data<float>(), qb.data<float>() + C, bp);
+    std::fill(bp + C, bp + 2 * C, 0.0f);
+    if (w.has(p + "attn.zero_k_bias")) {
+      const Tensor kb = w.host_f32(p + "attn.zero_k_bias", {C});
+      std::copy(kb.data<float>(), kb.data<float>() + C, bp + C);
+    }
+    std::copy(vb.data<float>(), vb.data<float>() + C, bp + 2 * C);
+    blk.qkv_bias = b.upload(bias);
+    // Per-head query scale exp(min(scale_mul, ln 100)) (attn_l2_norm; softmax scale is then 1).
+    const Tensor sm = w.host_f32(p + "attn.scale_mul_1H11", {1, config.heads, 1, 1});
+    Tensor hs = Tensor::empty_host(DType::F32, {config.heads});
+    for (int h = 0; h < config.heads; ++h)
+      hs.data<float>()[h] = static_cast<float>(std::exp(std::min(static_cast<double>(sm.data<float>()[h]), max_scale_mul)));
+    blk.head_scale = b.upload(hs);
+    blk.proj = w.linear(p + "attn.proj", C, C, true);
+    blk.fc1 = w.linear(p + "ffn.fc1", F, C, true);
+    blk.fc2 = w.linear(p + "ffn.fc2", C, F, true);
+    const LinearWeights ada = w.linear(p + "ada_lin.1", 6 * C, C, true);
+    Tensor mod = b.empty(DType::F32, {2, 6 * C});
+    b.linear(cond_act, ada.w, &ada.b, mod);
+    auto chunks = split_chunks(b, mod, 6, C);  // gamma1, gamma2, scale1, scale2, shift1, shift2
+    blk.gamma1 = chunks[0];
+    blk.gamma2 = chunks[1];
+    blk.scale1 = chunks[2];
+    blk.scale2 = chunks[3];
+    blk.shift1 = chunks[4];
+    blk.shift2 = chunks[5];
+    blocks_.push_back(std::move(blk));
+  }
+  const LinearWeights head_ada = w.linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
+  Tensor head_mod = b.empty(DType::F32, {2, 2 * C});
+  b.linear(cond_act, head_ada.w, &head_ada.b, head_mod);
+  auto head_chunks = split_chunks(b, head_mod, 2, C);  // scale, shift
+  head_scale_ = head_chunks[0];
+  head_shift_ = head_chunks[1];
+  head_ = w.linear(prefix + "head", V, C, true);
+}
+
+void VarDecoder::reset() {
+  length_ = 0;
+  const int64_t C = config_.width, L = config_.total_tokens;
+  for (Block& blk : blocks_) {
+    if (blk.k_cache.defined()) continue;
+    blk.k_cache = backend_.empty(DType::F32, {2, L, C});
+    blk.v_cache = backend_.empty(DType::F32, {2, L, C});
+  }
+}
+
+void VarDecoder::sos(const Tensor& out) { backend_.copy(sos_, out); }
+
+void VarDecoder::embed_scale(int si, const Tensor& map_tokens, const Tensor& out) {
+  VG_CHECK(si >= 0 && si < config_.scales(), "VAR: scale ", si, " of ", config_.scales());
+  const int begin = config_.begin(si);
+  const int pn = config_.patch_nums[si];
+  backend_.linear(map_tokens, word_embed_.w, &word_embed_.b, out);
+  backend_.add(out, lvl_pos_.slice(0, begin, begin + pn * pn), out);
+}
+
+void VarDecoder::forward(const Tensor& x, const Tensor& logits, const BlockHook& block_hook) {
+  Backend& b = backend_;
+  const int64_t C = config_.width;
+  VG_CHECK(x.rank() == 3 && x.dim(0) == 2 && x.dim(2) == C, "VAR: input ", x.describe(), ", expected [2, l, ", C, "]");
+  const int64_t l = x.dim(1);
+  VG_CHECK(!blocks_.empty() && blocks_[0].k_cache.defined(), "VAR: forward() before reset()");
+  VG_CHECK(length_ + l <= config_.total_tokens, "VAR: ", length_, " cached + ", l, " new tokens exceed ",
+           config_.total_tokens);
+  const int64_t Lk = length_ + l;
+
+  Tensor xn = b.empty(DType::F32, {2, l, C});
+  Tensor qkv = b.empty(DType::F32, {2, l, 3 * C});
+  Tensor attn = b.empty(DType::F32, {2, l, C});
+  Tensor y = b.empty(DType::F32, {2, l, C});
+  Tensor mlp = b.empty(DType::F32, {2, l, config_.mlp_hidden});
+  AttentionParams ap;
+  ap.q_heads = ap.kv_heads = config_.heads;
+  ap.head_dim = config_.head_dim;
+  ap.scale = 1.0f;  // q and k are L2-normalised; the learnt per-head scale is folded into q
+  ap.mask = AttentionMask::None;
+  const float eps = 1e-6f;
+
+  for (size_t bi = 0; bi < blocks_.size(); ++bi) {
+    Block& blk = blocks_[bi];
+    b.adaln_modulate(x, blk.scale1, blk.shift1, eps, xn);
+    b.linear(xn, blk.qkv_w, &blk.qkv_bias, qkv);
+    const Tensor q = qkv.slice(2, 0, C);
+    const Tensor k = qkv.slice(2, C, 2 * C);
+    const Tensor v = qkv.slice(2, 2 * C, 3 * C);
+    b.l2_normalize_heads(q, config_.head_dim, &blk.head_scale);
+    b.l2_normalize_heads(k, config_.head_dim, nullptr);
+    b.copy(k, blk.k_cache.slice(1, length_, Lk));
+    b.copy(v, blk.v_cache.slice(1, length_, Lk));
+    b.attention(q, blk.k_cache.slice(1, 0, Lk), blk.v_cache.slice(1, 0, Lk), attn, ap);
+    b.linear(attn, blk.proj.w, &blk.proj.b, y);
+    b.gated_add(x, y, blk.gamma1);
+    b.adaln_modulate(x, blk.scale2, blk.shift2, eps, xn);
+    b.linear(xn, blk.fc1.w, &blk.fc1.b, mlp, Activation::GeluTanh);
+    b.linear(mlp, blk.fc2.w, &blk.fc2.b, y);
+    b.gated_add(x, y, blk.gamma2);
+    if (block_hook) block_hook(static_cast<int>(bi), x);
+  }
+  b.adaln_modulate(x, head_scale_, head_shift_, eps, xn);
+  b.linear(xn, head_.w, &head_.b, logits);
+  length_ = static_cast<int>(Lk);
+}
+
+GenProjector::GenProjector(int in, int out, WeightLoader& w, const std::string& prefix) : backend_(w.backend()) {
+  l0_ = w.linear(prefix + "mlp.0", in, in, true);
+  l2_ = w.linear(prefix + "mlp.2", out, in, true);
+}
+
+void GenProjector::run(const Tensor& x, const Tensor& y) {
+  Shape mid_shape = x.shape();
+  mid_shape.back() = l0_.out();
+  Tensor mid = backend_.empty(DType::F32, mid_shape);
+  backend_.linear(x, l0_.w, &l0_.b, mid, Activation::GeluErf);
+  backend_.linear(mid, l2_.w, &l2_.b, y);
+}
+
+}  // namespace vargpt

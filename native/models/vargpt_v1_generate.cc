@@ -1,0 +1,232 @@
+// One assistant turn: prompt embedding (with image features), prefill, and the token loop that
+// either stops on EOS / budget or hands over to the image branch on <|image_gen_start|>.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "../core/rng.h"
+#include "vargpt_v1_run.h"
+
+namespace vargpt {
+
+void VargptV1::Run::validate() {
+  const VargptConfig& c = m_.config_;
+  const GenerateRequest& r = req_;
+  const int T = static_cast<int>(r.input_ids.size());
+  VG_CHECK(T > 0, "generate: inputIds is empty");
+  for (int i = 0; i < T; ++i)
+    VG_CHECK(r.input_ids[i] >= 0 && r.input_ids[i] < c.llm.vocab, "generate: inputIds[", i, "] = ", r.input_ids[i],
+             " is outside the vocabulary [0, ", c.llm.vocab, ")");
+  VG_CHECK(r.max_new_tokens >= 0, "generate: maxNewTokens must be >= 0, got ", r.max_new_tokens);
+  VG_CHECK(std::isfinite(r.temperature) && r.temperature >= 0, "generate: temperature must be >= 0, got ", r.temperature);
+  VG_CHECK(r.top_k >= 0, "generate: topK must be >= 0, got ", r.top_k);
+  VG_CHECK(r.top_p > 0 && r.top_p <= 1, "generate: topP must be in (0, 1], got ", r.top_p);
+  VG_CHECK(std::isfinite(r.repetition_penalty) && r.repetition_penalty > 0,
+           "generate: repetitionPenalty must be > 0, got ", r.repetition_penalty);
+
+  // Each <image> must already be expanded to the vision token count; runs of image tokens are
+  // filled in order by pixelValues (adjacent images make one run of a multiple of that count).
+  int64_t images = 0;
+  for (int i = 0; i < T;) {
+    if (r.input_ids[i] != c.tokens.image) {
+      ++i;
+      continue;
+    }
+    int j = i;
+    while (j < T && r.input_ids[j] == c.tokens.image) ++j;
+    VG_CHECK(c.has_vision, "generate: inputIds holds image tokens (id ", c.tokens.image,
+             ") but this checkpoint has no vision tower");
+    const int K = c.vision.feature_tokens();
+    VG_CHECK((j - i) % K == 0, "generate: inputIds has a run of ", j - i, " image tokens (id ", c.tokens.image,
+             ") at position ", i, "; each image needs exactly ", K, " (expand <image> before calling)");
+    images += (j - i) / K;
+    i = j;
+  }
+  VG_CHECK(images == static_cast<int64_t>(r.pixel_values.size()), "generate: inputIds holds image tokens for ", images,
+           " image(s) but pixelValues has ", r.pixel_values.size());
+  if (c.has_vision) {
+    const int64_t need = static_cast<int64_t>(c.vision.channels) * c.vision.image_size * c.vision.image_size;
+    for (size_t i = 0; i < r.pixel_values.size(); ++i)
+      VG_CHECK(r.pixel_values[i].dtype() == DType::F32 && r.pixel_values[i].numel() == need, "generate: pixelValues[", i,
+               "] has ", r.pixel_values[i].numel(), " values, expected ", c.vision.channels, "x", c.vision.image_size, "x",
+               c.vision.image_size, " = ", need);
+  }
+
+  const int reserve = r.force_image && c.has_image_gen ? 1 + c.var.total_tokens : 0;
+  VG_CHECK(T + reserve <= c.llm.max_positions, "generate: the prompt has ", T, " tokens",
+           reserve ? " (+" + std::to_string(reserve) + " for the image)" : std::string(),
+           ", more than the model's max_position_embeddings (", c.llm.max_positions, ")");
+  VG_CHECK(!r.force_image || c.has_image_gen, "generate: forceImage needs image generation weights (vargpt_gen.*), "
+                                             "which this checkpoint lacks");
+
+  const ImageRequest& im = r.image;
+  VG_CHECK(std::isfinite(im.cfg), "generate: image.cfg must be a finite number");
+  VG_CHECK(im.top_k >= 0, "generate: image.topK must be >= 0, got ", im.top_k);
+  VG_CHECK(im.top_p > 0 && im.top_p <= 1, "generate: image.topP must be in (0, 1], got ", im.top_p);
+  if (im.replay && c.has_image_gen) {
+    const VarConfig& v = c.var;
+    VG_CHECK(im.replay_indices.size() == static_cast<size_t>(v.scales()) &&
+                 im.replay_noise.size() == static_cast<size_t>(v.scales()),
+             "generate: image.replay needs ", v.scales(), " indices and noise arrays (one per scale), got ",
+             im.replay_indices.size(), " and ", im.replay_noise.size());
+    for (int si = 0; si < v.scales(); ++si) {
+      const size_t l = static_cast<size_t>(v.patch_nums[si]) * v.patch_nums[si];
+      VG_CHECK(im.replay_indices[si].size() == l, "generate: image.replay.indices[", si, "] has ",
+               im.replay_indices[si].size(), " values, expected ", l);
+      VG_CHECK(im.replay_noise[si].size() == l * c.llm.hidden, "generate: image.replay.noise[", si, "] has ",
+               im.replay_noise[si].size(), " values, expected ", l, "x", c.llm.hidden, " = ", l * c.llm.hidden);
+      for (size_t j = 0; j < l; ++j)
+        VG_CHECK(im.replay_indices[si][j] >= 0 && im.replay_indices[si][j] < v.vocab, "generate: image.replay.indices[",
+                 si, "][", j, "] = ", im.replay_indices[si][j], " is outside the codebook [0, ", v.vocab, ")");
+    }
+  }
+}
+
+Tensor VargptV1::Run::embed_prompt() {
+  const VargptConfig& c = m_.config_;
+  const std::vector<int32_t>& ids = req_.input_ids;
+  const int64_t T = static_cast<int64_t>(ids.size()), H = c.llm.hidden;
+  Tensor embeds = b_.empty(DType::F32, {T, H});
+  m_.llm_->embed(b_.upload(Tensor::from_host(DType::I32, {T}, ids.data())), embeds);
+  if (req_.pixel_values.empty()) return embeds;
+
+  // masked_scatter: the i-th image's projected features fill the i-th block of image tokens.
+  Profiler::Stage stage(prof_, "visionEncode");
+  const ClipConfig& v = c.vision;
+  const int64_t K = v.feature_tokens();
+  std::vector<Tensor> pixels, vision, projected;
+  size_t image = 0;
+  for (int64_t i = 0; i < T;) {
+    if (ids[i] != c.tokens.image) {
+      ++i;
+      continue;
+    }
+    check_cancel();
+    const Tensor px = b_.upload(req_.pixel_values[image].view({v.channels, v.image_size, v.image_size}));
+    Tensor feats = b_.empty(DType::F32, {K, v.hidden});
+    m_.vision_->encode(px, feats);
+    const Tensor dst = embeds.slice(0, i, i + K);
+    m_.projector_->run(feats, dst);
+    if (trace_.enabled()) {
+      pixels.push_back(px);
+      vision.push_back(feats);
+      projected.push_back(dst);
+    }
+    ++image;
+    i += K;
+  }
+  trace_.stack("pixelValues", pixels);
+  trace_.stack("visionFeatures", vision);
+  trace_.stack("imageFeatures", projected);
+  return embeds;
+}
+
+void VargptV1::Run::emit(int32_t token) {
+  res_.tokens.push_back(token);
+  history_.push_back(token);
+  if (req_.on_token) req_.on_token(token);
+}
+
+Tensor VargptV1::Run::step(int32_t token) {
+  const int64_t H = m_.config_.llm.hidden;
+  Tensor x = b_.empty(DType::F32, {1, H});
+  m_.llm_->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
+  Tensor hidden = b_.empty(DType::F32, {1, H});
+  m_.llm_->forward(x, hidden);
+  Tensor logits = b_.empty(DType::F32, {1, m_.config_.llm.vocab});
+  m_.llm_->logits(hidden, logits);
+  return logits;
+}
+
+int32_t VargptV1::Run::choose_token(const Tensor& raw_logits, int step_index) {
+  Tensor logits = raw_logits;
+  if (req_.repetition_penalty != 1.0f) {
+    // HF RepetitionPenaltyLogitsProcessor over every id seen so far (prompt included): positive
+    // logits are divided by the penalty, negative ones multiplied. A V-float host round trip.
+    Tensor host = b_.to_host(raw_logits);
+    float* v = host.data<float>();
+    const float p = req_.repetition_penalty;
+    for (int32_t id : std::set<int32_t>(history_.begin(), history_.end())) v[id] = v[id] < 0 ? v[id] * p : v[id] / p;
+    logits = b_.upload(host);
+  }
+  Tensor idx = b_.empty(DType::I32, {1});
+  if (req_.temperature == 0.0f) {
+    b_.argmax(logits, idx);
+  } else {
+    SamplingParams sp;
+    sp.top_k = std::min(req_.top_k, m_.config_.llm.vocab);
+    sp.top_p = req_.top_p;
+    sp.temperature = req_.temperature;
+    sp.seed = req_.seed;
+    sp.stream = rng_stream(RngPurpose::TextSampling, static_cast<uint32_t>(step_index));
+    b_.sample(logits, sp, idx, nullptr);
+  }
+  return b_.to_host(idx).data<int32_t>()[0];
+}
+
+void VargptV1::Run::execute() {
+  const VargptConfig& c = m_.config_;
+  validate();
+  check_cancel();
+  Llama& llm = *m_.llm_;
+  llm.reset();
+  history_ = req_.input_ids;
+  const int64_t T = static_cast<int64_t>(req_.input_ids.size());
+
+  Tensor logits = b_.empty(DType::F32, {1, c.llm.vocab});
+  {
+    const Tensor embeds = embed_prompt();
+    check_cancel();
+    Profiler::Stage stage(prof_, "prefill");
+    Tensor hidden = b_.empty(DType::F32, {T, c.llm.hidden});
+    llm.forward(embeds, hidden);
+    llm.logits(hidden.slice(0, T - 1, T), logits);
+    if (trace_.enabled()) {
+      trace_.add("prefillEmbeds", embeds);
+      trace_.add("prefillHidden", hidden);
+      trace_.add("prefillLogits", logits.view({c.llm.vocab}));
+    }
+  }
+
+  std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
+  stops.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
+  int generated = 0;
+  for (;;) {
+    check_cancel();
+    const bool forced = req_.force_image && generated == 0;
+    if (!forced && generated >= req_.max_new_tokens) {
+      res_.stop = StopReason::Length;
+      break;
+    }
+    int32_t token;
+    if (forced) {
+      token = c.tokens.image_gen_start;
+    } else {
+      Profiler::Stage stage(prof_, "sampleText");
+      token = choose_token(logits, generated);
+      if (trace_.enabled()) step_logits_.push_back(logits.view({c.llm.vocab}));
+    }
+    emit(token);
+    ++generated;
+    if (c.has_image_gen && token == c.tokens.image_gen_start) {
+      draw_image();
+      res_.stop = StopReason::Image;
+      break;
+    }
+    if (stops.count(token)) {
+      res_.stop = StopReason::Eos;
+      break;
+    }
+    if (generated >= req_.max_new_tokens || llm.length() >= c.llm.max_positions) {
+      res_.stop = StopReason::Length;
+      break;
+    }
+    Profiler::Stage stage(prof_, "decode");
+    logits = step(token);
+    prof_.count("decodeTokens", 1);
+  }
+  trace_.stack("stepLogits", step_logits_);
+  res_.profile = prof_.results();
+}
+
+}  // namespace vargpt

@@ -1,0 +1,121 @@
+#include "weights.h"
+
+#include <cstring>
+#include <set>
+
+#include "../core/error.h"
+
+namespace vargpt {
+
+WeightLoader::WeightLoader(std::shared_ptr<SafetensorsCheckpoint> checkpoint, Backend& backend, Progress progress,
+                           CancelCheck cancelled)
+    : checkpoint_(std::move(checkpoint)), backend_(backend), progress_(std::move(progress)), cancelled_(std::move(cancelled)) {
+  for (const auto& name : checkpoint_->names()) {
+    const TensorInfo& info = checkpoint_->info(name);
+    total_ += info.end - info.begin;
+  }
+}
+
+Shape WeightLoader::shape(const std::string& name) const {
+  VG_CHECK(checkpoint_->has(name), checkpoint_->path(), ": checkpoint has no tensor ", name);
+  return checkpoint_->info(name).shape;
+}
+
+int WeightLoader::count_indexed(const std::string& prefix) const {
+  // Indexed module lists (layers.0., layers.1., ...) must be dense: count until the first gap.
+  std::set<int> seen;
+  for (const auto& name : checkpoint_->names_with_prefix(prefix)) {
+    size_t end = prefix.size();
+    while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+    if (end == prefix.size() || end >= name.size() || name[end] != '.' || end - prefix.size() > 6) continue;
+    seen.insert(std::stoi(name.substr(prefix.size(), end - prefix.size())));
+  }
+  int count = 0;
+  while (seen.count(count)) ++count;
+  return count;
+}
+
+const TensorInfo& WeightLoader::checked(const std::string& name, const Shape& expected) {
+  if (cancelled_ && cancelled_()) throw Cancelled();
+  VG_CHECK(checkpoint_->has(name), checkpoint_->path(), ": checkpoint has no tensor ", name, " (expected shape ",
+           shape_string(expected), ")");
+  const TensorInfo& info = checkpoint_->info(name);
+  VG_CHECK(info.shape == expected, checkpoint_->path(), ": tensor ", name, " has shape ", shape_string(info.shape),
+           ", expected ", shape_string(expected));
+  return info;
+}
+
+void WeightLoader::account(const TensorInfo& info) {
+  loaded_ += info.end - info.begin;
+  if (progress_) progress_(loaded_, total_);
+}
+
+Tensor WeightLoader::matrix(const std::string& name, const Shape& expected) {
+  const TensorInfo& info = checked(name, expected);
+  VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
+           ", expected f32, bf16 or f16");
+  Tensor out = backend_.upload(checkpoint_->get(name));
+  account(info);
+  return out;
+}
+
+Tensor WeightLoader::host_f32(const std::string& name, const Shape& expected) {
+  const TensorInfo& info = checked(name, expected);
+  VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
+           ", expected f32, bf16 or f16");
+  Tensor stored = checkpoint_->get(name);
+  if (stored.dtype() == DType::F32) return stored;
+  Tensor out = Tensor::empty_host(DType::F32, stored.shape());
+  convert_to_f32(stored.dtype(), stored.raw(), out.data<float>(), static_cast<size_t>(stored.numel()));
+  return out;
+}
+
+Tensor WeightLoader::f32(const std::string& name, const Shape& expected) {
+  Tensor host = host_f32(name, expected);
+  Tensor out = backend_.upload(host);
+  account(checkpoint_->info(name));
+  return out;
+}
+
+std::vector<int64_t> WeightLoader::host_ints(const std::string& name, const Shape& expected) {
+  const TensorInfo& info = checked(name, expected);
+  Tensor stored = checkpoint_->get(name);
+  std::vector<int64_t> values(static_cast<size_t>(stored.numel()));
+  if (info.dtype == DType::I64) {
+    std::memcpy(values.data(), stored.raw(), values.size() * sizeof(int64_t));
+  } else if (info.dtype == DType::I32) {
+    for (size_t i = 0; i < values.size(); ++i) values[i] = stored.data<int32_t>()[i];
+  } else {
+    fail(checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype), ", expected i64 or i32");
+  }
+  account(info);
+  return values;
+}
+
+LinearWeights WeightLoader::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
+  LinearWeights l;
+  l.w = matrix(prefix + ".weight", {out, in});
+  if (bias) l.b = f32(prefix + ".bias", {out});
+  return l;
+}
+
+ConvWeights WeightLoader::conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias) {
+  ConvWeights c;
+  c.w = f32(prefix + ".weight", {out, in, k, k});
+  if (bias) c.b = f32(prefix + ".bias", {out});
+  return c;
+}
+
+NormWeights WeightLoader::norm(const std::string& prefix, int64_t channels, bool bias) {
+  NormWeights n;
+  n.w = f32(prefix + ".weight", {channels});
+  if (bias) n.b = f32(prefix + ".bias", {channels});
+  return n;
+}
+
+void WeightLoader::finish() {
+  loaded_ = total_;
+  if (progress_) progress_(loaded_, total_);
+}
+
+}  // namespace vargpt

@@ -1,0 +1,79 @@
+// Checked access to a checkpoint's tensors for the model loaders. Every getter names the tensor,
+// the expected and the actual shape when something is missing or mis-shaped, and hands back a
+// tensor the backend can compute with (backend.upload()).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../backend/backend.h"
+#include "../core/safetensors.h"
+
+namespace vargpt {
+
+// A small dense layer: y = x · w^T + b (b may be undefined).
+struct LinearWeights {
+  Tensor w;  // [out, in], stored dtype (f32/bf16/f16)
+  Tensor b;  // [out] f32, or undefined
+  int64_t out() const { return w.dim(0); }
+  int64_t in() const { return w.dim(1); }
+};
+
+struct ConvWeights {
+  Tensor w;  // [O, C, kh, kw] f32
+  Tensor b;  // [O] f32, or undefined
+};
+
+struct NormWeights {
+  Tensor w, b;  // [C] f32 (b undefined for RMSNorm)
+};
+
+class WeightLoader {
+ public:
+  // `progress(loaded_bytes, total_bytes)` is called after each tensor; `cancelled()` is polled
+  // before each tensor and throws vargpt::Cancelled when it returns true.
+  using Progress = std::function<void(uint64_t loaded, uint64_t total)>;
+  using CancelCheck = std::function<bool()>;
+
+  WeightLoader(std::shared_ptr<SafetensorsCheckpoint> checkpoint, Backend& backend, Progress progress,
+               CancelCheck cancelled);
+
+  const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  Backend& backend() const { return backend_; }
+  bool has(const std::string& name) const { return checkpoint_->has(name); }
+  // The stored shape; throws "checkpoint has no tensor <name> (<what it is for>)".
+  Shape shape(const std::string& name) const;
+  // Number of consecutive indices i = 0, 1, ... for which `prefix + i + "."` starts some tensor name.
+  int count_indexed(const std::string& prefix) const;
+
+  // Weight read in its stored float dtype (for linear() and embedding()).
+  Tensor matrix(const std::string& name, const Shape& expected);
+  // An f32 copy (norms, biases, conv kernels, embeddings used in adds): backends take these in f32.
+  Tensor f32(const std::string& name, const Shape& expected);
+  // An f32 host copy, for values the loader computes with on the host.
+  Tensor host_f32(const std::string& name, const Shape& expected);
+  // Integer buffer (I64 or I32) as host int64 values.
+  std::vector<int64_t> host_ints(const std::string& name, const Shape& expected);
+
+  LinearWeights linear(const std::string& prefix, int64_t out, int64_t in, bool bias);
+  ConvWeights conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias);
+  NormWeights norm(const std::string& prefix, int64_t channels, bool bias);
+
+  // Marks the bytes of tensors the runtime does not use (so progress reaches the total) and reports.
+  void finish();
+
+ private:
+  const TensorInfo& checked(const std::string& name, const Shape& expected);
+  void account(const TensorInfo& info);
+
+  std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
+  Backend& backend_;
+  Progress progress_;
+  CancelCheck cancelled_;
+  uint64_t total_ = 0, loaded_ = 0;
+};
+
+}  // namespace vargpt

@@ -1,0 +1,292 @@
+// Normalisations, modulation, element-wise ops and RoPE against float64 references.
+//
+// Tolerances (u = 2^-24, the f32 unit roundoff):
+// - sums of C non-negative terms (RMS, L2 norms) are off by at most C·u relative; the division,
+//   square root and scaling add a few u: (C + 16)·u·|y|.
+// - mean-subtracting norms (LayerNorm, AdaLN, GroupNorm) also carry the error of the mean,
+//   ≤ C·u·mean|x|, amplified by 1/std: (2C + 16)·u·(|y| + |w|·mean|x|/std + |b|).
+// - activations: a few ulp of the result, plus the absolute error of 1 + erf(x) / 1 + tanh(u)
+//   near -1, which the f32 formula (PyTorch's too) cannot avoid: 16u·|y| + 4u·|x|.
+// - RoPE: the angle p·θ^(-2j/D) is formed in f32 as Hugging Face does, so it is off by about
+//   2|angle|·u; the rotated pair moves by that times |x1| + |x2|: (4|angle| + 4)·u·(|x1| + |x2|).
+import { describe, expect, it } from 'vitest';
+
+import { type Act, EPS32, Rng, actRef, asF32, expectClose, f32Tensor, i32Tensor, runOp } from './helpers/ops-reference.js';
+
+const u = EPS32;
+
+function rows(n: number, c: number, f: (r: number, i: number) => void) {
+  for (let r = 0; r < n; r++) f(r, r * c);
+}
+
+describe('normalisations', () => {
+  it.each([
+    [1, 1],
+    [3, 7],
+    [5, 129],
+    [2, 4096],
+  ])('rms_norm over %i rows of %i (weights f32 and bf16)', async (R, C) => {
+    const rng = new Rng(R * 1000 + C);
+    const x = rng.f32(R * C, -3, 3);
+    const w = rng.f32(C, 0.5, 1.5);
+    const eps = 1e-6;
+    const ref = new Float64Array(R * C);
+    const tol = new Float64Array(R * C);
+    rows(R, C, (r, o) => {
+      let ss = 0;
+      for (let c = 0; c < C; c++) ss += x[o + c]! ** 2;
+      const inv = 1 / Math.sqrt(ss / C + eps);
+      for (let c = 0; c < C; c++) {
+        ref[o + c] = w[c]! * x[o + c]! * inv;
+        tol[o + c] = (C + 16) * u * Math.abs(ref[o + c]!) + 1e-30;
+      }
+    });
+    const [y] = await runOp('rms_norm', [f32Tensor([R, C], x), f32Tensor([C], w)], { eps });
+    expectClose(asF32(y!), ref, tol, `rms_norm ${R}x${C}`);
+  });
+
+  it.each([
+    [4, 7, true],
+    [3, 1920, false],
+    [2, 65, true],
+  ] as const)('layer_norm over %i rows of %i (affine %s)', async (R, C, affine) => {
+    const rng = new Rng(R + C);
+    const x = rng.f32(R * C, -2, 4); // offset mean: exercises the mean subtraction
+    const w = rng.f32(C, 0.5, 1.5);
+    const b = rng.f32(C);
+    const eps = 1e-5;
+    const ref = new Float64Array(R * C);
+    const tol = new Float64Array(R * C);
+    rows(R, C, (r, o) => {
+      let mean = 0;
+      for (let c = 0; c < C; c++) mean += x[o + c]!;
+      mean /= C;
+      let v = 0;
+      let absMean = 0;
+      for (let c = 0; c < C; c++) {
+        v += (x[o + c]! - mean) ** 2;
+        absMean += Math.abs(x[o + c]!) / C;
+      }
+      const inv = 1 / Math.sqrt(v / C + eps);
+      for (let c = 0; c < C; c++) {
+        const n = (x[o + c]! - mean) * inv;
+        ref[o + c] = affine ? n * w[c]! + b[c]! : n;
+        const wc = affine ? Math.abs(w[c]!) : 1;
+        tol[o + c] = (2 * C + 16) * u * (Math.abs(ref[o + c]!) + wc * absMean * inv + (affine ? Math.abs(b[c]!) : 0));
+      }
+    });
+    const inputs = affine ? [f32Tensor([R, C], x), f32Tensor([C], w), f32Tensor([C], b)] : [f32Tensor([R, C], x)];
+    const [y] = await runOp('layer_norm', inputs, { eps });
+    expectClose(asF32(y!), ref, tol, `layer_norm ${R}x${C}`);
+  });
+
+  it('adaln_modulate: LayerNorm(x) * (1 + scale[b]) + shift[b] over [B, L, C]', async () => {
+    const B = 2, L = 5, C = 33;
+    const rng = new Rng(77);
+    const x = rng.f32(B * L * C, -2, 3);
+    const scale = rng.f32(B * C);
+    const shift = rng.f32(B * C);
+    const eps = 1e-6;
+    const ref = new Float64Array(B * L * C);
+    const tol = new Float64Array(B * L * C);
+    rows(B * L, C, (r, o) => {
+      const b = Math.floor(r / L);
+      let mean = 0;
+      for (let c = 0; c < C; c++) mean += x[o + c]! / C;
+      let v = 0;
+      let absMean = 0;
+      for (let c = 0; c < C; c++) {
+        v += (x[o + c]! - mean) ** 2 / C;
+        absMean += Math.abs(x[o + c]!) / C;
+      }
+      const inv = 1 / Math.sqrt(v + eps);
+      for (let c = 0; c < C; c++) {
+        const s = 1 + scale[b * C + c]!;
+        ref[o + c] = (x[o + c]! - mean) * inv * s + shift[b * C + c]!;
+        tol[o + c] = (2 * C + 16) * u * (Math.abs(ref[o + c]!) + Math.abs(s) * (absMean * inv + 1) + Math.abs(shift[b * C + c]!));
+      }
+    });
+    const [y] = await runOp(
+      'adaln_modulate',
+      [f32Tensor([B, L, C], x), f32Tensor([B, C], scale), f32Tensor([B, C], shift)],
+      { eps },
+    );
+    expectClose(asF32(y!), ref, tol, 'adaln_modulate');
+  });
+
+  it('gated_add: x[b] += y[b] * gate[b]', async () => {
+    const B = 3, L = 4, C = 21;
+    const rng = new Rng(5);
+    const x = rng.f32(B * L * C), y = rng.f32(B * L * C), g = rng.f32(B * C);
+    const ref = new Float64Array(B * L * C);
+    const tol = new Float64Array(B * L * C);
+    for (let i = 0; i < ref.length; i++) {
+      const b = Math.floor(i / (L * C)), c = i % C;
+      ref[i] = x[i]! + y[i]! * g[b * C + c]!;
+      tol[i] = 2 * u * (Math.abs(x[i]!) + Math.abs(y[i]! * g[b * C + c]!));
+    }
+    const [out] = await runOp('gated_add', [f32Tensor([B, L, C], x), f32Tensor([B, L, C], y), f32Tensor([B, C], g)]);
+    expectClose(asF32(out!), ref, tol, 'gated_add');
+  });
+
+  it.each([
+    [[1, 64, 5, 7], 32],
+    [[64, 16, 16], 32],
+    [[2, 96, 3, 3], 32],
+    [[1, 6, 1, 1], 3],
+  ] as const)('group_norm on %j with %i groups', async (shape, groups) => {
+    const rng = new Rng(shape.length * 100 + groups);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const C = shape[shape.length - 3]!, HW = shape[shape.length - 1]! * shape[shape.length - 2]!;
+    const N = n / (C * HW);
+    const x = rng.f32(n, -1, 3);
+    const w = rng.f32(C, 0.5, 1.5), b = rng.f32(C);
+    const eps = 1e-6;
+    const ref = new Float64Array(n);
+    const tol = new Float64Array(n);
+    const per = C / groups;
+    for (let s = 0; s < N; s++)
+      for (let g = 0; g < groups; g++) {
+        const o = (s * C + g * per) * HW, count = per * HW;
+        let mean = 0, absMean = 0;
+        for (let i = 0; i < count; i++) {
+          mean += x[o + i]! / count;
+          absMean += Math.abs(x[o + i]!) / count;
+        }
+        let v = 0;
+        for (let i = 0; i < count; i++) v += (x[o + i]! - mean) ** 2 / count;
+        const inv = 1 / Math.sqrt(v + eps);
+        for (let i = 0; i < count; i++) {
+          const c = g * per + Math.floor(i / HW);
+          ref[o + i] = (x[o + i]! - mean) * inv * w[c]! + b[c]!;
+          tol[o + i] = 32 * u * (Math.abs(ref[o + i]!) + Math.abs(w[c]!) * (absMean * inv + 1) + Math.abs(b[c]!));
+        }
+      }
+    const [y] = await runOp('group_norm', [f32Tensor([...shape], x), f32Tensor([C], w), f32Tensor([C], b)], { groups, eps });
+    expectClose(asF32(y!), ref, tol, `group_norm ${shape.join('x')}`);
+  });
+
+  it('l2_normalize_heads with and without per-head scale', async () => {
+    const L = 5, H = 3, D = 64;
+    const rng = new Rng(11);
+    const x = rng.f32(L * H * D);
+    x.fill(1e-20, 2 * D, 3 * D); // a near-zero head: the 1e-12 floor keeps it finite
+    const scale = rng.f32(H, 1, 4);
+    for (const withScale of [false, true]) {
+      const ref = new Float64Array(L * H * D);
+      const tol = new Float64Array(L * H * D);
+      for (let r = 0; r < L * H; r++) {
+        let ss = 0;
+        for (let d = 0; d < D; d++) ss += x[r * D + d]! ** 2;
+        const s = withScale ? scale[r % H]! : 1;
+        const f = s / Math.max(Math.sqrt(ss), 1e-12);
+        for (let d = 0; d < D; d++) {
+          ref[r * D + d] = x[r * D + d]! * f;
+          tol[r * D + d] = (D + 16) * u * Math.abs(ref[r * D + d]!) + 1e-30;
+        }
+      }
+      const [y] = await runOp('l2_normalize_heads', [f32Tensor([L, H * D], x), withScale ? f32Tensor([H], scale) : null], {
+        headDim: D,
+      });
+      expectClose(asF32(y!), ref, tol, `l2_normalize_heads scale=${withScale}`);
+    }
+  });
+});
+
+describe('element-wise', () => {
+  it.each(['none', 'silu', 'gelu', 'gelu_tanh', 'quick_gelu'] as const)('activation %s over [-12, 12]', async (act: Act) => {
+    const rng = new Rng(act.length);
+    const x = rng.f32(3 * 1001, -12, 12);
+    const ref = new Float64Array(x.length).map((_, i) => actRef(act, x[i]!));
+    const tol = new Float64Array(x.length).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(x[i]!));
+    const [y] = await runOp('activation', [f32Tensor([3, 1001], x)], { act });
+    expectClose(asF32(y!), ref, tol, `activation ${act}`);
+  });
+
+  it('swiglu = silu(gate) * up', async () => {
+    const rng = new Rng(8);
+    const g = rng.f32(2 * 300, -8, 8), up = rng.f32(2 * 300);
+    const ref = new Float64Array(600).map((_, i) => actRef('silu', g[i]!) * up[i]!);
+    const tol = new Float64Array(600).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(g[i]! * up[i]!));
+    const [y] = await runOp('swiglu', [f32Tensor([2, 300], g), f32Tensor([2, 300], up)]);
+    expectClose(asF32(y!), ref, tol, 'swiglu');
+  });
+
+  it.each([[[2, 3, 5], [5]], [[2, 3, 5], [3, 5]], [[4, 17], [4, 17]], [[6], [6]]] as const)(
+    'add with a %j + %j suffix broadcast',
+    async (aShape, bShape) => {
+      const rng = new Rng(aShape.length * 10 + bShape.length);
+      const na = aShape.reduce((p, q) => p * q, 1), nb = bShape.reduce((p, q) => p * q, 1);
+      const a = rng.f32(na), b = rng.f32(nb);
+      const ref = new Float64Array(na).map((_, i) => a[i]! + b[i % nb]!);
+      const [y] = await runOp('add', [f32Tensor([...aShape], a), f32Tensor([...bShape], b)]);
+      expectClose(asF32(y!), ref, 2 * u * 2, `add ${aShape}+${bShape}`);
+    },
+  );
+
+  it('axpby = alpha a + beta b', async () => {
+    const rng = new Rng(9);
+    const a = rng.f32(123), b = rng.f32(123);
+    const ref = new Float64Array(123).map((_, i) => 1.5 * a[i]! - 0.5 * b[i]!);
+    const [y] = await runOp('axpby', [f32Tensor([123], a), f32Tensor([123], b)], { alpha: 1.5, beta: -0.5 });
+    expectClose(asF32(y!), ref, 4 * u * 2, 'axpby');
+  });
+
+  it.each([
+    [[7, 2 * 64], 64, 10000],
+    [[2, 5, 3 * 128], 128, 10000],
+    [[3, 32], 16, 500000],
+  ] as const)('rope (rotate-half) on %j, head_dim %i, theta %i', async (shape, D, theta) => {
+    const rng = new Rng(D + shape.length);
+    const n = shape.reduce((p, q) => p * q, 1);
+    const L = shape[shape.length - 2]!, HD = shape[shape.length - 1]!;
+    const x = rng.f32(n);
+    const positions = Array.from({ length: L }, (_, i) => (i * 397) % 2048); // up to 2047, unordered
+    const ref = new Float64Array(n);
+    const tol = new Float64Array(n);
+    const half = D / 2;
+    for (let r = 0; r < n / HD; r++) {
+      const p = positions[r % L]!;
+      for (let h = 0; h < HD / D; h++)
+        for (let j = 0; j < half; j++) {
+          const angle = p * theta ** ((-2 * j) / D);
+          const o = r * HD + h * D;
+          const x1 = x[o + j]!, x2 = x[o + j + half]!;
+          ref[o + j] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
+          ref[o + j + half] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
+          const t = (4 * Math.abs(angle) + 4) * u * (Math.abs(x1) + Math.abs(x2));
+          tol[o + j] = t;
+          tol[o + j + half] = t;
+        }
+    }
+    const [y] = await runOp('rope', [f32Tensor([...shape], x), i32Tensor([L], positions)], { headDim: D, theta });
+    expectClose(asF32(y!), ref, tol, `rope ${shape}`);
+  });
+});
+
+describe('normalisation and element-wise: bad input', () => {
+  it('rejects mismatched shapes, bad group counts and odd RoPE head sizes', async () => {
+    const rng = new Rng(1);
+    await expect(runOp('rms_norm', [f32Tensor([2, 8], rng.f32(16)), f32Tensor([7], rng.f32(7))], { eps: 1e-6 })).rejects.toThrow(
+      /rms_norm: weight f32\[7\] must have 8 elements/,
+    );
+    await expect(
+      runOp('group_norm', [f32Tensor([6, 2, 2], rng.f32(24)), f32Tensor([6], rng.f32(6)), f32Tensor([6], rng.f32(6))], {
+        groups: 4,
+        eps: 1e-6,
+      }),
+    ).rejects.toThrow(/group_norm: 4 groups do not divide the 6 channels/);
+    await expect(runOp('swiglu', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([3, 2], rng.f32(6))])).rejects.toThrow(
+      /swiglu: gate f32\[2, 3\] and up f32\[3, 2\] must have the same shape/,
+    );
+    await expect(runOp('add', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([2], rng.f32(2))])).rejects.toThrow(
+      /add: b f32\[2\] is not a suffix of a f32\[2, 3\]/,
+    );
+    await expect(
+      runOp('rope', [f32Tensor([2, 6], rng.f32(12)), i32Tensor([2], [0, 1])], { headDim: 3, theta: 10000 }),
+    ).rejects.toThrow(/rope: head_dim 3 must be even/);
+    await expect(
+      runOp('rope', [f32Tensor([2, 8], rng.f32(16)), i32Tensor([3], [0, 1, 2])], { headDim: 4, theta: 10000 }),
+    ).rejects.toThrow(/rope: positions i32\[3\] must be i32\[2\]/);
+  });
+});
