@@ -422,8 +422,8 @@ export class VargptModel {
   // is resized (shortest edge, Lanczos) and centre-cropped to the VQ-VAE's size, mapped to [-1, 1].
   async encodeImageTokens(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
-    const shape = this.requireImageShape('encodeImageTokens');
-    const size = this.vqvaeSize(shape);
+    this.requireImageShape('encodeImageTokens');
+    const size = this.vqvaeSize('encodeImageTokens');
     const rgb = await decodeImage(image, { limits: this.limits, what: 'encodeImageTokens: image' });
     const pixels = await vqvaePixels(rgb, size);
     return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, size, size));
@@ -442,11 +442,11 @@ export class VargptModel {
     return this.imageShape;
   }
 
-  private vqvaeSize(shape: ImageShape): number {
-    const fromInfo = this.info.vqvae?.['imageSize'];
-    if (typeof fromInfo === 'number') return fromInfo;
-    // The VQ-VAE downsamples 16x (5 levels); the last VAR scale is its latent side.
-    return (shape.patchNums[shape.patchNums.length - 1] as number) * 16;
+  private vqvaeSize(what: string): number {
+    const vq = this.info.vqvae;
+    if (!vq) throw new InputError(`${what}: this model has no VQ-VAE weights`);
+    if (!vq.hasEncoder) throw new InputError(`${what}: this checkpoint has no VQ-VAE encoder weights (vae_local.encoder.*)`);
+    return vq.imageSize;
   }
 
   // Stops the running call (it rejects with a DisposedError), rejects queued ones, frees the
