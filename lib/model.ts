@@ -167,7 +167,7 @@ export class VargptModel {
     this.checkAgreement(info);
     const s = tokenizer.specialTokens;
     this.template = new ChatTemplate(files.chatTemplate, {
-      image: info.vision ? (s.image?.text ?? null) : null,
+      image: s.image?.text ?? null,
       imageGenStart: s.imageGenStart?.text ?? null,
       imageGenEnd: s.imageGenEnd?.text ?? null,
     });
