@@ -347,12 +347,13 @@ export class VargptModel {
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
     const o = (options ?? {}) as ChatOptions;
+    if (o.forceImage !== undefined && typeof o.forceImage !== 'boolean') throw new InputError(`${what} options.forceImage must be true or false`);
     return {
       what,
       messages,
       text: resolveText(options, `${what} options`),
       image: resolveImage(o.image, `${what} options.image`, this.imageShape),
-      forceImage: false,
+      forceImage: o.forceImage ?? false,
       signal: o.signal,
       trace: o.trace ?? false,
       onToken: o.onToken,
