@@ -167,7 +167,7 @@ export class VargptModel {
     this.checkAgreement(info);
     const s = tokenizer.specialTokens;
     this.template = new ChatTemplate(files.chatTemplate, {
-      image: info.vision ? (s.image?.text ?? null) : null,
+      image: s.image?.text ?? null,
       imageGenStart: s.imageGenStart?.text ?? null,
       imageGenEnd: s.imageGenEnd?.text ?? null,
     });
@@ -347,12 +347,13 @@ export class VargptModel {
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
     const o = (options ?? {}) as ChatOptions;
+    if (o.forceImage !== undefined && typeof o.forceImage !== 'boolean') throw new InputError(`${what} options.forceImage must be true or false`);
     return {
       what,
       messages,
       text: resolveText(options, `${what} options`),
       image: resolveImage(o.image, `${what} options.image`, this.imageShape),
-      forceImage: false,
+      forceImage: o.forceImage ?? false,
       signal: o.signal,
       trace: o.trace ?? false,
       onToken: o.onToken,
@@ -422,8 +423,8 @@ export class VargptModel {
   // is resized (shortest edge, Lanczos) and centre-cropped to the VQ-VAE's size, mapped to [-1, 1].
   async encodeImageTokens(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
-    const shape = this.requireImageShape('encodeImageTokens');
-    const size = this.vqvaeSize(shape);
+    this.requireImageShape('encodeImageTokens');
+    const size = this.vqvaeSize('encodeImageTokens');
     const rgb = await decodeImage(image, { limits: this.limits, what: 'encodeImageTokens: image' });
     const pixels = await vqvaePixels(rgb, size);
     return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, size, size));
@@ -442,11 +443,11 @@ export class VargptModel {
     return this.imageShape;
   }
 
-  private vqvaeSize(shape: ImageShape): number {
-    const fromInfo = this.info.vqvae?.['imageSize'];
-    if (typeof fromInfo === 'number') return fromInfo;
-    // The VQ-VAE downsamples 16x (5 levels); the last VAR scale is its latent side.
-    return (shape.patchNums[shape.patchNums.length - 1] as number) * 16;
+  private vqvaeSize(what: string): number {
+    const vq = this.info.vqvae;
+    if (!vq) throw new InputError(`${what}: this model has no VQ-VAE weights`);
+    if (!vq.hasEncoder) throw new InputError(`${what}: this checkpoint has no VQ-VAE encoder weights (vae_local.encoder.*)`);
+    return vq.imageSize;
   }
 
   // Stops the running call (it rejects with a DisposedError), rejects queued ones, frees the

@@ -58,6 +58,8 @@ export interface TextOptions extends CallOptions {
 export interface ChatOptions extends TextOptions {
   // Sampling of an image, should the model start one (<|image_gen_start|>).
   image?: ImageSamplingOptions;
+  // Make the first new token <|image_gen_start|>: draw now, in the context of the conversation.
+  forceImage?: boolean;
   onImageProgress?: (progress: ImageProgress) => void;
 }
 

@@ -6,13 +6,13 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { repoRoot } from './helpers/fixtures.js';
+import { fixtureExpected, fixtureModel, readJson, repoRoot } from './helpers/fixtures.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cli-'));
 const main = path.join(repoRoot, 'dist/cli/main.js');
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [main, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, VARGPT_CACHE_DIR: path.join(work, 'cache'), ...env }, timeout: 300_000 });
+function cli(args: string[], env: Record<string, string> = {}, input?: string) {
+  const r = spawnSync(process.execPath, [main, ...args], { cwd: work, encoding: 'utf8', input, env: { ...process.env, VARGPT_CACHE_DIR: path.join(work, 'cache'), ...env }, timeout: 300_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -80,5 +80,59 @@ describe('vargpt CLI', () => {
     const r = cli(['ask', path.join(work, 'missing.png'), 'what?']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('cannot read the image');
+  });
+
+  it('generate: uses the cached default tiny model (one stderr line), writes the image, is seeded', () => {
+    const first = cli(['generate', 'a butterfly on a flower', '-o', 'a.png', '--seed', '11']);
+    expect(first.code).toBe(0);
+    const notice = first.stderr.split('\n').filter((l) => l.includes('no --model given'));
+    expect(notice).toHaveLength(1);
+    expect(notice[0]).toContain(path.join(work, 'cache'));
+    expect(first.stdout.trim()).toBe(path.join(work, 'a.png'));
+    const second = cli(['generate', 'a butterfly on a flower', '-o', 'b.png', '--seed', '11', '--json']);
+    expect(second.code).toBe(0);
+    const result = JSON.parse(second.stdout) as { output: string; width: number; height: number; seed: number; tokens: number[] };
+    expect(result).toMatchObject({ output: path.join(work, 'b.png'), width: 256, height: 256, seed: 11 });
+    expect(result.tokens[0]).toBe(32002);
+    expect(readFileSync(path.join(work, 'a.png')).equals(readFileSync(path.join(work, 'b.png')))).toBe(true);
+    const bad = cli(['generate', 'x', '-o', 'x.gif']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('cannot tell the image format');
+  });
+
+  it('ask: the fixture answer, as text and as JSON', () => {
+    const u = readJson<{ generated_ids: number[]; generated_text: string }>(path.join(fixtureExpected, 'understanding.json'));
+    const args = ['ask', path.join(fixtureExpected, 'input.png'), 'What is shown in this image?', '--model', fixtureModel, '--max-new-tokens', '8'];
+    const text = cli(args);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toBe(`${u.generated_text}\n`);
+    expect(text.stderr).not.toContain('no --model given');
+    const json = cli([...args, '--json']);
+    const result = JSON.parse(json.stdout) as { text: string; tokens: number[]; stopReason: string; promptTokens: number };
+    expect(result).toMatchObject({ text: u.generated_text, tokens: u.generated_ids, stopReason: 'length', promptTokens: 595 });
+  });
+
+  it('chat: reads lines, attaches images, saves drawn images and prints their paths', () => {
+    const input = ['hello', `/image ${path.join(fixtureExpected, 'input.png')}`, 'What is this?', '/image /no/such.png', '/draw a red fox', '/bogus', '/exit', 'never sent'].join('\n');
+    const r = cli(['chat', '--model', fixtureModel, '--max-new-tokens', '4', '--out-dir', work], {}, input);
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^vargpt> /gm)).toHaveLength(3);
+    expect(r.stdout).toContain('(image attached:');
+    expect(r.stderr).toContain('cannot read image "/no/such.png"');
+    expect(r.stderr).toContain('unknown command /bogus');
+    const saved = /\[image saved to (.+\.png)\]/.exec(r.stdout);
+    expect(saved).not.toBeNull();
+    expect(existsSync(saved![1]!)).toBe(true);
+  });
+
+  it('examples/quickstart.mjs (the README tour) runs', () => {
+    const r = spawnSync(process.execPath, [path.join(repoRoot, 'examples/quickstart.mjs'), path.join(work, 'example')], { encoding: 'utf8', timeout: 300_000 });
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^ask -> ".*" (length|eos)$/m);
+    expect(r.stdout).toMatch(/^generateImage -> .*butterfly\.png 256x256$/m);
+    expect(r.stdout).toMatch(/^chatStream -> /m);
+    expect(r.stdout).toContain('aborted -> AbortError');
+    expect(r.stdout).toContain('VQ-VAE -> 1,4,9,16,25,36,64,100,169,256 256x256');
   });
 });

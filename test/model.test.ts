@@ -71,6 +71,14 @@ describe('model over a native test double', () => {
     expect((await reply.image.toPNG()).subarray(1, 4).toString()).toBe('PNG');
   });
 
+  it('chat({ forceImage }) draws right away in the context of the conversation', async () => {
+    const { addon, model } = await setup(() => ({ tokens: [263, 2] }));
+    const reply = await model.chat([{ role: 'user', content: 'Draw a fox.' }], { forceImage: true, seed: 5 });
+    expect(addon.model.requests[0]!.forceImage).toBe(true);
+    expect([reply.stopReason, reply.images.length, reply.seed]).toEqual(['image', 1, 5]);
+    await expect(model.chat([{ role: 'user', content: 'x' }], { forceImage: 'yes' as unknown as boolean })).rejects.toThrow(/forceImage must be true or false/);
+  });
+
   it('continues a conversation after an image was drawn (the drawn image is not fed back)', async () => {
     const { addon, model } = await setup((r) => (said(r.inputIds, 'Nice') ? { tokens: [3869, 2] } : { tokens: [306, 32002] }));
     const messages = [{ role: 'user' as const, content: 'Draw a cat.' }];

@@ -18,6 +18,7 @@ export interface ChatCommandOptions extends TextCommandOptions {
 const HELP = [
   'Type a message and press Enter.',
   '  /image <path>  attach an image to your next message',
+  '  /draw <text>   send <text> and have the model draw right away',
   '  /reset         start a new conversation',
   '  /help          this text',
   '  /exit          quit (or Ctrl-D)',
@@ -73,12 +74,14 @@ export async function chatCommand(options: ChatCommandOptions, io: Io, input: No
       prompt();
       continue;
     }
-    if (line.startsWith('/')) {
+    if (line.startsWith('/') && !line.startsWith('/draw ')) {
       io.err(`vargpt: unknown command ${line.split(' ')[0]}; /help lists them\n`);
       prompt();
       continue;
     }
-    const content: ContentPart[] = [...attached.map((image) => ({ type: 'image' as const, image })), { type: 'text', text: line }];
+    const draw = line.startsWith('/draw ');
+    const text = draw ? line.slice('/draw '.length).trim() : line;
+    const content: ContentPart[] = [...attached.map((image) => ({ type: 'image' as const, image })), { type: 'text', text }];
     const turn: ChatMessage[] = [...messages, { role: 'user', content }];
     current = new AbortController();
     const bar = progressBar('drawing', model.info.var?.patchNums.length ?? 10, { enabled: !options.json, unit: 'scales' });
@@ -91,6 +94,7 @@ export async function chatCommand(options: ChatCommandOptions, io: Io, input: No
         topK: options.topK,
         topP: options.topP,
         seed: options.seed,
+        forceImage: draw,
         signal: current.signal,
         onToken: (delta) => io.out(delta),
         onImageProgress: (p) => {

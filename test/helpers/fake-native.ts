@@ -14,10 +14,21 @@ import type {
 
 export const FIXTURE_INFO: NativeModelInfo = {
   device: 'cpu',
-  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, vocabSize: 32064, maxPositions: 4096 },
+  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096 },
   vision: { hiddenSize: 32, layers: 2, imageSize: 336, patchSize: 14, tokens: 576 },
   var: { depth: 2, width: 128, heads: 2, patchNums: [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], codebookSize: 4096, cvae: 32 },
-  vqvae: { ch: 32 },
+  vqvae: {
+    ch: 32,
+    chMult: [1, 1, 2, 2, 4],
+    numResBlocks: 2,
+    zChannels: 32,
+    codebookSize: 4096,
+    imageSize: 256,
+    downsample: 16,
+    hasEncoder: true,
+    phiCount: 4,
+    phiIndex: [0, 0, 1, 1, 1, 2, 2, 3, 3, 3],
+  },
   imageTokenId: 32000,
   imageGenStartId: 32002,
   imageGenEndId: 32003,
