@@ -363,7 +363,7 @@ double fma_loop(int64_t iterations) {
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
-                                      split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
+                                      split_rows, row_dots, nullptr, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 
