@@ -228,7 +228,16 @@ void mid_tile(int64_t M, int64_t K, const float* xt, const GemmB& B, int64_t n, 
       }
     }
     const float* x = xt + k0 * V * 16;
+    // The next block of weights streams from memory while this one computes: one prefetched
+    // line per k step covers the nb rows (at most 14 x 16 lines).
+    const int64_t next = k0 + kMidKC;
+    const int64_t lines_per_row = kMidKC * static_cast<int64_t>(item) / 64;
+    const int64_t next_lines = next < K ? nb * lines_per_row : 0;
+    const char* wbase = static_cast<const char*>(B.data) + static_cast<size_t>(n * B.ld + next) * item;
     for (int64_t k = 0; k < kc; ++k) {
+      if (k < next_lines)
+        _mm_prefetch(wbase + static_cast<size_t>(k / lines_per_row * B.ld) * item + k % lines_per_row * 64,
+                     _MM_HINT_T0);
       __m512 xv[V];
       for (int v = 0; v < V; ++v) xv[v] = _mm512_load_ps(x + k * V * 16 + v * 16);
 #pragma GCC unroll 16
