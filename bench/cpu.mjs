@@ -119,12 +119,13 @@ export async function run(args = []) {
   }
 
   // ---- GEMV (M = 1) streaming weights from memory: a decode step reads every weight once, from
-  // DRAM, not from cache. Rotate over distinct matrices that together exceed the L3 of big
-  // server parts, so none is cached when it comes round again.
+  // DRAM, not from cache. Rotate over distinct matrices that together hold 1 GiB (more than the
+  // L3 of big server parts), so none is cached when it comes round again.
   {
-    const K = 4096, N = 11008, copies = quick ? 6 : 8;
+    const K = 4096, N = 11008;
     const x = t32([1, K], fillF32(K, 11));
     for (const dtype of ['bf16', 'f32']) {
+      const copies = dtype === 'bf16' ? 12 : 6; // 1 GiB either way, like the read probe
       const mats = [];
       for (let c = 0; c < copies; c++) {
         const wf = fillF32(N * K, 100 + c);

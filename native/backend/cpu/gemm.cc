@@ -189,10 +189,22 @@ float portable_max_of(const float* x, int64_t n) {
   return m;
 }
 
+float portable_stream_sum(const float* x, int64_t n) {
+  const int64_t quarter = n / 4;
+  float partial[4][4] = {};
+  for (int64_t i = 0; i < quarter; i += 4)
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < 4; ++j) partial[s][j] += x[s * quarter + i + j];
+  float sum = 0;
+  for (auto& p : partial)
+    for (float v : p) sum += v;
+  return sum;
+}
+
 const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
                                portable_micro,    portable_pack_b,   portable_pack_a,
                                portable_split_rows, portable_row_dots, nullptr, portable_exp_shift_sum, portable_max_of,
-                               portable_fma_loop};
+                               portable_stream_sum, portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.

@@ -86,6 +86,9 @@ struct GemmKernels {
   float (*exp_shift_sum)(float* x, int64_t n, float shift);
   // max(x[0..n)), n >= 1.
   float (*max_of)(const float* x, int64_t n);
+  // Sum of n floats (n a multiple of 64, 64-byte aligned) read as four interleaved streams, the
+  // way row_dots reads weights: the read-bandwidth probe's inner loop.
+  float (*stream_sum)(const float* x, int64_t n);
   // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
   // rounds; returns the floating-point operations performed (2 per FMA lane).
   double (*fma_loop)(int64_t iterations);

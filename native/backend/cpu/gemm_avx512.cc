@@ -447,6 +447,18 @@ float max_of(const float* x, int64_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
+float stream_sum(const float* x, int64_t n) {
+  const int64_t quarter = n / 4;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < quarter; i += 16) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(x + quarter + i));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(x + 2 * quarter + i));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(x + 3 * quarter + i));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 double fma_loop(int64_t iterations) {
   // Twelve independent chains: FMA latency (4 cycles) x 2 ports needs at least 8 in flight.
   constexpr int kChains = 12;
@@ -467,7 +479,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, mid_rows, exp_shift_sum, max_of, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop};
   return kernels;
 }
 
