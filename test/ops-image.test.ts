@@ -10,7 +10,7 @@
 // 4u·Σ|x|(|w_x|·in_h + |w_y|·in_w) for the taps. Area is a plain mean of at most 36 values: (n + 4)·u·mean|x|.
 import { describe, expect, it } from 'vitest';
 
-import { EPS32, Rng, asF32, expectClose, f32Tensor, runOp, weightTensor } from './helpers/ops-reference.js';
+import { EPS32, Rng, asF32, expectClose, f32Tensor, numel, runOp, weightTensor } from './helpers/ops-reference.js';
 
 const u = EPS32;
 
@@ -107,7 +107,7 @@ describe('upsample and transpose', () => {
 
   it.each([[[33, 70]], [[2, 5, 3]], [[1, 1]], [[3, 64, 65]]] as const)('transpose %j is exact', async (shape) => {
     const rng = new Rng(shape.length);
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = numel(shape);
     const x = rng.f32(n);
     const [y] = await runOp('transpose', [f32Tensor([...shape], x)]);
     const B = shape.length === 3 ? shape[0]! : 1, R = shape[shape.length - 2]!, C = shape[shape.length - 1]!;

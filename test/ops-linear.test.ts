@@ -115,6 +115,8 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
         { M: 2, K: 4099, N: 9, dtype, bias: false, act: 'silu', accumulate: false },
         { M: 13, K: 300, N: 50, dtype, bias: true, act: 'none', accumulate: false },
         { M: 16, K: 64, N: 300, dtype, bias: false, act: 'none', accumulate: false },
+        { M: 64, K: 129, N: 33, dtype, bias: true, act: 'silu', accumulate: false },
+        { M: 45, K: 700, N: 31, dtype, bias: false, act: 'none', accumulate: false },
       ];
       let seed = 5000;
       for (const c of cases) await checkLinear(c, ++seed, `${path} ${dtype} M=${c.M} K=${c.K} N=${c.N} act=${c.act}`);

@@ -11,7 +11,7 @@
 //   2|angle|·u; the rotated pair moves by that times |x1| + |x2|: (4|angle| + 4)·u·(|x1| + |x2|).
 import { describe, expect, it } from 'vitest';
 
-import { type Act, EPS32, Rng, actRef, asF32, expectClose, f32Tensor, i32Tensor, runOp } from './helpers/ops-reference.js';
+import { type Act, EPS32, Rng, actRef, asF32, expectClose, f32Tensor, i32Tensor, numel, runOp } from './helpers/ops-reference.js';
 
 const u = EPS32;
 
@@ -136,7 +136,7 @@ describe('normalisations', () => {
     [[1, 6, 1, 1], 3],
   ] as const)('group_norm on %j with %i groups', async (shape, groups) => {
     const rng = new Rng(shape.length * 100 + groups);
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = numel(shape);
     const C = shape[shape.length - 3]!, HW = shape[shape.length - 1]! * shape[shape.length - 2]!;
     const N = n / (C * HW);
     const x = rng.f32(n, -1, 3);
@@ -216,7 +216,7 @@ describe('element-wise', () => {
     'add with a %j + %j suffix broadcast',
     async (aShape, bShape) => {
       const rng = new Rng(aShape.length * 10 + bShape.length);
-      const na = aShape.reduce((p, q) => p * q, 1), nb = bShape.reduce((p, q) => p * q, 1);
+      const na = numel(aShape), nb = numel(bShape);
       const a = rng.f32(na), b = rng.f32(nb);
       const ref = new Float64Array(na).map((_, i) => a[i]! + b[i % nb]!);
       const [y] = await runOp('add', [f32Tensor([...aShape], a), f32Tensor([...bShape], b)]);
@@ -238,7 +238,7 @@ describe('element-wise', () => {
     [[3, 32], 16, 500000],
   ] as const)('rope (rotate-half) on %j, head_dim %i, theta %i', async (shape, D, theta) => {
     const rng = new Rng(D + shape.length);
-    const n = shape.reduce((p, q) => p * q, 1);
+    const n = numel(shape);
     const L = shape[shape.length - 2]!, HD = shape[shape.length - 1]!;
     const x = rng.f32(n);
     const positions = Array.from({ length: L }, (_, i) => (i * 397) % 2048); // up to 2047, unordered

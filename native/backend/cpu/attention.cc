@@ -20,7 +20,7 @@ namespace vargpt::cpu {
 
 namespace {
 
-constexpr int64_t kTileQueries = 64;   // queries per work item on the blocked path
+constexpr int64_t kTileQueries = 128;  // queries per work item on the blocked path
 constexpr int64_t kTileKeys = 128;     // keys per online-softmax step (a multiple of every nr)
 constexpr int64_t kBlockedFrom = 8;    // queries from which the blocked path pays for its packing
 

@@ -189,10 +189,22 @@ float portable_max_of(const float* x, int64_t n) {
   return m;
 }
 
+float portable_stream_sum(const float* x, int64_t n) {
+  const int64_t quarter = n / 4;
+  float partial[4][4] = {};
+  for (int64_t i = 0; i < quarter; i += 4)
+    for (int s = 0; s < 4; ++s)
+      for (int j = 0; j < 4; ++j) partial[s][j] += x[s * quarter + i + j];
+  float sum = 0;
+  for (auto& p : partial)
+    for (float v : p) sum += v;
+  return sum;
+}
+
 const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
                                portable_micro,    portable_pack_b,   portable_pack_a,
-                               portable_split_rows, portable_row_dots, portable_exp_shift_sum, portable_max_of,
-                               portable_fma_loop};
+                               portable_split_rows, portable_row_dots, nullptr, portable_exp_shift_sum, portable_max_of,
+                               portable_stream_sum, portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -378,6 +390,18 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   }
   const GemmKernels& kern = active_gemm_kernels();
   if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
+  if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr) {
+    // Chunks of weight rows per thread; each chunk re-packs A^T (M K floats, cheap next to the
+    // M K chunk FMAs) so threads share nothing.
+    static thread_local AlignedBuffer scratch_buffer;
+    const int64_t grain = std::max<int64_t>(64, N / (num_threads() * 8) + 1);
+    parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+      float* scratch = scratch_buffer.floats(static_cast<size_t>(mid_rows_scratch(M, K)));
+      kern.mid_rows(M, K, A, lda, B, n0, n1, C, ldc, ep.accumulate, scratch);
+      epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
+    });
+    return;
+  }
   gemm_packed(kern, M, N, K, A, lda, B, C, ldc, ep);
 }
 

@@ -2,14 +2,18 @@
 // its stored type (f32, bf16, f16) and widened in the kernels, so bf16 checkpoints stay bf16 in
 // memory.
 //
-// Two strategies, one per regime:
+// Three strategies, one per regime:
 // - small M (decode, M <= kSmallRows): "row dots". Each weight row is streamed once and dotted
 //   with the few activation rows; the loop is bound by memory bandwidth, so weights are widened
 //   in registers and never packed.
+// - mid M (kMidRowsMin..kMidRowsMax, AVX-512 only): vectors along M, weights widened (not
+//   transposed) and broadcast; below ~64 rows transposing B for the packed kernel costs as much
+//   as the multiply itself.
 // - larger M: BLIS-style packing. A is packed once into micro-panels of up to mr rows; each
 //   thread packs a KC x NC block of B (widened to f32) that stays in its L2, and an mr x nr
 //   register-blocked micro-kernel runs over it with broadcast-FMA. Packing B costs O(N K) per
-//   M block and the micro-kernel O(M N K), so it pays off as soon as M reaches a few rows.
+//   M block and the micro-kernel O(M N K), so it pays off once M is in the tens (where mid_rows
+//   is missing) or beyond kMidRowsMax.
 //
 // The instruction-set kernels (portable, AVX2, AVX-512) fill a GemmKernels table; the driver in
 // gemm.cc is shared.
@@ -46,7 +50,7 @@ constexpr int64_t kRowGroup = 4;
 // Rows up to which the row-dot strategy is used for [N, K] weights: each weight sub-block is
 // streamed from memory once and re-read from L2 by every group of kRowGroup rows, which beats
 // packing B while M is small.
-constexpr int64_t kSmallRows = 16;
+constexpr int64_t kSmallRows = 8;
 // K block of the packed strategy: a KC x nr micro-panel of B plus an mr x KC panel of A stay in L1.
 constexpr int64_t kGemmKC = 256;
 
@@ -71,15 +75,30 @@ struct GemmKernels {
   // xs (split_rows of the same rows), otherwise from A.
   void (*row_dots)(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
                    int64_t n1, float* C, int64_t ldc, bool load_c);
+  // Optional (null where a path has none): C[0..M, n0..n1) (+)= A B^T for kMidRowsMin <= M <=
+  // kMidRowsMax with B [N, K] (not k_major). Vectors run along M and weights are broadcast, so
+  // B is only widened, never transposed: the packing that dominates at these M disappears.
+  // `scratch` holds mid_rows_scratch(M, K) floats, 64-byte aligned.
+  void (*mid_rows)(int64_t M, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
+                   float* C, int64_t ldc, bool load_c, float* scratch);
   // x[i] = exp(x[i] - shift) in place (exp_approx of cpu_math.h, vectorised); returns the sum.
   // Attention's softmax runs on it.
   float (*exp_shift_sum)(float* x, int64_t n, float shift);
   // max(x[0..n)), n >= 1.
   float (*max_of)(const float* x, int64_t n);
+  // Sum of n floats (n a multiple of 64, 64-byte aligned) read as four interleaved streams, the
+  // way row_dots reads weights: the read-bandwidth probe's inner loop.
+  float (*stream_sum)(const float* x, int64_t n);
   // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
   // rounds; returns the floating-point operations performed (2 per FMA lane).
   double (*fma_loop)(int64_t iterations);
 };
+
+// M range of the mid_rows kernels (above it, packing B pays for itself).
+constexpr int64_t kMidRowsMin = kSmallRows + 1;
+constexpr int64_t kMidRowsMax = 64;
+// A^T packed in vectors of 16 rows ([K][16 * ceil(M / 16)]) plus one widened weight block.
+inline int64_t mid_rows_scratch(int64_t M, int64_t K) { return K * ((M + 15) / 16 * 16) + 16 * 256; }
 
 // Row stride of the row-dot scratch: K rounded up to the widest bf16 block (32 values).
 inline int64_t row_dots_stride(int64_t K) { return (K + 31) / 32 * 32; }

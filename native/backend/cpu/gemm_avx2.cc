@@ -343,6 +343,18 @@ float max_of(const float* x, int64_t n) {
   return r;
 }
 
+float stream_sum(const float* x, int64_t n) {
+  const int64_t quarter = n / 4;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < quarter; i += 8) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(x + quarter + i));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(x + 2 * quarter + i));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(x + 3 * quarter + i));
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
 double fma_loop(int64_t iterations) {
   constexpr int kChains = 12;
   __m256 acc[kChains];
@@ -363,7 +375,7 @@ double fma_loop(int64_t iterations) {
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
-                                      split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
+                                      split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop};
   return kernels;
 }
 

@@ -190,6 +190,109 @@ void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, flo
   }
 }
 
+// ---- mid rows (kMidRowsMin <= M <= kMidRowsMax): vectors along M, weights broadcast
+
+constexpr int64_t kMidKC = 256;  // K block of the widened weights (NB rows x kMidKC floats in L1)
+
+inline void widen16(const float* src, float* dst, __mmask16 m) { _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m, src)); }
+inline void widen16(const uint16_t* src, float* dst, __mmask16 m, DType dtype) {
+  const __m256i raw = _mm256_maskz_loadu_epi16(m, src);
+  _mm512_store_ps(dst, dtype == DType::BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16))
+                                            : _mm512_cvtph_ps(raw));
+}
+
+// One tile: NB weight rows from n against V vectors of 16 rows of A^T (xt, [K][V * 16]).
+template <int V, int NB>
+void mid_tile(int64_t M, int64_t K, const float* xt, const GemmB& B, int64_t n, int nb, float* wf, float* C,
+              int64_t ldc, bool load_c) {
+  __m512 acc[NB][V];
+  for (int r = 0; r < NB; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  const size_t item = dtype_size(B.dtype);
+  for (int64_t k0 = 0; k0 < K; k0 += kMidKC) {
+    const int64_t kc = std::min(kMidKC, K - k0);
+    // Widen the block of weight rows once; rows beyond nb stay zero and are never stored.
+    for (int r = 0; r < NB; ++r) {
+      float* dst = wf + r * kMidKC;
+      if (r >= nb) {
+        for (int64_t k = 0; k < kc; k += 16) _mm512_store_ps(dst + k, _mm512_setzero_ps());
+        continue;
+      }
+      const char* row = static_cast<const char*>(B.data) + static_cast<size_t>((n + r) * B.ld + k0) * item;
+      for (int64_t k = 0; k < kc; k += 16) {
+        const __mmask16 m = tail_mask16(kc - k);
+        if (B.dtype == DType::F32)
+          widen16(reinterpret_cast<const float*>(row) + k, dst + k, m);
+        else
+          widen16(reinterpret_cast<const uint16_t*>(row) + k, dst + k, m, B.dtype);
+      }
+    }
+    const float* x = xt + k0 * V * 16;
+    // The next block of weights streams from memory while this one computes: one prefetched
+    // line per k step covers the nb rows (at most 14 x 16 lines).
+    const int64_t next = k0 + kMidKC;
+    const int64_t lines_per_row = kMidKC * static_cast<int64_t>(item) / 64;
+    const int64_t next_lines = next < K ? nb * lines_per_row : 0;
+    const char* wbase = static_cast<const char*>(B.data) + static_cast<size_t>(n * B.ld + next) * item;
+    for (int64_t k = 0; k < kc; ++k) {
+      if (k < next_lines)
+        _mm_prefetch(wbase + static_cast<size_t>(k / lines_per_row * B.ld) * item + k % lines_per_row * 64,
+                     _MM_HINT_T0);
+      __m512 xv[V];
+      for (int v = 0; v < V; ++v) xv[v] = _mm512_load_ps(x + k * V * 16 + v * 16);
+#pragma GCC unroll 16
+      for (int r = 0; r < NB; ++r) {
+        const __m512 w = _mm512_set1_ps(wf[r * kMidKC + k]);
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, xv[v], acc[r][v]);
+      }
+    }
+  }
+  // acc[r][v] holds column n + r of rows v*16 .. v*16+15: store it down the column.
+  alignas(64) float col[16];
+  for (int r = 0; r < nb; ++r)
+    for (int v = 0; v < V; ++v) {
+      _mm512_store_ps(col, acc[r][v]);
+      const int64_t rows = std::min<int64_t>(16, M - v * 16);
+      for (int64_t i = 0; i < rows; ++i) {
+        float* c = C + (v * 16 + i) * ldc + n + r;
+        *c = (load_c ? *c : 0.0f) + col[i];
+      }
+    }
+}
+
+template <int V, int NB>
+void mid_rows_v(int64_t M, int64_t K, const float* xt, const GemmB& B, int64_t n0, int64_t n1, float* wf, float* C,
+                int64_t ldc, bool load_c) {
+  for (int64_t n = n0; n < n1; n += NB)
+    mid_tile<V, NB>(M, K, xt, B, n, static_cast<int>(std::min<int64_t>(NB, n1 - n)), wf, C, ldc, load_c);
+}
+
+void mid_rows(int64_t M, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
+              int64_t ldc, bool load_c, float* scratch) {
+  const int V = static_cast<int>((M + 15) / 16);
+  // A^T in vectors of 16 rows, zero rows past M: xt[k][v * 16 + i] = A[v * 16 + i][k].
+  float* xt = scratch;
+  float* wf = scratch + K * V * 16;
+  for (int v = 0; v < V; ++v) {
+    const int rows = static_cast<int>(std::min<int64_t>(16, M - v * 16));
+    for (int64_t k = 0; k < K; k += 16) {
+      const int64_t kvalid = std::min<int64_t>(16, K - k);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(tail_mask16(kvalid), A + (v * 16 + i) * lda + k) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t kk = 0; kk < kvalid; ++kk) _mm512_store_ps(xt + (k + kk) * V * 16 + v * 16, r[kk]);
+    }
+  }
+  // Register tiles of NB x V accumulators (at most 28 of the 32 zmm registers).
+  switch (V) {
+    case 1: return mid_rows_v<1, 14>(M, K, xt, B, n0, n1, wf, C, ldc, load_c);
+    case 2: return mid_rows_v<2, 14>(M, K, xt, B, n0, n1, wf, C, ldc, load_c);
+    case 3: return mid_rows_v<3, 9>(M, K, xt, B, n0, n1, wf, C, ldc, load_c);
+    default: return mid_rows_v<4, 7>(M, K, xt, B, n0, n1, wf, C, ldc, load_c);
+  }
+}
+
 // ---- row dots (M <= kRowGroup)
 
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
@@ -344,6 +447,18 @@ float max_of(const float* x, int64_t n) {
   return _mm512_reduce_max_ps(m);
 }
 
+float stream_sum(const float* x, int64_t n) {
+  const int64_t quarter = n / 4;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < quarter; i += 16) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(x + quarter + i));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(x + 2 * quarter + i));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(x + 3 * quarter + i));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 double fma_loop(int64_t iterations) {
   // Twelve independent chains: FMA latency (4 cycles) x 2 ports needs at least 8 in flight.
   constexpr int kChains = 12;
@@ -364,7 +479,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop};
   return kernels;
 }
 
