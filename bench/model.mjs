@@ -13,6 +13,7 @@
 // - text-to-image: one forced image end to end, and per stage from the runtime's profile
 //   (`profile: true` synchronises the device at stage edges): LLM passes, VAR blocks + head,
 //   CFG + sampling, f-hat updates, VQ-VAE decode.
+// - VQ-VAE encode alone (encodeImageTokens of one image).
 // - peak RSS of the process.
 // Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`.
 import { existsSync, statSync } from 'node:fs';
@@ -202,6 +203,12 @@ export async function run(args) {
       varGflops: varFlops / p.varBlocks / 1e9,
     };
   }
+  if (info.vqvae?.hasEncoder) {
+    const S = info.vqvae.imageSize;
+    t = performance.now();
+    await model.encodeImageTokens(pseudo(3 * S * S, 9, -1, 1), S, S);
+    out.vqvaeEncodeSeconds = (performance.now() - t) / 1000;
+  }
   // Before the bandwidth probe, whose 1 GiB buffer would dominate the peak.
   out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   model.dispose();
@@ -235,6 +242,7 @@ export async function run(args) {
     rows.push(['  f-hat updates + next input', fmt(s.fhat), '', '']);
     rows.push(['  VQ-VAE decode', fmt(s.vqvaeDecode), '', '']);
   }
+  if (out.vqvaeEncodeSeconds !== undefined) rows.push(['VQ-VAE encode alone', fmt(out.vqvaeEncodeSeconds), '', '']);
   table(rows);
   return out;
 }
