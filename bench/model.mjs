@@ -1,5 +1,8 @@
-// npm run bench -- model --preset <checkpoint-dir> [--device cpu] [--prompt 595] [--tokens 32] [--json]
+// npm run bench -- model --preset <checkpoint-dir | tiny | small | medium | vargpt-v1> [--dtype f32|bf16]
+//                        [--device cpu] [--prompt 595] [--tokens 32] [--json]
 //
+// A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
+// has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
 // End-to-end VARGPT v1 timings on one checkpoint folder (the tiny fixture, a synthesized preset or
 // the real 7B download):
 // - load: loadModel wall time (weights are memory-mapped; pages are read on first use, so the
@@ -10,19 +13,20 @@
 // - text-to-image: one forced image end to end, and per stage from the runtime's profile
 //   (`profile: true` synchronises the device at stage edges): LLM passes, VAR blocks + head,
 //   CFG + sampling, f-hat updates, VQ-VAE decode.
+// - VQ-VAE encode alone (encodeImageTokens of one image).
 // - peak RSS of the process.
 // Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`.
 import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const addon = require('node-gyp-build')(root);
 
 function parseArgs(args) {
-  const opts = { preset: undefined, device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1 };
+  const opts = { preset: undefined, dtype: 'f32', device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1 };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const next = () => {
@@ -31,6 +35,7 @@ function parseArgs(args) {
     };
     if (a === '--preset') opts.preset = next();
     else if (a === '--device') opts.device = next();
+    else if (a === '--dtype') opts.dtype = next();
     else if (a === '--prompt') opts.prompt = Number(next());
     else if (a === '--tokens') opts.tokens = Number(next());
     else if (a === '--seed') opts.seed = Number(next());
@@ -41,10 +46,19 @@ function parseArgs(args) {
   return opts;
 }
 
-function resolvePreset(preset) {
+async function resolvePreset(preset, dtype) {
   const dir = path.resolve(preset);
   if (existsSync(dir) && statSync(dir).isDirectory()) return dir;
-  throw new Error(`--preset ${preset}: not a checkpoint folder (named presets come from the synth tool; pass a directory)`);
+  const dist = path.join(root, 'dist', 'index.js');
+  if (!existsSync(dist)) throw new Error(`--preset ${preset}: not a folder, and dist/ is missing to synthesize it (npm run build:ts)`);
+  const { synthesize, PRESET_NAMES } = await import(pathToFileURL(dist).href);
+  if (!PRESET_NAMES.includes(preset)) throw new Error(`--preset ${preset}: neither a checkpoint folder nor one of ${PRESET_NAMES.join(', ')}`);
+  const out = path.join(root, 'bench', 'out', 'presets', `${preset}-${dtype}`);
+  if (!existsSync(path.join(out, 'config.json'))) {
+    console.error(`synthesizing the ${preset} preset (${dtype}) into ${out} ...`);
+    await synthesize({ preset, out, dtype, seed: 0, overwrite: true });
+  }
+  return out;
 }
 
 // Deterministic non-trivial values; speed does not depend on them.
@@ -96,7 +110,7 @@ const fmt = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(
 
 export async function run(args) {
   const opts = parseArgs(args);
-  const dir = resolvePreset(opts.preset);
+  const dir = await resolvePreset(opts.preset, opts.dtype);
   const out = { checkpoint: dir, device: opts.device, date: new Date().toISOString() };
 
   let t = performance.now();
@@ -189,6 +203,12 @@ export async function run(args) {
       varGflops: varFlops / p.varBlocks / 1e9,
     };
   }
+  if (info.vqvae?.hasEncoder) {
+    const S = info.vqvae.imageSize;
+    t = performance.now();
+    await model.encodeImageTokens(pseudo(3 * S * S, 9, -1, 1), S, S);
+    out.vqvaeEncodeSeconds = (performance.now() - t) / 1000;
+  }
   // Before the bandwidth probe, whose 1 GiB buffer would dominate the peak.
   out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   model.dispose();
@@ -222,6 +242,7 @@ export async function run(args) {
     rows.push(['  f-hat updates + next input', fmt(s.fhat), '', '']);
     rows.push(['  VQ-VAE decode', fmt(s.vqvaeDecode), '', '']);
   }
+  if (out.vqvaeEncodeSeconds !== undefined) rows.push(['VQ-VAE encode alone', fmt(out.vqvaeEncodeSeconds), '', '']);
   table(rows);
   return out;
 }

@@ -2,12 +2,20 @@
 // close to the float32 reference. Weights are rounded to bf16 (8-bit mantissa, relative 2^-9), so
 // tolerances are scaled to bf16 as the fixture README asks: 2e-2 of max|ref| for CLIP/LLM tensors,
 // 5e-2 for tensors after the VAR blocks and the VQ-VAE (the printed table has the observed errors).
+// An f16 copy (written here, in a temporary folder) is checked the same way with f16 tolerances.
+import { mkdtempSync, readFileSync, readdirSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { NativeModel } from '../lib/native.js';
 import {
   Expected,
   TINY_BF16,
+  TINY_F32,
+  addon,
+  f32ToF16,
   baseRequest,
   expectClose,
   expectEqualInts,
@@ -98,5 +106,78 @@ describe('VARGPT v1 from bf16 shards (tiny fixture)', () => {
     const differing = enc.map((a, si) => a.filter((v, j) => v !== indices[si]![j]).length);
     console.log(`bf16: encode indices differing per scale: ${differing.join(' ')}`);
     for (let si = 0; si < 3; si++) expectEqualInts(`idx_s${si}`, enc[si]!, indices[si]!);
+  });
+});
+
+// The f32 fixture with every float tensor stored as f16 (integer buffers kept).
+function writeF16Copy(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vargpt-f16-'));
+  for (const f of readdirSync(TINY_F32)) if (f.endsWith('.json')) copyFileSync(path.join(TINY_F32, f), path.join(dir, f));
+  const file = readFileSync(path.join(TINY_F32, 'model.safetensors'));
+  const n = Number(file.readBigUInt64LE(0));
+  const header = JSON.parse(file.subarray(8, 8 + n).toString('utf8'));
+  const base = 8 + n;
+  const parts: Buffer[] = [];
+  const out: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, t] of Object.entries<any>(header)) {
+    if (name === '__metadata__') continue;
+    const [b, e] = t.data_offsets as [number, number];
+    let bytes: Buffer;
+    if (t.dtype === 'F32') {
+      const src = new Float32Array(file.buffer.slice(file.byteOffset + base + b, file.byteOffset + base + e));
+      const half = new Uint16Array(src.length);
+      for (let i = 0; i < src.length; i++) half[i] = f32ToF16(src[i]!);
+      bytes = Buffer.from(half.buffer);
+      out[name] = { dtype: 'F16', shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    } else {
+      bytes = file.subarray(base + b, base + e);
+      out[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    }
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  let text = JSON.stringify(out);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([len, Buffer.from(text), ...parts]));
+  return dir;
+}
+
+describe('VARGPT v1 from f16 weights (tiny fixture converted here)', () => {
+  // f16 keeps 11 significant bits against bf16's 8: the bf16 tolerances divided by 2^3.
+  const TOL_F16_LLM = TOL_LLM / 8;
+  const TOL_F16_VAR = TOL_VAR / 8;
+  let dir: string;
+  let model: NativeModel;
+  beforeAll(async () => {
+    dir = writeF16Copy();
+    model = await addon.loadModel(dir, { device: 'cpu' });
+  });
+  afterAll(() => {
+    model?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    reportObserved('f16 vs f32 reference');
+  });
+
+  it('understands and replays the image within f16 tolerance', async () => {
+    const { inputIds, pixelValues, ex } = await understandingInputs();
+    const r = await model.generate({ ...baseRequest(inputIds), pixelValues: [pixelValues], trace: true });
+    expectClose('imageFeatures', traceValues(r.trace, 'imageFeatures'), ex.values('image_features'), TOL_F16_LLM);
+    expectClose('stepLogits', traceValues(r.trace, 'stepLogits'), ex.values('step_logits'), TOL_F16_LLM);
+    expectEqualInts('generated tokens', r.tokens, ex.ints('generated_ids'));
+
+    const meta = expectedJson('generation.json');
+    const gen = await Expected.open('generation.safetensors');
+    const replay = await generationReplay(gen, meta.patch_nums.length);
+    const g = await model.generate({
+      ...baseRequest(gen.ints('input_ids')),
+      forceImage: true,
+      image: { cfg: meta.cfg, topK: meta.top_k, topP: meta.top_p, seed: 0, replay },
+      trace: true,
+    });
+    expectClose('s9.logits', traceValues(g.trace, 's9.logits'), gen.values('s9.logits_combined'), TOL_F16_VAR);
+    expectClose('image (clamped)', traceValues(g.trace, 'image'), gen.values('image_clamped'), TOL_F16_VAR);
   });
 });

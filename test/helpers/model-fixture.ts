@@ -188,3 +188,31 @@ export function expectImageClose(name: string, got: Uint8Array, ref: ArrayLike<n
   expect(worst, `${name}: max |diff| ${worst}`).toBeLessThanOrEqual(2);
   expect(offByOne / ref.length, `${name}: ${offByOne} values differ`).toBeLessThanOrEqual(maxOffByOne);
 }
+
+// float32 -> IEEE half bits, round to nearest even (Node 20 has no Float16Array).
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+export function f32ToF16(value: number): number {
+  f32Scratch[0] = value;
+  const bits = u32Scratch[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rem > halfway || (rem === halfway && (half & 1) === 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
+  return sign | half;
+}
