@@ -120,6 +120,9 @@ export class Tensor<D extends DType = DType> {
     const inferred = shape.length - known.length;
     if (inferred > 1) throw new RangeError('reshape: at most one -1');
     const knownSize = shapeSize(known);
+    if (inferred && (knownSize === 0 || this.size % knownSize !== 0)) {
+      throw new RangeError(`reshape: [${shape.join(', ')}] does not match [${this.shape.join(', ')}]`);
+    }
     const full = inferred ? shape.map((d) => (d === -1 ? this.size / knownSize : d)) : [...shape];
     if (shapeSize(full) !== this.size) {
       throw new RangeError(`reshape: [${shape.join(', ')}] does not match [${this.shape.join(', ')}]`);

@@ -6,9 +6,9 @@
 // δ ≈ 2D·u·scale·Σ|q_d k_jd| (u = 2^-24); softmax turns score errors δ into relative weight
 // errors of at most 2δ, so the output moves by ≤ 4δ·Σ_j p_j|v_j|; the weighted sum over Lk keys
 // and the exp approximation (a few ulp) add (Lk + D + 8)·u·Σ_j p_j|v_j|. We allow 2x that bound.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
-import { EPS32, Rng, asF32, expectClose, f32Tensor, runOp } from './helpers/ops-reference.js';
+import { EPS32, Rng, addon, asF32, expectClose, f32Tensor, kernelPaths, runOp } from './helpers/ops-reference.js';
 
 interface AttnCase {
   B: number;
@@ -90,7 +90,14 @@ async function checkAttention(c: AttnCase, seed: number, label: string) {
   expectClose(asF32(out!), ref.out, ref.tol, label);
 }
 
-describe('attention', () => {
+const initialPath = addon.devices().cpu.kernels;
+afterAll(() => {
+  addon.setCpuKernels(initialPath);
+});
+
+// The blocked path (8 or more queries) runs on the GEMM micro-kernels, so every case runs on
+// every GEMM path this machine has.
+describe.each(kernelPaths())('attention on the %s kernels', (path) => {
   const cases: [string, AttnCase][] = [
     ['self-attention, no mask', { B: 1, Lq: 5, Lk: 5, Hq: 2, Hkv: 2, D: 16, scale: 0.25, causal: false }],
     ['causal prefill Lq = Lk (odd length, several key blocks)', { B: 1, Lq: 77, Lk: 77, Hq: 3, Hkv: 3, D: 32, scale: 32 ** -0.5, causal: true }],
@@ -104,13 +111,17 @@ describe('attention', () => {
     ['strided k/v: a slice [17, 81) of a cache, no mask', { B: 2, Lq: 3, Lk: 64, Hq: 2, Hkv: 2, D: 16, scale: 0.5, causal: false, cache: { length: 90, begin: 17 } }],
   ];
   it.each(cases)('%s', async (label, c) => {
-    await checkAttention(c, label.length * 31 + c.Lk, label);
+    addon.setCpuKernels(path);
+    await checkAttention(c, label.length * 31 + c.Lk, `${path}: ${label}`);
   });
 
   it('VQ-VAE-like: one head of dim 512 over 256 tokens', async () => {
+    addon.setCpuKernels(path);
     await checkAttention({ B: 1, Lq: 256, Lk: 256, Hq: 1, Hkv: 1, D: 512, scale: 512 ** -0.5, causal: false }, 9, 'vqvae');
   });
+});
 
+describe('attention: bad input', () => {
   it('rejects a head count that does not match q, and a causal mask with fewer keys than queries', async () => {
     const rng = new Rng(3);
     const q = f32Tensor([1, 4, 32], rng.f32(128));

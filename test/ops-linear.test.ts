@@ -113,6 +113,8 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
         { M: 4, K: 1000, N: 37, dtype, bias: true, act: 'gelu', accumulate: false },
         { M: 5, K: 513, N: 129, dtype, bias: false, act: 'none', accumulate: false },
         { M: 2, K: 4099, N: 9, dtype, bias: false, act: 'silu', accumulate: false },
+        { M: 13, K: 300, N: 50, dtype, bias: true, act: 'none', accumulate: false },
+        { M: 16, K: 64, N: 300, dtype, bias: false, act: 'none', accumulate: false },
       ];
       let seed = 5000;
       for (const c of cases) await checkLinear(c, ++seed, `${path} ${dtype} M=${c.M} K=${c.K} N=${c.N} act=${c.act}`);

@@ -13,8 +13,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vargpt::binding::init_devices(env, exports);
   vargpt::binding::init_checkpoint(env, exports);
   vargpt::binding::init_ops(env, exports);
-  vargpt::binding::init_image(env, exports);
   vargpt::binding::init_model(env, exports);
+  vargpt::binding::init_image(env, exports);
   return exports;
 }
 }  // namespace

@@ -21,8 +21,8 @@ AddonData& addon_data(Napi::Env env);
 void init_devices(Napi::Env env, Napi::Object exports);
 void init_checkpoint(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
-void init_image(Napi::Env env, Napi::Object exports);
 void init_model(Napi::Env env, Napi::Object exports);  // loadModel, createCancelToken (model.cc)
+void init_image(Napi::Env env, Napi::Object exports);
 
 // Parses "f32" / "bf16" / ... (the names TypeScript uses).
 DType parse_dtype(const Napi::Value& value, const char* what);

@@ -3,8 +3,10 @@
 // plain C++ values on the JS thread; the work runs on libuv worker threads (StreamWorker).
 //
 // Concurrency: calls on one model never interleave: each worker holds the model's call mutex for
-// the whole call (the TS layer also queues). dispose() only drops the model's owning pointer; a
-// running call keeps its own reference, so weights are freed when it ends, never under it.
+// the whole call (the TS layer also queues). Each call takes its own reference to the model when
+// it is made; dispose() drops only the wrapper's, so calls made before it run to completion and
+// the weights are freed after the last of them, never under a running worker. Calls made after
+// dispose() reject with "model is disposed".
 #include <cmath>
 #include <cstring>
 #include <mutex>
@@ -155,6 +157,7 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
                    [&](const Napi::Value& e, const std::string& name) { r.image.replay_noise.push_back(float32_array(e, name)); });
     }
   }
+  r.ignore_eos = bool_field(o, "ignoreEos", what);
   r.trace = bool_field(o, "trace", what);
   r.profile = bool_field(o, "profile", what);
   cancel = cancel_field(env, o, what);
@@ -325,11 +328,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     const bool stream_tokens = !callbacks.on_token.IsEmpty();
     auto state = state_;
+    std::shared_ptr<VargptV1> model = state_->acquire();  // a call accepted before dispose() runs
     return StreamWorker<GenerateResult>::start(
         env, "vargpt.generate", cancel, callbacks,
-        [state, request, stream_tokens, want_progress](const auto& send, const auto& cancelled) {
+        [state, model, request, stream_tokens, want_progress](const auto& send, const auto& cancelled) {
           std::lock_guard<std::mutex> call(state->call_mutex);
-          const std::shared_ptr<VargptV1> model = state->acquire();
           request->cancelled = cancelled;
           if (stream_tokens)
             request->on_token = [&send](int32_t token) {
@@ -367,12 +370,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return rejected(env, e.what());
     }
     auto state = state_;
+    std::shared_ptr<VargptV1> model = state_->acquire();
     using Result = std::vector<std::vector<int32_t>>;
     return StreamWorker<Result>::start(
         env, "vargpt.encodeImageTokens", nullptr, StreamCallbacks{},
-        [state, pixels = std::move(pixels), height, width](const auto&, const auto&) {
+        [state, model, pixels = std::move(pixels), height, width](const auto&, const auto&) {
           std::lock_guard<std::mutex> call(state->call_mutex);
-          return state->acquire()->encode_image_tokens(pixels.data(), static_cast<int64_t>(pixels.size()), height, width);
+          return model->encode_image_tokens(pixels.data(), static_cast<int64_t>(pixels.size()), height, width);
         },
         [](Napi::Env env, Result& scales) -> Napi::Value {
           Napi::Array out = Napi::Array::New(env, scales.size());
@@ -398,16 +402,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return rejected(env, e.what());
     }
     auto state = state_;
+    std::shared_ptr<VargptV1> model = state_->acquire();
     struct Result {
       RgbImage image;
       std::vector<std::pair<std::string, Tensor>> trace;
     };
     return StreamWorker<Result>::start(
         env, "vargpt.decodeImageTokens", nullptr, StreamCallbacks{},
-        [state, indices = std::move(indices), trace](const auto&, const auto&) {
+        [state, model, indices = std::move(indices), trace](const auto&, const auto&) {
           std::lock_guard<std::mutex> call(state->call_mutex);
           Result r;
-          r.image = state->acquire()->decode_image_tokens(indices, trace ? &r.trace : nullptr);
+          r.image = model->decode_image_tokens(indices, trace ? &r.trace : nullptr);
           return r;
         },
         [](Napi::Env env, Result& r) -> Napi::Value {

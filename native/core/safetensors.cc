@@ -48,29 +48,27 @@ void check_shard_name(const std::string& index_path, const std::string& name) {
 
 }  // namespace
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  auto file = std::make_shared<SafetensorsFile>();
-  file->mapping_ = MappedFile::open(path);
-  const size_t file_size = file->mapping_->size();
-  const unsigned char* bytes = file->mapping_->data();
+SafetensorsHeader parse_safetensors_header(const unsigned char* bytes, size_t file_size, const std::string& path) {
+  SafetensorsHeader parsed;
+  SafetensorsHeader* file = &parsed;
   VG_CHECK(file_size >= 8, path, ": not a safetensors file (", file_size, " bytes, shorter than the 8-byte header length)");
   const uint64_t header_len = read_le64(bytes);
-  VG_CHECK(header_len <= kMaxHeaderBytes, path, ": header length ", header_len, " exceeds the limit of ",
-           kMaxHeaderBytes, " bytes (corrupt or not a safetensors file)");
+  VG_CHECK(header_len <= SafetensorsFile::kMaxHeaderBytes, path, ": header length ", header_len, " exceeds the limit of ",
+           SafetensorsFile::kMaxHeaderBytes, " bytes (corrupt or not a safetensors file)");
   VG_CHECK(header_len <= file_size - 8, path, ": header length ", header_len, " runs past the end of the file (",
            file_size, " bytes): truncated file?");
   const std::string what = path + ": header";
   const Json header = parse_json(std::string_view(reinterpret_cast<const char*>(bytes + 8), header_len), what);
   VG_CHECK(header.is_object(), what, " must be a JSON object");
-  file->data_offset_ = 8 + header_len;
-  const size_t data_size = file_size - file->data_offset_;
+  file->data_offset = 8 + header_len;
+  const size_t data_size = file_size - file->data_offset;
 
   for (const auto& [name, entry] : header.as_object()) {
     if (name == "__metadata__") {
       VG_CHECK(entry.is_object(), what, ": __metadata__ must be an object of strings");
       for (const auto& [key, value] : entry.as_object()) {
         VG_CHECK(value.is_string(), what, ": __metadata__.", key, " must be a string");
-        file->metadata_[key] = value.as_string();
+        file->metadata[key] = value.as_string();
       }
       continue;
     }
@@ -113,12 +111,12 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
              expected, " bytes but data_offsets span ", info.end - info.begin);
     VG_CHECK(info.end <= data_size, where, ": data_offsets [", info.begin, ", ", info.end,
              ") run past the end of the data (", data_size, " bytes): truncated file?");
-    file->tensors_.push_back(std::move(info));
+    file->tensors.push_back(std::move(info));
   }
 
   // Spans must not overlap (sorted by begin, each starts at or after the previous end).
   std::vector<const TensorInfo*> order;
-  for (const auto& t : file->tensors_) order.push_back(&t);
+  for (const auto& t : file->tensors) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
     return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
   });
@@ -129,6 +127,16 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     VG_CHECK(empty || cur->begin >= prev->end, path, ": tensors \"", prev->name, "\" [", prev->begin, ", ", prev->end,
              ") and \"", cur->name, "\" [", cur->begin, ", ", cur->end, ") overlap");
   }
+  return parsed;
+}
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  auto file = std::make_shared<SafetensorsFile>();
+  file->mapping_ = MappedFile::open(path);
+  SafetensorsHeader header = parse_safetensors_header(file->mapping_->data(), file->mapping_->size(), path);
+  file->data_offset_ = header.data_offset;
+  file->tensors_ = std::move(header.tensors);
+  file->metadata_ = std::move(header.metadata);
   for (size_t i = 0; i < file->tensors_.size(); ++i) file->by_name_[file->tensors_[i].name] = i;
   return file;
 }
@@ -150,6 +158,21 @@ Tensor SafetensorsFile::tensor(const TensorInfo& info) const {
   return Tensor(std::move(storage), 0, info.dtype, info.shape);
 }
 
+std::map<std::string, std::string> parse_safetensors_index(const std::string& text, const std::string& index_path) {
+  const Json index = parse_json(text, index_path);
+  VG_CHECK(index.is_object(), index_path, ": must be a JSON object");
+  const Json* weight_map = index.find("weight_map");
+  VG_CHECK(weight_map && weight_map->is_object(), index_path, ": missing \"weight_map\" object");
+  std::map<std::string, std::string> out;
+  for (const auto& [name, shard] : weight_map->as_object()) {
+    VG_CHECK(shard.is_string(), index_path, ": weight_map[\"", name, "\"] must be a file name string");
+    check_shard_name(index_path, shard.as_string());
+    out.emplace(name, shard.as_string());
+  }
+  VG_CHECK(!out.empty(), index_path, ": weight_map is empty");
+  return out;
+}
+
 std::shared_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::string& path) {
   auto ckpt = std::make_shared<SafetensorsCheckpoint>();
   ckpt->path_ = path;
@@ -161,15 +184,9 @@ std::shared_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
   const std::string single = path + "/model.safetensors";
   const std::string index_path = path + "/model.safetensors.index.json";
   if (file_exists(index_path)) {
-    const Json index = parse_json(read_text_file(index_path), index_path);
-    VG_CHECK(index.is_object(), index_path, ": must be a JSON object");
-    const Json* weight_map = index.find("weight_map");
-    VG_CHECK(weight_map && weight_map->is_object(), index_path, ": missing \"weight_map\" object");
+    const auto weight_map = parse_safetensors_index(read_text_file(index_path), index_path);
     std::map<std::string, int> shard_ids;
-    for (const auto& [name, shard] : weight_map->as_object()) {
-      VG_CHECK(shard.is_string(), index_path, ": weight_map[\"", name, "\"] must be a file name string");
-      const std::string& shard_name = shard.as_string();
-      check_shard_name(index_path, shard_name);
+    for (const auto& [name, shard_name] : weight_map) {
       auto it = shard_ids.find(shard_name);
       if (it == shard_ids.end()) {
         const std::string shard_path = path + "/" + shard_name;
@@ -178,13 +195,11 @@ std::shared_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
         ckpt->files_.push_back(SafetensorsFile::open(shard_path));
         it = shard_ids.emplace(shard_name, static_cast<int>(ckpt->files_.size() - 1)).first;
       }
-      const SafetensorsFile& file = *ckpt->files_[it->second];
-      const TensorInfo* info = file.find(name);
+      const TensorInfo* info = ckpt->files_[it->second]->find(name);
       VG_CHECK(info != nullptr, index_path, ": weight_map puts \"", name, "\" in ", shard_name,
                ", which has no such tensor");
       ckpt->index_[name] = Entry{it->second, info};
     }
-    VG_CHECK(!ckpt->index_.empty(), index_path, ": weight_map is empty");
     return ckpt;
   }
   VG_CHECK(file_exists(single), path, ": no model.safetensors or model.safetensors.index.json in this folder");

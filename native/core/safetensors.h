@@ -21,6 +21,21 @@ struct TensorInfo {
   size_t begin = 0, end = 0;  // byte span, relative to the start of the file's data section
 };
 
+// The validated content of a safetensors header.
+struct SafetensorsHeader {
+  size_t data_offset = 0;  // where the data section starts in the file
+  std::vector<TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// Validates the first `size` bytes of a safetensors file (length prefix, header, and every span
+// against the file size). `path` names the file in errors. Pure: no I/O, so it can be fuzzed.
+SafetensorsHeader parse_safetensors_header(const unsigned char* bytes, size_t size, const std::string& path);
+
+// Validates model.safetensors.index.json text: tensor name -> shard file name (lexically
+// confined to the folder). Pure, like parse_safetensors_header.
+std::map<std::string, std::string> parse_safetensors_index(const std::string& text, const std::string& index_path);
+
 class SafetensorsFile {
  public:
   // Largest header accepted; real headers are a few hundred KB even for 7B models.

@@ -46,6 +46,7 @@ struct GenerateRequest {
   float repetition_penalty = 1.0f;
   uint64_t seed = 0;
   std::vector<int32_t> stop_ids;
+  bool ignore_eos = false;  // only stop_ids and the budget end text (benchmarks)
   ImageRequest image;
   bool trace = false;
   bool profile = false;

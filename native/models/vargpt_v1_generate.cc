@@ -189,7 +189,7 @@ void VargptV1::Run::execute() {
   }
 
   std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
-  stops.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
+  if (!req_.ignore_eos) stops.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
   int generated = 0;
   for (;;) {
     check_cancel();

@@ -1,19 +1,28 @@
 // Multi-head attention with online softmax (flash-attention style): keys are visited in blocks,
 // each query keeps a running maximum, normaliser and output accumulator, so memory stays linear
 // in Lk whatever the sequence length. Work is split over (batch, head, query block).
+//
+// Two paths:
+// - blocked (8 or more queries in a block: prefill, VAR scales, ViT, VQ-VAE): both products run
+//   on the GEMM micro-kernels. S = Q K^T for a tile of queries x 128 keys, softmax update of S
+//   in place (vectorised exp), then O += P V; K and V tiles are packed like GEMM B operands.
+// - rows (fewer queries: decode): one query at a time with plain dot products and axpys, which
+//   is memory-bound on K and V anyway.
 #include <cmath>
 #include <limits>
 
 #include "cpu_common.h"
 #include "cpu_math.h"
 #include "cpu_ops.h"
+#include "gemm.h"
 
 namespace vargpt::cpu {
 
 namespace {
 
-constexpr int64_t kQueryBlock = 16;  // queries sharing each loaded key block
-constexpr int64_t kKeyBlock = 64;    // keys scored per online-softmax step
+constexpr int64_t kTileQueries = 64;   // queries per work item on the blocked path
+constexpr int64_t kTileKeys = 128;     // keys per online-softmax step (a multiple of every nr)
+constexpr int64_t kBlockedFrom = 8;    // queries from which the blocked path pays for its packing
 
 struct View3 {  // [B, L, H*D] with dense rows
   const float* base;
@@ -34,6 +43,177 @@ inline float dot(const float* a, const float* b, int64_t n) {
   for (int64_t i = body; i < n; ++i) sum += a[i] * b[i];
   for (int j = 0; j < 16; ++j) sum += partial[j];
   return sum;
+}
+
+constexpr int64_t kPrefetchRows = 4;
+
+inline void prefetch_row(const float* row, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(row + i);
+}
+
+struct Problem {
+  View3 q, k, v, out;
+  float* out_base;
+  int64_t D, Lq, Lk, group;
+  bool causal;
+  float scale;
+  // Keys [0, visible_end(i)) are visible to query i.
+  int64_t visible_end(int64_t i) const { return causal ? Lk - Lq + i + 1 : Lk; }
+};
+
+// Queries i0 .. i0 + nq of all query heads that share kv head hk (GQA group), one query at a
+// time; each key and value row is loaded once for the whole group.
+void attend_rows(const Problem& P, int64_t b, int64_t hk, int64_t i0, int64_t nq, AlignedBuffer& scratch) {
+  const int64_t D = P.D, G = P.group;
+  float* qs = scratch.floats(static_cast<size_t>(G * (2 * D + kTileKeys + 2)));
+  float* acc = qs + G * D;
+  float* s = acc + G * D;
+  float* run_max = s + G * kTileKeys;
+  float* run_sum = run_max + G;
+  const float* kbase = P.k.base + b * P.k.batch_stride + hk * D;
+  const float* vbase = P.v.base + b * P.v.batch_stride + hk * D;
+  for (int64_t i = i0; i < i0 + nq; ++i) {
+    // Queries scaled once, so the scores come out already multiplied by `scale`.
+    for (int64_t g = 0; g < G; ++g) {
+      const float* src = P.q.base + b * P.q.batch_stride + i * P.q.row_stride + (hk * G + g) * D;
+      for (int64_t d = 0; d < D; ++d) qs[g * D + d] = src[d] * P.scale;
+      run_max[g] = -std::numeric_limits<float>::infinity();
+      run_sum[g] = 0.0f;
+    }
+    std::fill(acc, acc + G * D, 0.0f);
+    const int64_t end = P.visible_end(i);
+    for (int64_t j0 = 0; j0 < end; j0 += kTileKeys) {
+      const int64_t nk = std::min(kTileKeys, end - j0);
+      for (int64_t j = 0; j < nk; ++j) {
+        // Cache rows sit one head-row apart in different pages, where hardware prefetchers do
+        // not follow: fetch a few keys ahead by hand (decode is bound by these loads).
+        if (j0 + j + kPrefetchRows < end) prefetch_row(kbase + (j0 + j + kPrefetchRows) * P.k.row_stride, D);
+        const float* krow = kbase + (j0 + j) * P.k.row_stride;
+        for (int64_t g = 0; g < G; ++g) s[g * kTileKeys + j] = dot(qs + g * D, krow, D);
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        float* sg = s + g * kTileKeys;
+        float block_max = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < nk; ++j) block_max = std::max(block_max, sg[j]);
+        const float new_max = std::max(run_max[g], block_max);
+        const float correction = exp_approx(run_max[g] - new_max);
+        float block_sum = 0.0f;
+        for (int64_t j = 0; j < nk; ++j) {
+          sg[j] = exp_approx(sg[j] - new_max);
+          block_sum += sg[j];
+        }
+        run_sum[g] = run_sum[g] * correction + block_sum;
+        run_max[g] = new_max;
+        if (correction != 1.0f)
+          for (int64_t d = 0; d < D; ++d) acc[g * D + d] *= correction;
+      }
+      for (int64_t j = 0; j < nk; ++j) {
+        if (j + kPrefetchRows < nk) prefetch_row(vbase + (j0 + j + kPrefetchRows) * P.v.row_stride, D);
+        const float* vrow = vbase + (j0 + j) * P.v.row_stride;
+        for (int64_t g = 0; g < G; ++g) {
+          const float pj = s[g * kTileKeys + j];
+          float* a = acc + g * D;
+          for (int64_t d = 0; d < D; ++d) a[d] += pj * vrow[d];
+        }
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      float* dst = P.out_base + b * P.out.batch_stride + i * P.out.row_stride + (hk * G + g) * D;
+      const float inv = 1.0f / run_sum[g];
+      for (int64_t d = 0; d < D; ++d) dst[d] = acc[g * D + d] * inv;
+    }
+  }
+}
+
+// Queries i0 .. i0 + nq (nq <= kTileQueries) of head h in batch b on the GEMM micro-kernels.
+void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                    AlignedBuffer& scratch) {
+  const int64_t D = P.D, hk = h / P.group, nr = kern.nr;
+  const int64_t Dp = (D + nr - 1) / nr * nr;
+  const int64_t panels = (nq + kern.mr - 1) / kern.mr;
+  int64_t panel_row[kTileQueries + 1];
+  for (int64_t p = 0; p <= panels; ++p) panel_row[p] = p * nq / panels;
+
+  // Scratch: packed Q, packed K tile, scores, packed P, packed V tile, O, running max and sum.
+  // Each part starts on a 64-byte boundary: the micro-kernels load packed panels aligned.
+  const int64_t ldS = kTileKeys, ldO = Dp;
+  auto round16 = [](int64_t n) { return (n + 15) / 16 * 16; };
+  const int64_t sizes[] = {nq * D, kTileKeys * Dp, kTileKeys * Dp, nq * ldS, nq * kTileKeys, nq * ldO, nq, nq};
+  int64_t total = 0;
+  for (int64_t n : sizes) total += round16(n);
+  float* part = scratch.floats(static_cast<size_t>(total));
+  float* parts[8];
+  for (int i = 0; i < 8; ++i) {
+    parts[i] = part;
+    part += round16(sizes[i]);
+  }
+  float *Aq = parts[0], *Bk = parts[1], *Bv = parts[2], *S = parts[3], *Ap = parts[4], *O = parts[5];
+  float *run_max = parts[6], *run_sum = parts[7];
+
+  // Queries scaled once, so the scores come out already multiplied by `scale`.
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+    kern.pack_a(P.q.base + b * P.q.batch_stride + (i0 + r0) * P.q.row_stride + h * D, P.q.row_stride,
+                static_cast<int>(rows), D, P.scale, Aq + r0 * D);
+  }
+  std::fill(O, O + nq * ldO, 0.0f);
+  std::fill(run_max, run_max + nq, -std::numeric_limits<float>::infinity());
+  std::fill(run_sum, run_sum + nq, 0.0f);
+
+  const float* kbase = P.k.base + b * P.k.batch_stride + hk * D;
+  const float* vbase = P.v.base + b * P.v.batch_stride + hk * D;
+  const int64_t key_end = P.visible_end(i0 + nq - 1);
+  for (int64_t j0 = 0; j0 < key_end; j0 += kTileKeys) {
+    const int64_t nk = std::min(kTileKeys, key_end - j0);
+    const int64_t key_panels = (nk + nr - 1) / nr;
+    // S = (scale Q) K^T for this tile of keys.
+    kern.pack_b(GemmB{kbase + j0 * P.k.row_stride, DType::F32, P.k.row_stride, false}, 0, nk, 0, D, Bk,
+                static_cast<int>(nr));
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+      for (int64_t jp = 0; jp < key_panels; ++jp)
+        kern.micro(static_cast<int>(rows), D, Aq + r0 * D, Bk + jp * D * nr, S + r0 * ldS + jp * nr, ldS,
+                   static_cast<int>(std::min(nr, nk - jp * nr)), false);
+    }
+    // Online softmax update, row by row; masked keys get probability 0.
+    for (int64_t i = 0; i < nq; ++i) {
+      float* s = S + i * ldS;
+      const int64_t visible = std::max<int64_t>(0, std::min(nk, P.visible_end(i0 + i) - j0));
+      if (visible == 0) {
+        std::fill(s, s + nk, 0.0f);
+        continue;
+      }
+      const float block_max = kern.max_of(s, visible);
+      const float new_max = std::max(run_max[i], block_max);
+      const float correction = exp_approx(run_max[i] - new_max);
+      const float block_sum = kern.exp_shift_sum(s, visible, new_max);
+      std::fill(s + visible, s + nk, 0.0f);
+      run_sum[i] = run_sum[i] * correction + block_sum;
+      run_max[i] = new_max;
+      if (correction != 1.0f) {
+        float* o = O + i * ldO;
+        for (int64_t d = 0; d < D; ++d) o[d] *= correction;
+      }
+    }
+    // O += P V: P packed like an A operand, the V tile like a k-major B operand.
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+      kern.pack_a(S + r0 * ldS, ldS, static_cast<int>(rows), nk, 1.0f, Ap + r0 * kTileKeys);
+    }
+    kern.pack_b(GemmB{vbase + j0 * P.v.row_stride, DType::F32, P.v.row_stride, true}, 0, D, 0, nk, Bv,
+                static_cast<int>(nr));
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+      for (int64_t dp = 0; dp < Dp / nr; ++dp)
+        kern.micro(static_cast<int>(rows), nk, Ap + r0 * kTileKeys, Bv + dp * nk * nr, O + r0 * ldO + dp * nr, ldO,
+                   static_cast<int>(std::min(nr, D - dp * nr)), true);
+    }
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    float* dst = P.out_base + b * P.out.batch_stride + (i0 + i) * P.out.row_stride + h * D;
+    const float inv = 1.0f / run_sum[i];
+    for (int64_t d = 0; d < D; ++d) dst[d] = O[i * ldO + d] * inv;
+  }
 }
 
 }  // namespace
@@ -72,73 +252,23 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   check_no_alias(op, "v", v, "out", out);
   if (B == 0 || Lq == 0) return;
 
-  const View3 qv = view3(q), kv = view3(k), vv = view3(v), ov = view3(out);
-  float* out_base = out.data<float>();
-  const int64_t group = Hq / Hkv;
-  const int64_t q_blocks = (Lq + kQueryBlock - 1) / kQueryBlock;
-  const bool causal = p.mask == AttentionMask::Causal;
-  const float scale = p.scale;
-
+  const Problem prob{view3(q), view3(k),        view3(v), view3(out), out.data<float>(), D, Lq, Lk, Hq / Hkv,
+                     p.mask == AttentionMask::Causal, p.scale};
+  const GemmKernels& kern = active_gemm_kernels();
   static thread_local AlignedBuffer scratch;
-  parallel_for(B * Hq * q_blocks, 1, [&](int64_t t0, int64_t t1) {
-    const int64_t D_pad = (D + 15) / 16 * 16;
-    float* qs = scratch.floats(static_cast<size_t>(kQueryBlock * (2 * D_pad + kKeyBlock + 2)));
-    float* acc = qs + kQueryBlock * D_pad;
-    float* scores = acc + kQueryBlock * D_pad;
-    float* run_max = scores + kQueryBlock * kKeyBlock;
-    float* run_sum = run_max + kQueryBlock;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq, qb = t % q_blocks;
-      const int64_t hk = h / group;
-      const int64_t i0 = qb * kQueryBlock, nq = std::min(kQueryBlock, Lq - i0);
-      // Queries scaled once, so the scores come out already multiplied by `scale`.
-      for (int64_t i = 0; i < nq; ++i) {
-        const float* src = qv.base + b * qv.batch_stride + (i0 + i) * qv.row_stride + h * D;
-        for (int64_t d = 0; d < D; ++d) qs[i * D_pad + d] = src[d] * scale;
-        std::fill(acc + i * D_pad, acc + i * D_pad + D, 0.0f);
-        run_max[i] = -std::numeric_limits<float>::infinity();
-        run_sum[i] = 0.0f;
+  if (Lq >= kBlockedFrom) {
+    const int64_t q_blocks = (Lq + kTileQueries - 1) / kTileQueries;
+    parallel_for(B * Hq * q_blocks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq, i0 = t % q_blocks * kTileQueries;
+        attend_blocked(prob, kern, b, h, i0, std::min(kTileQueries, Lq - i0), scratch);
       }
-      // Keys visible to the last query of the block; earlier queries stop sooner (causal).
-      const int64_t key_end = causal ? Lk - Lq + i0 + nq : Lk;
-      const float* kbase = kv.base + b * kv.batch_stride + hk * D;
-      const float* vbase = vv.base + b * vv.batch_stride + hk * D;
-      for (int64_t j0 = 0; j0 < key_end; j0 += kKeyBlock) {
-        const int64_t nk = std::min(kKeyBlock, key_end - j0);
-        for (int64_t i = 0; i < nq; ++i) {
-          const int64_t visible = causal ? std::min(nk, Lk - Lq + i0 + i + 1 - j0) : nk;
-          if (visible <= 0) continue;
-          float* s = scores + i * kKeyBlock;
-          float block_max = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < visible; ++j) {
-            s[j] = dot(qs + i * D_pad, kbase + (j0 + j) * kv.row_stride, D);
-            block_max = std::max(block_max, s[j]);
-          }
-          const float new_max = std::max(run_max[i], block_max);
-          const float correction = exp_approx(run_max[i] - new_max);
-          float block_sum = 0.0f;
-          for (int64_t j = 0; j < visible; ++j) {
-            s[j] = exp_approx(s[j] - new_max);
-            block_sum += s[j];
-          }
-          run_sum[i] = run_sum[i] * correction + block_sum;
-          run_max[i] = new_max;
-          float* a = acc + i * D_pad;
-          if (correction != 1.0f)
-            for (int64_t d = 0; d < D; ++d) a[d] *= correction;
-          for (int64_t j = 0; j < visible; ++j) {
-            const float pj = s[j];
-            const float* vrow = vbase + (j0 + j) * vv.row_stride;
-            for (int64_t d = 0; d < D; ++d) a[d] += pj * vrow[d];
-          }
-        }
-      }
-      for (int64_t i = 0; i < nq; ++i) {
-        float* dst = out_base + b * ov.batch_stride + (i0 + i) * ov.row_stride + h * D;
-        const float inv = 1.0f / run_sum[i];
-        for (int64_t d = 0; d < D; ++d) dst[d] = acc[i * D_pad + d] * inv;
-      }
-    }
+    });
+    return;
+  }
+  // Few queries (decode): one item per (batch, kv head), all its query heads together.
+  parallel_for(B * Hkv, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) attend_rows(prob, t / Hkv, t % Hkv, 0, Lq, scratch);
   });
 }
 

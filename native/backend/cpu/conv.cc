@@ -11,8 +11,10 @@ namespace vargpt::cpu {
 
 namespace {
 
-// Scratch bound for one im2col chunk; large enough that the GEMM sees wide N.
-constexpr int64_t kColBudgetFloats = int64_t{16} << 20;  // 64 MB
+// Scratch bound for one im2col chunk (8 MB): small enough to still be in cache when the GEMM
+// packs it, while keeping the GEMM's N in the thousands for large images.
+constexpr int64_t kColBudgetFloats = int64_t{2} << 20;
+constexpr int64_t kColMinPixels = 512;
 
 struct ImageDims {
   int64_t N, C, H, W;
@@ -22,6 +24,39 @@ ImageDims image_dims(const char* op, const char* name, const Tensor& t) {
   check_rank(op, name, t, 3, 4);
   if (t.rank() == 4) return {t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
   return {1, t.dim(0), t.dim(1), t.dim(2)};
+}
+
+// Row k = (c, ky, kx) of the im2col matrix for output pixels [p0, p0 + np): walks output rows
+// as segments so the bounds are settled per segment, and stride-1 segments become copies.
+void im2col_row(const float* x, const ImageDims& in, int64_t kh, int64_t kw, const Conv2dParams& p, int64_t Wo,
+                int64_t k, int64_t p0, int64_t np, float* dst) {
+  const int64_t c = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
+  const float* plane = x + c * in.H * in.W;
+  for (int64_t i = 0; i < np;) {
+    const int64_t oh = (p0 + i) / Wo, ow = (p0 + i) % Wo;
+    const int64_t seg = std::min(Wo - ow, np - i);
+    const int64_t ih = oh * p.stride - p.pad_top + ky;
+    float* out = dst + i;
+    if (ih < 0 || ih >= in.H) {
+      std::fill(out, out + seg, 0.0f);
+    } else {
+      const float* row = plane + ih * in.W;
+      const int64_t iw0 = ow * p.stride - p.pad_left + kx;  // input column of the segment's first pixel
+      if (p.stride == 1) {
+        const int64_t lo = std::min(seg, std::max<int64_t>(0, -iw0));
+        const int64_t hi = std::max(lo, std::min(seg, in.W - iw0));
+        std::fill(out, out + lo, 0.0f);
+        std::copy(row + iw0 + lo, row + iw0 + hi, out + lo);
+        std::fill(out + hi, out + seg, 0.0f);
+      } else {
+        for (int64_t j = 0; j < seg; ++j) {
+          const int64_t iw = iw0 + j * p.stride;
+          out[j] = iw >= 0 && iw < in.W ? row[iw] : 0.0f;
+        }
+      }
+    }
+    i += seg;
+  }
 }
 
 }  // namespace
@@ -68,7 +103,7 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
   const GemmEpilogue ep{nullptr, bias ? bias_f32.data() : nullptr, Activation::None, false};
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_bottom == 0 &&
                          p.pad_left == 0 && p.pad_right == 0;
-  const int64_t chunk = pointwise ? P : std::max<int64_t>(1, std::min(P, kColBudgetFloats / std::max<int64_t>(K, 1)));
+  const int64_t chunk = pointwise ? P : std::min(P, std::max(kColMinPixels, kColBudgetFloats / std::max<int64_t>(K, 1)));
   std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * chunk));
 
   for (int64_t n = 0; n < in.N; ++n) {
@@ -81,16 +116,7 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
     for (int64_t p0 = 0; p0 < P; p0 += chunk) {
       const int64_t np = std::min(chunk, P - p0);
       parallel_for(K, grain_for(np), [&](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) {
-          const int64_t c = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
-          const float* plane = xn + c * in.H * in.W;
-          float* dst = col.data() + k * np;
-          for (int64_t i = 0; i < np; ++i) {
-            const int64_t oh = (p0 + i) / Wo, ow = (p0 + i) % Wo;
-            const int64_t ih = oh * p.stride - p.pad_top + ky, iw = ow * p.stride - p.pad_left + kx;
-            dst[i] = (ih >= 0 && ih < in.H && iw >= 0 && iw < in.W) ? plane[ih * in.W + iw] : 0.0f;
-          }
-        }
+        for (int64_t k = k0; k < k1; ++k) im2col_row(xn, in, kh, kw, p, Wo, k, p0, np, col.data() + k * np);
       });
       gemm(O, np, K, A, K, GemmB{col.data(), DType::F32, np, true}, yn + p0, P, ep);
     }

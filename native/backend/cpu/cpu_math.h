@@ -12,8 +12,13 @@
 namespace vargpt::cpu {
 
 // exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and a degree-6 polynomial (Cephes expf).
+// Below -87.3 the result underflows gradually to 0 (exp(-inf) = 0 exactly, which masked
+// attention scores rely on); the GEMM kernel files hold SIMD twins of this function.
 inline float exp_approx(float x) {
-  x = std::fmin(std::fmax(x, -87.3f), 88.7f);
+  // Comparisons rather than std::fmin/fmax, which SSE2 code can only call out of line; a NaN
+  // passes through both and propagates to the result.
+  x = x < -104.0f ? -104.0f : x;
+  x = x > 88.7f ? 88.7f : x;
   // Round to nearest with the 1.5*2^23 trick rather than nearbyint, which SSE2 cannot vectorise.
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
@@ -25,8 +30,8 @@ inline float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // 2^n by building the exponent bits; n is in [-126, 128] after the clamp, and 2^128 overflows
-  // to the correct inf through the multiply below.
+  // 2^n as two factors 2^(n/2) 2^(n - n/2), each a normal float for n in [-150, 128]: the product
+  // underflows or overflows correctly through the multiplies.
   const int32_t ni = static_cast<int32_t>(n);
   const int32_t half = ni / 2;
   uint32_t b1 = static_cast<uint32_t>(half + 127) << 23, b2 = static_cast<uint32_t>(ni - half + 127) << 23;

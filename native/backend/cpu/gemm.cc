@@ -104,17 +104,31 @@ void portable_pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, in
   }
 }
 
-// Dot of a widened weight row chunk with up to kSmallRows activation rows. Sixteen partial sums
+void portable_pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  // Blocks of 16 k keep both the reads and the writes within a few cache lines.
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int64_t k1 = std::min<int64_t>(kc, k0 + 16);
+    for (int i = 0; i < rows; ++i) {
+      const float* s = src + i * ld;
+      for (int64_t k = k0; k < k1; ++k) dst[k * rows + i] = s[k] * scale;
+    }
+  }
+}
+
+// Dot of a widened weight row chunk with up to kRowGroup activation rows. Sixteen partial sums
 // per row let the compiler vectorise a float reduction it may not reorder on its own.
-void portable_row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
-                       float* C, int64_t ldc, bool load_c, float* /*scratch*/) {
+// The portable row dots read A directly; nothing to re-arrange.
+void portable_split_rows(int, int64_t, const float*, int64_t, float*) {}
+
+void portable_row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* /*xs*/, const GemmB& B,
+                       int64_t n0, int64_t n1, float* C, int64_t ldc, bool load_c) {
   constexpr int64_t kChunk = 512;
   alignas(64) float wrow[kChunk];
   const size_t item = dtype_size(B.dtype);
   for (int64_t n = n0; n < n1; ++n) {
     const char* wsrc = static_cast<const char*>(B.data) + static_cast<size_t>(n * B.ld) * item;
-    float partial[kSmallRows][16] = {};
-    float tail[kSmallRows] = {};
+    float partial[kRowGroup][16] = {};
+    float tail[kRowGroup] = {};
     for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
       const int64_t len = std::min(kChunk, K - k0);
       convert_to_f32(B.dtype, wsrc + static_cast<size_t>(k0) * item, wrow, static_cast<size_t>(len));
@@ -152,8 +166,33 @@ double portable_fma_loop(int64_t iterations) {
   return 2.0 * 16 * 8 * static_cast<double>(iterations);
 }
 
-const GemmKernels kPortable = {"portable", kPortableMR, kPortableNR, portable_micro, portable_pack_b,
-                               portable_row_dots, portable_fma_loop};
+float portable_exp_shift_sum(float* x, int64_t n, float shift) {
+  float partial[8] = {};
+  const int64_t body = n / 8 * 8;
+  for (int64_t i = 0; i < body; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      x[i + j] = exp_approx(x[i + j] - shift);
+      partial[j] += x[i + j];
+    }
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) {
+    x[i] = exp_approx(x[i] - shift);
+    sum += x[i];
+  }
+  for (float v : partial) sum += v;
+  return sum;
+}
+
+float portable_max_of(const float* x, int64_t n) {
+  float m = x[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
+                               portable_micro,    portable_pack_b,   portable_pack_a,
+                               portable_split_rows, portable_row_dots, portable_exp_shift_sum, portable_max_of,
+                               portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -214,16 +253,26 @@ namespace {
 
 void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                    const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
-  // Chunks of weight rows big enough to amortise the pool hand-off, small enough to balance.
-  const int64_t grain = std::max<int64_t>(8, std::min<int64_t>(256, N / (num_threads() * 8) + 1));
+  // Chunks of weight rows big enough to amortise the pool hand-off and the row split, small
+  // enough to balance; inside a chunk, sub-blocks of kSubRows weight rows (a few hundred KB at
+  // most) are read from memory once and from L2 by each group of activation rows.
+  constexpr int64_t kSubRows = 16;
+  const int64_t grain = std::max<int64_t>(kSubRows, std::min<int64_t>(256, N / (num_threads() * 8) + 1));
+  const bool split = B.dtype == DType::BF16;
+  const int64_t ldx = row_dots_stride(K);
   static thread_local AlignedBuffer scratch_buffer;
   parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
-    float* scratch = scratch_buffer.floats(static_cast<size_t>(kSmallRows * row_dots_stride(K)));
-    for (int64_t m0 = 0; m0 < M; m0 += kSmallRows) {
-      const int rows = static_cast<int>(std::min(kSmallRows, M - m0));
-      kern.row_dots(rows, K, A + m0 * lda, lda, B, n0, n1, C + m0 * ldc, ldc, ep.accumulate, scratch);
-      epilogue_tile(C + m0 * ldc, ldc, m0, rows, n0, n1 - n0, ep);
+    float* xs = split ? scratch_buffer.floats(static_cast<size_t>(M * ldx)) : nullptr;
+    if (split) kern.split_rows(static_cast<int>(M), K, A, lda, xs);
+    for (int64_t s0 = n0; s0 < n1; s0 += kSubRows) {
+      const int64_t s1 = std::min(n1, s0 + kSubRows);
+      for (int64_t m0 = 0; m0 < M; m0 += kRowGroup) {
+        const int rows = static_cast<int>(std::min(kRowGroup, M - m0));
+        kern.row_dots(rows, K, A + m0 * lda, lda, split ? xs + m0 * ldx : nullptr, B, s0, s1, C + m0 * ldc, ldc,
+                      ep.accumulate);
+      }
     }
+    epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
   });
 }
 
@@ -253,11 +302,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
       for (int64_t k0 = 0; k0 < K; k0 += kc_block) {
         const int64_t kc = std::min(kc_block, K - k0);
-        float* dst = a_panel(k0, p);
-        for (int64_t i = 0; i < rows; ++i) {
-          const float* src = A + (r0 + i) * lda + k0;
-          for (int64_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
-        }
+        kern.pack_a(A + r0 * lda + k0, lda, static_cast<int>(rows), kc, 1.0f, a_panel(k0, p));
       }
     }
   });

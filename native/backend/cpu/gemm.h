@@ -41,8 +41,12 @@ struct GemmEpilogue {
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
           const GemmEpilogue& epilogue);
 
-// Rows up to which the row-dot (GEMV-like) strategy is used for [N, K] weights.
-constexpr int64_t kSmallRows = 4;
+// Activation rows one row_dots call handles (its register block is kRowGroup x 4 weight rows).
+constexpr int64_t kRowGroup = 4;
+// Rows up to which the row-dot strategy is used for [N, K] weights: each weight sub-block is
+// streamed from memory once and re-read from L2 by every group of kRowGroup rows, which beats
+// packing B while M is small.
+constexpr int64_t kSmallRows = 16;
 // K block of the packed strategy: a KC x nr micro-panel of B plus an mr x KC panel of A stay in L1.
 constexpr int64_t kGemmKC = 256;
 
@@ -56,11 +60,22 @@ struct GemmKernels {
   // Packs B(n0 + j, k0 + k) for j < n_count, k < kc into panels Bp[panel][k][nr], zero-padding
   // the last panel's columns beyond n_count.
   void (*pack_b)(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr);
-  // C[m, n] = (load_c ? C[m, n] : 0) + sum_k A[m, k] B(n, k) for m < rows (<= kSmallRows),
-  // n in [n0, n1); B is [N, K] (not k_major). `scratch` holds kSmallRows * row_dots_stride(K)
-  // floats, 64-byte aligned, for a re-arranged copy of the activation rows.
-  void (*row_dots)(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1,
-                   float* C, int64_t ldc, bool load_c, float* scratch);
+  // Packs rows x kc of a row-major f32 matrix (row stride ld) into a micro-panel dst[k][rows],
+  // times `scale` (rows <= mr).
+  void (*pack_a)(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst);
+  // Re-arranges `rows` activation rows for row_dots over bf16 weights into xs (row stride
+  // row_dots_stride(K), 64-byte aligned); done once per row and reused for every weight row.
+  void (*split_rows)(int rows, int64_t K, const float* A, int64_t lda, float* xs);
+  // C[m, n] = (load_c ? C[m, n] : 0) + sum_k A[m, k] B(n, k) for m < rows (<= kRowGroup),
+  // n in [n0, n1); B is [N, K] (not k_major). For bf16 weights the kernel reads the rows from
+  // xs (split_rows of the same rows), otherwise from A.
+  void (*row_dots)(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
+                   int64_t n1, float* C, int64_t ldc, bool load_c);
+  // x[i] = exp(x[i] - shift) in place (exp_approx of cpu_math.h, vectorised); returns the sum.
+  // Attention's softmax runs on it.
+  float (*exp_shift_sum)(float* x, int64_t n, float shift);
+  // max(x[0..n)), n >= 1.
+  float (*max_of)(const float* x, int64_t n);
   // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
   // rounds; returns the floating-point operations performed (2 per FMA lane).
   double (*fma_loop)(int64_t iterations);

@@ -77,6 +77,99 @@ void micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int
   }
 }
 
+// ---- packing: 8 x 8 in-register transposes
+
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+// 8 values of a row widened to f32, zero beyond `valid` (1..8).
+inline __m256 load8(const float* p, int64_t valid) {
+  return valid >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask8(valid));
+}
+inline __m128i load8_u16(const uint16_t* p, int64_t valid) {
+  if (valid >= 8) return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  alignas(16) uint16_t tmp[8] = {};
+  for (int64_t i = 0; i < valid; ++i) tmp[i] = p[i];
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+}
+inline __m256 load8_bf16(const uint16_t* p, int64_t valid) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load8_u16(p, valid)), 16));
+}
+inline __m256 load8_f16(const uint16_t* p, int64_t valid) { return _mm256_cvtph_ps(load8_u16(p, valid)); }
+
+template <typename Src, typename Load>
+void pack_nk(const Src* src, int64_t ld, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, Load load) {
+  const int64_t panels = (n_count + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * kNR;
+    for (int part = 0; part < kNR / 8; ++part) {
+      const int64_t j0 = p * kNR + part * 8;
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(8, n_count - j0));
+      for (int64_t k = 0; k < kc; k += 8) {
+        const int64_t kvalid = std::min<int64_t>(8, kc - k);
+        __m256 r[8];
+        for (int64_t j = 0; j < 8; ++j)
+          r[j] = j < rows ? load(src + (n0 + j0 + j) * ld + k0 + k, kvalid) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int64_t kk = 0; kk < kvalid; ++kk) _mm256_store_ps(dst + (k + kk) * kNR + part * 8, r[kk]);
+      }
+    }
+  }
+}
+
+void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc, float* Bp, int nr) {
+  if (B.k_major) {
+    if (B.dtype != DType::F32) return portable_gemm_kernels().pack_b(B, n0, n_count, k0, kc, Bp, nr);
+    const auto* src = static_cast<const float*>(B.data);
+    const int64_t panels = (n_count + kNR - 1) / kNR;
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t cols = std::min<int64_t>(kNR, n_count - p * kNR);
+      float* dst = Bp + p * kc * kNR;
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* row = src + (k0 + k) * B.ld + n0 + p * kNR;
+        _mm256_store_ps(dst + k * kNR, cols >= 8 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, tail_mask8(cols)));
+        _mm256_store_ps(dst + k * kNR + 8, cols >= 16 ? _mm256_loadu_ps(row + 8)
+                                                      : _mm256_maskload_ps(row + 8, tail_mask8(cols - 8)));
+      }
+    }
+    return;
+  }
+  switch (B.dtype) {
+    case DType::F32: return pack_nk(static_cast<const float*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8);
+    case DType::BF16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8_bf16);
+    case DType::F16: return pack_nk(static_cast<const uint16_t*>(B.data), B.ld, n0, n_count, k0, kc, Bp, load8_f16);
+    default: return;  // the driver accepts float types only
+  }
+}
+
+// A micro-panel (rows <= 6): 8 k at a time, transposed in registers, `rows` values stored per k.
+void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256i row_mask = tail_mask8(rows);
+  for (int64_t k = 0; k < kc; k += 8) {
+    const int64_t kvalid = std::min<int64_t>(8, kc - k);
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_mul_ps(load8(src + i * ld + k, kvalid), s) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int64_t kk = 0; kk < kvalid; ++kk) _mm256_maskstore_ps(dst + (k + kk) * rows, row_mask, r[kk]);
+  }
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -93,8 +186,8 @@ inline float widen_one(float v) { return v; }
 
 template <int COLS, typename W, typename Widen>
 void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out, Widen widen) {
-  __m256 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m256 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm256_setzero_ps();
   const int64_t body = K / 8 * 8;
   for (int64_t k = 0; k < body; k += 8) {
@@ -116,8 +209,8 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
 // bf16 weights, xs de-interleaved in blocks of 16 ([8 even | 8 odd]) and zero-padded.
 template <int COLS>
 void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t* w, int64_t ldw, float* out) {
-  __m256 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m256 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm256_setzero_ps();
   const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
   const int64_t body = K / 16 * 16;
@@ -155,25 +248,25 @@ struct F32Widen {
   float operator()(float v) const { return v; }
 };
 
-void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
-              int64_t ldc, bool load_c, float* scratch) {
-  constexpr int kCols = 4;
-  float out[kSmallRows * kCols];
-  const float* xs = nullptr;
-  int64_t ldx = 0;
-  if (B.dtype == DType::BF16) {
-    ldx = (K + 15) / 16 * 16;
-    float* buf = scratch;
-    for (int m = 0; m < rows; ++m) {
-      const float* a = A + m * lda;
-      float* d = buf + m * ldx;
-      for (int64_t k = 0; k < ldx; ++k) {
-        const int64_t block = k / 16 * 16, lane = k % 16;
-        d[block + (lane & 1) * 8 + lane / 2] = k < K ? a[k] : 0.0f;
-      }
+// Activation rows de-interleaved in blocks of 16 ([8 even | 8 odd]) to match the bf16
+// widening, zero-padded to row_dots_stride(K).
+void split_rows(int rows, int64_t K, const float* A, int64_t lda, float* xs) {
+  const int64_t ldx = row_dots_stride(K);
+  for (int m = 0; m < rows; ++m) {
+    const float* a = A + m * lda;
+    float* d = xs + m * ldx;
+    for (int64_t k = 0; k < ldx; ++k) {
+      const int64_t block = k / 16 * 16, lane = k % 16;
+      d[block + (lane & 1) * 8 + lane / 2] = k < K ? a[k] : 0.0f;
     }
-    xs = buf;
   }
+}
+
+void row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
+              int64_t n1, float* C, int64_t ldc, bool load_c) {
+  constexpr int kCols = 4;
+  float out[kRowGroup * kCols];
+  const int64_t ldx = row_dots_stride(K);
   auto run = [&](auto cols_tag, int64_t n) {
     constexpr int cols = decltype(cols_tag)::value;
     switch (B.dtype) {
@@ -198,6 +291,58 @@ void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, 
   for (; n < n1; ++n) run(std::integral_constant<int, 1>{}, n);
 }
 
+// exp_approx of cpu_math.h, 8 lanes; 2^n as two exponent-built factors like the scalar code.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i half = _mm256_srai_epi32(ni, 1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+float exp_shift_sum(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  if (i < n) {
+    const __m256i m = tail_mask8(n - i);
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), s));
+    _mm256_maskstore_ps(x + i, m, e);
+    sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(m)));
+  }
+  return hsum(sum);
+}
+
+float max_of(const float* x, int64_t n) {
+  __m256 m = _mm256_set1_ps(x[0]);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  float r = _mm_cvtss_f32(h);
+  for (; i < n; ++i) r = std::max(r, x[i]);
+  return r;
+}
+
 double fma_loop(int64_t iterations) {
   constexpr int kChains = 12;
   __m256 acc[kChains];
@@ -217,7 +362,8 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx2_gemm_kernels() {
-  static const GemmKernels kernels = {"avx2", kMR, kNR, micro, portable_gemm_kernels().pack_b, row_dots, fma_loop};
+  static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
+                                      split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 

@@ -174,7 +174,23 @@ void pack_b(const GemmB& B, int64_t n0, int64_t n_count, int64_t k0, int64_t kc,
   }
 }
 
-// ---- row dots (M <= kSmallRows)
+// A micro-panel: 16 k at a time, rows (<= 14) loaded as vectors, transposed in registers and
+// stored as columns of `rows` values.
+void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, float* dst) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const __mmask16 row_mask = tail_mask16(rows);
+  for (int64_t k = 0; k < kc; k += 16) {
+    const int64_t kvalid = std::min<int64_t>(16, kc - k);
+    const __mmask16 m = tail_mask16(kvalid);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + i * ld + k), s) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int64_t kk = 0; kk < kvalid; ++kk) _mm512_mask_storeu_ps(dst + (k + kk) * rows, row_mask, r[kk]);
+  }
+}
+
+// ---- row dots (M <= kRowGroup)
 
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
 inline __m512 load_w16(const float* w, int64_t valid) { return _mm512_maskz_loadu_ps(tail_mask16(valid), w); }
@@ -185,8 +201,8 @@ inline __m512 load_w16(const uint16_t* w, int64_t valid) {
 // COLS weight rows against `rows` activation rows, 16 values of K per step.
 template <int COLS, typename W>
 void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out /*[rows][COLS]*/) {
-  __m512 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m512 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
     const int64_t valid = K - k;
@@ -207,8 +223,8 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
 // 32 ([16 even | 16 odd]), zero-padded to a multiple of 32.
 template <int COLS>
 void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t* w, int64_t ldw, float* out) {
-  __m512 acc[kSmallRows][COLS];
-  for (int m = 0; m < kSmallRows; ++m)
+  __m512 acc[kRowGroup][COLS];
+  for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
   const __m512i high = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t k = 0; k < K; k += 32) {
@@ -235,26 +251,25 @@ void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t
     for (int j = 0; j < COLS; ++j) out[m * COLS + j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
-void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, int64_t n0, int64_t n1, float* C,
-              int64_t ldc, bool load_c, float* scratch) {
-  constexpr int kCols = 4;
-  float out[kSmallRows * kCols];
-  const float* xs = nullptr;
-  int64_t ldx = 0;
-  if (B.dtype == DType::BF16) {
-    ldx = (K + 31) / 32 * 32;
-    float* buf = scratch;
-    for (int m = 0; m < rows; ++m) {
-      const float* a = A + m * lda;
-      float* d = buf + m * ldx;
-      for (int64_t k = 0; k < ldx; ++k) {
-        const int64_t block = k / 32 * 32, lane = k % 32;
-        const float v = k < K ? a[k] : 0.0f;
-        d[block + (lane & 1) * 16 + lane / 2] = v;
-      }
+// Activation rows de-interleaved in blocks of 32 ([16 even | 16 odd]) to match the bf16
+// widening, zero-padded to row_dots_stride(K).
+void split_rows(int rows, int64_t K, const float* A, int64_t lda, float* xs) {
+  const int64_t ldx = row_dots_stride(K);
+  for (int m = 0; m < rows; ++m) {
+    const float* a = A + m * lda;
+    float* d = xs + m * ldx;
+    for (int64_t k = 0; k < ldx; ++k) {
+      const int64_t block = k / 32 * 32, lane = k % 32;
+      d[block + (lane & 1) * 16 + lane / 2] = k < K ? a[k] : 0.0f;
     }
-    xs = buf;
   }
+}
+
+void row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* xs, const GemmB& B, int64_t n0,
+              int64_t n1, float* C, int64_t ldc, bool load_c) {
+  constexpr int kCols = 4;
+  float out[kRowGroup * kCols];
+  const int64_t ldx = row_dots_stride(K);
   auto store = [&](int64_t n, int cols) {
     for (int m = 0; m < rows; ++m)
       for (int j = 0; j < cols; ++j) {
@@ -293,6 +308,42 @@ void row_dots(int rows, int64_t K, const float* A, int64_t lda, const GemmB& B, 
   }
 }
 
+// exp_approx of cpu_math.h, 16 lanes: same clamp, reduction and polynomial; 2^n by scalef, which
+// also gives the gradual underflow below -87.3.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+float exp_shift_sum(float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+float max_of(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(x[0]);
+  for (int64_t i = 0; i < n; i += 16) m = _mm512_mask_max_ps(m, tail_mask16(n - i), m, _mm512_maskz_loadu_ps(tail_mask16(n - i), x + i));
+  return _mm512_reduce_max_ps(m);
+}
+
 double fma_loop(int64_t iterations) {
   // Twelve independent chains: FMA latency (4 cycles) x 2 ports needs at least 8 in flight.
   constexpr int kChains = 12;
@@ -313,7 +364,7 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, row_dots, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, exp_shift_sum, max_of, fma_loop};
   return kernels;
 }
 

@@ -1,0 +1,240 @@
+// npm run bench -- model --preset <checkpoint-dir | tiny | small | medium | vargpt-v1> [--dtype f32|bf16]
+//                        [--device cpu] [--prompt 595] [--tokens 32] [--json]
+//
+// A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
+// has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
+// End-to-end VARGPT v1 timings on one checkpoint folder (the tiny fixture, a synthesized preset or
+// the real 7B download):
+// - load: loadModel wall time (weights are memory-mapped; pages are read on first use, so the
+//   first call also pays for reading them: run the bench twice to see a warm page cache).
+// - understanding: CLIP encode + projector, prefill of a --prompt-token prompt (one image's worth
+//   of image tokens inside), then --tokens greedy decode steps (EOS ignored). Prefill is read
+//   against the FMA peak (≈ GFLOP/s), decode against the read bandwidth (weight bytes per token).
+// - text-to-image: one forced image end to end, and per stage from the runtime's profile
+//   (`profile: true` synchronises the device at stage edges): LLM passes, VAR blocks + head,
+//   CFG + sampling, f-hat updates, VQ-VAE decode.
+// - peak RSS of the process.
+// Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`.
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const addon = require('node-gyp-build')(root);
+
+function parseArgs(args) {
+  const opts = { preset: undefined, dtype: 'f32', device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1 };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const next = () => {
+      if (i + 1 >= args.length) throw new Error(`${a} needs a value`);
+      return args[++i];
+    };
+    if (a === '--preset') opts.preset = next();
+    else if (a === '--device') opts.device = next();
+    else if (a === '--dtype') opts.dtype = next();
+    else if (a === '--prompt') opts.prompt = Number(next());
+    else if (a === '--tokens') opts.tokens = Number(next());
+    else if (a === '--seed') opts.seed = Number(next());
+    else if (a === '--json') opts.json = true;
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (!opts.preset) throw new Error('usage: npm run bench -- model --preset <checkpoint-dir> [--device cpu] [--prompt 595] [--tokens 32] [--json]');
+  return opts;
+}
+
+async function resolvePreset(preset, dtype) {
+  const dir = path.resolve(preset);
+  if (existsSync(dir) && statSync(dir).isDirectory()) return dir;
+  const dist = path.join(root, 'dist', 'index.js');
+  if (!existsSync(dist)) throw new Error(`--preset ${preset}: not a folder, and dist/ is missing to synthesize it (npm run build:ts)`);
+  const { synthesize, PRESET_NAMES } = await import(pathToFileURL(dist).href);
+  if (!PRESET_NAMES.includes(preset)) throw new Error(`--preset ${preset}: neither a checkpoint folder nor one of ${PRESET_NAMES.join(', ')}`);
+  const out = path.join(root, 'bench', 'out', 'presets', `${preset}-${dtype}`);
+  if (!existsSync(path.join(out, 'config.json'))) {
+    console.error(`synthesizing the ${preset} preset (${dtype}) into ${out} ...`);
+    await synthesize({ preset, out, dtype, seed: 0, overwrite: true });
+  }
+  return out;
+}
+
+// Deterministic non-trivial values; speed does not depend on them.
+function pseudo(n, seed, lo, hi) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
+  }
+  return a;
+}
+
+function fillerIds(n, info, seed) {
+  // Ordinary vocabulary ids (below the image / special ids).
+  const top = Math.min(info.llm.vocabSize, info.imageTokenId > 0 ? info.imageTokenId : info.llm.vocabSize);
+  const r = pseudo(n, seed, 3, top - 1);
+  return Array.from(r, (v) => Math.floor(v));
+}
+
+async function weightBytes(dir) {
+  const ckpt = await addon.openCheckpoint(dir);
+  let llmLinear = 0;
+  let dtype = 'f32';
+  for (const t of ckpt.list()) {
+    if (t.name.startsWith('language_model.') && t.shape.length === 2 && !t.name.includes('embed_tokens')) {
+      llmLinear += t.byteLength;
+      dtype = t.dtype;
+    }
+  }
+  return { llmLinear, dtype };
+}
+
+function llmMatmulParams(llm) {
+  const q = llm.heads * llm.headDim;
+  const kv = llm.kvHeads * llm.headDim;
+  return llm.layers * (llm.hiddenSize * (q + 2 * kv) + q * llm.hiddenSize + 3 * llm.hiddenSize * llm.intermediateSize);
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
+  for (const [i, r] of rows.entries()) {
+    console.log(r.map((cell, c) => (c === 0 ? String(cell).padEnd(widths[c]) : String(cell).padStart(widths[c]))).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+const fmt = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
+
+export async function run(args) {
+  const opts = parseArgs(args);
+  const dir = await resolvePreset(opts.preset, opts.dtype);
+  const out = { checkpoint: dir, device: opts.device, date: new Date().toISOString() };
+
+  let t = performance.now();
+  const model = await addon.loadModel(dir, { device: opts.device });
+  out.loadSeconds = (performance.now() - t) / 1000;
+  const info = model.info();
+  out.info = info;
+  const { llmLinear, dtype } = await weightBytes(dir);
+  out.weights = { llmLinearBytes: llmLinear, dtype };
+
+  // ---- understanding
+  const P = llmMatmulParams(info.llm);
+  {
+    const imageTokens = info.vision ? info.vision.tokens : 0;
+    const text = Math.max(2, opts.prompt - imageTokens - 1);
+    const ids = [info.bosId, ...fillerIds(Math.floor(text / 2), info, 3)];
+    if (imageTokens) ids.push(...new Array(imageTokens).fill(info.imageTokenId));
+    ids.push(...fillerIds(text - Math.floor(text / 2), info, 4));
+    const request = {
+      inputIds: Int32Array.from(ids),
+      maxNewTokens: opts.tokens,
+      temperature: 0,
+      topK: 0,
+      topP: 1,
+      repetitionPenalty: 1,
+      seed: 0,
+      stopIds: [],
+      ignoreEos: true,
+      profile: true,
+    };
+    if (imageTokens) {
+      const S = info.vision.imageSize;
+      request.pixelValues = [pseudo(3 * S * S, 7, -1.8, 2.1)];
+    }
+    t = performance.now();
+    const r = await model.generate(request);
+    const wall = (performance.now() - t) / 1000;
+    const p = r.profile;
+    const T = ids.length;
+    const steps = p.decodeTokens ?? 0;
+    // Prefill ≈ 2·T·P matmul FLOPs + causal attention 2·T²·q_dim per layer (+ one lm_head row).
+    const prefillFlops = 2 * T * P + 2 * T * T * info.llm.heads * info.llm.headDim * info.llm.layers;
+    // Decode streams every LLM linear weight (and the KV cache so far) once per token.
+    const kvBytes = 2 * info.llm.layers * info.llm.kvHeads * info.llm.headDim * 4 * (T + steps / 2);
+    out.understanding = {
+      promptTokens: T,
+      imageTokens,
+      wallSeconds: wall,
+      visionSeconds: p.visionEncode ?? 0,
+      prefillSeconds: p.prefill,
+      prefillTokensPerSecond: T / p.prefill,
+      prefillGflops: prefillFlops / p.prefill / 1e9,
+      decodeTokens: steps,
+      decodeSeconds: p.decode ?? 0,
+      decodeTokensPerSecond: steps / (p.decode ?? NaN),
+      decodeGBps: ((llmLinear + kvBytes) * steps) / (p.decode ?? NaN) / 1e9,
+      generated: r.tokens.length,
+    };
+  }
+
+  // ---- text-to-image
+  if (info.var) {
+    const ids = [info.bosId, ...fillerIds(20, info, 5)];
+    t = performance.now();
+    const r = await model.generate({
+      inputIds: Int32Array.from(ids),
+      forceImage: true,
+      maxNewTokens: 0,
+      temperature: 0,
+      topK: 0,
+      topP: 1,
+      repetitionPenalty: 1,
+      seed: 0,
+      stopIds: [],
+      image: { cfg: 1.5, topK: 900, topP: 0.96, seed: opts.seed },
+      profile: true,
+    });
+    const wall = (performance.now() - t) / 1000;
+    const p = r.profile;
+    const v = info.var;
+    const L = v.patchNums.reduce((a, pn) => a + pn * pn, 0);
+    const mlp = 4 * v.width; // VAR mlp_ratio 4 (exact hidden size is in the checkpoint; used only for the estimate)
+    const varFlops = 2 * 2 * L * (v.depth * (4 * v.width * v.width + 2 * v.width * mlp) + v.width * v.codebookSize);
+    out.image = {
+      wallSeconds: wall,
+      size: `${r.image.width}x${r.image.height}`,
+      stages: p,
+      llmImageTokensPerSecond: (L + 1) / p.imageLlm,
+      llmImageGflops: (2 * (L + 1) * P) / p.imageLlm / 1e9,
+      varGflops: varFlops / p.varBlocks / 1e9,
+    };
+  }
+  // Before the bandwidth probe, whose 1 GiB buffer would dominate the peak.
+  out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  model.dispose();
+  if (opts.device === 'cpu') {
+    const [peakT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1 });
+    const [bwT] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
+    out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], threads: addon.devices().cpu.threads };
+  }
+
+
+  if (opts.json) {
+    console.log(JSON.stringify(out, null, 2));
+    return out;
+  }
+  const c = out.ceilings;
+  console.log(`checkpoint ${dir} (${dtype} LLM weights, ${(llmLinear / 1e9).toFixed(3)} GB of LLM linear weights), device ${opts.device}`);
+  if (c) console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads`);
+  console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB\n`);
+  const u = out.understanding;
+  const rows = [['stage', 'seconds', 'rate', 'vs ceiling']];
+  rows.push(['CLIP encode + projector', fmt(u.visionSeconds), '', '']);
+  rows.push([`prefill (${u.promptTokens} tokens)`, fmt(u.prefillSeconds), `${fmt(u.prefillTokensPerSecond, 1)} tok/s, ≈${fmt(u.prefillGflops, 1)} GFLOP/s`, c ? `${fmt((100 * u.prefillGflops) / c.gflops, 0)}% peak` : '']);
+  rows.push([`decode (${u.decodeTokens} steps)`, fmt(u.decodeSeconds), `${fmt(u.decodeTokensPerSecond, 2)} tok/s, ${fmt(u.decodeGBps, 1)} GB/s`, c ? `${fmt((100 * u.decodeGBps) / c.gbps, 0)}% bw` : '']);
+  if (out.image) {
+    const im = out.image;
+    const s = im.stages;
+    rows.push([`text-to-image ${im.size} end to end`, fmt(im.wallSeconds), '', '']);
+    rows.push(['  LLM passes (start token + scales)', fmt(s.imageLlm), `${fmt(im.llmImageTokensPerSecond, 1)} tok/s, ≈${fmt(im.llmImageGflops, 1)} GFLOP/s`, c ? `${fmt((100 * im.llmImageGflops) / c.gflops, 0)}% peak` : '']);
+    rows.push(['  VAR blocks + head (2 CFG rows)', fmt(s.varBlocks), `≈${fmt(im.varGflops, 1)} GFLOP/s`, c ? `${fmt((100 * im.varGflops) / c.gflops, 0)}% peak` : '']);
+    rows.push(['  CFG + top-k/top-p sampling', fmt(s.sampling), '', '']);
+    rows.push(['  f-hat updates + next input', fmt(s.fhat), '', '']);
+    rows.push(['  VQ-VAE decode', fmt(s.vqvaeDecode), '', '']);
+  }
+  table(rows);
+  return out;
+}
