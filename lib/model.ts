@@ -13,6 +13,7 @@ import { native } from './native.js';
 import type { ChatOptions, GenerateImageOptions, ImageProgress, ImageShape, ResolvedImage, ResolvedText, TextOptions } from './options.js';
 import { DEFAULT_MAX_NEW_TOKENS, checkCallbacks, resolveImage, resolveImageIndices, resolveSeed, resolveText } from './options.js';
 import { CallQueue } from './queue.js';
+import { Tensor } from './tensor.js';
 import { ChatStream } from './stream.js';
 import type { ChatEvent } from './stream.js';
 import { VargptTokenizer } from './tokenizer.js';
@@ -54,7 +55,10 @@ export interface ChatReply {
   promptTokens: number;
   seed: number;
   tokenAfterImageStart: number | null;
-  trace?: Record<string, unknown>;
+  // With options.trace: intermediate tensors by name (see native/models/vargpt_v1_*.cc).
+  trace?: Record<string, Tensor>;
+  // With options.profile: seconds per stage.
+  profile?: Record<string, number>;
 }
 
 export interface ImageReply extends ChatReply {
@@ -142,6 +146,7 @@ interface GenerateArgs {
   forceImage: boolean;
   signal?: AbortSignal;
   trace: boolean;
+  profile: boolean;
   onToken?: (delta: string, tokenId: number) => void;
   onImageProgress?: (progress: ImageProgress) => void;
 }
@@ -298,6 +303,7 @@ export class VargptModel {
         stopIds: [this.tokenizer.specialTokens.eos.id],
         image: { cfg: args.image.cfg, topK: args.image.topK, topP: args.image.topP, seed: args.text.seed, replay: args.image.replay },
         trace: args.trace,
+        profile: args.profile,
         cancel,
         onToken: (id) => {
           if (imageStarted || id === startId) {
@@ -340,7 +346,10 @@ export class VargptModel {
         seed: args.text.seed,
         tokenAfterImageStart: result.tokenAfterImageStart ?? null,
       };
-      if (result.trace) reply.trace = result.trace;
+      if (result.trace) {
+        reply.trace = Object.fromEntries(Object.entries(result.trace).map(([name, t]) => [name, Tensor.fromBuffer(t.dtype, t.shape, t.data)]));
+      }
+      if (result.profile) reply.profile = { ...result.profile };
       return reply;
     });
   }
@@ -356,6 +365,7 @@ export class VargptModel {
       forceImage: o.forceImage ?? false,
       signal: o.signal,
       trace: o.trace ?? false,
+      profile: o.profile ?? false,
       onToken: o.onToken,
       onImageProgress: o.onImageProgress,
     };
@@ -412,6 +422,7 @@ export class VargptModel {
       forceImage: true,
       signal: o.signal,
       trace: o.trace ?? false,
+      profile: o.profile ?? false,
       onImageProgress: o.onImageProgress,
     });
     const image = reply.images[0];

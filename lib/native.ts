@@ -78,6 +78,20 @@ export interface NativeCancelToken {
   readonly cancelled: boolean;
 }
 
+// What the native runtime reports as info().vqvae (sizes derived from the checkpoint's shapes).
+export interface NativeVqvaeInfo {
+  ch: number;
+  chMult: number[];
+  numResBlocks: number;
+  zChannels: number;
+  codebookSize: number;
+  imageSize: number;
+  downsample: number;
+  hasEncoder: boolean;
+  phiCount: number;
+  phiIndex: number[]; // scale -> phi conv
+}
+
 export interface NativeModelInfo {
   device: string;
   llm: {
@@ -85,25 +99,14 @@ export interface NativeModelInfo {
     layers: number;
     heads: number;
     kvHeads: number;
-    headDim: number;
-    intermediateSize: number;
+    headDim?: number;
+    intermediateSize?: number;
     vocabSize: number;
     maxPositions: number;
   };
   vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
   var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
-  vqvae: {
-    ch: number;
-    chMult: number[];
-    numResBlocks: number;
-    zChannels: number;
-    codebookSize: number;
-    imageSize: number;
-    downsample: number;
-    hasEncoder: boolean;
-    phiCount: number;
-    phiIndex: number[]; // scale -> phi conv
-  } | null;
+  vqvae: NativeVqvaeInfo | null;
   imageTokenId: number;
   imageGenStartId: number;
   imageGenEndId: number;
@@ -128,6 +131,7 @@ export interface NativeGenerateRequest {
   repetitionPenalty: number;
   seed: number;
   stopIds: number[];
+  ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do): for benchmarks
   image?: {
     cfg: number;
     topK: number;
@@ -208,11 +212,17 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 let cached: NativeAddon | undefined;
 
+// VARGPT_ADDON_PATH selects a specific build (the sanitizer build of `npm run test:asan`).
 export function native(): NativeAddon {
   if (!cached) {
     const require = createRequire(import.meta.url);
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(packageRoot) as NativeAddon;
+    const override = process.env.VARGPT_ADDON_PATH;
+    if (override) {
+      cached = require(path.resolve(override)) as NativeAddon;
+    } else {
+      const load = require('node-gyp-build') as (dir: string) => unknown;
+      cached = load(packageRoot) as NativeAddon;
+    }
   }
   return cached;
 }

@@ -37,6 +37,8 @@ export interface CallOptions {
   seed?: number;
   // Ask the runtime for intermediate tensors (reply.trace); slower, for debugging and parity tests.
   trace?: boolean;
+  // Ask the runtime for seconds per stage (reply.profile: prefill, decode, VAR, VQ-VAE...).
+  profile?: boolean;
 }
 
 export interface TextOptions extends CallOptions {
@@ -117,7 +119,9 @@ export function checkCallbacks(o: Record<string, unknown>, what: string, keys: r
   }
   const signal = o['signal'];
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InputError(`${what}.signal must be an AbortSignal`);
-  if (o['trace'] !== undefined && typeof o['trace'] !== 'boolean') throw new InputError(`${what}.trace must be true or false`);
+  for (const key of ['trace', 'profile']) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') throw new InputError(`${what}.${key} must be true or false`);
+  }
 }
 
 export function resolveText(value: unknown, what: string): ResolvedText {

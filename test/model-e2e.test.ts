@@ -59,6 +59,27 @@ describe('end to end on the fixture checkpoint', () => {
     expect(reply.stopReason).toBe('length');
   });
 
+  it('trace and profile: intermediate tensors as Tensors, seconds per stage', async () => {
+    const reply = await model.ask(inputPng, QUESTION, { maxNewTokens: 2, trace: true, profile: true });
+    const u = readSafetensors(path.join(fixtureExpected, 'understanding.safetensors'));
+    const logits = reply.trace!['prefillLogits']!;
+    expect([logits.dtype, logits.shape]).toEqual(['f32', [32064]]);
+    const ref = asFloat32(u.get('prefill_last_logits')!);
+    let max = 0;
+    let scale = 0;
+    logits.toFloat32().forEach((v, i) => {
+      max = Math.max(max, Math.abs(v - ref[i]!));
+      scale = Math.max(scale, Math.abs(ref[i]!));
+    });
+    expect(max).toBeLessThanOrEqual(1e-5 * scale);
+    const pixels = reply.trace!['pixelValues']!.toFloat32();
+    const refPixels = asFloat32(u.get('pixel_values')!);
+    expect(pixels.length).toBe(refPixels.length);
+    expect(pixels.every((v, i) => v === refPixels[i])).toBe(true);
+    expect(Object.values(reply.profile!).every((v) => typeof v === 'number' && v >= 0)).toBe(true);
+    expect(Object.keys(reply.profile!)).toContain('prefill');
+  });
+
   it('generateImage() replaying the fixture sampling reproduces generation.png', async () => {
     const replay = fixtureReplay();
     const reply = await model.generateImage('Please design a drawing of a butterfly on a flower.', { replay: { indices: replay.indices, noise: replay.noise } });
