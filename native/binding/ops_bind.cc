@@ -260,12 +260,7 @@ const std::map<std::string, Binder>& binders() {
          Conv2dParams p;
          p.stride = c.attrs.int32("stride", 1);
          if (c.attrs.has("padding")) {
-           std::vector<int64_t> pad;
-           try {
-             pad = {c.attrs.integer("padding")};
-           } catch (const Error&) {
-             pad = c.attrs.integers("padding");
-           }
+           std::vector<int64_t> pad = c.attrs.integer_or_list("padding");
            VG_CHECK(pad.size() == 1 || pad.size() == 4, c.op, ": padding must be n or [top, bottom, left, right]");
            if (pad.size() == 1) pad = {pad[0], pad[0], pad[0], pad[0]};
            for (int64_t v : pad) VG_CHECK(v >= 0 && v < 65536, c.op, ": padding ", v, " is out of range");

@@ -17,7 +17,6 @@ namespace vargpt::cpu {
 
 namespace {
 
-
 // ---- portable kernels: plain loops over fixed-size arrays, which compilers vectorise for
 // whatever the baseline target offers (SSE2 on x86-64, NEON on arm64). The 4 x 8 register tile
 // fits the 16 registers of SSE2 (8 accumulators, 2 B vectors, a broadcast); larger tiles spill.
@@ -201,10 +200,11 @@ float portable_stream_sum(const float* x, int64_t n) {
   return sum;
 }
 
-const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
-                               portable_micro,    portable_pack_b,   portable_pack_a,
-                               portable_split_rows, portable_row_dots, nullptr, portable_exp_shift_sum, portable_max_of,
-                               portable_stream_sum, portable_fma_loop};
+// No mid_rows kernel: with SSE2's 16 registers the packed path is as good.
+const GemmKernels kPortable = {"portable",          kPortableMR,       kPortableNR,     portable_micro,
+                               portable_pack_b,     portable_pack_a,   portable_split_rows,
+                               portable_row_dots,   nullptr,           portable_exp_shift_sum,
+                               portable_max_of,     portable_stream_sum, portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -284,6 +284,19 @@ void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, con
                       ep.accumulate);
       }
     }
+    epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
+  });
+}
+
+void gemm_mid_rows(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                   const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  // Chunks of weight rows per thread; each chunk re-packs A^T (M K floats, cheap next to the
+  // M K chunk FMAs) so threads share nothing.
+  static thread_local AlignedBuffer scratch_buffer;
+  const int64_t grain = std::max<int64_t>(64, N / (num_threads() * 8) + 1);
+  parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+    float* scratch = scratch_buffer.floats(static_cast<size_t>(mid_rows_scratch(M, K)));
+    kern.mid_rows(M, K, A, lda, B, n0, n1, C, ldc, ep.accumulate, scratch);
     epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
   });
 }
@@ -390,18 +403,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   }
   const GemmKernels& kern = active_gemm_kernels();
   if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
-  if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr) {
-    // Chunks of weight rows per thread; each chunk re-packs A^T (M K floats, cheap next to the
-    // M K chunk FMAs) so threads share nothing.
-    static thread_local AlignedBuffer scratch_buffer;
-    const int64_t grain = std::max<int64_t>(64, N / (num_threads() * 8) + 1);
-    parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
-      float* scratch = scratch_buffer.floats(static_cast<size_t>(mid_rows_scratch(M, K)));
-      kern.mid_rows(M, K, A, lda, B, n0, n1, C, ldc, ep.accumulate, scratch);
-      epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
-    });
-    return;
-  }
+  if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr)
+    return gemm_mid_rows(kern, M, N, K, A, lda, B, C, ldc, ep);
   gemm_packed(kern, M, N, K, A, lda, B, C, ldc, ep);
 }
 
