@@ -341,6 +341,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   int64_t m_blocks = 1;
   if (n_blocks < 2 * threads) m_blocks = std::min<int64_t>(panels, (2 * threads + n_blocks - 1) / n_blocks);
 
+  constexpr int64_t kGroupPanels = 8;
   static thread_local AlignedBuffer b_pack;
   parallel_for(n_blocks * m_blocks, 1, [&](int64_t item0, int64_t item1) {
     for (int64_t item = item0; item < item1; ++item) {
@@ -353,17 +354,20 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
         const int64_t kc = std::min(kc_block, K - k0);
         const bool last = k0 + kc >= K;
         kern.pack_b(B, n0, ncols, k0, kc, Bp, nr);
-        // B micro-panel outer, A panels inner: the KC x nr micro-panel of B stays in L1 while
-        // the A panels (shared by all threads) stream from L2.
+        // A panels in groups of kGroupPanels (~115 KB of A), B micro-panel outer, A panels inner:
+        // the KC x nr micro-panel of B stays in L1 while the group's A panels stream from L2, and
+        // the thread's L2 holds its B block plus one A group (two threads sharing an L2 fit).
+        for (int64_t g_begin = p_begin; g_begin < p_end; g_begin += kGroupPanels) {
+        const int64_t g_end = std::min(p_end, g_begin + kGroupPanels);
         for (int64_t j = 0; j < n_panels; ++j) {
           const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
           const float* b = Bp + j * kc * nr;
-          for (int64_t p = p_begin; p < p_end; ++p) {
+          for (int64_t p = g_begin; p < g_end; ++p) {
             const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
             float* c = C + r0 * ldc + n0 + j * nr;
             // The C tile of the next call is read only after its k loop; ask for it now, while
             // this call computes, so its misses (C is far larger than the caches) overlap.
-            if (p + 1 < p_end) {
+            if (p + 1 < g_end) {
               const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
               for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
                 for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
@@ -372,6 +376,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
                        k0 > 0 || ep.accumulate);
             if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
           }
+        }
         }
       }
     }
