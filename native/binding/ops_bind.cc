@@ -33,7 +33,9 @@ class Inputs {
     return tensors_[i];
   }
   // Optional input: null, undefined or absent.
-  const Tensor* optional(size_t i) const { return i < tensors_.size() && tensors_[i].defined() ? &tensors_[i] : nullptr; }
+  const Tensor* optional(size_t i) const {
+    return i < tensors_.size() && tensors_[i].defined() ? &tensors_[i] : nullptr;
+  }
 
  private:
   std::string op_;
@@ -374,7 +376,8 @@ const std::map<std::string, Binder>& binders() {
          VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": only measured on the cpu device");
          const double seconds = c.attrs.number("seconds", 1.0);
          Tensor out = be.empty(DType::F32, {1});
-         return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); }, {out}};
+         return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); },
+                        {out}};
        }},
       {"read_bandwidth",
        [](Backend& be, const OpCall& c) {

@@ -358,25 +358,25 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
         // the KC x nr micro-panel of B stays in L1 while the group's A panels stream from L2, and
         // the thread's L2 holds its B block plus one A group (two threads sharing an L2 fit).
         for (int64_t g_begin = p_begin; g_begin < p_end; g_begin += kGroupPanels) {
-        const int64_t g_end = std::min(p_end, g_begin + kGroupPanels);
-        for (int64_t j = 0; j < n_panels; ++j) {
-          const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
-          const float* b = Bp + j * kc * nr;
-          for (int64_t p = g_begin; p < g_end; ++p) {
-            const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
-            float* c = C + r0 * ldc + n0 + j * nr;
-            // The C tile of the next call is read only after its k loop; ask for it now, while
-            // this call computes, so its misses (C is far larger than the caches) overlap.
-            if (p + 1 < g_end) {
-              const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
-              for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
-                for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
+          const int64_t g_end = std::min(p_end, g_begin + kGroupPanels);
+          for (int64_t j = 0; j < n_panels; ++j) {
+            const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
+            const float* b = Bp + j * kc * nr;
+            for (int64_t p = g_begin; p < g_end; ++p) {
+              const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+              float* c = C + r0 * ldc + n0 + j * nr;
+              // The C tile of the next call is read only after its k loop; ask for it now, while
+              // this call computes, so its misses (C is far larger than the caches) overlap.
+              if (p + 1 < g_end) {
+                const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
+                for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
+                  for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
+              }
+              kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
+                         k0 > 0 || ep.accumulate);
+              if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
             }
-            kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
-                       k0 > 0 || ep.accumulate);
-            if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
           }
-        }
         }
       }
     }
