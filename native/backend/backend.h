@@ -27,6 +27,7 @@ const char* activation_name(Activation act);
 enum class AttentionMask : uint8_t {
   None,    // every query sees every key (ViT, VQ-VAE, VAR with its block-causal KV cache)
   Causal,  // query i of Lq sees keys [0, Lk - Lq + i]: the queries are the last Lq positions
+           // (so Lk >= Lq is required)
 };
 
 struct AttentionParams {
@@ -133,6 +134,13 @@ class Backend {
   virtual void argmax(const Tensor& x, const Tensor& idx) = 0;  // x [N, V] -> i32 [N], first maximum
   // Top-k, then top-p, then one multinomial draw per row; logits [N, V] are not modified.
   // kept (i32 [N], optional) receives how many entries survived the filters.
+  // Exactly, per row r: l = logits[r] / temperature (f32); top-k keeps l >= the k-th largest l;
+  // top-p sorts the survivors ascending (ties by index), removes those whose cumulative softmax
+  // is <= 1 - top_p, never the largest; the draw is the smallest index i whose cumulative
+  // softmax over the survivors, summed in index order, exceeds u = philox_uniform01(seed,
+  // stream, r). Softmaxes and cumulative sums are evaluated in double, so backends agree on the
+  // draw except where a cumulative sum ties with its threshold to within rounding. NaN logits
+  // throw.
   virtual void sample(const Tensor& logits, const SamplingParams& params, const Tensor& idx,
                       const Tensor* kept) = 0;
   // out (f32) = standard normal numbers philox_normal(seed, stream, i), i = flat index.

@@ -88,6 +88,13 @@ class Attrs {
     }
     return out;
   }
+  // A single integer or an array of integers (e.g. padding: n or [top, bottom, left, right]).
+  std::vector<int64_t> integer_or_list(const std::string& name) const {
+    const AttrValue* v = find(name);
+    VG_CHECK(v != nullptr, op_, ": attribute ", name, " is required");
+    if (v->kind == AttrValue::Kind::Number) return {integer(name)};
+    return integers(name);
+  }
   void check_all_used() const {
     for (const auto& [name, value] : values_)
       VG_CHECK(used_.count(name) != 0, op_, ": unknown attribute \"", name, "\"");

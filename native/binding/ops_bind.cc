@@ -33,7 +33,9 @@ class Inputs {
     return tensors_[i];
   }
   // Optional input: null, undefined or absent.
-  const Tensor* optional(size_t i) const { return i < tensors_.size() && tensors_[i].defined() ? &tensors_[i] : nullptr; }
+  const Tensor* optional(size_t i) const {
+    return i < tensors_.size() && tensors_[i].defined() ? &tensors_[i] : nullptr;
+  }
 
  private:
   std::string op_;
@@ -260,12 +262,7 @@ const std::map<std::string, Binder>& binders() {
          Conv2dParams p;
          p.stride = c.attrs.int32("stride", 1);
          if (c.attrs.has("padding")) {
-           std::vector<int64_t> pad;
-           try {
-             pad = {c.attrs.integer("padding")};
-           } catch (const Error&) {
-             pad = c.attrs.integers("padding");
-           }
+           std::vector<int64_t> pad = c.attrs.integer_or_list("padding");
            VG_CHECK(pad.size() == 1 || pad.size() == 4, c.op, ": padding must be n or [top, bottom, left, right]");
            if (pad.size() == 1) pad = {pad[0], pad[0], pad[0], pad[0]};
            for (int64_t v : pad) VG_CHECK(v >= 0 && v < 65536, c.op, ": padding ", v, " is out of range");
@@ -379,7 +376,8 @@ const std::map<std::string, Binder>& binders() {
          VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": only measured on the cpu device");
          const double seconds = c.attrs.number("seconds", 1.0);
          Tensor out = be.empty(DType::F32, {1});
-         return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); }, {out}};
+         return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); },
+                        {out}};
        }},
       {"read_bandwidth",
        [](Backend& be, const OpCall& c) {

@@ -1,13 +1,15 @@
 // Multi-head attention with online softmax (flash-attention style): keys are visited in blocks,
 // each query keeps a running maximum, normaliser and output accumulator, so memory stays linear
-// in Lk whatever the sequence length. Work is split over (batch, head, query block).
+// in Lk whatever the sequence length.
 //
 // Two paths:
-// - blocked (8 or more queries in a block: prefill, VAR scales, ViT, VQ-VAE): both products run
-//   on the GEMM micro-kernels. S = Q K^T for a tile of queries x 128 keys, softmax update of S
-//   in place (vectorised exp), then O += P V; K and V tiles are packed like GEMM B operands.
-// - rows (fewer queries: decode): one query at a time with plain dot products and axpys, which
-//   is memory-bound on K and V anyway.
+// - blocked (Lq >= 8: prefill, VAR scales, ViT, VQ-VAE), work split over (batch, head, block of
+//   128 queries): both products run on the GEMM micro-kernels. S = Q K^T for the queries x 128
+//   keys, softmax update of S in place (vectorised exp), then O += P V; K and V tiles are packed
+//   like GEMM B operands.
+// - rows (Lq < 8: decode), work split over (batch, kv head): one query at a time with plain dot
+//   products and axpys over all query heads of the GQA group, so each K/V row is loaded once;
+//   this is bound by the K/V reads, which are prefetched by hand.
 #include <cmath>
 #include <limits>
 

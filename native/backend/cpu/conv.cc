@@ -103,7 +103,8 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
   const GemmEpilogue ep{nullptr, bias ? bias_f32.data() : nullptr, Activation::None, false};
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_bottom == 0 &&
                          p.pad_left == 0 && p.pad_right == 0;
-  const int64_t chunk = pointwise ? P : std::min(P, std::max(kColMinPixels, kColBudgetFloats / std::max<int64_t>(K, 1)));
+  const int64_t chunk =
+      pointwise ? P : std::min(P, std::max(kColMinPixels, kColBudgetFloats / std::max<int64_t>(K, 1)));
   std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * chunk));
 
   for (int64_t n = 0; n < in.N; ++n) {

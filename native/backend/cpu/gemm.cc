@@ -17,7 +17,6 @@ namespace vargpt::cpu {
 
 namespace {
 
-
 // ---- portable kernels: plain loops over fixed-size arrays, which compilers vectorise for
 // whatever the baseline target offers (SSE2 on x86-64, NEON on arm64). The 4 x 8 register tile
 // fits the 16 registers of SSE2 (8 accumulators, 2 B vectors, a broadcast); larger tiles spill.
@@ -201,10 +200,11 @@ float portable_stream_sum(const float* x, int64_t n) {
   return sum;
 }
 
-const GemmKernels kPortable = {"portable",        kPortableMR,       kPortableNR,
-                               portable_micro,    portable_pack_b,   portable_pack_a,
-                               portable_split_rows, portable_row_dots, nullptr, portable_exp_shift_sum, portable_max_of,
-                               portable_stream_sum, portable_fma_loop};
+// No mid_rows kernel: with SSE2's 16 registers the packed path is as good.
+const GemmKernels kPortable = {"portable",          kPortableMR,       kPortableNR,     portable_micro,
+                               portable_pack_b,     portable_pack_a,   portable_split_rows,
+                               portable_row_dots,   nullptr,           portable_exp_shift_sum,
+                               portable_max_of,     portable_stream_sum, portable_fma_loop};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -288,6 +288,19 @@ void gemm_row_dots(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, con
   });
 }
 
+void gemm_mid_rows(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                   const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
+  // Chunks of weight rows per thread; each chunk re-packs A^T (M K floats, cheap next to the
+  // M K chunk FMAs) so threads share nothing.
+  static thread_local AlignedBuffer scratch_buffer;
+  const int64_t grain = std::max<int64_t>(64, N / (num_threads() * 8) + 1);
+  parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+    float* scratch = scratch_buffer.floats(static_cast<size_t>(mid_rows_scratch(M, K)));
+    kern.mid_rows(M, K, A, lda, B, n0, n1, C, ldc, ep.accumulate, scratch);
+    epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
+  });
+}
+
 void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                  const GemmB& B, float* C, int64_t ldc, const GemmEpilogue& ep) {
   const int threads = num_threads();
@@ -328,6 +341,7 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   int64_t m_blocks = 1;
   if (n_blocks < 2 * threads) m_blocks = std::min<int64_t>(panels, (2 * threads + n_blocks - 1) / n_blocks);
 
+  constexpr int64_t kGroupPanels = 8;
   static thread_local AlignedBuffer b_pack;
   parallel_for(n_blocks * m_blocks, 1, [&](int64_t item0, int64_t item1) {
     for (int64_t item = item0; item < item1; ++item) {
@@ -340,24 +354,28 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
         const int64_t kc = std::min(kc_block, K - k0);
         const bool last = k0 + kc >= K;
         kern.pack_b(B, n0, ncols, k0, kc, Bp, nr);
-        // B micro-panel outer, A panels inner: the KC x nr micro-panel of B stays in L1 while
-        // the A panels (shared by all threads) stream from L2.
-        for (int64_t j = 0; j < n_panels; ++j) {
-          const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
-          const float* b = Bp + j * kc * nr;
-          for (int64_t p = p_begin; p < p_end; ++p) {
-            const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
-            float* c = C + r0 * ldc + n0 + j * nr;
-            // The C tile of the next call is read only after its k loop; ask for it now, while
-            // this call computes, so its misses (C is far larger than the caches) overlap.
-            if (p + 1 < p_end) {
-              const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
-              for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
-                for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
+        // A panels in groups of kGroupPanels (~115 KB of A), B micro-panel outer, A panels inner:
+        // the KC x nr micro-panel of B stays in L1 while the group's A panels stream from L2, and
+        // the thread's L2 holds its B block plus one A group (two threads sharing an L2 fit).
+        for (int64_t g_begin = p_begin; g_begin < p_end; g_begin += kGroupPanels) {
+          const int64_t g_end = std::min(p_end, g_begin + kGroupPanels);
+          for (int64_t j = 0; j < n_panels; ++j) {
+            const int n_valid = static_cast<int>(std::min<int64_t>(nr, ncols - j * nr));
+            const float* b = Bp + j * kc * nr;
+            for (int64_t p = g_begin; p < g_end; ++p) {
+              const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
+              float* c = C + r0 * ldc + n0 + j * nr;
+              // The C tile of the next call is read only after its k loop; ask for it now, while
+              // this call computes, so its misses (C is far larger than the caches) overlap.
+              if (p + 1 < g_end) {
+                const float* next = C + panel_row[p + 1] * ldc + n0 + j * nr;
+                for (int64_t i = 0; i < panel_row[p + 2] - panel_row[p + 1]; ++i)
+                  for (int64_t off = 0; off < nr; off += 16) __builtin_prefetch(next + i * ldc + off, 1);
+              }
+              kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
+                         k0 > 0 || ep.accumulate);
+              if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
             }
-            kern.micro(static_cast<int>(rows), kc, a_panel(k0, p), b, c, ldc, n_valid,
-                       k0 > 0 || ep.accumulate);
-            if (last) epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0 + j * nr, n_valid, ep);
           }
         }
       }
@@ -390,18 +408,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   }
   const GemmKernels& kern = active_gemm_kernels();
   if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
-  if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr) {
-    // Chunks of weight rows per thread; each chunk re-packs A^T (M K floats, cheap next to the
-    // M K chunk FMAs) so threads share nothing.
-    static thread_local AlignedBuffer scratch_buffer;
-    const int64_t grain = std::max<int64_t>(64, N / (num_threads() * 8) + 1);
-    parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
-      float* scratch = scratch_buffer.floats(static_cast<size_t>(mid_rows_scratch(M, K)));
-      kern.mid_rows(M, K, A, lda, B, n0, n1, C, ldc, ep.accumulate, scratch);
-      epilogue_tile(C, ldc, 0, M, n0, n1 - n0, ep);
-    });
-    return;
-  }
+  if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr)
+    return gemm_mid_rows(kern, M, N, K, A, lda, B, C, ldc, ep);
   gemm_packed(kern, M, N, K, A, lda, B, C, ldc, ep);
 }
 

@@ -164,7 +164,8 @@ void pack_a(const float* src, int64_t ld, int rows, int64_t kc, float scale, flo
   for (int64_t k = 0; k < kc; k += 8) {
     const int64_t kvalid = std::min<int64_t>(8, kc - k);
     __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_mul_ps(load8(src + i * ld + k, kvalid), s) : _mm256_setzero_ps();
+    for (int i = 0; i < 8; ++i)
+      r[i] = i < rows ? _mm256_mul_ps(load8(src + i * ld + k, kvalid), s) : _mm256_setzero_ps();
     transpose8(r);
     for (int64_t kk = 0; kk < kvalid; ++kk) _mm256_maskstore_ps(dst + (k + kk) * rows, row_mask, r[kk]);
   }

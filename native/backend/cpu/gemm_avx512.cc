@@ -303,7 +303,8 @@ inline __m512 load_w16(const uint16_t* w, int64_t valid) {
 
 // COLS weight rows against `rows` activation rows, 16 values of K per step.
 template <int COLS, typename W>
-void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw, float* out /*[rows][COLS]*/) {
+void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, int64_t ldw,
+                float* out /*[rows][COLS]*/) {
   __m512 acc[kRowGroup][COLS];
   for (int m = 0; m < kRowGroup; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
@@ -443,7 +444,10 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
 
 float max_of(const float* x, int64_t n) {
   __m512 m = _mm512_set1_ps(x[0]);
-  for (int64_t i = 0; i < n; i += 16) m = _mm512_mask_max_ps(m, tail_mask16(n - i), m, _mm512_maskz_loadu_ps(tail_mask16(n - i), x + i));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 valid = tail_mask16(n - i);
+    m = _mm512_mask_max_ps(m, valid, m, _mm512_maskz_loadu_ps(valid, x + i));
+  }
   return _mm512_reduce_max_ps(m);
 }
 
@@ -479,7 +483,8 @@ double fma_loop(int64_t iterations) {
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
-  static const GemmKernels kernels = {"avx512", kMR, kNR, micro, pack_b, pack_a, split_rows, row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop};
+  static const GemmKernels kernels = {"avx512", kMR,      kNR,      micro,         pack_b, pack_a,     split_rows,
+                                      row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop};
   return kernels;
 }
 

@@ -89,7 +89,8 @@ void sample(const Tensor& logits, const SamplingParams& p, const Tensor& idx, co
         order.clear();
         for (int64_t v = 0; v < V; ++v)
           if (alive[v]) order.push_back(static_cast<int32_t>(v));
-        std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] < l[b] || (l[a] == l[b] && a < b); });
+        std::sort(order.begin(), order.end(),
+                  [&](int32_t a, int32_t b) { return l[a] < l[b] || (l[a] == l[b] && a < b); });
         const double top = l[order.back()];
         double total = 0.0;
         for (int32_t v : order) total += std::exp(static_cast<double>(l[v]) - top);
