@@ -140,7 +140,15 @@ export interface NativeGenerateRequest {
     // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per scale.
     replay?: { indices: Int32Array[]; noise: Float32Array[] };
   };
-  trace?: boolean; // result.trace: intermediate tensors (see native/models/vargpt_v1_*.cc for names)
+  // result.trace: host tensors by name. Understanding: pixelValues [n,3,S,S], visionFeatures [n,N,Cv]
+  // (hidden_states[vision_feature_layer], CLS dropped), imageFeatures [n,N,H] (projected),
+  // prefillEmbeds [T,H], prefillHidden [T,H] (after the final norm), prefillLogits [V], stepLogits
+  // [steps,V] (the raw logits each sampled/greedy token was chosen from). Image: startTokenLogits [V],
+  // sos [1,C], then per scale s{si}.varTokenEmbed [l,C] (si > 0), .llmInput [l,H], .llmHidden [l,H],
+  // .noise [l,H], .varInput [2,l,C], .varBlockOut [depth,2,l,C], .logitsCond / .logitsUncond /
+  // .logits (CFG-combined, before filtering) [l,Vq], .kept [l] (codes surviving top-k/top-p),
+  // .indices [l], .fHat [Cvae,P,P], .nextMap [Cvae,pn',pn']; finally fHat and image [3,S,S] in [-1,1].
+  trace?: boolean;
   profile?: boolean; // result.profile: seconds per stage (synchronises the device at stage edges)
   cancel?: NativeCancelToken;
   onToken?: (id: number) => void;
