@@ -2,14 +2,14 @@
 // reader for their expected tensors, independent of the native addon so pure-TS tests run
 // without a build.
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const fixtureRoot = path.resolve(repoRoot, '../shared/fixtures/vargpt-v1-tiny');
-export const fixtureModel = path.join(fixtureRoot, 'model');
-export const fixtureModelBf16 = path.join(fixtureRoot, 'model-bf16-sharded');
-export const fixtureExpected = path.join(fixtureRoot, 'expected');
+import { repoRoot, tinyBf16Dir, tinyDir, tinyExpectedDir, tinyModelDir } from './paths.js';
+
+export { repoRoot };
+export const fixtureRoot = tinyDir;
+export const fixtureModel = tinyModelDir;
+export const fixtureModelBf16 = tinyBf16Dir;
+export const fixtureExpected = tinyExpectedDir;
 
 export interface StTensor {
   dtype: string;

@@ -2,11 +2,12 @@
 // reading expected tensors through the addon's openCheckpoint, building native requests from the
 // fixture inputs, and comparisons that report the worst element against the fixture README's
 // tolerances (|a - b| <= tol * max|ref|).
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { expect } from 'vitest';
+
+import { fixturesDir } from './paths.js';
 
 import {
   native,
@@ -18,23 +19,8 @@ import {
 
 export const addon = native();
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 
-// The fixtures live beside the checkout (../shared/fixtures from the repo root). Worktrees and CI
-// checkouts may sit at other depths, so look upwards; VARGPT_FIXTURES overrides.
-function findFixtures(): string {
-  const candidates: string[] = [];
-  if (process.env.VARGPT_FIXTURES) candidates.push(path.resolve(process.env.VARGPT_FIXTURES));
-  for (let dir = path.resolve(here, '..', '..'); ; dir = path.dirname(dir)) {
-    candidates.push(path.join(dir, 'shared', 'fixtures'), path.join(dir, '..', 'shared', 'fixtures'));
-    if (path.dirname(dir) === dir) break;
-  }
-  const found = candidates.find((c) => existsSync(path.join(c, 'vargpt-v1-tiny', 'expected', 'manifest.json')));
-  if (!found) throw new Error(`fixtures not found (looked in ${candidates.slice(0, 4).join(', ')}, ...); set VARGPT_FIXTURES`);
-  return found;
-}
-
-export const FIXTURES = findFixtures();
+export const FIXTURES = fixturesDir;
 export const TINY = path.join(FIXTURES, 'vargpt-v1-tiny');
 export const TINY_F32 = path.join(TINY, 'model');
 export const TINY_BF16 = path.join(TINY, 'model-bf16-sharded');

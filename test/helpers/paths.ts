@@ -1,5 +1,6 @@
-// Locations shared by the tests. The fixtures live beside the repository (../shared/fixtures),
-// in CI as in development; they are never copied into the repo.
+// Locations shared by the tests. The fixtures live beside the checkout (../shared/fixtures from
+// the repository root, in CI as in development) and are never copied into the repo. Worktrees and
+// CI checkouts may sit at other depths, so the search walks upwards; VARGPT_FIXTURES overrides.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,13 +8,15 @@ import { fileURLToPath } from 'node:url';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function findFixtures(): string {
-  const candidates = [
-    process.env.VARGPT_FIXTURES,
-    path.resolve(repoRoot, '..', 'shared', 'fixtures'),
-    path.resolve(repoRoot, 'shared', 'fixtures'),
-  ];
-  for (const candidate of candidates) if (candidate && existsSync(candidate)) return candidate;
-  throw new Error(`fixtures not found (looked in ${candidates.filter(Boolean).join(', ')}); set VARGPT_FIXTURES`);
+  const candidates: string[] = [];
+  if (process.env.VARGPT_FIXTURES) candidates.push(path.resolve(process.env.VARGPT_FIXTURES));
+  for (let dir = repoRoot; ; dir = path.dirname(dir)) {
+    candidates.push(path.join(dir, 'shared', 'fixtures'), path.join(dir, '..', 'shared', 'fixtures'));
+    if (path.dirname(dir) === dir) break;
+  }
+  const found = candidates.find((c) => existsSync(path.join(c, 'vargpt-v1-tiny', 'expected', 'manifest.json')));
+  if (!found) throw new Error(`fixtures not found (looked in ${candidates.slice(0, 4).join(', ')}, ...); set VARGPT_FIXTURES`);
+  return found;
 }
 
 export const fixturesDir = findFixtures();
