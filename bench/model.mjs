@@ -1,5 +1,5 @@
 // npm run bench -- model --preset <checkpoint-dir | tiny | small | medium | vargpt-v1> [--dtype f32|bf16]
-//                        [--device cpu] [--prompt 595] [--tokens 32] [--no-warmup] [--json]
+//                        [--device cpu|cuda|cuda:N] [--prompt 595] [--tokens 32] [--no-warmup] [--json]
 //
 // A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
 // has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
@@ -15,7 +15,9 @@
 //   CFG + sampling, f-hat updates, VQ-VAE decode.
 // - VQ-VAE encode alone (encodeImageTokens of one image).
 // - peak RSS of the process.
-// Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`.
+// Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`;
+// (cuda): the device's bf16 mma (or FFMA for f32 weights) loop and read bandwidth, as in
+// `npm run bench -- cuda`, plus the device memory in use while the model is loaded.
 import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -23,7 +25,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const addon = require('node-gyp-build')(root);
+// VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
+const addon = process.env.VARGPT_ADDON_PATH ? require(path.resolve(process.env.VARGPT_ADDON_PATH)) : require('node-gyp-build')(root);
 
 function parseArgs(args) {
   const opts = { preset: undefined, dtype: 'f32', device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1, warmup: true };
@@ -224,7 +227,19 @@ export async function run(args) {
   }
   // Before the bandwidth probe, whose 1 GiB buffer would dominate the peak.
   out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  if (opts.device.startsWith('cuda')) {
+    // Device memory in use by the whole process while the model is loaded (weights, the step
+    // buffers its allocator keeps cached, the CUDA context), from the driver's free/total.
+    const index = opts.device === 'cuda' ? 0 : Number(opts.device.slice(5));
+    const d = addon.devices().cuda.devices.find((x) => x.index === index);
+    if (d) out.deviceMemory = { usedBytes: d.totalMemory - d.freeMemory, totalBytes: d.totalMemory, name: d.name };
+  }
   model.dispose();
+  if (opts.device.startsWith('cuda')) {
+    const [peakT] = await addon.runOp(opts.device, 'peak_flops', [], { seconds: 1, kind: dtype === 'f32' ? 'fma_f32' : 'mma_bf16' });
+    const [bwT] = await addon.runOp(opts.device, 'read_bandwidth', [], { bytes: 1 << 30, iterations: 5 });
+    out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], peakKind: dtype === 'f32' ? 'FFMA' : 'bf16 mma' };
+  }
   if (opts.device === 'cpu') {
     const [peakT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1 });
     const [bwT] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
@@ -238,8 +253,11 @@ export async function run(args) {
   }
   const c = out.ceilings;
   console.log(`checkpoint ${dir} (${dtype} LLM weights, ${(llmLinear / 1e9).toFixed(3)} GB of LLM linear weights), device ${opts.device}`);
-  if (c) console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads`);
+  if (c && c.peakKind) console.log(`ceilings: ${c.peakKind} peak ${c.gflops.toFixed(0)} GFLOP/s, device read bandwidth ${c.gbps.toFixed(0)} GB/s`);
+  else if (c) console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads`);
   console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+  if (out.deviceMemory)
+    console.log(`device memory in use with the model loaded: ${(out.deviceMemory.usedBytes / 2 ** 30).toFixed(2)} of ${(out.deviceMemory.totalBytes / 2 ** 30).toFixed(1)} GiB (${out.deviceMemory.name})`);
   if (opts.warmup)
     console.log(`first (cold) calls, not in the table: understanding with 2 new tokens ${fmt(out.coldUnderstandingSeconds)} s, image ${fmt(out.coldImageSeconds)} s`);
   console.log('');

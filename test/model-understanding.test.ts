@@ -6,22 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { NativeModel } from '../lib/native.js';
-import {
-  baseRequest,
-  expectClose,
-  expectEqualInts,
-  expectedJson,
-  reportObserved,
-  rows,
-  traceShape,
-  traceValues,
-  understandingInputs,
-  loadTiny,
-  TINY_F32,
-  addon,
-} from './helpers/model-fixture.js';
-
-const TOL = 1e-5;
+import { baseRequest, expectedJson, reportObserved, understandingInputs, loadTiny, TINY_F32, addon } from './helpers/model-fixture.js';
+import { expectUnderstandingParity } from './helpers/parity.js';
 
 describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
   let model: NativeModel;
@@ -66,34 +52,7 @@ describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
   });
 
   it('reproduces vision features, projected features, prefill and 8 greedy tokens', async () => {
-    const { inputIds, pixelValues, ex } = await understandingInputs();
-    const streamed: number[] = [];
-    const result = await model.generate({
-      ...baseRequest(inputIds),
-      pixelValues: [pixelValues],
-      trace: true,
-      onToken: (id) => streamed.push(id),
-    });
-    const trace = result.trace;
-    const Cv = ex.shape('clip_layer_m2')[1]!;
-    const T = inputIds.length;
-
-    expectClose('pixelValues (echo)', traceValues(trace, 'pixelValues'), ex.values('pixel_values'), 0);
-    expect(traceShape(trace, 'visionFeatures')).toEqual([1, ex.shape('clip_layer_m2')[0]! - 1, Cv]);
-    expectClose('visionFeatures', traceValues(trace, 'visionFeatures'), rows(ex.values('clip_layer_m2'), Cv, 1, ex.shape('clip_layer_m2')[0]!), TOL);
-    expectClose('imageFeatures', traceValues(trace, 'imageFeatures'), ex.values('image_features'), TOL);
-    expectClose('prefillEmbeds', traceValues(trace, 'prefillEmbeds'), ex.values('prefill_inputs_embeds'), TOL);
-    const hs = ex.values('prefill_hidden_states');
-    const H = ex.shape('prefill_hidden_states')[2]!;
-    const last = ex.shape('prefill_hidden_states')[0]! - 1;
-    expectClose('prefillHidden (after final norm)', traceValues(trace, 'prefillHidden'), hs.subarray(last * T * H, (last + 1) * T * H), TOL);
-    expectClose('prefillLogits', traceValues(trace, 'prefillLogits'), ex.values('prefill_last_logits'), TOL);
-
-    expectEqualInts('generated tokens', result.tokens, ex.ints('generated_ids'));
-    expect(result.stopReason).toBe('length');
-    expect(streamed).toEqual(Array.from(result.tokens));
-    expect(traceShape(trace, 'stepLogits')).toEqual(ex.shape('step_logits'));
-    expectClose('stepLogits', traceValues(trace, 'stepLogits'), ex.values('step_logits'), TOL);
+    await expectUnderstandingParity(model);
   });
 
   it('stops on EOS or a stop id, and counts the budget', async () => {

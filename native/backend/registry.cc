@@ -72,15 +72,18 @@ CudaLibrary load_cuda_library() {
   auto abi = reinterpret_cast<vargpt_cuda_abi_fn>(dlsym(handle, "vargpt_cuda_abi"));
   lib.query = reinterpret_cast<vargpt_cuda_query_fn>(dlsym(handle, "vargpt_cuda_query"));
   lib.create = reinterpret_cast<vargpt_cuda_create_fn>(dlsym(handle, "vargpt_cuda_create"));
+  lib.probe = reinterpret_cast<vargpt_cuda_probe_fn>(dlsym(handle, "vargpt_cuda_probe"));
   if (abi == nullptr || lib.query == nullptr || lib.create == nullptr) {
     lib.error = lib.path + " is not a vargpt CUDA backend (missing entry points)";
     lib.query = nullptr;
     lib.create = nullptr;
+    lib.probe = nullptr;
   } else if (abi() != VARGPT_CUDA_ABI_VERSION) {
     lib.error = lib.path + " was built for another version of vargpt (ABI " + std::to_string(abi()) + ", expected " +
                 std::to_string(VARGPT_CUDA_ABI_VERSION) + "); rebuild with `npm run build:cuda`";
     lib.query = nullptr;
     lib.create = nullptr;
+    lib.probe = nullptr;
   }
   return lib;
 }
@@ -110,6 +113,18 @@ CudaInfo cuda_info() {
   }
   lib.query(&info);
   return info;
+}
+
+std::vector<double> cuda_device_probe(Backend& backend, const std::string& name, const std::vector<double>& args) {
+  const CudaLibrary& lib = cuda_library();
+  VG_CHECK(backend.device() == DeviceKind::CUDA, name, ": ", backend.name(), " is not a CUDA backend");
+  VG_CHECK(lib.probe != nullptr, name, ": the CUDA library ", lib.path,
+           " has no probes (rebuild with `npm run build:cuda`)");
+  double out[16];
+  std::string error;
+  const int n = lib.probe(&backend, name.c_str(), args.data(), static_cast<int>(args.size()), out, 16, &error);
+  VG_CHECK(n >= 0, error);
+  return std::vector<double>(out, out + n);
 }
 
 std::shared_ptr<Backend> create_backend(const std::string& device) {

@@ -39,8 +39,11 @@
 // argmax              [x]                                                                     [idx i32]
 // sample              [logits]                        topK?, topP?, temperature?, seed, stream?   [idx i32, kept i32]
 // randn               []                              shape, seed, stream?                    [out f32]
-// peak_flops          []  (cpu only)                  seconds?                                [f32[1] GFLOP/s]
-// read_bandwidth      []  (cpu only)                  bytes?, iterations?                     [f32[1] GB/s]
+// peak_flops          []                              seconds?, kind? (cuda only:             [f32[1] GFLOP/s]
+//                                                     "mma_bf16" default | "fma_f32")
+// read_bandwidth      []                              bytes?, iterations?                     [f32[1] GB/s]
+// device_memory       []  (cuda only)                                                         [i64[5] bytes in use,
+//                                                              cached, peak, free on the device, device total]
 //
 // act: "none" | "silu" | "gelu" | "gelu_tanh" | "quick_gelu". seed and stream: integers below
 // 2^53 or BigInts below 2^64.

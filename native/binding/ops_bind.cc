@@ -5,6 +5,7 @@
 #include <map>
 
 #include "../backend/cpu/cpu_ops.h"
+#include "../backend/cuda_loader.h"
 #include "ops.h"
 
 namespace vargpt::binding {
@@ -373,21 +374,49 @@ const std::map<std::string, Binder>& binders() {
       {"peak_flops",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 0, 0);
-         VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": only measured on the cpu device");
          const double seconds = c.attrs.number("seconds", 1.0);
-         Tensor out = be.empty(DType::F32, {1});
+         // A host tensor on every device: the figure is computed on the host (to_host copies it).
+         Tensor out = Tensor::empty_host(DType::F32, {1});
+         if (be.device() == DeviceKind::CUDA) {
+           const std::string kind = c.attrs.string("kind", std::string("mma_bf16"));
+           VG_CHECK(kind == "mma_bf16" || kind == "fma_f32", c.op, ": kind \"", kind, "\" must be mma_bf16 or fma_f32");
+           const std::string probe = kind == "mma_bf16" ? "peak_mma_bf16" : "peak_fma_f32";
+           return BoundOp{[&be, out, seconds, probe] {
+                            out.data<float>()[0] = static_cast<float>(cuda_device_probe(be, probe, {seconds})[0] * 1e3);
+                          },
+                          {out}};
+         }
+         VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": not measured on ", be.name());
          return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); },
                         {out}};
        }},
       {"read_bandwidth",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 0, 0);
-         VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": only measured on the cpu device");
          const int64_t bytes = c.attrs.integer("bytes", int64_t{1} << 30);
          const int iterations = c.attrs.int32("iterations", 5);
-         Tensor out = be.empty(DType::F32, {1});
+         Tensor out = Tensor::empty_host(DType::F32, {1});
+         if (be.device() == DeviceKind::CUDA)
+           return BoundOp{[&be, out, bytes, iterations] {
+                            const std::vector<double> args{static_cast<double>(bytes), static_cast<double>(iterations)};
+                            out.data<float>()[0] = static_cast<float>(cuda_device_probe(be, "read_bandwidth", args)[0]);
+                          },
+                          {out}};
+         VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": not measured on ", be.name());
          return BoundOp{[out, bytes, iterations] {
                           out.data<float>()[0] = static_cast<float>(cpu::read_bandwidth_gbs(bytes, iterations));
+                        },
+                        {out}};
+       }},
+      {"device_memory",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 0, 0);
+         VG_CHECK(be.device() == DeviceKind::CUDA, c.op, ": only reported by CUDA devices");
+         Tensor out = Tensor::empty_host(DType::I64, {5});
+         return BoundOp{[&be, out] {
+                          const std::vector<double> v = cuda_device_probe(be, "memory", {});
+                          for (size_t i = 0; i < 5; ++i)
+                            out.data<int64_t>()[i] = i < v.size() ? static_cast<int64_t>(v[i]) : 0;
                         },
                         {out}};
        }},

@@ -143,8 +143,8 @@ export async function generationReplay(ex: Expected, scales: number) {
   return { indices, noise };
 }
 
-export async function loadTiny(dir = TINY_F32): Promise<NativeModel> {
-  return addon.loadModel(dir, { device: 'cpu' });
+export async function loadTiny(dir = TINY_F32, device = 'cpu'): Promise<NativeModel> {
+  return addon.loadModel(dir, { device });
 }
 
 // uint8 reference from a float [-1, 1] image [3, H, W] exactly as upstream: clamp, (x+1)/2, x255,

@@ -1,10 +1,14 @@
-// Entry points of libvargpt_cuda.so (see ../cuda_loader.h): device discovery and backend
-// creation. Every CUDA call is checked; failures come back as reasons, never as aborts.
+// Entry points of libvargpt_cuda.so (see ../cuda_loader.h): device discovery, backend creation
+// and the benchmark probes. Every CUDA call is checked; failures come back as reasons, never as
+// aborts, and no exception crosses the C boundary.
 #include <cuda_runtime.h>
 
+#include <exception>
 #include <string>
+#include <vector>
 
 #include "../cuda_loader.h"
+#include "cuda_backend.cuh"
 
 #define VARGPT_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -81,6 +85,32 @@ VARGPT_CUDA_EXPORT vargpt::Backend* vargpt_cuda_create(int device, std::string* 
              "." + std::to_string(info.devices[device].compute_minor) + "; the CUDA backend needs 8.0 or newer";
     return nullptr;
   }
-  *error = "this version's CUDA library probes devices only; its operator kernels are not built yet";
+  try {
+    return vargpt::cuda::create_cuda_backend(device).release();
+  } catch (const std::exception& e) {
+    *error = e.what();
+  } catch (...) {
+    *error = "creating the CUDA backend failed with an unknown exception";
+  }
   return nullptr;
+}
+
+VARGPT_CUDA_EXPORT int vargpt_cuda_probe(vargpt::Backend* backend, const char* name, const double* args, int nargs,
+                                         double* out, int max_out, std::string* error) {
+  try {
+    const std::vector<double> values =
+        vargpt::cuda::cuda_probe(*backend, name, std::vector<double>(args, args + (nargs > 0 ? nargs : 0)));
+    if (static_cast<int>(values.size()) > max_out) {
+      *error = std::string("cuda probe ") + name + " returns " + std::to_string(values.size()) + " values, room for " +
+               std::to_string(max_out);
+      return -1;
+    }
+    for (size_t i = 0; i < values.size(); ++i) out[i] = values[i];
+    return static_cast<int>(values.size());
+  } catch (const std::exception& e) {
+    *error = e.what();
+  } catch (...) {
+    *error = std::string("cuda probe ") + name + " failed with an unknown exception";
+  }
+  return -1;
 }

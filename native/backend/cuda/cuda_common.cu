@@ -1,0 +1,115 @@
+// Host side of cuda_common.cuh: error formatting, argument checks, row maps, scratch tensors.
+#include <algorithm>
+
+#include "cuda_common.cuh"
+#include "device_memory.cuh"
+
+namespace vargpt::cuda {
+
+std::string describe_cuda(cudaError_t status) {
+  return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+}
+
+void fail_cuda(const char* op, const char* what, cudaError_t status) {
+  fail(op, ": ", what, " failed (", describe_cuda(status), ")");
+}
+
+Tensor scratch(const Ctx& ctx, DType dtype, Shape shape, const char* op) {
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  return Tensor(ctx.allocator->allocate(bytes, op), 0, dtype, std::move(shape));
+}
+
+void check_device(const Ctx& ctx, const char* op, const char* name, const Tensor& t) {
+  VG_CHECK(t.defined(), op, ": ", name, " is an undefined tensor");
+  VG_CHECK(t.device() == DeviceKind::CUDA, op, ": ", name, " ", t.describe(), " lives on ",
+           device_kind_name(t.device()), ", not on cuda:", ctx.device, " (upload it first)");
+  const auto* storage = dynamic_cast<const DeviceStorage*>(t.storage().get());
+  VG_CHECK(storage != nullptr && storage->device_index() == ctx.device, op, ": ", name, " ", t.describe(),
+           " lives on another CUDA device than cuda:", ctx.device);
+}
+
+void check_dtype(const Ctx& ctx, const char* op, const char* name, const Tensor& t, DType dtype) {
+  check_device(ctx, op, name, t);
+  VG_CHECK(t.dtype() == dtype, op, ": ", name, " ", t.describe(), " must be ", dtype_name(dtype));
+}
+
+void check_float(const Ctx& ctx, const char* op, const char* name, const Tensor& t) {
+  check_device(ctx, op, name, t);
+  VG_CHECK(dtype_is_float(t.dtype()), op, ": ", name, " ", t.describe(), " must be f32, bf16 or f16");
+}
+
+void check_dense_rows(const char* op, const char* name, const Tensor& t) {
+  VG_CHECK(t.has_dense_rows(), op, ": ", name, " ", t.describe(), " needs a dense last axis (stride 1)");
+}
+
+void check_contiguous(const char* op, const char* name, const Tensor& t) {
+  VG_CHECK(t.is_contiguous(), op, ": ", name, " ", t.describe(), " must be contiguous");
+}
+
+void check_same_shape(const char* op, const char* a_name, const Tensor& a, const char* b_name, const Tensor& b) {
+  VG_CHECK(a.shape() == b.shape(), op, ": ", a_name, " ", a.describe(), " and ", b_name, " ", b.describe(),
+           " must have the same shape");
+}
+
+void check_rank(const char* op, const char* name, const Tensor& t, int lo, int hi) {
+  VG_CHECK(t.rank() >= lo && t.rank() <= hi, op, ": ", name, " ", t.describe(), " must have rank ", lo,
+           lo == hi ? "" : (" to " + std::to_string(hi)));
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
+  if (a.storage()->data() != b.storage()->data()) return false;
+  auto span = [](const Tensor& t) {
+    int64_t last = 0;
+    for (int i = 0; i < t.rank(); ++i) last += (t.shape()[i] - 1) * t.strides()[i];
+    const size_t item = dtype_size(t.dtype());
+    return std::pair<size_t, size_t>(t.offset(), t.offset() + static_cast<size_t>(last + 1) * item);
+  };
+  const auto [a0, a1] = span(a);
+  const auto [b0, b1] = span(b);
+  return a0 < b1 && b0 < a1;
+}
+
+void check_no_alias(const char* op, const char* in_name, const Tensor& in, const char* out_name, const Tensor& out) {
+  VG_CHECK(!overlaps(in, out), op, ": output ", out_name, " ", out.describe(), " overlaps input ", in_name, " ",
+           in.describe(), " (this op does not run in place)");
+}
+
+void check_vector(const Ctx& ctx, const char* op, const char* name, const Tensor& t, int64_t expected) {
+  check_float(ctx, op, name, t);
+  VG_CHECK(t.numel() == expected && t.rank() >= 1 && t.dim(-1) == expected, op, ": ", name, " ", t.describe(),
+           " must have ", expected, " elements on one axis");
+  VG_CHECK(expected <= 1 || t.stride(-1) == 1, op, ": ", name, " ", t.describe(), " must be dense");
+}
+
+RowMap row_map(const char* op, const char* name, const Tensor& t) {
+  RowMap m;
+  const int r = t.rank();
+  VG_CHECK(r <= 32, op, ": ", name, " ", t.describe(), " has too many axes");
+  m.cols = r == 0 ? 1 : t.shape()[r - 1];
+  m.rows = 1;
+  int64_t dims[32], strides[32];
+  int lead = 0;
+  for (int i = 0; i + 1 < r; ++i) {
+    m.rows *= t.shape()[i];
+    if (t.shape()[i] == 1) continue;  // size-1 axes add nothing to an address
+    if (lead > 0 && strides[lead - 1] == t.strides()[i] * t.shape()[i]) {
+      dims[lead - 1] *= t.shape()[i];  // collapses with the previous axis into one stride
+      strides[lead - 1] = t.strides()[i];
+      continue;
+    }
+    dims[lead] = t.shape()[i];
+    strides[lead] = t.strides()[i];
+    ++lead;
+  }
+  VG_CHECK(lead <= kMaxLead, op, ": ", name, " ", t.describe(), " has more than ", kMaxLead,
+           " non-mergeable leading axes");
+  m.lead = lead;
+  for (int i = 0; i < lead; ++i) {
+    m.dims[i] = dims[i];
+    m.strides[i] = strides[i];
+  }
+  return m;
+}
+
+}  // namespace vargpt::cuda

@@ -1,0 +1,116 @@
+// Element-wise ops: activations, SwiGLU, broadcast add, axpby. One thread per element over the
+// rows of each operand (RowMap), so slices with spaced rows work and in-place calls (y the same
+// view as an input) read each element before writing it.
+#include <algorithm>
+
+#include "cuda_ops.cuh"
+
+namespace vargpt::cuda {
+
+namespace {
+
+enum class Binary : uint8_t { Swiglu, Axpby };
+
+__global__ void activation_kernel(const float* x, RowMap xr, float* y, RowMap yr, Activation act) {
+  const int64_t C = xr.cols, count = xr.rows * C;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / C, c = i % C;
+    y[yr.offset(r) + c] = apply_activation(act, x[xr.offset(r) + c]);
+  }
+}
+
+__global__ void binary_kernel(const float* a, RowMap ar, const float* b, RowMap br, float* y, RowMap yr, Binary kind,
+                              float alpha, float beta) {
+  const int64_t C = ar.cols, count = ar.rows * C;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / C, c = i % C;
+    const float av = a[ar.offset(r) + c], bv = b[br.offset(r) + c];
+    y[yr.offset(r) + c] = kind == Binary::Swiglu ? av * sigmoidf_(av) * bv : alpha * av + beta * bv;
+  }
+}
+
+// a's row r pairs with b's row r mod (rows of b): b's shape is a suffix of a's.
+__global__ void add_kernel(const float* a, RowMap ar, const float* b, RowMap br, float* y, RowMap yr) {
+  const int64_t C = ar.cols, count = ar.rows * C;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / C, c = i % C;
+    y[yr.offset(r) + c] = a[ar.offset(r) + c] + b[br.offset(r % br.rows) + c];
+  }
+}
+
+// Same-shape f32 operands with dense rows; `y` may alias an input only exactly (in place).
+void check_binary(const Ctx& ctx, const char* op, const char* a_name, const Tensor& a, const char* b_name,
+                  const Tensor& b, const Tensor& y) {
+  check_dtype(ctx, op, a_name, a, DType::F32);
+  check_dtype(ctx, op, b_name, b, DType::F32);
+  check_dtype(ctx, op, "y", y, DType::F32);
+  check_same_shape(op, a_name, a, b_name, b);
+  check_same_shape(op, a_name, a, "y", y);
+  check_dense_rows(op, a_name, a);
+  check_dense_rows(op, b_name, b);
+  check_dense_rows(op, "y", y);
+  auto same_view = [](const Tensor& s, const Tensor& t) { return s.raw() == t.raw() && s.strides() == t.strides(); };
+  VG_CHECK(!overlaps(a, y) || same_view(a, y), op, ": y ", y.describe(), " partly overlaps ", a_name, " ",
+           a.describe());
+  VG_CHECK(!overlaps(b, y) || same_view(b, y), op, ": y ", y.describe(), " partly overlaps ", b_name, " ",
+           b.describe());
+}
+
+void launch_binary(const Ctx& ctx, const char* op, const Tensor& a, const Tensor& b, const Tensor& y, Binary kind,
+                   float alpha, float beta) {
+  const RowMap ar = row_map(op, "a", a), br = row_map(op, "b", b), yr = row_map(op, "y", y);
+  const int64_t count = ar.rows * ar.cols;
+  if (count == 0) return;
+  binary_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(a.data<float>(), ar, b.data<float>(), br,
+                                                              y.data<float>(), yr, kind, alpha, beta);
+  VG_CUDA_LAUNCHED(op, "binary_kernel");
+}
+
+}  // namespace
+
+void activation(const Ctx& ctx, const Tensor& x, Activation act, const Tensor& y) {
+  check_binary(ctx, "activation", "x", x, "x", x, y);
+  const RowMap xr = row_map("activation", "x", x), yr = row_map("activation", "y", y);
+  const int64_t count = xr.rows * xr.cols;
+  if (count == 0) return;
+  activation_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(x.data<float>(), xr, y.data<float>(), yr, act);
+  VG_CUDA_LAUNCHED("activation", "activation_kernel");
+}
+
+void swiglu(const Ctx& ctx, const Tensor& gate, const Tensor& up, const Tensor& y) {
+  check_binary(ctx, "swiglu", "gate", gate, "up", up, y);
+  launch_binary(ctx, "swiglu", gate, up, y, Binary::Swiglu, 0.0f, 0.0f);
+}
+
+void axpby(const Ctx& ctx, float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) {
+  check_binary(ctx, "axpby", "a", a, "b", b, y);
+  launch_binary(ctx, "axpby", a, b, y, Binary::Axpby, alpha, beta);
+}
+
+void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
+  const char* op = "add";
+  check_dtype(ctx, op, "a", a, DType::F32);
+  check_dtype(ctx, op, "b", b, DType::F32);
+  check_dtype(ctx, op, "y", y, DType::F32);
+  check_same_shape(op, "a", a, "y", y);
+  VG_CHECK(b.rank() <= a.rank() && std::equal(b.shape().begin(), b.shape().end(), a.shape().end() - b.rank()), op,
+           ": b ", b.describe(), " is not a suffix of a ", a.describe());
+  VG_CHECK(a.rank() >= 1, op, ": a ", a.describe(), " must have at least one axis");
+  check_dense_rows(op, "a", a);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "b", b, "y", y);
+  VG_CHECK(!overlaps(a, y) || (a.raw() == y.raw() && a.strides() == y.strides()), op, ": y ", y.describe(),
+           " partly overlaps a ", a.describe());
+  // A scalar b acts as one row of one column (so a's rows must be one wide), as in the CPU twin.
+  VG_CHECK(b.rank() >= 1 ? b.dim(-1) == a.dim(-1) : a.dim(-1) == 1, op, ": b ", b.describe(),
+           " must span a's last axis");
+  check_dense_rows(op, "b", b);
+  const RowMap ar = row_map(op, "a", a), br = row_map(op, "b", b), yr = row_map(op, "y", y);
+  const int64_t count = ar.rows * ar.cols;
+  if (count == 0 || br.rows == 0) return;
+  add_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(a.data<float>(), ar, b.data<float>(), br, y.data<float>(),
+                                                           yr);
+  VG_CUDA_LAUNCHED(op, "add_kernel");
+}
+
+}  // namespace vargpt::cuda

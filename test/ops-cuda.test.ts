@@ -1,0 +1,465 @@
+// Every Backend op on 'cuda' against the same op on 'cpu' (the reference backend), on random
+// non-zero inputs whose sizes do not divide the CUDA tiles (64 x 64 GEMM tiles, 16-row GEMV
+// cutoff, 4-query attention blocks, 32 x 32 transpose tiles). Skipped, saying why, where the
+// loaded addon has no usable CUDA device (see helpers/cuda.ts for how to load the CUDA build).
+//
+// Tolerances (u = 2^-24, the f32 unit roundoff). Each backend is within its own rounding bound of
+// the exact result, so the two may differ by the sum of both bounds:
+// - exact (0): data movement (copy, cast, transpose, upsample, embedding), argmax, add, and the
+//   resize kernels, which repeat the CPU's float operations one by one without fused
+//   multiply-adds (exact on x86-64, where the CPU build does not contract either).
+// - dot products of K terms (linear, conv2d): f32 accumulation in any order is within
+//   K·u·Σ|x_k w_k| of exact on each side. The tensor-core path (bf16/f16 weights, M > 16) splits
+//   each activation into three 16-bit terms, so its products are exact; its accumulator adds with
+//   truncation rather than rounding, worth about twice the rounding error: 4(K + 2)·u·Σ|x_k w_k|,
+//   plus 32u of the result where an activation follows.
+// - row statistics (norms): sums of C terms, C·u relative on each side, amplified by 1/std for the
+//   mean-subtracting norms: 2(2C + 16)·u·(|w|·max|x - mean|/std + |b|) per row.
+// - transcendental functions: CUDA's expf/erff/cosf/sinf are within 2 ulp, the CPU's exp_approx
+//   within 2 ulp: 32u·(|y| + |x|) for activations, 16u·(|x1| + |x2|) for RoPE.
+// - attention: the score error δ = 2D·u·scale·Σ|q k| moves softmax weights by 2δ relative, and
+//   summation over Lk keys adds (Lk + D)·u: 2(4δ + (Lk + D + 8)·u)·Σ_j p_j|v_j| per output.
+// - sampling: the filters and the draw are evaluated in double on both sides, so indices and kept
+//   counts must be equal (a tie at rounding level is not expected on random logits).
+import { describe, expect, it } from 'vitest';
+
+import type { NativeTensor, NativeTensorInput } from '../lib/native.js';
+import { cudaAvailable, cudaTitle } from './helpers/cuda.js';
+import { EPS32, Rng, addon, asF32, asI32, expectClose, f32Tensor, i32Tensor, numel, weightTensor } from './helpers/ops-reference.js';
+
+const u = EPS32;
+
+async function both(op: string, inputs: (NativeTensorInput | null)[], attrs: Record<string, unknown> = {}) {
+  const cpu = await addon.runOp('cpu', op, inputs, attrs);
+  const gpu = await addon.runOp('cuda', op, inputs, attrs);
+  expect(gpu.length).toBe(cpu.length);
+  for (let i = 0; i < cpu.length; i++) {
+    expect(gpu[i]!.dtype, `${op} output ${i} dtype`).toBe(cpu[i]!.dtype);
+    expect(gpu[i]!.shape, `${op} output ${i} shape`).toEqual(cpu[i]!.shape);
+  }
+  return { cpu, gpu };
+}
+
+function bytesEqual(a: NativeTensor, b: NativeTensor, label: string) {
+  const x = new Uint8Array(a.data), y = new Uint8Array(b.data);
+  expect(x.length, `${label}: byte length`).toBe(y.length);
+  let first = -1;
+  for (let i = 0; i < x.length && first < 0; i++) if (x[i] !== y[i]) first = i;
+  expect(first, `${label}: first differing byte`).toBe(-1);
+}
+
+async function exact(label: string, op: string, inputs: (NativeTensorInput | null)[], attrs: Record<string, unknown> = {}) {
+  const { cpu, gpu } = await both(op, inputs, attrs);
+  for (let i = 0; i < cpu.length; i++) bytesEqual(gpu[i]!, cpu[i]!, `${label} output ${i}`);
+}
+
+async function close(label: string, op: string, inputs: (NativeTensorInput | null)[], attrs: Record<string, unknown>, tol: ArrayLike<number> | number) {
+  const { cpu, gpu } = await both(op, inputs, attrs);
+  expectClose(asF32(gpu[0]!), asF32(cpu[0]!), tol, label);
+}
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: memory and layout'), () => {
+  it('copy, including into and out of slices (strided rows)', async () => {
+    const rng = new Rng(1);
+    const x = f32Tensor([3, 37, 45], rng.f32(3 * 37 * 45));
+    await exact('copy dense', 'copy', [x]);
+    await exact('copy from a slice', 'copy', [x], { slice: [1, 5, 33] });
+    await exact('copy into a slice', 'copy', [f32Tensor([3, 7, 45], rng.f32(3 * 7 * 45))], { outShape: [3, 37, 45], outSlice: [1, 11, 18] });
+    await exact('copy a column slice', 'copy', [x], { slice: [2, 3, 40] });
+    const bits = weightTensor(rng, 'bf16', [33, 70]).tensor;
+    await exact('copy bf16 slice', 'copy', [bits], { slice: [1, 1, 69] });
+  });
+
+  it('fill and cast f32 <-> bf16 <-> f16 (round to nearest even, bit-exact)', async () => {
+    await exact('fill', 'fill', [], { shape: [5, 77], value: -1.25 });
+    const rng = new Rng(2);
+    const x = rng.f32(1001, -70000, 70000); // beyond the f16 range too: overflow to inf on both sides
+    for (let i = 0; i < 50; i++) x[i] = x[i]! * 1e-6; // f16 subnormals
+    for (const dtype of ['bf16', 'f16', 'f32']) await exact(`cast f32->${dtype}`, 'cast', [f32Tensor([7, 143], x)], { dtype });
+    const h = weightTensor(rng, 'f16', [3, 99]).tensor;
+    for (const dtype of ['bf16', 'f32']) await exact(`cast f16->${dtype}`, 'cast', [h], { dtype });
+  });
+
+  it('transpose [R, C] and [B, R, C] off the 32 x 32 tile, f32 and bf16', async () => {
+    const rng = new Rng(3);
+    await exact('transpose 2d', 'transpose', [f32Tensor([45, 70], rng.f32(45 * 70))]);
+    await exact('transpose 3d', 'transpose', [f32Tensor([3, 33, 65], rng.f32(3 * 33 * 65))]);
+    await exact('transpose bf16', 'transpose', [weightTensor(rng, 'bf16', [2, 31, 95]).tensor]);
+  });
+});
+
+// ---- linear
+
+function dotBound(x: Float32Array, w: Float64Array, M: number, K: number, N: number, bias: Float32Array | null, act: string) {
+  const tol = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let abs = bias ? Math.abs(bias[n]!) : 0;
+      let sum = bias ? bias[n]! : 0;
+      for (let k = 0; k < K; k++) {
+        const t = x[m * K + k]! * w[n * K + k]!;
+        abs += Math.abs(t);
+        sum += t;
+      }
+      let t = 4 * (K + 2) * u * abs;
+      if (act !== 'none') t = 1.2 * t + 32 * u * Math.abs(sum);
+      tol[m * N + n] = t + 1e-30;
+    }
+  return tol;
+}
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () => {
+  const shapes = [
+    [1, 7, 5],
+    [3, 200, 67], // GEMV, scalar loads (K % 8 != 0)
+    [16, 256, 130], // GEMV, 16-byte loads, largest row count
+    [17, 123, 77], // smallest tiled GEMM
+    [67, 129, 65], // one row and one column past the 64 x 64 tile
+    [130, 600, 257], // several K steps and tiles
+  ];
+  it.each(['f32', 'bf16', 'f16'] as const)('%s weights over GEMV, tensor-core and CUDA-core shapes, with bias and activations', async (dtype) => {
+    let seed = 100;
+    const acts = ['none', 'silu', 'gelu_tanh', 'gelu', 'quick_gelu'];
+    for (const [M, K, N] of shapes) {
+      const rng = new Rng(++seed);
+      const x = rng.f32(M! * K!);
+      const w = weightTensor(rng, dtype, [N!, K!]);
+      const bias = seed % 2 ? rng.f32(N!) : null;
+      const act = acts[seed % acts.length]!;
+      const inputs = [f32Tensor([M!, K!], x), w.tensor, bias ? f32Tensor([N!], bias) : null];
+      await close(`linear ${dtype} M=${M} K=${K} N=${N} act=${act}`, 'linear', inputs, { act }, dotBound(x, w.values, M!, K!, N!, bias, act));
+    }
+  });
+
+  it('accumulates into y and reads x from a slice (rows spaced by a larger stride)', async () => {
+    const rng = new Rng(7);
+    for (const [M, dtype] of [[3, 'f32'], [40, 'bf16'], [40, 'f32']] as const) {
+      const K = 77, N = 45;
+      const x = rng.f32(M * K);
+      const w = weightTensor(rng, dtype, [N, K]);
+      const bias = rng.f32(N);
+      const y0 = rng.f32(M * N);
+      const tol = dotBound(x, w.values, M, K, N, bias, 'silu').map((t, i) => t + 4 * u * Math.abs(y0[i]!) + 8 * u);
+      await close(`linear accumulate ${dtype} M=${M}`, 'linear', [f32Tensor([M, K], x), w.tensor, f32Tensor([N], bias), f32Tensor([M, N], y0)], { act: 'silu', accumulate: true }, tol);
+    }
+  });
+
+  it('f16 weights with activations far outside the f16 range (per-row power-of-two scaling)', async () => {
+    const rng = new Rng(8);
+    const M = 33, K = 96, N = 70;
+    const x = rng.f32(M * K, -1, 1);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) x[m * K + k] = x[m * K + k]! * 10 ** ((m % 11) - 5) * (m % 3 === 0 ? 1e5 : 1);
+    const w = weightTensor(rng, 'f16', [N, K]);
+    await close('linear f16 wide-range x', 'linear', [f32Tensor([M, K], x), w.tensor], {}, dotBound(x, w.values, M, K, N, null, 'none'));
+  });
+
+  it('rejects host-side errors with the CPU twin messages', async () => {
+    const rng = new Rng(9);
+    await expect(
+      addon.runOp('cuda', 'linear', [f32Tensor([3, 64], rng.f32(192)), weightTensor(rng, 'bf16', [128, 63]).tensor], {}),
+    ).rejects.toThrow('linear: x f32[3, 64] and w bf16[128, 63] disagree on K');
+  });
+});
+
+// ---- attention
+
+interface AttnCase {
+  B: number;
+  Lq: number;
+  Lk: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  causal: boolean;
+  cache?: number; // k/v rows stored in a cache of this length, the keys being rows [2, 2 + Lk)
+}
+
+function attentionBound(c: AttnCase, q: Float32Array, k: Float32Array, v: Float32Array, kvLen: number, kvBegin: number, scale: number) {
+  const { B, Lq, Lk, Hq, Hkv, D } = c;
+  const tol = new Float64Array(B * Lq * Hq * D);
+  const group = Hq / Hkv;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++)
+      for (let i = 0; i < Lq; i++) {
+        const hk = Math.floor(h / group);
+        const last = c.causal ? Lk - Lq + i : Lk - 1;
+        const qo = (b * Lq + i) * Hq * D + h * D;
+        const s: number[] = [];
+        let delta = 0;
+        for (let j = 0; j <= last; j++) {
+          const ko = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
+          let dot = 0, abs = 0;
+          for (let d = 0; d < D; d++) {
+            dot += q[qo + d]! * k[ko + d]!;
+            abs += Math.abs(q[qo + d]! * k[ko + d]!);
+          }
+          s.push(dot * scale);
+          delta = Math.max(delta, 2 * D * u * Math.abs(scale) * abs);
+        }
+        const max = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - max));
+        const total = p.reduce((a, x) => a + x, 0);
+        for (let d = 0; d < D; d++) {
+          let absAcc = 0;
+          for (let j = 0; j <= last; j++) absAcc += (p[j]! / total) * Math.abs(v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!);
+          tol[qo + d] = 2 * (4 * delta + (Lk + D + 8) * u) * absAcc + 1e-30;
+        }
+      }
+  return tol;
+}
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), () => {
+  const cases: [string, AttnCase][] = [
+    ['prefill, causal, GQA 4/2, D 64', { B: 1, Lq: 37, Lk: 37, Hq: 4, Hkv: 2, D: 64, causal: true }],
+    ['decode, causal, one query over a cache slice', { B: 1, Lq: 1, Lk: 70, Hq: 4, Hkv: 1, D: 128, causal: true, cache: 80 }],
+    ['chunk of queries after a prefix (Lk > Lq, causal)', { B: 1, Lq: 6, Lk: 43, Hq: 2, Hkv: 2, D: 40, causal: true }],
+    ['VAR-like: batch 2, no mask, keys from a cache slice', { B: 2, Lq: 9, Lk: 14, Hq: 3, Hkv: 3, D: 64, causal: false, cache: 20 }],
+    ['VQ-VAE-like: one head of 512', { B: 1, Lq: 17, Lk: 17, Hq: 1, Hkv: 1, D: 512, causal: false }],
+    ['one head of 640 (the largest the kernel takes)', { B: 1, Lq: 5, Lk: 11, Hq: 1, Hkv: 1, D: 640, causal: false }],
+    ['head_dim 24 (not a multiple of 32)', { B: 1, Lq: 7, Lk: 7, Hq: 2, Hkv: 1, D: 24, causal: true }],
+  ];
+  it.each(cases)('%s', async (_label, c) => {
+    const rng = new Rng(c.Lq * 31 + c.Lk + c.D);
+    const kvLen = c.cache ?? c.Lk;
+    const kvBegin = c.cache ? 2 : 0;
+    const q = rng.f32(c.B * c.Lq * c.Hq * c.D, -2, 2);
+    const k = rng.f32(c.B * kvLen * c.Hkv * c.D, -2, 2);
+    const v = rng.f32(c.B * kvLen * c.Hkv * c.D);
+    const scale = 1 / Math.sqrt(c.D);
+    const attrs: Record<string, unknown> = { qHeads: c.Hq, kvHeads: c.Hkv, headDim: c.D, scale, causal: c.causal };
+    if (c.cache) Object.assign(attrs, { kvBegin, kvEnd: kvBegin + c.Lk });
+    const inputs = [
+      f32Tensor([c.B, c.Lq, c.Hq * c.D], q),
+      f32Tensor([c.B, kvLen, c.Hkv * c.D], k),
+      f32Tensor([c.B, kvLen, c.Hkv * c.D], v),
+    ];
+    await close(`attention ${_label}`, 'attention', inputs, attrs, attentionBound(c, q, k, v, kvLen, kvBegin, scale));
+  });
+
+  it('rejects a head_dim beyond the kernel limit with a clear message', async () => {
+    const rng = new Rng(5);
+    const x = f32Tensor([1, 2, 1024], rng.f32(2048));
+    await expect(addon.runOp('cuda', 'attention', [x, x, x], { qHeads: 1, kvHeads: 1, headDim: 1024, scale: 1 })).rejects.toThrow(
+      /attention: head_dim 1024 exceeds the CUDA kernel's limit of 640/,
+    );
+  });
+});
+
+// ---- norms and element-wise
+
+function normBound(x: Float32Array, R: number, C: number, w: Float32Array | null, b: Float32Array | null, eps: number, centred: boolean) {
+  const tol = new Float64Array(R * C);
+  for (let r = 0; r < R; r++) {
+    let mean = 0;
+    for (let c = 0; c < C; c++) mean += x[r * C + c]! / C;
+    if (!centred) mean = 0;
+    let ss = 0, big = 0;
+    for (let c = 0; c < C; c++) {
+      ss += (x[r * C + c]! - mean) ** 2;
+      big = Math.max(big, Math.abs(x[r * C + c]! - mean));
+    }
+    const inv = 1 / Math.sqrt(ss / C + eps);
+    for (let c = 0; c < C; c++)
+      tol[r * C + c] = 2 * (2 * C + 16) * u * ((w ? Math.abs(w[c]!) : 1) * big * inv + (b ? Math.abs(b[c]!) : 0)) + 1e-30;
+  }
+  return tol;
+}
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation and element-wise'), () => {
+  it('rms_norm and layer_norm (f32 and bf16 weights, with and without affine)', async () => {
+    for (const [R, C] of [[3, 7], [5, 300], [2, 4097]] as const) {
+      const rng = new Rng(R * C);
+      const x = rng.f32(R * C, -2, 4);
+      const w = rng.f32(C, 0.5, 1.5);
+      const b = rng.f32(C);
+      await close(`rms_norm ${R}x${C}`, 'rms_norm', [f32Tensor([R, C], x), f32Tensor([C], w)], { eps: 1e-6 }, normBound(x, R, C, w, null, 1e-6, false));
+      const wb = weightTensor(rng, 'bf16', [C], 1);
+      const wf = Float32Array.from(wb.values);
+      await close(`rms_norm bf16 weight ${R}x${C}`, 'rms_norm', [f32Tensor([R, C], x), wb.tensor], { eps: 1e-6 }, normBound(x, R, C, wf, null, 1e-6, false));
+      await close(`layer_norm ${R}x${C}`, 'layer_norm', [f32Tensor([R, C], x), f32Tensor([C], w), f32Tensor([C], b)], { eps: 1e-5 }, normBound(x, R, C, w, b, 1e-5, true));
+      await close(`layer_norm no affine ${R}x${C}`, 'layer_norm', [f32Tensor([R, C], x)], { eps: 1e-5 }, normBound(x, R, C, null, null, 1e-5, true));
+    }
+  });
+
+  it('adaln_modulate and gated_add over [B, L, C]', async () => {
+    const rng = new Rng(11);
+    const B = 2, L = 5, C = 130;
+    const x = rng.f32(B * L * C, -2, 3);
+    const scale = rng.f32(B * C), shift = rng.f32(B * C), gate = rng.f32(B * C), y = rng.f32(B * L * C);
+    const tol = normBound(x, B * L, C, null, null, 1e-6, true).map((t, i) => {
+      const b = Math.floor(i / (L * C)), c = i % C;
+      return t * (1 + Math.abs(scale[b * C + c]!)) + 4 * u * Math.abs(shift[b * C + c]!);
+    });
+    await close('adaln_modulate', 'adaln_modulate', [f32Tensor([B, L, C], x), f32Tensor([B, C], scale), f32Tensor([B, C], shift)], { eps: 1e-6 }, tol);
+    const gtol = Float64Array.from(x, (xv, i) => 4 * u * (Math.abs(xv) + Math.abs(y[i]! * gate[Math.floor(i / (L * C)) * C + (i % C)]!)));
+    await close('gated_add', 'gated_add', [f32Tensor([B, L, C], x), f32Tensor([B, L, C], y), f32Tensor([B, C], gate)], {}, gtol);
+  });
+
+  it('group_norm over [N, C, H, W] and [C, H, W] (double moments on both sides)', async () => {
+    for (const shape of [[2, 8, 5, 7], [12, 9, 11]]) {
+      const rng = new Rng(numel(shape));
+      const C = shape[shape.length - 3]!;
+      const x = rng.f32(numel(shape), -1, 3);
+      const w = rng.f32(C, 0.5, 1.5), b = rng.f32(C);
+      const tol = Float64Array.from(x, (xv) => 16 * u * (Math.abs(xv) * 4 + 4)); // x·a + shift, |a| ≲ 4, |shift| ≲ 4
+      await close(`group_norm ${shape}`, 'group_norm', [f32Tensor(shape, x), f32Tensor([C], w), f32Tensor([C], b)], { groups: C % 4 === 0 ? 4 : 3, eps: 1e-6 }, tol);
+    }
+  });
+
+  it('l2_normalize_heads with and without per-head scale', async () => {
+    const rng = new Rng(12);
+    const R = 9, H = 3, D = 40;
+    const x = rng.f32(R * H * D);
+    const hs = rng.f32(H, 1, 5);
+    const tol = Float64Array.from(x, () => 2 * (D + 16) * u * 5);
+    await close('l2_normalize_heads scaled', 'l2_normalize_heads', [f32Tensor([R, H * D], x), f32Tensor([H], hs)], { headDim: D }, tol);
+    await close('l2_normalize_heads', 'l2_normalize_heads', [f32Tensor([R, H * D], x)], { headDim: D }, tol);
+  });
+
+  it('activations, swiglu, add (suffix broadcast) and axpby', async () => {
+    const rng = new Rng(13);
+    const x = rng.f32(37 * 29, -12, 12);
+    const actTol = Float64Array.from(x, (v) => 32 * u * 2 * Math.abs(v) + 1e-30);
+    for (const act of ['none', 'silu', 'gelu', 'gelu_tanh', 'quick_gelu'])
+      await close(`activation ${act}`, 'activation', [f32Tensor([37, 29], x)], { act }, actTol);
+    const up = rng.f32(37 * 29);
+    const sTol = Float64Array.from(x, (v, i) => 32 * u * Math.abs(v * up[i]!) + 1e-30);
+    await close('swiglu', 'swiglu', [f32Tensor([37, 29], x), f32Tensor([37, 29], up)], {}, sTol);
+    await exact('add suffix [29]', 'add', [f32Tensor([37, 29], x), f32Tensor([29], rng.f32(29))]);
+    await exact('add suffix [5, 29]', 'add', [f32Tensor([3, 5, 29], rng.f32(3 * 5 * 29)), f32Tensor([5, 29], rng.f32(5 * 29))]);
+    const a = rng.f32(1000), b = rng.f32(1000);
+    const abTol = Float64Array.from(a, (v, i) => 2 * u * (Math.abs(1.5 * v) + Math.abs(0.25 * b[i]!)) + 1e-30);
+    await close('axpby', 'axpby', [f32Tensor([1000], a), f32Tensor([1000], b)], { alpha: 1.5, beta: -0.25 }, abTol);
+  });
+
+  it('rope at positions up to 4000 (inv_freq formed on the host as on the CPU)', async () => {
+    const rng = new Rng(14);
+    const L = 11, H = 3, D = 64;
+    const x = rng.f32(2 * L * H * D);
+    const pos = Int32Array.from({ length: L }, (_, i) => i * 397 + 3);
+    const tol = new Float64Array(x.length).fill(16 * u * 2 + 1e-30);
+    await close('rope [2, L, H*D]', 'rope', [f32Tensor([2, L, H * D], x), i32Tensor([L], pos)], { headDim: D, theta: 10000 }, tol);
+  });
+});
+
+// ---- images
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: images'), () => {
+  const convs: [string, number[], number[], number, number | number[], boolean, 'f32' | 'bf16'][] = [
+    ['3x3 pad 1, batch 2', [2, 5, 13, 11], [7, 5, 3, 3], 1, 1, true, 'f32'],
+    ['1x1 (pointwise)', [1, 70, 9, 9], [66, 70, 1, 1], 1, 0, true, 'f32'],
+    ['3x3 stride 2, asymmetric padding [0, 1, 0, 1]', [1, 6, 17, 16], [9, 6, 3, 3], 2, [0, 1, 0, 1], false, 'f32'],
+    ['patch embedding 14x14 stride 14, bf16 weights', [3, 42, 42], [65, 3, 14, 14], 14, 0, false, 'bf16'],
+  ];
+  it.each(convs)('conv2d %s', async (_label, xs, ws, stride, padding, hasBias, dtype) => {
+    const rng = new Rng(numel(xs) + numel(ws));
+    const x = rng.f32(numel(xs));
+    const w = weightTensor(rng, dtype, ws, 0.5);
+    const bias = hasBias ? rng.f32(ws[0]!) : null;
+    const { cpu, gpu } = await both('conv2d', [f32Tensor(xs, x), w.tensor, bias ? f32Tensor([ws[0]!], bias) : null], { stride, padding });
+    // Bound from the largest possible |x|·|w| sum of one output: K·max|x|·max|w| (+|bias|).
+    const K = ws[1]! * ws[2]! * ws[3]!;
+    const tol = 4 * (K + 2) * u * (K * 1 * 0.5 + 1);
+    expectClose(asF32(gpu[0]!), asF32(cpu[0]!), tol, `conv2d ${_label}`);
+  });
+
+  it('upsample_nearest2x and resize bicubic / area (bit-exact on x86-64)', async () => {
+    const rng = new Rng(15);
+    await exact('upsample_nearest2x', 'upsample_nearest2x', [f32Tensor([2, 3, 5, 7], rng.f32(210))]);
+    const x = f32Tensor([1, 4, 13, 13], rng.f32(4 * 13 * 13));
+    const resize = async (op: string, size: number[]) => {
+      if (process.arch === 'x64') return exact(`${op} -> ${size}`, op, [x], { size });
+      return close(`${op} -> ${size}`, op, [x], { size }, 1e-5); // fused multiply-adds on the CPU side
+    };
+    for (const size of [[16, 16], [7, 7], [1, 1], [26, 5], [13, 13]]) {
+      await resize('resize_bicubic', size);
+      await resize('resize_area', size);
+    }
+  });
+});
+
+// ---- tokens, codebooks, sampling
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and sampling'), () => {
+  it.each(['f32', 'bf16', 'f16'] as const)('embedding of %s rows (exact), and a bad id rejected before any write', async (dtype) => {
+    const rng = new Rng(16);
+    const table = weightTensor(rng, dtype, [50, 33]).tensor;
+    await exact(`embedding ${dtype}`, 'embedding', [i32Tensor([7], [0, 49, 3, 3, 17, 48, 1]), table]);
+    await expect(addon.runOp('cuda', 'embedding', [i32Tensor([3], [0, 50, 1]), table], {})).rejects.toThrow(
+      /embedding: ids\[1\] = 50 is outside the table/,
+    );
+    await expect(addon.runOp('cuda', 'embedding', [i32Tensor([2], [1, -1]), table], {})).rejects.toThrow(/ids\[1\] = -1 is outside/);
+  });
+
+  it('vq_nearest picks a codeword at the smallest distance (to within rounding of the distances)', async () => {
+    const rng = new Rng(17);
+    const N = 70, C = 32, V = 300;
+    const z = rng.f32(N * C);
+    const book = weightTensor(rng, 'f32', [V, C]);
+    const { cpu, gpu } = await both('vq_nearest', [f32Tensor([N, C], z), book.tensor]);
+    const a = asI32(gpu[0]!), b = asI32(cpu[0]!);
+    let differ = 0;
+    for (let n = 0; n < N; n++) {
+      if (a[n] === b[n]) continue;
+      differ++;
+      const dist = (v: number) => {
+        let s = 0;
+        for (let c = 0; c < C; c++) s += (z[n * C + c]! - book.values[v * C + c]!) ** 2;
+        return s;
+      };
+      // Both distances are (|z|² + |e|²) - 2 z·e in f32: ~(C + 4)·u·(|z|² + |e|²) from exact.
+      expect(Math.abs(dist(a[n]!) - dist(b[n]!)), `row ${n}: ${a[n]} vs ${b[n]}`).toBeLessThan(4 * (C + 4) * u * 2 * C);
+    }
+    expect(differ, 'rows choosing a different (equally near) codeword').toBeLessThanOrEqual(1);
+  });
+
+  it('argmax: first maximum, ties included', async () => {
+    const rng = new Rng(18);
+    const N = 9, V = 1001;
+    const x = rng.f32(N * V);
+    x[3 * V + 10] = 5;
+    x[3 * V + 900] = 5; // tie: the first wins
+    x[5 * V + 1000] = 7;
+    await exact('argmax', 'argmax', [f32Tensor([N, V], x)]);
+  });
+
+  const configs: [string, Record<string, number>, number][] = [
+    ['VAR settings: top-k 900, top-p 0.96, V 4096', { topK: 900, topP: 0.96, temperature: 1 }, 4096],
+    ['top-k only (k = 50)', { topK: 50, topP: 1, temperature: 1 }, 1000],
+    ['top-p only (p = 0.5) with temperature 0.7', { topK: 0, topP: 0.5, temperature: 0.7 }, 1000],
+    ['no filter, temperature 1.3, LLM vocabulary', { topK: 0, topP: 1, temperature: 1.3 }, 32064],
+    ['top-k 1 (greedy)', { topK: 1, topP: 1, temperature: 1 }, 100],
+    ['top-p 0 keeps only the largest', { topK: 0, topP: 0, temperature: 1 }, 100],
+  ];
+  it.each(configs)('sample %s: the same indices and kept counts as the CPU for the same seed', async (_label, p, V) => {
+    const N = V > 10000 ? 4 : 64;
+    const rng = new Rng(V + (p.topK ?? 0));
+    const logits = new Float32Array(N * V);
+    for (let i = 0; i < logits.length; i++) logits[i] = rng.normal() * 3;
+    await exact(`sample ${_label}`, 'sample', [f32Tensor([N, V], logits)], { ...p, seed: 1234567890123n, stream: (2n << 32n) | 5n });
+  });
+
+  it('sample rejects NaN logits naming the position', async () => {
+    await expect(addon.runOp('cuda', 'sample', [f32Tensor([2, 3], new Float32Array([0, 1, 2, 1, NaN, 0]))], { seed: 1 })).rejects.toThrow(
+      /sample: logits\[1, 1\] is NaN/,
+    );
+  });
+
+  it('randn: philox_normal in double on both sides (equal to within one f32 ulp)', async () => {
+    const { cpu, gpu } = await both('randn', [], { shape: [7, 1111], seed: 42n, stream: 7 });
+    const ref = asF32(cpu[0]!);
+    expectClose(asF32(gpu[0]!), ref, Float64Array.from(ref, (v) => 2 * u * Math.abs(v) + 1e-30), 'randn');
+  });
+});
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda device probes'), () => {
+  it('reports a tensor-core peak, a read bandwidth and device memory', async () => {
+    const [peak] = await addon.runOp('cuda', 'peak_flops', [], { seconds: 0.2 });
+    expect(asF32(peak!)[0]).toBeGreaterThan(1000); // GFLOP/s: any sm_80+ part does far more
+    const [bw] = await addon.runOp('cuda', 'read_bandwidth', [], { bytes: 1 << 28, iterations: 2 });
+    expect(asF32(bw!)[0]).toBeGreaterThan(50); // GB/s
+    const [mem] = await addon.runOp('cuda', 'device_memory', [], {});
+    const m = new BigInt64Array(mem!.data);
+    expect(m[4]! > 0n && m[3]! <= m[4]!).toBe(true);
+  });
+});
