@@ -24,7 +24,8 @@ if (which.status !== 0) {
 }
 
 const fuzzDir = path.join(root, 'test', 'fuzz');
-const outDir = path.join(root, 'build', 'fuzz');
+// Not under build/: node-gyp rebuild wipes that folder, also while a long fuzz run is going.
+const outDir = path.join(root, 'build-fuzz');
 mkdirSync(outDir, { recursive: true });
 const core = readdirSync(path.join(root, 'native', 'core'))
   .filter((f) => f.endsWith('.cc'))
