@@ -1,11 +1,9 @@
-// conv2d as GEMM: y[O, Ho*Wo] = W[O, C*kh*kw] · col[C*kh*kw, Ho*Wo]. Stride-1 3x3 layers with
-// enough channels and pixels go to the Winograd path (conv_winograd.h) instead. 1x1 stride-1 unpadded
+// conv2d as GEMM: y[O, Ho*Wo] = W[O, C*kh*kw] · col[C*kh*kw, Ho*Wo]. 1x1 stride-1 unpadded
 // convolutions use the input itself as `col`; the others build it (im2col) in chunks of output
 // pixels so the scratch stays bounded at 256x256. Also nearest-neighbour 2x upsampling.
 #include <vector>
 
 #include "cpu_common.h"
-#include "conv_winograd.h"
 #include "cpu_ops.h"
 #include "gemm.h"
 
@@ -91,15 +89,6 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
   if (bias != nullptr) bias_f32 = widen_vector(op, "bias", *bias, O);
   if (y.numel() == 0) return;
 
-  if (winograd_applies(in.C, O, kh, kw, p.stride, Ho, Wo)) {
-    WinogradPlane g;
-    g.H = in.H, g.W = in.W, g.Ho = Ho, g.Wo = Wo, g.pad_top = p.pad_top, g.pad_left = p.pad_left;
-    g.tiles_y = (Ho + 3) / 4, g.tiles_x = (Wo + 3) / 4;
-    conv2d_winograd(x.data<float>(), in.N, in.C, g, weight.dtype(), weight.raw(), O,
-                    bias ? bias_f32.data() : nullptr, y.data<float>());
-    return;
-  }
-
   const int64_t K = in.C * kh * kw, P = Ho * Wo;
   // The weights are the GEMM's A operand, which is f32: widen bf16/f16 filters once per call.
   std::vector<float> w_f32;
@@ -116,10 +105,7 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
                          p.pad_left == 0 && p.pad_right == 0;
   const int64_t chunk =
       pointwise ? P : std::min(P, std::max(kColMinPixels, kColBudgetFloats / std::max<int64_t>(K, 1)));
-  // Kept by the calling thread between calls: a fresh 8 MB vector per layer paid its page faults
-  // and the zeroing of every page each time.
-  static thread_local AlignedBuffer col_buffer;
-  float* const col = pointwise ? nullptr : col_buffer.floats(static_cast<size_t>(K * chunk));
+  std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * chunk));
 
   for (int64_t n = 0; n < in.N; ++n) {
     const float* xn = x.data<float>() + n * in.C * in.H * in.W;
@@ -131,9 +117,9 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
     for (int64_t p0 = 0; p0 < P; p0 += chunk) {
       const int64_t np = std::min(chunk, P - p0);
       parallel_for(K, grain_for(np), [&](int64_t k0, int64_t k1) {
-        for (int64_t k = k0; k < k1; ++k) im2col_row(xn, in, kh, kw, p, Wo, k, p0, np, col + k * np);
+        for (int64_t k = k0; k < k1; ++k) im2col_row(xn, in, kh, kw, p, Wo, k, p0, np, col.data() + k * np);
       });
-      gemm(O, np, K, A, K, GemmB{col, DType::F32, np, true}, yn + p0, P, ep);
+      gemm(O, np, K, A, K, GemmB{col.data(), DType::F32, np, true}, yn + p0, P, ep);
     }
   }
 }

@@ -6,7 +6,6 @@
 #include "cpu_common.h"
 #include "cpu_ops.h"
 #include "gemm.h"
-#include "host_pool.h"
 
 namespace vargpt {
 
@@ -14,14 +13,10 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  ~CpuBackend() override { pool_->clear(); }
   std::string name() const override { return "cpu"; }
   DeviceKind device() const override { return DeviceKind::CPU; }
 
-  Tensor empty(DType dtype, Shape shape) override {
-    const int64_t numel = shape_numel(shape);
-    return Tensor(pool_->allocate(static_cast<size_t>(numel) * dtype_size(dtype)), 0, dtype, std::move(shape));
-  }
+  Tensor empty(DType dtype, Shape shape) override { return Tensor::empty_host(dtype, std::move(shape)); }
   Tensor upload(const Tensor& host) override {
     cpu::check_defined("upload", "host", host);
     return host;  // host memory is this backend's memory: mapped weights are used in place
@@ -95,10 +90,6 @@ class CpuBackend final : public Backend {
     cpu::sample(logits, params, idx, kept);
   }
   void randn(const Tensor& out, uint64_t seed, uint64_t stream) override { cpu::randn(out, seed, stream); }
-
- private:
-  // Large activations are recycled rather than mapped afresh per op (host_pool.h).
-  std::shared_ptr<cpu::HostBlockPool> pool_ = std::make_shared<cpu::HostBlockPool>();
 };
 
 }  // namespace
