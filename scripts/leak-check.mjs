@@ -58,7 +58,9 @@ async function abortedGeneration(seed) {
     aborted++;
   }
 }
-for (let i = 0; i < 10; i++) await abortedGeneration(i);
+// Warm-up: per-thread scratch and allocator arenas grow to the largest shapes the aborted runs
+// reach (abort points vary with timing), then stay; growth after that is what leaks.
+for (let i = 0; i < 40; i++) await abortedGeneration(i);
 aborted = 0;
 completed = 0;
 const abortStart = await settledRss();
