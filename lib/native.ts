@@ -188,6 +188,9 @@ export interface NativeLoadOptions {
 
 export interface NativeAddon {
   devices(): { cpu: NativeCpuInfo; cuda: NativeCudaInfo };
+  // C-heap bytes held by live allocations (glibc only); `trim` first returns free pages to the
+  // kernel (malloc_trim). Used by scripts/leak-check.mjs.
+  allocatorStats(trim?: boolean): { available: boolean; inUseBytes?: number; trimmed?: boolean };
   openCheckpoint(path: string): Promise<NativeCheckpoint>;
   // Runs one backend operator on host tensors (the operator tests and benchmarks use it).
   // `inputs` may hold null for an optional input; see native/binding/ops.cc for ops and attrs.

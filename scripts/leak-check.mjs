@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { loadModel, isAbortError } = await import(pathToFileURL(path.join(root, 'dist', 'index.js')).href);
+const { native } = await import(pathToFileURL(path.join(root, 'dist', 'native.js')).href);
 const [dir, loadsArg = '200', abortsArg = '100'] = process.argv.slice(2);
 if (!dir || typeof globalThis.gc !== 'function') {
   console.error('usage: node --expose-gc scripts/leak-check.mjs <model-dir> [loads] [aborts]');
@@ -18,12 +19,17 @@ if (!dir || typeof globalThis.gc !== 'function') {
 const loads = Number(loadsArg);
 const aborts = Number(abortsArg);
 
-async function settledRss() {
+// One reading after JS garbage is collected and glibc has returned its free pages to the kernel
+// (malloc_trim): without the trim, resident memory also counts freed blocks that per-thread arenas
+// happen to cache at that moment, which swings by tens of MB with thread timing and hides or fakes
+// leaks. `heap` is the C heap's live bytes, the most direct leak figure; `rss` is what the OS sees.
+async function settledReading() {
   for (let i = 0; i < 4; i++) {
     globalThis.gc();
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return process.memoryUsage().rss;
+  const stats = native().allocatorStats(true);
+  return { rss: process.memoryUsage().rss, heap: stats.available ? stats.inUseBytes : Number.NaN };
 }
 
 async function loadCycle() {
@@ -31,12 +37,33 @@ async function loadCycle() {
   await model.dispose();
 }
 
-// V8 grows its heap to a plateau over the first loads (tokenizer tables); measure after it.
-const warmLoads = 20;
+// Runs `count` cycles with a reading after each tenth of them. Growth is the median of the last
+// three readings minus the median of the first three: a leak grows steadily and shows in full,
+// while one reading caught with an allocator arena briefly mapped (a few MB either way) does not
+// decide the result.
+async function measuredPhase(count, cycle) {
+  const readings = [await settledReading()];
+  const stride = Math.max(1, Math.floor(count / 10));
+  for (let i = 0; i < count; i++) {
+    await cycle(i);
+    if ((i + 1) % stride === 0 || i + 1 === count) readings.push(await settledReading());
+  }
+  const median3 = (xs) => [...xs].sort((a, b) => a - b)[1];
+  const growth = (key) =>
+    median3(readings.slice(-3).map((r) => r[key])) - median3(readings.slice(0, 3).map((r) => r[key]));
+  const rss = readings.map((r) => r.rss);
+  return { rss: growth('rss'), heap: growth('heap'), rssSpan: Math.max(...rss) - Math.min(...rss) };
+}
+
+// V8 grows its heap to a plateau over the first loads (tokenizer tables); measure after it. The
+// first forced full GC drops about 14 MB of V8 heap that the next loads rebuild once and keep, so
+// one settled reading comes before the warm-up, whose loads then absorb that rebuild.
+await settledReading();
+// Resident memory also climbs by ~6 MB over the first ~100 loads outside both heaps (glibc arena
+// pages that stay mapped once touched) and then stays flat; the warm-up covers that too.
+const warmLoads = 100;
 for (let i = 0; i < warmLoads; i++) await loadCycle();
-const loadStart = await settledRss();
-for (let i = 0; i < loads; i++) await loadCycle();
-const loadGrowth = (await settledRss()) - loadStart;
+const loadPhase = await measuredPhase(loads, () => loadCycle());
 
 const model = await loadModel(dir, { device: 'cpu' });
 let aborted = 0;
@@ -63,20 +90,22 @@ async function abortedGeneration(seed) {
 for (let i = 0; i < 40; i++) await abortedGeneration(i);
 aborted = 0;
 completed = 0;
-const abortStart = await settledRss();
-for (let i = 0; i < aborts; i++) await abortedGeneration(1000 + i);
-const abortGrowth = (await settledRss()) - abortStart;
+const abortPhase = await measuredPhase(aborts, (i) => abortedGeneration(1000 + i));
 const after = await model.generateImage('a butterfly on a flower', { seed: 7 });
 await model.dispose();
 
 console.log(
   JSON.stringify({
     loads,
-    loadGrowthBytes: loadGrowth,
+    loadGrowthBytes: loadPhase.rss,
+    loadHeapGrowthBytes: loadPhase.heap,
+    loadRssSpanBytes: loadPhase.rssSpan,
     aborts,
     aborted,
     completed,
-    abortGrowthBytes: abortGrowth,
+    abortGrowthBytes: abortPhase.rss,
+    abortHeapGrowthBytes: abortPhase.heap,
+    abortRssSpanBytes: abortPhase.rssSpan,
     usableAfter: after.image.width === 256,
   }),
 );

@@ -11,25 +11,41 @@ import { repoRoot } from './helpers/paths.js';
 
 const MB = 1024 * 1024;
 
+// Under AddressSanitizer freed memory sits in a quarantine (hundreds of MB) by design, so resident
+// memory says nothing about leaks there; the uninstrumented run of the suite measures it.
+const sanitized = process.env.VARGPT_SANITIZED !== undefined;
+
 describe('leaks', () => {
-  it('200 loads/disposes and 100 aborted generations grow resident memory by under 5 MB each', () => {
+  it.skipIf(sanitized)('200 loads/disposes and 100 aborted generations grow resident memory by under 5 MB each', () => {
     const out = execFileSync(process.execPath, ['--expose-gc', path.join(repoRoot, 'scripts', 'leak-check.mjs'), fixtureModel, '200', '100'], {
       encoding: 'utf8',
       timeout: 600_000,
+      // glibc gives busy threads their own malloc arenas and returns free pages inside them only
+      // partly, which alone moves resident memory by up to ~5 MB between readings with 16 worker
+      // threads (measured: C-heap live bytes flat, resident memory 2.5-4.8 MB up). Two arenas make
+      // resident memory follow live allocations; the C-heap figure below holds for any setting.
+      env: { ...process.env, MALLOC_ARENA_MAX: '2' },
     });
     const r = JSON.parse(out.trim().split('\n').pop()!) as {
       loadGrowthBytes: number;
       abortGrowthBytes: number;
+      loadHeapGrowthBytes: number;
+      abortHeapGrowthBytes: number;
       aborted: number;
       completed: number;
       usableAfter: boolean;
     };
+    const mb = (bytes: number) => `${(bytes / MB).toFixed(2)} MB`;
     console.log(
-      `load/dispose x200: ${(r.loadGrowthBytes / MB).toFixed(2)} MB; aborted generations x100 ` +
-        `(${r.aborted} aborted mid-run, ${r.completed} finished before the abort landed): ${(r.abortGrowthBytes / MB).toFixed(2)} MB`,
+      `load/dispose x200: resident ${mb(r.loadGrowthBytes)}, C heap ${mb(r.loadHeapGrowthBytes)}; ` +
+        `aborted generations x100 (${r.aborted} aborted mid-run, ${r.completed} finished before the abort landed): ` +
+        `resident ${mb(r.abortGrowthBytes)}, C heap ${mb(r.abortHeapGrowthBytes)}`,
     );
     expect(r.loadGrowthBytes).toBeLessThan(5 * MB);
     expect(r.abortGrowthBytes).toBeLessThan(5 * MB);
+    // Live C-heap bytes have no allocator caching in them: a leak of ~5 KB per cycle shows here.
+    expect(r.loadHeapGrowthBytes).toBeLessThan(1 * MB);
+    expect(r.abortHeapGrowthBytes).toBeLessThan(1 * MB);
     expect(r.aborted + r.completed).toBe(100);
     expect(r.aborted).toBeGreaterThanOrEqual(90);
     expect(r.usableAfter).toBe(true);

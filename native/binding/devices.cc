@@ -3,6 +3,10 @@
 #include "async.h"
 #include "binding.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace vargpt::binding {
 
 namespace {
@@ -42,11 +46,34 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
   out.Set("cuda", cuda_js);
   return out;
 }
+
+// Bytes the C heap holds for live allocations, after optionally handing free pages back to the
+// kernel. Resident-memory readings of a leak check otherwise depend on how much freed memory
+// glibc's per-thread arenas happen to cache at that moment, which varies with thread timing.
+Napi::Value allocator_stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool trim = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+  Napi::Object out = Napi::Object::New(env);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  if (trim) malloc_trim(0);
+  const struct mallinfo2 mi = mallinfo2();
+  out.Set("available", true);
+  out.Set("inUseBytes", static_cast<double>(mi.uordblks + mi.hblkhd));
+  out.Set("trimmed", trim);
+#else
+  (void)trim;
+  out.Set("available", false);
+#endif
+  return out;
+}
 }  // namespace
 
 void init_devices(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
                 return guarded(info.Env(), [&] { return devices(info); });
+              }));
+  exports.Set("allocatorStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+                return guarded(info.Env(), [&] { return allocator_stats(info); });
               }));
 }
 
