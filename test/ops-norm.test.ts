@@ -9,9 +9,22 @@
 //   near -1, which the f32 formula (PyTorch's too) cannot avoid: 16u·|y| + 4u·|x|.
 // - RoPE: the angle p·θ^(-2j/D) is formed in f32 as Hugging Face does, so it is off by about
 //   2|angle|·u; the rotated pair moves by that times |x1| + |x2|: (4|angle| + 4)·u·(|x1| + |x2|).
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
-import { type Act, EPS32, Rng, actRef, asF32, expectClose, f32Tensor, i32Tensor, numel, runOp } from './helpers/ops-reference.js';
+import {
+  type Act,
+  EPS32,
+  Rng,
+  actRef,
+  addon,
+  asF32,
+  expectClose,
+  f32Tensor,
+  i32Tensor,
+  kernelPaths,
+  numel,
+  runOp,
+} from './helpers/ops-reference.js';
 
 const u = EPS32;
 
@@ -288,5 +301,40 @@ describe('normalisation and element-wise: bad input', () => {
     await expect(
       runOp('rope', [f32Tensor([2, 8], rng.f32(16)), i32Tensor([3], [0, 1, 2])], { headDim: 4, theta: 10000 }),
     ).rejects.toThrow(/rope: positions i32\[3\] must be i32\[2\]/);
+  });
+});
+
+// The activations and SwiGLU run on the dispatched path's vectors (16 or 8 lanes, masked tails):
+// every path, lengths around the vector widths.
+const initialPath = addon.devices().cpu.kernels;
+afterAll(() => {
+  addon.setCpuKernels(initialPath);
+});
+
+describe.each(kernelPaths())('element-wise on the %s path', (path) => {
+  const lengths = [1, 7, 8, 15, 16, 17, 33, 100];
+  it.each(['silu', 'gelu_tanh', 'quick_gelu', 'gelu'] as const)('activation %s, lengths 1..100 (tails)', async (act: Act) => {
+    addon.setCpuKernels(path);
+    for (const n of lengths) {
+      const rng = new Rng(n * 7 + act.length);
+      // Both tails of the sigmoid (exp clamping near -104 / 88.7) and the region around 0.
+      const x = rng.f32(3 * n, -110, 110).map((v, i) => (i % 3 === 0 ? v / 20 : v));
+      const ref = new Float64Array(x.length).map((_, i) => actRef(act, x[i]!));
+      const tol = new Float64Array(x.length).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(x[i]!) + 1e-37);
+      const [y] = await runOp('activation', [f32Tensor([3, n], x)], { act });
+      expectClose(asF32(y!), ref, tol, `${path} activation ${act} n=${n}`);
+    }
+  });
+
+  it('swiglu, lengths 1..100 (tails)', async () => {
+    addon.setCpuKernels(path);
+    for (const n of lengths) {
+      const rng = new Rng(n + 77);
+      const g = rng.f32(2 * n, -30, 30), up = rng.f32(2 * n);
+      const ref = new Float64Array(2 * n).map((_, i) => actRef('silu', g[i]!) * up[i]!);
+      const tol = new Float64Array(2 * n).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(g[i]! * up[i]!) + 1e-37);
+      const [y] = await runOp('swiglu', [f32Tensor([2, n], g), f32Tensor([2, n], up)]);
+      expectClose(asF32(y!), ref, tol, `${path} swiglu n=${n}`);
+    }
   });
 });

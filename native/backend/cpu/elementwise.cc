@@ -4,6 +4,7 @@
 #include "cpu_common.h"
 #include "cpu_math.h"
 #include "cpu_ops.h"
+#include "gemm.h"
 
 namespace vargpt::cpu {
 
@@ -43,14 +44,14 @@ void check_binary(const char* op, const char* a_name, const Tensor& a, const cha
 
 void activation(const Tensor& x, Activation act, const Tensor& y) {
   check_binary("activation", "x", x, "x", x, y);
-  for_rows3(x, x, y, [&](const float* xi, const float*, float* yi, int64_t n) { activation_run(act, xi, yi, n); });
+  const GemmKernels& kern = active_gemm_kernels();
+  for_rows3(x, x, y, [&](const float* xi, const float*, float* yi, int64_t n) { kern.activation(act, xi, yi, n); });
 }
 
 void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) {
   check_binary("swiglu", "gate", gate, "up", up, y);
-  for_rows3(gate, up, y, [](const float* g, const float* u, float* yi, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) yi[i] = silu(g[i]) * u[i];
-  });
+  const GemmKernels& kern = active_gemm_kernels();
+  for_rows3(gate, up, y, [&](const float* g, const float* u, float* yi, int64_t n) { kern.swiglu(g, u, yi, n); });
 }
 
 void add(const Tensor& a, const Tensor& b, const Tensor& y) {

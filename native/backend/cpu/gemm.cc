@@ -200,11 +200,16 @@ float portable_stream_sum(const float* x, int64_t n) {
   return sum;
 }
 
+void portable_swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = silu(gate[i]) * up[i];
+}
+
 // No mid_rows kernel: with SSE2's 16 registers the packed path is as good.
 const GemmKernels kPortable = {"portable",          kPortableMR,       kPortableNR,     portable_micro,
                                portable_pack_b,     portable_pack_a,   portable_split_rows,
                                portable_row_dots,   nullptr,           portable_exp_shift_sum,
-                               portable_max_of,     portable_stream_sum, portable_fma_loop};
+                               portable_max_of,     portable_stream_sum, portable_fma_loop,
+                               activation_run,      portable_swiglu};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -220,7 +225,7 @@ void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, 
       const float b = ep.row_bias[m0 + i];
       for (int64_t j = 0; j < cols; ++j) c[j] += b;
     }
-    if (ep.act != Activation::None) activation_run(ep.act, c, c, cols);
+    if (ep.act != Activation::None) active_gemm_kernels().activation(ep.act, c, c, cols);
   }
 }
 

@@ -92,6 +92,12 @@ struct GemmKernels {
   // Register-only FMA chains (independent accumulators, no memory traffic) for `iterations`
   // rounds; returns the floating-point operations performed (2 per FMA lane).
   double (*fma_loop)(int64_t iterations);
+  // y[i] = act(x[i]) over a dense run (y may be x): the formulas of cpu_math.h on the path's
+  // vectors (the exact-erf GELU stays on libm's scalar erf). The GEMM epilogue and the
+  // element-wise ops run on it.
+  void (*activation)(Activation act, const float* x, float* y, int64_t n);
+  // y[i] = silu(gate[i]) * up[i] (y may be gate or up).
+  void (*swiglu)(const float* gate, const float* up, float* y, int64_t n);
 };
 
 // M range of the mid_rows kernels (above it, packing B pays for itself).

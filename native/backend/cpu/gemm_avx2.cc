@@ -372,11 +372,62 @@ double fma_loop(int64_t iterations) {
   return 2.0 * 8 * kChains * static_cast<double>(iterations);
 }
 
+// ---- element-wise activations on 8 lanes (formulas of cpu_math.h; one division, see
+// simd_avx512.h)
+
+inline __m256 x_sigmoid8(__m256 x, __m256 s) {
+  const __m256 e = exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), s), x));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+inline __m256 gelu_tanh8(__m256 x) {
+  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+  const __m256 e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+template <typename F>
+void map8(const float* x, float* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = tail_mask8(n - i);
+    _mm256_maskstore_ps(y + i, m, f(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+void activation(Activation act, const float* x, float* y, int64_t n) {
+  switch (act) {
+    case Activation::SiLU:
+      return map8(x, y, n, [](__m256 v) { return x_sigmoid8(v, _mm256_set1_ps(1.0f)); });
+    case Activation::QuickGelu:
+      return map8(x, y, n, [](__m256 v) { return x_sigmoid8(v, _mm256_set1_ps(1.702f)); });
+    case Activation::GeluTanh:
+      return map8(x, y, n, [](__m256 v) { return gelu_tanh8(v); });
+    default:  // None (a copy) and the erf GELU, which needs libm's erf
+      return portable_gemm_kernels().activation(act, x, y, n);
+  }
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(x_sigmoid8(_mm256_loadu_ps(gate + i), one), _mm256_loadu_ps(up + i)));
+  if (i < n) {
+    const __m256i m = tail_mask8(n - i);
+    const __m256 g = x_sigmoid8(_mm256_maskload_ps(gate + i, m), one);
+    _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(g, _mm256_maskload_ps(up + i, m)));
+  }
+}
+
 }  // namespace
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
-                                      split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop};
+                                      split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop,
+                                      activation, swiglu};
   return kernels;
 }
 

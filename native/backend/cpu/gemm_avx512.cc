@@ -24,6 +24,7 @@
 // Only gemm.h: inline functions from shared headers compiled here with wider instruction sets
 // could be picked by the linker for the portable code too.
 #include "gemm.h"
+#include "simd_avx512.h"
 
 namespace vargpt::cpu {
 
@@ -31,8 +32,6 @@ namespace {
 
 constexpr int kMR = 14;
 constexpr int kNR = 32;
-
-inline __mmask16 tail_mask16(int64_t n) { return n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
 
 template <int R>
 void micro_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int n_valid, bool load_c) {
@@ -412,24 +411,6 @@ void row_dots(int rows, int64_t K, const float* A, int64_t lda, const float* xs,
   }
 }
 
-// exp_approx of cpu_math.h, 16 lanes: same clamp, reduction and polynomial; 2^n by scalef, which
-// also gives the gradual underflow below -87.3.
-inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-
 float exp_shift_sum(float* x, int64_t n, float shift) {
   const __m512 s = _mm512_set1_ps(shift);
   __m512 sum = _mm512_setzero_ps();
@@ -480,11 +461,49 @@ double fma_loop(int64_t iterations) {
   return 2.0 * 16 * kChains * static_cast<double>(iterations);
 }
 
+// ---- element-wise activations on 16 lanes (formulas of cpu_math.h via simd_avx512.h)
+
+template <typename F>
+void map16(const float* x, float* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, f(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask16(n - i);
+    _mm512_mask_storeu_ps(y + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+void activation(Activation act, const float* x, float* y, int64_t n) {
+  switch (act) {
+    case Activation::SiLU:
+      return map16(x, y, n, [](__m512 v) { return x_sigmoid16(v, _mm512_set1_ps(1.0f)); });
+    case Activation::QuickGelu:
+      return map16(x, y, n, [](__m512 v) { return x_sigmoid16(v, _mm512_set1_ps(1.702f)); });
+    case Activation::GeluTanh:
+      return map16(x, y, n, [](__m512 v) { return gelu_tanh16(v); });
+    default:  // None (a copy) and the erf GELU, which needs libm's erf
+      return portable_gemm_kernels().activation(act, x, y, n);
+  }
+}
+
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(x_sigmoid16(_mm512_loadu_ps(gate + i), one), _mm512_loadu_ps(up + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask16(n - i);
+    const __m512 g = x_sigmoid16(_mm512_maskz_loadu_ps(m, gate + i), one);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
   static const GemmKernels kernels = {"avx512", kMR,      kNR,      micro,         pack_b, pack_a,     split_rows,
-                                      row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop};
+                                      row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop,
+                                      activation, swiglu};
   return kernels;
 }
 

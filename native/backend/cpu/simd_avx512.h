@@ -1,0 +1,51 @@
+// AVX-512 helpers shared by the *_avx512.cc files (include only from those: they are compiled
+// with -mavx512f and friends). Everything here has internal linkage (anonymous namespace), so no
+// AVX-512 copy of a function can be picked by the linker for the portable code.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace vargpt::cpu {
+namespace {
+
+inline __mmask16 tail_mask16(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : (n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1));
+}
+
+// exp_approx of cpu_math.h, 16 lanes: same clamp, reduction and polynomial; 2^n by scalef, which
+// also gives the gradual underflow below -87.3.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// x · sigmoid(s·x) = x / (1 + exp(-s·x)): SiLU (s = 1), QuickGELU (s = 1.702). One division
+// rather than x · (1 / (1 + e)) as the scalar code does: one rounding fewer, same few-ulp bound.
+inline __m512 x_sigmoid16(__m512 x, __m512 s) {
+  const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), s), x));
+  return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+// GELU, tanh form: x · sigmoid(2 · sqrt(2/pi) · (x + 0.044715 x^3)) (see gelu_tanh in cpu_math.h).
+inline __m512 gelu_tanh16(__m512 x) {
+  const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+  const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.7978845608028654f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), x3, x));
+  const __m512 e = exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
+  return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+}  // namespace
+}  // namespace vargpt::cpu
