@@ -8,9 +8,25 @@
 // we allow 64u·Σ|w_y w_x x|. The f32 source coordinate itself is off by ~in·u, which moves t by
 // as much and each weight by at most 1.4x that (the kernel's slope), so we add
 // 4u·Σ|x|(|w_x|·in_h + |w_y|·in_w) for the taps. Area is a plain mean of at most 36 values: (n + 4)·u·mean|x|.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
-import { EPS32, Rng, asF32, expectClose, f32Tensor, numel, runOp, weightTensor } from './helpers/ops-reference.js';
+import {
+  EPS32,
+  Rng,
+  addon,
+  asF32,
+  expectClose,
+  f32Tensor,
+  kernelPaths,
+  numel,
+  runOp,
+  weightTensor,
+} from './helpers/ops-reference.js';
+
+const initialPath = addon.devices().cpu.kernels;
+afterAll(() => {
+  addon.setCpuKernels(initialPath);
+});
 
 const u = EPS32;
 
@@ -27,7 +43,84 @@ interface ConvCase {
   bias: boolean;
 }
 
-async function checkConv(c: ConvCase, seed: number) {
+// F(4x4, 3x3) Winograd matrices (conv_winograd.cc): output tile = A^T [(G g G^T) ⊙ (B^T d B)] A.
+const WINO_AT = [
+  [1, 1, 1, 1, 1, 0],
+  [0, 1, -1, 2, -2, 0],
+  [0, 1, 1, 4, 4, 0],
+  [0, 1, -1, 8, -8, 1],
+];
+const WINO_BT = [
+  [4, 0, -5, 0, 1, 0],
+  [0, -4, -4, 1, 1, 0],
+  [0, 4, -4, -1, 1, 0],
+  [0, -2, -1, 2, 1, 0],
+  [0, 2, -1, -2, 1, 0],
+  [0, 4, 0, -5, 0, 1],
+];
+const WINO_G = [
+  [1 / 4, 0, 0],
+  [-1 / 6, -1 / 6, -1 / 6],
+  [-1 / 6, 1 / 6, -1 / 6],
+  [1 / 24, 1 / 12, 1 / 6],
+  [1 / 24, -1 / 12, 1 / 6],
+  [0, 0, 1],
+];
+
+// |M| X |N|^T for a 6 x r matrix M, an r x r matrix X (non-negative) and a 6 x r matrix N.
+function absSandwich(Mt: number[][], X: number[][], Nt: number[][]): number[][] {
+  const r = X.length;
+  const t = Mt.map((row) => Array.from({ length: r }, (_, j) => row.reduce((s, m, i) => s + Math.abs(m) * X[i]![j]!, 0)));
+  return t.map((row) => Nt.map((nrow) => nrow.reduce((s, nv, j) => s + Math.abs(nv) * row[j]!, 0)));
+}
+
+// Forward error bound of the Winograd path, in the style of Higham's bound for bilinear
+// algorithms: output (k, l) of a tile is Σ_c Σ_αβ A^T[k][α] A^T[l][β] U_c[α][β] V_c[α][β] with
+// U = G g G^T, V = B^T d B. Every term is formed and summed with at most C + 16 roundings (the
+// C-term GEMM sum, two transform stages each side, the product, the bias), so the error stays
+// below (C + 16)·u·Σ_c Σ_αβ |A^T[k][α]| |A^T[l][β]| (|G||g||G^T|)[α][β] (|B^T||d||B|)[α][β].
+// Unlike the direct sum's bound it involves the whole 6x6 input window of the pixel's tile.
+function winogradTolerance(c: ConvCase, x: Float32Array, w: Float64Array, Ho: number, Wo: number): Float64Array {
+  const N = c.N ?? 1;
+  const tol = new Float64Array(N * c.O * Ho * Wo);
+  const Uabs: number[][][] = [];
+  for (let o = 0; o < c.O; o++)
+    for (let ci = 0; ci < c.C; ci++) {
+      const g = [0, 1, 2].map((i) => [0, 1, 2].map((j) => Math.abs(w[((o * c.C + ci) * 3 + i) * 3 + j]!)));
+      Uabs.push(absSandwich(WINO_G, g, WINO_G));
+    }
+  for (let n = 0; n < N; n++)
+    for (let ty = 0; ty * 4 < Ho; ty++)
+      for (let tx = 0; tx * 4 < Wo; tx++) {
+        const Vabs: number[][][] = [];
+        for (let ci = 0; ci < c.C; ci++) {
+          const d = [0, 1, 2, 3, 4, 5].map((i) =>
+            [0, 1, 2, 3, 4, 5].map((j) => {
+              const ih = 4 * ty - c.pad[0] + i, iw = 4 * tx - c.pad[2] + j;
+              return ih < 0 || ih >= c.H || iw < 0 || iw >= c.W ? 0 : Math.abs(x[((n * c.C + ci) * c.H + ih) * c.W + iw]!);
+            }),
+          );
+          Vabs.push(absSandwich(WINO_BT, d, WINO_BT));
+        }
+        for (let o = 0; o < c.O; o++) {
+          const P = Array.from({ length: 6 }, () => new Float64Array(6));
+          for (let ci = 0; ci < c.C; ci++) {
+            const U = Uabs[o * c.C + ci]!, V = Vabs[ci]!;
+            for (let a = 0; a < 6; a++) for (let b = 0; b < 6; b++) P[a]![b] += U[a]![b]! * V[a]![b]!;
+          }
+          for (let k = 0; k < 4 && 4 * ty + k < Ho; k++)
+            for (let l = 0; l < 4 && 4 * tx + l < Wo; l++) {
+              let bound = 0;
+              for (let a = 0; a < 6; a++)
+                for (let b = 0; b < 6; b++) bound += Math.abs(WINO_AT[k]![a]!) * Math.abs(WINO_AT[l]![b]!) * P[a]![b]!;
+              tol[((n * c.O + o) * Ho + 4 * ty + k) * Wo + 4 * tx + l] = (c.C + 16) * u * bound;
+            }
+        }
+      }
+  return tol;
+}
+
+async function checkConv(c: ConvCase, seed: number, winograd = false) {
   const rng = new Rng(seed);
   const N = c.N ?? 1;
   const x = rng.f32(N * c.C * c.H * c.W);
@@ -63,6 +156,11 @@ async function checkConv(c: ConvCase, seed: number) {
           ref[i] = s;
           tol[i] = 2 * (K + 1) * u * abs + 1e-30;
         }
+  if (winograd) {
+    // The bias is added after the output transform: one more rounding of |ref|.
+    const wt = winogradTolerance(c, x, w.values, Ho, Wo);
+    for (let i = 0; i < tol.length; i++) tol[i] = wt[i]! + 2 * u * Math.abs(ref[i]!) + 1e-30;
+  }
   expectClose(asF32(y!), ref, tol, `conv2d ${JSON.stringify(c)}`);
 }
 
@@ -89,6 +187,28 @@ describe('conv2d', () => {
       /conv2d: x f32\[3, 4, 4\] has 3 channels but weight f32\[2, 4, 3, 3\] expects 4/,
     );
     await expect(runOp('conv2d', [x, f32Tensor([2, 3, 5, 5], rng.f32(150))])).rejects.toThrow(/larger than the padded input/);
+  });
+});
+
+// Stride-1 3x3 layers with at least 16 input and output channels and 64 output tiles (4x4) take
+// the Winograd F(4x4, 3x3) path, held to its own forward error bound (winogradTolerance; the
+// direct sum's bound covers only the pixel's own 3x3 window, and a pixel whose window is all
+// padding would be held to the bias's rounding alone). Sizes off the 4x4
+// tiles and the 16-tile vectors, partial tile groups, asymmetric and zero padding, batch 2, bf16
+// weights, channel counts past one GEMM K block, on every kernel path.
+describe.each(kernelPaths())('conv2d 3x3 on the Winograd path (%s kernels)', (path) => {
+  const base = { N: 1, bias: true, dtype: 'f32' as const, k: 3, stride: 1 };
+  const cases: [string, ConvCase][] = [
+    ['33x35, 16 -> 17 channels, pad 1', { ...base, C: 16, H: 33, W: 35, O: 17, pad: [1, 1, 1, 1] }],
+    ['32x70 (two tile groups per row), batch 2, no bias', { ...base, N: 2, C: 17, H: 32, W: 70, O: 16, pad: [1, 1, 1, 1], bias: false }],
+    ['unpadded 34x34, bf16 weights', { ...base, C: 16, H: 34, W: 34, O: 20, pad: [0, 0, 0, 0], dtype: 'bf16' }],
+    ['asymmetric padding (2,0,1,3), no batch axis', { ...base, N: null, C: 18, H: 31, W: 29, O: 16, pad: [2, 0, 1, 3] }],
+    ['300 channels (two K blocks) at 32x32', { ...base, C: 300, H: 32, W: 32, O: 24, pad: [1, 1, 1, 1] }],
+    ['74x70: 19 tile rows in two blocks of whole rows', { ...base, C: 16, H: 74, W: 70, O: 16, pad: [1, 1, 1, 1] }],
+  ];
+  it.each(cases)('%s', async (label, c) => {
+    addon.setCpuKernels(path);
+    await checkConv(c, label.length + 100, true);
   });
 });
 

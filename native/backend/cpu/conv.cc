@@ -1,9 +1,11 @@
-// conv2d as GEMM: y[O, Ho*Wo] = W[O, C*kh*kw] · col[C*kh*kw, Ho*Wo]. 1x1 stride-1 unpadded
+// conv2d as GEMM: y[O, Ho*Wo] = W[O, C*kh*kw] · col[C*kh*kw, Ho*Wo]. Stride-1 3x3 layers with
+// enough channels and pixels go to the Winograd path (conv_winograd.h) instead. 1x1 stride-1 unpadded
 // convolutions use the input itself as `col`; the others build it (im2col) in chunks of output
 // pixels so the scratch stays bounded at 256x256. Also nearest-neighbour 2x upsampling.
 #include <vector>
 
 #include "cpu_common.h"
+#include "conv_winograd.h"
 #include "cpu_ops.h"
 #include "gemm.h"
 
@@ -88,6 +90,15 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
   std::vector<float> bias_f32;
   if (bias != nullptr) bias_f32 = widen_vector(op, "bias", *bias, O);
   if (y.numel() == 0) return;
+
+  if (winograd_applies(in.C, O, kh, kw, p.stride, Ho, Wo)) {
+    WinogradPlane g;
+    g.H = in.H, g.W = in.W, g.Ho = Ho, g.Wo = Wo, g.pad_top = p.pad_top, g.pad_left = p.pad_left;
+    g.tiles_y = (Ho + 3) / 4, g.tiles_x = (Wo + 3) / 4;
+    conv2d_winograd(x.data<float>(), in.N, in.C, g, weight.dtype(), weight.raw(), O,
+                    bias ? bias_f32.data() : nullptr, y.data<float>());
+    return;
+  }
 
   const int64_t K = in.C * kh * kw, P = Ho * Wo;
   // The weights are the GEMM's A operand, which is f32: widen bf16/f16 filters once per call.
