@@ -147,6 +147,9 @@ describe('normalisations', () => {
     [[64, 16, 16], 32],
     [[2, 96, 3, 3], 32],
     [[1, 6, 1, 1], 3],
+    // Groups of several 4096-value chunks (moments merged across chunks), with a partial last one.
+    [[1, 64, 48, 48], 32],
+    [[1, 32, 70, 70], 8],
   ] as const)('group_norm on %j with %i groups', async (shape, groups) => {
     const rng = new Rng(shape.length * 100 + groups);
     const n = numel(shape);

@@ -33,6 +33,18 @@ inline float sum_values(const float* x, int64_t n) {
   return sum;
 }
 
+// Sum of (x - m)^2 over a run, sixteen partial sums like sum_squares.
+inline float sum_sq_dev(const float* x, int64_t n, float m) {
+  float partial[16] = {};
+  const int64_t body = n / 16 * 16;
+  for (int64_t i = 0; i < body; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += (x[i + j] - m) * (x[i + j] - m);
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) sum += (x[i] - m) * (x[i] - m);
+  for (int j = 0; j < 16; ++j) sum += partial[j];
+  return sum;
+}
+
 // Mean and 1/sqrt(biased variance + eps) of a row, two passes (no cancellation).
 inline void row_moments(const float* x, int64_t n, float eps, float* mean, float* inv_std) {
   const float mu = sum_values(x, n) / static_cast<float>(n);
@@ -177,16 +189,24 @@ void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor&
       const int64_t count = per_group * HW;
       const float* xg = xs + (n * C + g * per_group) * HW;
       float* yg = ys + (n * C + g * per_group) * HW;
-      // Groups hold up to ~330k values at 256x256: accumulate the moments in double.
-      double sum = 0.0;
-      for (int64_t i0 = 0; i0 < count; i0 += 4096) sum += sum_values(xg + i0, std::min<int64_t>(4096, count - i0));
-      const double mean = sum / static_cast<double>(count);
-      double var = 0.0;
-      for (int64_t i = 0; i < count; ++i) {
-        const double d = xg[i] - mean;
-        var += d * d;
+      // Groups hold up to ~330k values at 256x256. Moments per chunk of kChunk values (two
+      // vectorised float passes while the chunk sits in L1: its mean, then the squared
+      // deviations from it), merged across chunks in double with Chan's update, so the data is
+      // read from memory once and nothing cancels.
+      constexpr int64_t kChunk = 4096;
+      double n_acc = 0.0, mean_acc = 0.0, m2_acc = 0.0;
+      for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
+        const int64_t len = std::min(kChunk, count - i0);
+        const float* xc = xg + i0;
+        const float m = sum_values(xc, len) / static_cast<float>(len);
+        const double m2 = sum_sq_dev(xc, len, m);
+        const double n_new = n_acc + static_cast<double>(len), delta = static_cast<double>(m) - mean_acc;
+        mean_acc += delta * static_cast<double>(len) / n_new;
+        m2_acc += m2 + delta * delta * n_acc * static_cast<double>(len) / n_new;
+        n_acc = n_new;
       }
-      const float inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(count) + eps));
+      const double mean = mean_acc;
+      const float inv = static_cast<float>(1.0 / std::sqrt(m2_acc / static_cast<double>(count) + eps));
       const float meanf = static_cast<float>(mean);
       for (int64_t c = 0; c < per_group; ++c) {
         const int64_t ch = g * per_group + c;
