@@ -103,6 +103,9 @@ describe.each(kernelPaths())('attention on the %s kernels', (path) => {
     ['causal prefill Lq = Lk (odd length, several key blocks)', { B: 1, Lq: 77, Lk: 77, Hq: 3, Hkv: 3, D: 32, scale: 32 ** -0.5, causal: true }],
     ['causal with Lq < Lk (new tokens after a cache), GQA 8/2', { B: 1, Lq: 7, Lk: 70, Hq: 8, Hkv: 2, D: 64, scale: 0.125, causal: true }],
     ['decode: one query over 100 keys, GQA 4/1', { B: 1, Lq: 1, Lk: 100, Hq: 4, Hkv: 1, D: 64, scale: 0.125, causal: true }],
+    // Decode splits the keys into chunks merged at the end: several chunks, a partial last one.
+    ['decode: one query over 701 keys (four chunks), head_dim 128', { B: 1, Lq: 1, Lk: 701, Hq: 8, Hkv: 8, D: 128, scale: 128 ** -0.5, causal: true, valueRange: 3 }],
+    ['decode: 2 queries x batch 2 over a [0, 333) cache slice, GQA 6/2', { B: 2, Lq: 2, Lk: 333, Hq: 6, Hkv: 2, D: 48, scale: 0.15, causal: true, cache: { length: 400, begin: 0 } }],
     ['batch of 3, no mask, head_dim 24', { B: 3, Lq: 9, Lk: 13, Hq: 2, Hkv: 1, D: 24, scale: 0.3, causal: false }],
     ['head_dim 80 and 17 queries (off the query block)', { B: 1, Lq: 17, Lk: 33, Hq: 2, Hkv: 2, D: 80, scale: 0.11, causal: true }],
     ['VAR-like: scale 1 on large scores, no mask', { B: 2, Lq: 13, Lk: 40, Hq: 2, Hkv: 2, D: 64, scale: 1, causal: false }],

@@ -7,11 +7,13 @@
 //   128 queries): both products run on the GEMM micro-kernels. S = Q K^T for the queries x 128
 //   keys, softmax update of S in place (vectorised exp), then O += P V; K and V tiles are packed
 //   like GEMM B operands.
-// - rows (Lq < 8: decode), work split over (batch, kv head): one query at a time with plain dot
-//   products and axpys over all query heads of the GQA group, so each K/V row is loaded once;
-//   this is bound by the K/V reads, which are prefetched by hand.
+// - decode (Lq < 8), flash-decoding: work split over (batch, query, chunk of keys); each item
+//   reads its chunk's whole cache rows (every head) in order with the path's vector dot and axpy
+//   kernels, and per-chunk partial softmax results are merged at the end (attention_decode).
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "cpu_common.h"
 #include "cpu_math.h"
@@ -36,23 +38,6 @@ View3 view3(const Tensor& t) {
   return {t.data<float>(), t.stride(0), t.dim(1) > 1 ? t.stride(1) : t.dim(2)};
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float partial[16] = {};
-  const int64_t body = n / 16 * 16;
-  for (int64_t i = 0; i < body; i += 16)
-    for (int j = 0; j < 16; ++j) partial[j] += a[i + j] * b[i + j];
-  float sum = 0.0f;
-  for (int64_t i = body; i < n; ++i) sum += a[i] * b[i];
-  for (int j = 0; j < 16; ++j) sum += partial[j];
-  return sum;
-}
-
-constexpr int64_t kPrefetchRows = 4;
-
-inline void prefetch_row(const float* row, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(row + i);
-}
-
 struct Problem {
   View3 q, k, v, out;
   float* out_base;
@@ -63,68 +48,93 @@ struct Problem {
   int64_t visible_end(int64_t i) const { return causal ? Lk - Lq + i + 1 : Lk; }
 };
 
-// Queries i0 .. i0 + nq of all query heads that share kv head hk (GQA group), one query at a
-// time; each key and value row is loaded once for the whole group.
-void attend_rows(const Problem& P, int64_t b, int64_t hk, int64_t i0, int64_t nq, AlignedBuffer& scratch) {
-  const int64_t D = P.D, G = P.group;
-  float* qs = scratch.floats(static_cast<size_t>(G * (2 * D + kTileKeys + 2)));
-  float* acc = qs + G * D;
-  float* s = acc + G * D;
-  float* run_max = s + G * kTileKeys;
-  float* run_sum = run_max + G;
-  const float* kbase = P.k.base + b * P.k.batch_stride + hk * D;
-  const float* vbase = P.v.base + b * P.v.batch_stride + hk * D;
-  for (int64_t i = i0; i < i0 + nq; ++i) {
-    // Queries scaled once, so the scores come out already multiplied by `scale`.
-    for (int64_t g = 0; g < G; ++g) {
-      const float* src = P.q.base + b * P.q.batch_stride + i * P.q.row_stride + (hk * G + g) * D;
-      for (int64_t d = 0; d < D; ++d) qs[g * D + d] = src[d] * P.scale;
-      run_max[g] = -std::numeric_limits<float>::infinity();
-      run_sum[g] = 0.0f;
-    }
-    std::fill(acc, acc + G * D, 0.0f);
-    const int64_t end = P.visible_end(i);
-    for (int64_t j0 = 0; j0 < end; j0 += kTileKeys) {
-      const int64_t nk = std::min(kTileKeys, end - j0);
-      for (int64_t j = 0; j < nk; ++j) {
-        // Cache rows sit one head-row apart in different pages, where hardware prefetchers do
-        // not follow: fetch a few keys ahead by hand (decode is bound by these loads).
-        if (j0 + j + kPrefetchRows < end) prefetch_row(kbase + (j0 + j + kPrefetchRows) * P.k.row_stride, D);
-        const float* krow = kbase + (j0 + j) * P.k.row_stride;
-        for (int64_t g = 0; g < G; ++g) s[g * kTileKeys + j] = dot(qs + g * D, krow, D);
-      }
-      for (int64_t g = 0; g < G; ++g) {
-        float* sg = s + g * kTileKeys;
-        float block_max = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < nk; ++j) block_max = std::max(block_max, sg[j]);
-        const float new_max = std::max(run_max[g], block_max);
-        const float correction = exp_approx(run_max[g] - new_max);
-        float block_sum = 0.0f;
-        for (int64_t j = 0; j < nk; ++j) {
-          sg[j] = exp_approx(sg[j] - new_max);
-          block_sum += sg[j];
-        }
-        run_sum[g] = run_sum[g] * correction + block_sum;
-        run_max[g] = new_max;
-        if (correction != 1.0f)
-          for (int64_t d = 0; d < D; ++d) acc[g * D + d] *= correction;
-      }
-      for (int64_t j = 0; j < nk; ++j) {
-        if (j + kPrefetchRows < nk) prefetch_row(vbase + (j0 + j + kPrefetchRows) * P.v.row_stride, D);
-        const float* vrow = vbase + (j0 + j) * P.v.row_stride;
-        for (int64_t g = 0; g < G; ++g) {
-          const float pj = s[g * kTileKeys + j];
-          float* a = acc + g * D;
-          for (int64_t d = 0; d < D; ++d) a[d] += pj * vrow[d];
-        }
-      }
-    }
-    for (int64_t g = 0; g < G; ++g) {
-      float* dst = P.out_base + b * P.out.batch_stride + i * P.out.row_stride + (hk * G + g) * D;
-      const float inv = 1.0f / run_sum[g];
-      for (int64_t d = 0; d < D; ++d) dst[d] = acc[g * D + d] * inv;
-    }
+// ---- few queries (decode): flash-decoding over chunks of contiguous cache rows.
+//
+// An item handles one query and one chunk of its keys for every head at once. A cache row holds
+// all kv heads side by side, so the item reads whole rows in order and the loads stream (one head
+// at a time instead visits a 256-512 byte piece of each row, a page apart, which the prefetchers
+// do not follow). Each item leaves per head its chunk's score maximum, exp-sum and unnormalised
+// output; merge_partials rescales and combines them (the online softmax, split over chunks).
+
+constexpr int64_t kMinChunkKeys = 32, kMaxChunkKeys = 512;
+
+// part[h * (D + 2)] = max, [+1] = sum of exp(s - max), [+2 ..] = sum of exp(s - max) v.
+void attend_chunk(const Problem& P, const GemmKernels& kern, int64_t Hq, int64_t b, int64_t i, int64_t j0, int64_t j1,
+                  float* part, AlignedBuffer& scratch) {
+  const int64_t D = P.D, G = P.group, nk = j1 - j0, stride = D + 2;
+  float* qs = scratch.floats(static_cast<size_t>(Hq * (D + nk)));
+  float* s = qs + Hq * D;
+  // Queries scaled once, so the scores come out already multiplied by `scale`.
+  const float* qrow = P.q.base + b * P.q.batch_stride + i * P.q.row_stride;
+  for (int64_t e = 0; e < Hq * D; ++e) qs[e] = qrow[e] * P.scale;
+  const float* kbase = P.k.base + b * P.k.batch_stride;
+  const float* vbase = P.v.base + b * P.v.batch_stride;
+  const int64_t row_floats = Hq / G * D;
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* krow = kbase + j * P.k.row_stride;
+    if (j + 2 < j1)
+      for (int64_t e = 0; e < row_floats; e += 16) __builtin_prefetch(krow + 2 * P.k.row_stride + e);
+    for (int64_t h = 0; h < Hq; ++h) s[h * nk + (j - j0)] = kern.dot(qs + h * D, krow + h / G * D, D);
   }
+  for (int64_t h = 0; h < Hq; ++h) {
+    float* sh = s + h * nk;
+    const float m = kern.max_of(sh, nk);
+    part[h * stride] = m;
+    part[h * stride + 1] = kern.exp_shift_sum(sh, nk, m);
+    std::fill(part + h * stride + 2, part + (h + 1) * stride, 0.0f);
+  }
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* vrow = vbase + j * P.v.row_stride;
+    if (j + 2 < j1)
+      for (int64_t e = 0; e < row_floats; e += 16) __builtin_prefetch(vrow + 2 * P.v.row_stride + e);
+    for (int64_t h = 0; h < Hq; ++h) kern.axpy(s[h * nk + (j - j0)], vrow + h / G * D, part + h * stride + 2, D);
+  }
+}
+
+void attention_decode(const Problem& P, const GemmKernels& kern, int64_t B, int64_t Hq) {
+  const int64_t D = P.D, stride = D + 2, Lq = P.Lq, Lk = P.Lk;
+  // Enough chunks for every thread to have two, each between kMinChunkKeys and kMaxChunkKeys keys.
+  const int64_t per_query = std::max<int64_t>(1, (2 * num_threads() + B * Lq - 1) / (B * Lq));
+  const int64_t chunk = std::clamp((Lk + per_query - 1) / per_query, kMinChunkKeys, kMaxChunkKeys);
+  const int64_t chunks = (Lk + chunk - 1) / chunk;
+  std::vector<float> partials(static_cast<size_t>(B * Lq * chunks * Hq * stride));
+  static thread_local AlignedBuffer scratch;
+  parallel_for(B * Lq * chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t c = t % chunks, i = t / chunks % Lq, b = t / (chunks * Lq);
+      const int64_t j0 = c * chunk, j1 = std::min(P.visible_end(i), j0 + chunk);
+      float* part = partials.data() + t * Hq * stride;
+      if (j0 >= j1) {  // masked out for this query: contributes nothing
+        for (int64_t h = 0; h < Hq; ++h) {
+          part[h * stride] = -std::numeric_limits<float>::infinity();
+          part[h * stride + 1] = 0.0f;
+        }
+        continue;
+      }
+      attend_chunk(P, kern, Hq, b, i, j0, j1, part, scratch);
+    }
+  });
+  // Merge: out = Σ_c e^(m_c - M) acc_c / Σ_c e^(m_c - M) sum_c, M the largest chunk maximum.
+  parallel_for(B * Lq * Hq, grain_for(chunks * D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t h = r % Hq, bi = r / Hq, i = bi % Lq, b = bi / Lq;
+      const float* first = partials.data() + bi * chunks * Hq * stride + h * stride;
+      float M = -std::numeric_limits<float>::infinity();
+      for (int64_t c = 0; c < chunks; ++c) M = std::max(M, first[c * Hq * stride]);
+      float* dst = P.out_base + b * P.out.batch_stride + i * P.out.row_stride + h * D;
+      std::fill(dst, dst + D, 0.0f);
+      float denom = 0.0f;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float* part = first + c * Hq * stride;
+        if (part[1] == 0.0f) continue;  // an empty chunk
+        const float w = exp_approx(part[0] - M);
+        denom += w * part[1];
+        kern.axpy(w, part + 2, dst, D);
+      }
+      const float inv = 1.0f / denom;
+      for (int64_t d = 0; d < D; ++d) dst[d] *= inv;
+    }
+  });
 }
 
 // Queries i0 .. i0 + nq (nq <= kTileQueries) of head h in batch b on the GEMM micro-kernels.
@@ -268,10 +278,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
     });
     return;
   }
-  // Few queries (decode): one item per (batch, kv head), all its query heads together.
-  parallel_for(B * Hkv, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) attend_rows(prob, t / Hkv, t % Hkv, 0, Lq, scratch);
-  });
+  attention_decode(prob, kern, B, Hq);
 }
 
 }  // namespace vargpt::cpu

@@ -204,12 +204,28 @@ void portable_swiglu(const float* gate, const float* up, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = silu(gate[i]) * up[i];
 }
 
+// Sixteen partial sums: vectorisable without reassociation flags.
+float portable_dot(const float* a, const float* b, int64_t n) {
+  float partial[16] = {};
+  const int64_t body = n / 16 * 16;
+  for (int64_t i = 0; i < body; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += a[i + j] * b[i + j];
+  float sum = 0.0f;
+  for (int64_t i = body; i < n; ++i) sum += a[i] * b[i];
+  for (int j = 0; j < 16; ++j) sum += partial[j];
+  return sum;
+}
+
+void portable_axpy(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
 // No mid_rows kernel: with SSE2's 16 registers the packed path is as good.
 const GemmKernels kPortable = {"portable",          kPortableMR,       kPortableNR,     portable_micro,
                                portable_pack_b,     portable_pack_a,   portable_split_rows,
                                portable_row_dots,   nullptr,           portable_exp_shift_sum,
                                portable_max_of,     portable_stream_sum, portable_fma_loop,
-                               activation_run,      portable_swiglu};
+                               activation_run,      portable_swiglu,    portable_dot,    portable_axpy};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.

@@ -98,6 +98,10 @@ struct GemmKernels {
   void (*activation)(Activation act, const float* x, float* y, int64_t n);
   // y[i] = silu(gate[i]) * up[i] (y may be gate or up).
   void (*swiglu)(const float* gate, const float* up, float* y, int64_t n);
+  // Sum of a[i] * b[i] (decode attention's scores).
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] += alpha * x[i] (decode attention's value sums).
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
 };
 
 // M range of the mid_rows kernels (above it, packing B pays for itself).

@@ -422,12 +422,31 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   }
 }
 
+float dot(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  float sum = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
 }  // namespace
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
                                       split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop,
-                                      activation, swiglu};
+                                      activation, swiglu, dot, axpy};
   return kernels;
 }
 
