@@ -202,10 +202,7 @@ void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_
       std::fill(s + visible, s + nk, 0.0f);
       run_sum[i] = run_sum[i] * correction + block_sum;
       run_max[i] = new_max;
-      if (correction != 1.0f) {
-        float* o = O + i * ldO;
-        for (int64_t d = 0; d < D; ++d) o[d] *= correction;
-      }
+      if (correction != 1.0f) kern.scale(correction, O + i * ldO, D);
     }
     // O += P V: P packed like an A operand, the V tile like a k-major B operand.
     for (int64_t p = 0; p < panels; ++p) {

@@ -220,12 +220,17 @@ void portable_axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void portable_scale(float alpha, float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
 // No mid_rows kernel: with SSE2's 16 registers the packed path is as good.
 const GemmKernels kPortable = {"portable",          kPortableMR,       kPortableNR,     portable_micro,
                                portable_pack_b,     portable_pack_a,   portable_split_rows,
                                portable_row_dots,   nullptr,           portable_exp_shift_sum,
                                portable_max_of,     portable_stream_sum, portable_fma_loop,
-                               activation_run,      portable_swiglu,    portable_dot,    portable_axpy};
+                               activation_run,      portable_swiglu,    portable_dot,    portable_axpy,
+                               portable_scale};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.

@@ -102,6 +102,8 @@ struct GemmKernels {
   float (*dot)(const float* a, const float* b, int64_t n);
   // y[i] += alpha * x[i] (decode attention's value sums).
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // x[i] *= alpha (attention's rescaling of partial outputs).
+  void (*scale)(float alpha, float* x, int64_t n);
 };
 
 // M range of the mid_rows kernels (above it, packing B pays for itself).

@@ -441,12 +441,19 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void scale(float alpha, float* x, int64_t n) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(a, _mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] *= alpha;
+}
+
 }  // namespace
 
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
                                       split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop,
-                                      activation, swiglu, dot, axpy};
+                                      activation, swiglu, dot, axpy, scale};
   return kernels;
 }
 

@@ -520,12 +520,20 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   }
 }
 
+void scale(float alpha, float* x, int64_t n) {
+  const __m512 a = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask16(n - i);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
 }  // namespace
 
 const GemmKernels& avx512_gemm_kernels() {
   static const GemmKernels kernels = {"avx512", kMR,      kNR,      micro,         pack_b, pack_a,     split_rows,
                                       row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop,
-                                      activation, swiglu, dot, axpy};
+                                      activation, swiglu, dot, axpy, scale};
   return kernels;
 }
 
