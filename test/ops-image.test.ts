@@ -106,7 +106,7 @@ function winogradTolerance(c: ConvCase, x: Float32Array, w: Float64Array, Ho: nu
           const P = Array.from({ length: 6 }, () => new Float64Array(6));
           for (let ci = 0; ci < c.C; ci++) {
             const U = Uabs[o * c.C + ci]!, V = Vabs[ci]!;
-            for (let a = 0; a < 6; a++) for (let b = 0; b < 6; b++) P[a]![b] += U[a]![b]! * V[a]![b]!;
+            for (let a = 0; a < 6; a++) for (let b = 0; b < 6; b++) P[a]![b] = P[a]![b]! + U[a]![b]! * V[a]![b]!;
           }
           for (let k = 0; k < 4 && 4 * ty + k < Ho; k++)
             for (let l = 0; l < 4 && 4 * tx + l < Wo; l++) {
