@@ -178,6 +178,12 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Weight rows are short next to a 4 KB page (K = 1024 f32 is exactly one), and the hardware
+// streamer stops at page edges, so every new row would start cold: each step also asks for the
+// same offset in the next group's rows. Past the matrix or the thread's chunk the hint is harmless
+// (prefetches do not fault).
+inline void prefetch_next_rows(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
 // 8 widened weights at w[0..8) for full steps; the K tail is handled by scalar code.
 inline __m256 load_w8(const float* w) { return _mm256_loadu_ps(w); }
 inline __m256 load_w8(const uint16_t* w) {
@@ -193,7 +199,10 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
   const int64_t body = K / 8 * 8;
   for (int64_t k = 0; k < body; k += 8) {
     __m256 wv[COLS];
-    for (int j = 0; j < COLS; ++j) wv[j] = load_w8(w + j * ldw + k);
+    for (int j = 0; j < COLS; ++j) {
+      prefetch_next_rows(w + (COLS + j) * ldw + k);
+      wv[j] = load_w8(w + j * ldw + k);
+    }
     for (int m = 0; m < rows; ++m) {
       const __m256 x = _mm256_loadu_ps(A + m * lda + k);
       for (int j = 0; j < COLS; ++j) acc[m][j] = _mm256_fmadd_ps(x, wv[j], acc[m][j]);
@@ -219,6 +228,7 @@ void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t
   for (int64_t k = 0; k < ldx; k += 16) {
     __m256 even[COLS], odd[COLS];
     for (int j = 0; j < COLS; ++j) {
+      prefetch_next_rows(w + (COLS + j) * ldw + k);
       const uint16_t* src = w + j * ldw + k;
       if (k >= body) {
         // The last partial block: copy the valid weights, zeros after (the padded x is zero too).

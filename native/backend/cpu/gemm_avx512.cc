@@ -294,6 +294,12 @@ void mid_rows(int64_t M, int64_t K, const float* A, int64_t lda, const GemmB& B,
 
 // ---- row dots (M <= kRowGroup)
 
+// Weight rows are short next to a 4 KB page (K = 1024 f32 is exactly one), and the hardware
+// streamer stops at page edges, so every new row would start cold: each step also asks for the
+// same offset in the next group's rows, keeping twice as many lines in flight. Past the matrix or
+// the thread's chunk the hint is harmless (prefetches do not fault).
+inline void prefetch_next_rows(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
 // Widened weights for the f32 and f16 paths: 16 values at w[k..k+16), masked beyond `valid`.
 inline __m512 load_w16(const float* w, int64_t valid) { return _mm512_maskz_loadu_ps(tail_mask16(valid), w); }
 inline __m512 load_w16(const uint16_t* w, int64_t valid) {
@@ -311,7 +317,10 @@ void dots_plain(int rows, int64_t K, const float* A, int64_t lda, const W* w, in
     const int64_t valid = K - k;
     __m512 wv[COLS];
 #pragma GCC unroll 4
-    for (int j = 0; j < COLS; ++j) wv[j] = load_w16(w + j * ldw + k, valid);
+    for (int j = 0; j < COLS; ++j) {
+      prefetch_next_rows(w + (COLS + j) * ldw + k);
+      wv[j] = load_w16(w + j * ldw + k, valid);
+    }
     for (int m = 0; m < rows; ++m) {
       const __m512 x = _mm512_maskz_loadu_ps(tail_mask16(valid), A + m * lda + k);
 #pragma GCC unroll 4
@@ -336,6 +345,7 @@ void dots_bf16(int rows, int64_t K, const float* xs, int64_t ldx, const uint16_t
     __m512 even[COLS], odd[COLS];
 #pragma GCC unroll 4
     for (int j = 0; j < COLS; ++j) {
+      prefetch_next_rows(w + (COLS + j) * ldw + k);
       const __m512i raw = _mm512_maskz_loadu_epi16(mask, w + j * ldw + k);
       even[j] = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
       odd[j] = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
