@@ -18,16 +18,6 @@ namespace {
 constexpr int64_t kColBudgetFloats = int64_t{2} << 20;
 constexpr int64_t kColMinPixels = 512;
 
-struct ImageDims {
-  int64_t N, C, H, W;
-};
-
-ImageDims image_dims(const char* op, const char* name, const Tensor& t) {
-  check_rank(op, name, t, 3, 4);
-  if (t.rank() == 4) return {t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
-  return {1, t.dim(0), t.dim(1), t.dim(2)};
-}
-
 // Row k = (c, ky, kx) of the im2col matrix for output pixels [p0, p0 + np): walks output rows
 // as segments so the bounds are settled per segment, and stride-1 segments become copies.
 void im2col_row(const float* x, const ImageDims& in, int64_t kh, int64_t kw, const Conv2dParams& p, int64_t Wo,
@@ -68,25 +58,9 @@ void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Con
   check_dtype(op, "x", x, DType::F32);
   check_float(op, "weight", weight);
   check_dtype(op, "y", y, DType::F32);
-  const ImageDims in = image_dims(op, "x", x);
-  VG_CHECK(weight.rank() == 4, op, ": weight ", weight.describe(), " must be [O, C, kh, kw]");
-  const int64_t O = weight.dim(0), kh = weight.dim(2), kw = weight.dim(3);
-  VG_CHECK(weight.dim(1) == in.C, op, ": x ", x.describe(), " has ", in.C, " channels but weight ",
-           weight.describe(), " expects ", weight.dim(1));
-  VG_CHECK(p.stride >= 1, op, ": stride ", p.stride, " must be at least 1");
-  VG_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
-           ": padding must be non-negative");
-  const int64_t Hp = in.H + p.pad_top + p.pad_bottom, Wp = in.W + p.pad_left + p.pad_right;
-  VG_CHECK(Hp >= kh && Wp >= kw, op, ": kernel ", kh, "x", kw, " is larger than the padded input ", Hp, "x", Wp,
-           " of x ", x.describe());
-  const int64_t Ho = (Hp - kh) / p.stride + 1, Wo = (Wp - kw) / p.stride + 1;
-  const Shape expected = x.rank() == 4 ? Shape{in.N, O, Ho, Wo} : Shape{O, Ho, Wo};
-  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
-           x.describe(), ", weight ", weight.describe(), ", stride ", p.stride);
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "weight", weight);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
+  const Conv2dDims dims = check_conv2d_args(op, x, weight, p, y);
+  const ImageDims& in = dims.in;
+  const int64_t O = dims.out_channels, kh = dims.kh, kw = dims.kw, Ho = dims.out_h, Wo = dims.out_w;
   std::vector<float> bias_f32;
   if (bias != nullptr) bias_f32 = widen_vector(op, "bias", *bias, O);
   if (y.numel() == 0) return;
@@ -139,14 +113,7 @@ void upsample_nearest2x(const Tensor& x, const Tensor& y) {
   const char* op = "upsample_nearest2x";
   check_dtype(op, "x", x, DType::F32);
   check_dtype(op, "y", y, DType::F32);
-  const ImageDims in = image_dims(op, "x", x);
-  const Shape expected =
-      x.rank() == 4 ? Shape{in.N, in.C, 2 * in.H, 2 * in.W} : Shape{in.C, 2 * in.H, 2 * in.W};
-  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
-           x.describe());
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
+  const ImageDims in = check_upsample_nearest2x_args(op, x, y);
   const float* xs = x.data<float>();
   float* ys = y.data<float>();
   const int64_t W2 = 2 * in.W;

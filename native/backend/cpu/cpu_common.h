@@ -15,6 +15,7 @@
 #include "../../core/tensor.h"
 #include "../../core/thread_pool.h"
 #include "../backend.h"
+#include "../op_checks.h"
 
 namespace vargpt::cpu {
 
@@ -36,45 +37,8 @@ inline void check_float(const char* op, const char* name, const Tensor& t) {
   VG_CHECK(dtype_is_float(t.dtype()), op, ": ", name, " ", t.describe(), " must be f32, bf16 or f16");
 }
 
-inline void check_dense_rows(const char* op, const char* name, const Tensor& t) {
-  VG_CHECK(t.has_dense_rows(), op, ": ", name, " ", t.describe(), " needs a dense last axis (stride 1)");
-}
-
-inline void check_contiguous(const char* op, const char* name, const Tensor& t) {
-  VG_CHECK(t.is_contiguous(), op, ": ", name, " ", t.describe(), " must be contiguous");
-}
-
-inline void check_same_shape(const char* op, const char* a_name, const Tensor& a, const char* b_name,
-                             const Tensor& b) {
-  VG_CHECK(a.shape() == b.shape(), op, ": ", a_name, " ", a.describe(), " and ", b_name, " ", b.describe(),
-           " must have the same shape");
-}
-
-inline void check_rank(const char* op, const char* name, const Tensor& t, int lo, int hi) {
-  VG_CHECK(t.rank() >= lo && t.rank() <= hi, op, ": ", name, " ", t.describe(), " must have rank ", lo,
-           lo == hi ? "" : (" to " + std::to_string(hi)));
-}
-
-// True when the byte ranges of two host tensors overlap (ops that may not run in place check it).
-inline bool overlaps(const Tensor& a, const Tensor& b) {
-  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
-  if (a.storage()->data() != b.storage()->data()) return false;
-  auto span = [](const Tensor& t) {
-    int64_t last = 0;
-    for (int i = 0; i < t.rank(); ++i) last += (t.shape()[i] - 1) * t.strides()[i];
-    const size_t item = dtype_size(t.dtype());
-    return std::pair<size_t, size_t>(t.offset(), t.offset() + static_cast<size_t>(last + 1) * item);
-  };
-  const auto [a0, a1] = span(a);
-  const auto [b0, b1] = span(b);
-  return a0 < b1 && b0 < a1;
-}
-
-inline void check_no_alias(const char* op, const char* in_name, const Tensor& in, const char* out_name,
-                           const Tensor& out) {
-  VG_CHECK(!overlaps(in, out), op, ": output ", out_name, " ", out.describe(), " overlaps input ", in_name, " ",
-           in.describe(), " (this op does not run in place)");
-}
+// check_dense_rows, check_contiguous, check_same_shape, check_rank, overlaps, check_no_alias and
+// the per-op shape contracts: ../op_checks.h, shared with the CUDA backend.
 
 // ---- rows of a tensor with a dense last axis: row r of the flattened leading axes -> pointer.
 // Slices of preallocated caches have non-uniform leading strides; rows() handles any strides

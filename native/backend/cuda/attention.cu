@@ -126,32 +126,9 @@ void attention(const Ctx& ctx, const Tensor& q, const Tensor& k, const Tensor& v
   check_dtype(ctx, op, "k", k, DType::F32);
   check_dtype(ctx, op, "v", v, DType::F32);
   check_dtype(ctx, op, "out", out, DType::F32);
-  check_rank(op, "q", q, 2, 3);
-  VG_CHECK(k.rank() == q.rank() && v.rank() == q.rank() && out.rank() == q.rank(), op, ": q ", q.describe(), ", k ",
-           k.describe(), ", v ", v.describe(), " and out ", out.describe(), " must all be [B, L, H*D] or [L, H*D]");
-  VG_CHECK(p.head_dim > 0 && p.q_heads > 0 && p.kv_heads > 0, op, ": head_dim ", p.head_dim, ", q_heads ", p.q_heads,
-           " and kv_heads ", p.kv_heads, " must be positive");
-  VG_CHECK(p.q_heads % p.kv_heads == 0, op, ": q_heads ", p.q_heads, " is not a multiple of kv_heads ", p.kv_heads);
-  const int64_t D = p.head_dim, Hq = p.q_heads, Hkv = p.kv_heads;
-  const bool batched = q.rank() == 3;
-  const int64_t B = batched ? q.dim(0) : 1, Lq = q.dim(-2), Lk = k.dim(-2);
-  VG_CHECK(q.dim(-1) == Hq * D, op, ": q ", q.describe(), " must have q_heads * head_dim = ", Hq * D, " columns");
-  VG_CHECK(out.shape() == q.shape(), op, ": out ", out.describe(), " must match q ", q.describe());
-  VG_CHECK(k.dim(-1) == Hkv * D, op, ": k ", k.describe(), " must have kv_heads * head_dim = ", Hkv * D, " columns");
-  VG_CHECK(v.shape() == k.shape(), op, ": v ", v.describe(), " must match k ", k.describe());
-  if (batched)
-    VG_CHECK(k.dim(0) == B, op, ": k ", k.describe(), " and q ", q.describe(), " disagree on the batch size");
-  if (p.mask == AttentionMask::Causal)
-    VG_CHECK(Lk >= Lq, op, ": causal mask needs at least as many keys as queries (k ", k.describe(), ", q ",
-             q.describe(), ")");
-  VG_CHECK(Lk > 0 || Lq == 0, op, ": no keys (k ", k.describe(), ") for ", Lq, " queries");
-  check_dense_rows(op, "q", q);
-  check_dense_rows(op, "k", k);
-  check_dense_rows(op, "v", v);
-  check_dense_rows(op, "out", out);
-  check_no_alias(op, "q", q, "out", out);
-  check_no_alias(op, "k", k, "out", out);
-  check_no_alias(op, "v", v, "out", out);
+  const AttentionDims dims = check_attention_args(op, q, k, v, out, p);
+  const int64_t D = dims.head_dim, Hq = dims.q_heads, Hkv = dims.kv_heads;
+  const int64_t B = dims.batch, Lq = dims.q_len, Lk = dims.k_len;
   if (B == 0 || Lq == 0) return;
   VG_CHECK(D <= kMaxHeadDim, op, ": head_dim ", D, " exceeds the CUDA kernel's limit of ", kMaxHeadDim);
   VG_CHECK(B <= 65535 && Hq <= 65535 && Lq < (int64_t{1} << 30) && Lk < (int64_t{1} << 30), op, ": q ", q.describe(),

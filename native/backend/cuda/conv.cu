@@ -50,16 +50,6 @@ __global__ void upsample2x_kernel(const float* __restrict__ x, float* __restrict
   }
 }
 
-struct ImageDims {
-  int64_t N, C, H, W;
-};
-
-ImageDims image_dims(const char* op, const char* name, const Tensor& t) {
-  check_rank(op, name, t, 3, 4);
-  if (t.rank() == 4) return {t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
-  return {1, t.dim(0), t.dim(1), t.dim(2)};
-}
-
 }  // namespace
 
 void conv2d(const Ctx& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& p,
@@ -68,25 +58,9 @@ void conv2d(const Ctx& ctx, const Tensor& x, const Tensor& weight, const Tensor*
   check_dtype(ctx, op, "x", x, DType::F32);
   check_float(ctx, op, "weight", weight);
   check_dtype(ctx, op, "y", y, DType::F32);
-  const ImageDims in = image_dims(op, "x", x);
-  VG_CHECK(weight.rank() == 4, op, ": weight ", weight.describe(), " must be [O, C, kh, kw]");
-  const int64_t O = weight.dim(0), kh = weight.dim(2), kw = weight.dim(3);
-  VG_CHECK(weight.dim(1) == in.C, op, ": x ", x.describe(), " has ", in.C, " channels but weight ",
-           weight.describe(), " expects ", weight.dim(1));
-  VG_CHECK(p.stride >= 1, op, ": stride ", p.stride, " must be at least 1");
-  VG_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
-           ": padding must be non-negative");
-  const int64_t Hp = in.H + p.pad_top + p.pad_bottom, Wp = in.W + p.pad_left + p.pad_right;
-  VG_CHECK(Hp >= kh && Wp >= kw, op, ": kernel ", kh, "x", kw, " is larger than the padded input ", Hp, "x", Wp,
-           " of x ", x.describe());
-  const int64_t Ho = (Hp - kh) / p.stride + 1, Wo = (Wp - kw) / p.stride + 1;
-  const Shape expected = x.rank() == 4 ? Shape{in.N, O, Ho, Wo} : Shape{O, Ho, Wo};
-  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
-           x.describe(), ", weight ", weight.describe(), ", stride ", p.stride);
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "weight", weight);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
+  const Conv2dDims dims = check_conv2d_args(op, x, weight, p, y);
+  const ImageDims& in = dims.in;
+  const int64_t O = dims.out_channels, kh = dims.kh, kw = dims.kw, Ho = dims.out_h, Wo = dims.out_w;
   if (bias != nullptr) check_vector(ctx, op, "bias", *bias, O);
   if (y.numel() == 0) return;
   const int64_t K = in.C * kh * kw, P = Ho * Wo;
@@ -114,14 +88,7 @@ void upsample_nearest2x(const Ctx& ctx, const Tensor& x, const Tensor& y) {
   const char* op = "upsample_nearest2x";
   check_dtype(ctx, op, "x", x, DType::F32);
   check_dtype(ctx, op, "y", y, DType::F32);
-  const ImageDims in = image_dims(op, "x", x);
-  const Shape expected =
-      x.rank() == 4 ? Shape{in.N, in.C, 2 * in.H, 2 * in.W} : Shape{in.C, 2 * in.H, 2 * in.W};
-  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
-           x.describe());
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
+  const ImageDims in = check_upsample_nearest2x_args(op, x, y);
   if (y.numel() == 0) return;
   upsample2x_kernel<<<grid_for(y.numel()), kThreads, 0, ctx.stream>>>(x.data<float>(), y.data<float>(), in.N * in.C,
                                                                       in.H, in.W);

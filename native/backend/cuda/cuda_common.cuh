@@ -14,6 +14,7 @@
 #include "../../core/error.h"
 #include "../../core/tensor.h"
 #include "../backend.h"
+#include "../op_checks.h"
 
 namespace vargpt::cuda {
 
@@ -58,17 +59,12 @@ struct Ctx {
 // last view dies; the stream orders its reuse after the kernels that used it).
 Tensor scratch(const Ctx& ctx, DType dtype, Shape shape, const char* op);
 
-// ---- argument checks (each throws vargpt::Error naming the op and the tensor)
+// ---- argument checks (each throws vargpt::Error naming the op and the tensor); the device-independent
+// ones and the per-op shape contracts are in ../op_checks.h, shared with the CPU backend.
 
 void check_device(const Ctx& ctx, const char* op, const char* name, const Tensor& t);
 void check_dtype(const Ctx& ctx, const char* op, const char* name, const Tensor& t, DType dtype);
 void check_float(const Ctx& ctx, const char* op, const char* name, const Tensor& t);
-void check_dense_rows(const char* op, const char* name, const Tensor& t);
-void check_contiguous(const char* op, const char* name, const Tensor& t);
-void check_same_shape(const char* op, const char* a_name, const Tensor& a, const char* b_name, const Tensor& b);
-void check_rank(const char* op, const char* name, const Tensor& t, int lo, int hi);
-bool overlaps(const Tensor& a, const Tensor& b);
-void check_no_alias(const char* op, const char* in_name, const Tensor& in, const char* out_name, const Tensor& out);
 // A small float vector (bias, norm weight) of `expected` elements on one axis, any float dtype.
 void check_vector(const Ctx& ctx, const char* op, const char* name, const Tensor& t, int64_t expected);
 

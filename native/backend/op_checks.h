@@ -1,0 +1,155 @@
+// Shape and layout contracts of the Backend ops (backend.h), checked once for every backend so the
+// CPU and CUDA backends accept and reject exactly the same calls with the same messages. Each
+// check throws vargpt::Error naming the op and the tensor. Device and dtype checks stay with each
+// backend: they name its device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "../core/error.h"
+#include "../core/tensor.h"
+#include "backend.h"
+
+namespace vargpt {
+
+inline void check_dense_rows(const char* op, const char* name, const Tensor& t) {
+  VG_CHECK(t.has_dense_rows(), op, ": ", name, " ", t.describe(), " needs a dense last axis (stride 1)");
+}
+
+inline void check_contiguous(const char* op, const char* name, const Tensor& t) {
+  VG_CHECK(t.is_contiguous(), op, ": ", name, " ", t.describe(), " must be contiguous");
+}
+
+inline void check_same_shape(const char* op, const char* a_name, const Tensor& a, const char* b_name,
+                             const Tensor& b) {
+  VG_CHECK(a.shape() == b.shape(), op, ": ", a_name, " ", a.describe(), " and ", b_name, " ", b.describe(),
+           " must have the same shape");
+}
+
+inline void check_rank(const char* op, const char* name, const Tensor& t, int lo, int hi) {
+  VG_CHECK(t.rank() >= lo && t.rank() <= hi, op, ": ", name, " ", t.describe(), " must have rank ", lo,
+           lo == hi ? "" : (" to " + std::to_string(hi)));
+}
+
+// True when the byte ranges of two tensors in the same storage overlap (ops that may not run in
+// place check it). Host and device storages compare the same way: by base pointer and offsets.
+inline bool overlaps(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0) return false;
+  if (a.storage()->data() != b.storage()->data()) return false;
+  auto span = [](const Tensor& t) {
+    int64_t last = 0;
+    for (int i = 0; i < t.rank(); ++i) last += (t.shape()[i] - 1) * t.strides()[i];
+    const size_t item = dtype_size(t.dtype());
+    return std::pair<size_t, size_t>(t.offset(), t.offset() + static_cast<size_t>(last + 1) * item);
+  };
+  const auto [a0, a1] = span(a);
+  const auto [b0, b1] = span(b);
+  return a0 < b1 && b0 < a1;
+}
+
+inline void check_no_alias(const char* op, const char* in_name, const Tensor& in, const char* out_name,
+                           const Tensor& out) {
+  VG_CHECK(!overlaps(in, out), op, ": output ", out_name, " ", out.describe(), " overlaps input ", in_name, " ",
+           in.describe(), " (this op does not run in place)");
+}
+
+// ---- attention(q, k, v, out, params)
+
+struct AttentionDims {
+  int64_t batch, q_len, k_len, head_dim, q_heads, kv_heads;
+};
+
+// Ranks, head counts, the causal mask's key count, dense rows and no aliasing of the output.
+inline AttentionDims check_attention_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                          const Tensor& out, const AttentionParams& p) {
+  check_rank(op, "q", q, 2, 3);
+  VG_CHECK(k.rank() == q.rank() && v.rank() == q.rank() && out.rank() == q.rank(), op, ": q ", q.describe(), ", k ",
+           k.describe(), ", v ", v.describe(), " and out ", out.describe(), " must all be [B, L, H*D] or [L, H*D]");
+  VG_CHECK(p.head_dim > 0 && p.q_heads > 0 && p.kv_heads > 0, op, ": head_dim ", p.head_dim, ", q_heads ", p.q_heads,
+           " and kv_heads ", p.kv_heads, " must be positive");
+  VG_CHECK(p.q_heads % p.kv_heads == 0, op, ": q_heads ", p.q_heads, " is not a multiple of kv_heads ", p.kv_heads);
+  const int64_t D = p.head_dim, Hq = p.q_heads, Hkv = p.kv_heads;
+  const bool batched = q.rank() == 3;
+  const int64_t B = batched ? q.dim(0) : 1, Lq = q.dim(-2), Lk = k.dim(-2);
+  VG_CHECK(q.dim(-1) == Hq * D, op, ": q ", q.describe(), " must have q_heads * head_dim = ", Hq * D, " columns");
+  VG_CHECK(out.shape() == q.shape(), op, ": out ", out.describe(), " must match q ", q.describe());
+  VG_CHECK(k.dim(-1) == Hkv * D, op, ": k ", k.describe(), " must have kv_heads * head_dim = ", Hkv * D, " columns");
+  VG_CHECK(v.shape() == k.shape(), op, ": v ", v.describe(), " must match k ", k.describe());
+  if (batched)
+    VG_CHECK(k.dim(0) == B, op, ": k ", k.describe(), " and q ", q.describe(), " disagree on the batch size");
+  if (p.mask == AttentionMask::Causal)
+    VG_CHECK(Lk >= Lq, op, ": causal mask needs at least as many keys as queries (k ", k.describe(), ", q ",
+             q.describe(), ")");
+  VG_CHECK(Lk > 0 || Lq == 0, op, ": no keys (k ", k.describe(), ") for ", Lq, " queries");
+  check_dense_rows(op, "q", q);
+  check_dense_rows(op, "k", k);
+  check_dense_rows(op, "v", v);
+  check_dense_rows(op, "out", out);
+  check_no_alias(op, "q", q, "out", out);
+  check_no_alias(op, "k", k, "out", out);
+  check_no_alias(op, "v", v, "out", out);
+  return {B, Lq, Lk, D, Hq, Hkv};
+}
+
+// ---- images: [N, C, H, W] or [C, H, W]
+
+struct ImageDims {
+  int64_t N, C, H, W;
+};
+
+inline ImageDims image_dims(const char* op, const char* name, const Tensor& t) {
+  check_rank(op, name, t, 3, 4);
+  if (t.rank() == 4) return {t.dim(0), t.dim(1), t.dim(2), t.dim(3)};
+  return {1, t.dim(0), t.dim(1), t.dim(2)};
+}
+
+// ---- conv2d(x, weight, bias, params, y)
+
+struct Conv2dDims {
+  ImageDims in;
+  int64_t out_channels, kh, kw, out_h, out_w;
+};
+
+// Weight layout, stride and padding, y's shape, contiguity and no aliasing (bias is checked by the
+// caller, which also widens or uploads it).
+inline Conv2dDims check_conv2d_args(const char* op, const Tensor& x, const Tensor& weight, const Conv2dParams& p,
+                                    const Tensor& y) {
+  const ImageDims in = image_dims(op, "x", x);
+  VG_CHECK(weight.rank() == 4, op, ": weight ", weight.describe(), " must be [O, C, kh, kw]");
+  const int64_t O = weight.dim(0), kh = weight.dim(2), kw = weight.dim(3);
+  VG_CHECK(weight.dim(1) == in.C, op, ": x ", x.describe(), " has ", in.C, " channels but weight ",
+           weight.describe(), " expects ", weight.dim(1));
+  VG_CHECK(p.stride >= 1, op, ": stride ", p.stride, " must be at least 1");
+  VG_CHECK(p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
+           ": padding must be non-negative");
+  const int64_t Hp = in.H + p.pad_top + p.pad_bottom, Wp = in.W + p.pad_left + p.pad_right;
+  VG_CHECK(Hp >= kh && Wp >= kw, op, ": kernel ", kh, "x", kw, " is larger than the padded input ", Hp, "x", Wp,
+           " of x ", x.describe());
+  const int64_t Ho = (Hp - kh) / p.stride + 1, Wo = (Wp - kw) / p.stride + 1;
+  const Shape expected = x.rank() == 4 ? Shape{in.N, O, Ho, Wo} : Shape{O, Ho, Wo};
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
+           x.describe(), ", weight ", weight.describe(), ", stride ", p.stride);
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "weight", weight);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  return {in, O, kh, kw, Ho, Wo};
+}
+
+// ---- upsample_nearest2x(x, y)
+
+inline ImageDims check_upsample_nearest2x_args(const char* op, const Tensor& x, const Tensor& y) {
+  const ImageDims in = image_dims(op, "x", x);
+  const Shape expected =
+      x.rank() == 4 ? Shape{in.N, in.C, 2 * in.H, 2 * in.W} : Shape{in.C, 2 * in.H, 2 * in.W};
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be f32", shape_string(expected), " for x ",
+           x.describe());
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  return in;
+}
+
+}  // namespace vargpt
