@@ -4,6 +4,7 @@
 // backend: they name its device.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -150,6 +151,89 @@ inline ImageDims check_upsample_nearest2x_args(const char* op, const Tensor& x, 
   check_contiguous(op, "y", y);
   check_no_alias(op, "x", x, "y", y);
   return in;
+}
+
+// ---- linear(x, w, bias, y): x [..., K], w [N, K], y [..., N] (bias is checked by the caller)
+
+struct LinearDims {
+  int64_t k, n;
+};
+
+inline LinearDims check_linear_args(const char* op, const Tensor& x, const Tensor& w, const Tensor& y) {
+  VG_CHECK(x.rank() >= 1, op, ": x ", x.describe(), " must have at least one axis");
+  VG_CHECK(w.rank() == 2, op, ": w ", w.describe(), " must be [N, K]");
+  const int64_t K = x.dim(-1), N = w.dim(0);
+  VG_CHECK(w.dim(1) == K, op, ": x ", x.describe(), " and w ", w.describe(), " disagree on K");
+  VG_CHECK(y.rank() == x.rank() && y.dim(-1) == N, op, ": y ", y.describe(), " must be [..., ", N, "] for x ",
+           x.describe(), " and w ", w.describe());
+  for (int i = 0; i + 1 < x.rank(); ++i)
+    VG_CHECK(y.dim(i) == x.dim(i), op, ": y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
+  check_dense_rows(op, "x", x);
+  check_dense_rows(op, "w", w);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  check_no_alias(op, "w", w, "y", y);
+  return {K, N};
+}
+
+// ---- vq_nearest(z, codebook, idx): z [N, C], codebook [V, C], idx i32[N]
+
+struct VqDims {
+  int64_t rows, channels, codes;
+};
+
+inline VqDims check_vq_nearest_args(const char* op, const Tensor& z, const Tensor& codebook, const Tensor& idx) {
+  VG_CHECK(z.rank() == 2, op, ": z ", z.describe(), " must be [N, C]");
+  VG_CHECK(codebook.rank() == 2 && codebook.dim(1) == z.dim(1), op, ": codebook ", codebook.describe(),
+           " must be [V, ", z.dim(1), "] for z ", z.describe());
+  const int64_t N = z.dim(0), C = z.dim(1), V = codebook.dim(0);
+  VG_CHECK(V > 0, op, ": empty codebook ", codebook.describe());
+  VG_CHECK(idx.rank() == 1 && idx.dim(0) == N, op, ": idx ", idx.describe(), " must be i32[", N, "]");
+  check_dense_rows(op, "z", z);
+  check_contiguous(op, "codebook", codebook);
+  check_contiguous(op, "idx", idx);
+  return {N, C, V};
+}
+
+// ---- transpose(x, y): [R, C] -> [C, R], batched over a leading axis; any dtype, the same on both
+
+struct TransposeDims {
+  int64_t batch, rows, cols;
+};
+
+inline TransposeDims check_transpose_args(const char* op, const Tensor& x, const Tensor& y) {
+  check_rank(op, "x", x, 2, 3);
+  VG_CHECK(x.dtype() == y.dtype(), op, ": x ", x.describe(), " and y ", y.describe(), " differ in dtype");
+  const bool batched = x.rank() == 3;
+  const int64_t B = batched ? x.dim(0) : 1, R = x.dim(-2), C = x.dim(-1);
+  const Shape expected = batched ? Shape{B, C, R} : Shape{C, R};
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must be ", dtype_name(y.dtype()),
+           shape_string(expected), " for x ", x.describe());
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  return {B, R, C};
+}
+
+// ---- sample(logits, params, idx, kept): logits [N, V], idx and kept i32[N] (dtypes by the caller)
+
+struct SampleDims {
+  int64_t rows, vocab;
+};
+
+inline SampleDims check_sample_args(const char* op, const Tensor& logits, const SamplingParams& p, const Tensor& idx,
+                                    const Tensor* kept) {
+  VG_CHECK(logits.rank() == 2 && logits.dim(1) > 0, op, ": logits ", logits.describe(), " must be [N, V] with V > 0");
+  const int64_t N = logits.dim(0), V = logits.dim(1);
+  VG_CHECK(idx.rank() == 1 && idx.dim(0) == N, op, ": idx ", idx.describe(), " must be i32[", N, "]");
+  if (kept != nullptr)
+    VG_CHECK(kept->rank() == 1 && kept->dim(0) == N, op, ": kept ", kept->describe(), " must be i32[", N, "]");
+  VG_CHECK(p.top_k >= 0, op, ": top_k ", p.top_k, " must be >= 0 (0 disables)");
+  VG_CHECK(p.top_p >= 0.0f && p.top_p <= 1.0f, op, ": top_p ", p.top_p, " must be in [0, 1] (1 disables)");
+  VG_CHECK(p.temperature > 0.0f && std::isfinite(p.temperature), op, ": temperature ", p.temperature,
+           " must be positive");
+  check_dense_rows(op, "logits", logits);
+  return {N, V};
 }
 
 }  // namespace vargpt

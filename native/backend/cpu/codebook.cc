@@ -44,15 +44,8 @@ void vq_nearest(const Tensor& z, const Tensor& codebook, const Tensor& idx) {
   check_dtype(op, "z", z, DType::F32);
   check_float(op, "codebook", codebook);
   check_dtype(op, "idx", idx, DType::I32);
-  VG_CHECK(z.rank() == 2, op, ": z ", z.describe(), " must be [N, C]");
-  VG_CHECK(codebook.rank() == 2 && codebook.dim(1) == z.dim(1), op, ": codebook ", codebook.describe(),
-           " must be [V, ", z.dim(1), "] for z ", z.describe());
-  const int64_t N = z.dim(0), C = z.dim(1), V = codebook.dim(0);
-  VG_CHECK(V > 0, op, ": empty codebook ", codebook.describe());
-  VG_CHECK(idx.rank() == 1 && idx.dim(0) == N, op, ": idx ", idx.describe(), " must be i32[", N, "]");
-  check_dense_rows(op, "z", z);
-  check_contiguous(op, "codebook", codebook);
-  check_contiguous(op, "idx", idx);
+  const VqDims dims = check_vq_nearest_args(op, z, codebook, idx);
+  const int64_t N = dims.rows, C = dims.channels, V = dims.codes;
   if (N == 0) return;
 
   // Squared norms of the codewords, in f32 like the reference's torch.sum(e ** 2, dim=1).

@@ -11,19 +11,8 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
   check_dtype("linear", "x", x, DType::F32);
   check_float("linear", "w", w);
   check_dtype("linear", "y", y, DType::F32);
-  VG_CHECK(x.rank() >= 1, "linear: x ", x.describe(), " must have at least one axis");
-  VG_CHECK(w.rank() == 2, "linear: w ", w.describe(), " must be [N, K]");
-  const int64_t K = x.dim(-1), N = w.dim(0);
-  VG_CHECK(w.dim(1) == K, "linear: x ", x.describe(), " and w ", w.describe(), " disagree on K");
-  VG_CHECK(y.rank() == x.rank() && y.dim(-1) == N, "linear: y ", y.describe(), " must be [..., ", N, "] for x ",
-           x.describe(), " and w ", w.describe());
-  for (int i = 0; i + 1 < x.rank(); ++i)
-    VG_CHECK(y.dim(i) == x.dim(i), "linear: y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
-  check_dense_rows("linear", "x", x);
-  check_dense_rows("linear", "w", w);
-  check_dense_rows("linear", "y", y);
-  check_no_alias("linear", "x", x, "y", y);
-  check_no_alias("linear", "w", w, "y", y);
+  const LinearDims dims = check_linear_args("linear", x, w, y);
+  const int64_t K = dims.k, N = dims.n;
   std::vector<float> bias_f32;
   if (bias != nullptr) {
     check_float("linear", "bias", *bias);

@@ -116,16 +116,8 @@ void cast(const Tensor& src, const Tensor& dst) {
 void transpose(const Tensor& x, const Tensor& y) {
   check_defined("transpose", "x", x);
   check_defined("transpose", "y", y);
-  check_rank("transpose", "x", x, 2, 3);
-  VG_CHECK(x.dtype() == y.dtype(), "transpose: x ", x.describe(), " and y ", y.describe(), " differ in dtype");
-  const bool batched = x.rank() == 3;
-  const int64_t B = batched ? x.dim(0) : 1, R = x.dim(-2), C = x.dim(-1);
-  const Shape expected = batched ? Shape{B, C, R} : Shape{C, R};
-  VG_CHECK(y.shape() == expected, "transpose: y ", y.describe(), " must be ", dtype_name(y.dtype()),
-           shape_string(expected), " for x ", x.describe());
-  check_contiguous("transpose", "x", x);
-  check_contiguous("transpose", "y", y);
-  check_no_alias("transpose", "x", x, "y", y);
+  const TransposeDims dims = check_transpose_args("transpose", x, y);
+  const int64_t B = dims.batch, R = dims.rows, C = dims.cols;
   if (x.numel() == 0) return;
   const size_t item = dtype_size(x.dtype());
   const auto* s = static_cast<const char*>(x.raw());

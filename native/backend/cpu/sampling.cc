@@ -47,18 +47,9 @@ void sample(const Tensor& logits, const SamplingParams& p, const Tensor& idx, co
   const char* op = "sample";
   check_dtype(op, "logits", logits, DType::F32);
   check_dtype(op, "idx", idx, DType::I32);
-  VG_CHECK(logits.rank() == 2 && logits.dim(1) > 0, op, ": logits ", logits.describe(), " must be [N, V] with V > 0");
-  const int64_t N = logits.dim(0), V = logits.dim(1);
-  VG_CHECK(idx.rank() == 1 && idx.dim(0) == N, op, ": idx ", idx.describe(), " must be i32[", N, "]");
-  if (kept != nullptr) {
-    check_dtype(op, "kept", *kept, DType::I32);
-    VG_CHECK(kept->rank() == 1 && kept->dim(0) == N, op, ": kept ", kept->describe(), " must be i32[", N, "]");
-  }
-  VG_CHECK(p.top_k >= 0, op, ": top_k ", p.top_k, " must be >= 0 (0 disables)");
-  VG_CHECK(p.top_p >= 0.0f && p.top_p <= 1.0f, op, ": top_p ", p.top_p, " must be in [0, 1] (1 disables)");
-  VG_CHECK(p.temperature > 0.0f && std::isfinite(p.temperature), op, ": temperature ", p.temperature,
-           " must be positive");
-  check_dense_rows(op, "logits", logits);
+  if (kept != nullptr) check_dtype(op, "kept", *kept, DType::I32);
+  const SampleDims dims = check_sample_args(op, logits, p, idx, kept);
+  const int64_t N = dims.rows, V = dims.vocab;
   const Rows lr(logits);
   int32_t* out = idx.data<int32_t>();
   int32_t* kept_out = kept ? kept->data<int32_t>() : nullptr;

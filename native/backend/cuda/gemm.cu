@@ -292,19 +292,8 @@ void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias
   check_dtype(ctx, op, "x", x, DType::F32);
   check_float(ctx, op, "w", w);
   check_dtype(ctx, op, "y", y, DType::F32);
-  VG_CHECK(x.rank() >= 1, "linear: x ", x.describe(), " must have at least one axis");
-  VG_CHECK(w.rank() == 2, "linear: w ", w.describe(), " must be [N, K]");
-  const int64_t K = x.dim(-1), N = w.dim(0);
-  VG_CHECK(w.dim(1) == K, "linear: x ", x.describe(), " and w ", w.describe(), " disagree on K");
-  VG_CHECK(y.rank() == x.rank() && y.dim(-1) == N, "linear: y ", y.describe(), " must be [..., ", N, "] for x ",
-           x.describe(), " and w ", w.describe());
-  for (int i = 0; i + 1 < x.rank(); ++i)
-    VG_CHECK(y.dim(i) == x.dim(i), "linear: y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
-  check_dense_rows(op, "x", x);
-  check_dense_rows(op, "w", w);
-  check_dense_rows(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
-  check_no_alias(op, "w", w, "y", y);
+  const LinearDims dims = check_linear_args("linear", x, w, y);
+  const int64_t K = dims.k, N = dims.n;
   if (bias != nullptr) {
     VG_CHECK(bias->rank() == 1 && bias->dim(0) == N, "linear: bias ", bias->describe(), " must be [", N, "] for w ",
              w.describe());

@@ -162,16 +162,8 @@ void cast(const Ctx& ctx, const Tensor& src, const Tensor& dst) {
 void transpose(const Ctx& ctx, const Tensor& x, const Tensor& y) {
   check_device(ctx, "transpose", "x", x);
   check_device(ctx, "transpose", "y", y);
-  check_rank("transpose", "x", x, 2, 3);
-  VG_CHECK(x.dtype() == y.dtype(), "transpose: x ", x.describe(), " and y ", y.describe(), " differ in dtype");
-  const bool batched = x.rank() == 3;
-  const int64_t B = batched ? x.dim(0) : 1, R = x.dim(-2), C = x.dim(-1);
-  const Shape expected = batched ? Shape{B, C, R} : Shape{C, R};
-  VG_CHECK(y.shape() == expected, "transpose: y ", y.describe(), " must be ", dtype_name(y.dtype()),
-           shape_string(expected), " for x ", x.describe());
-  check_contiguous("transpose", "x", x);
-  check_contiguous("transpose", "y", y);
-  check_no_alias("transpose", "x", x, "y", y);
+  const TransposeDims dims = check_transpose_args("transpose", x, y);
+  const int64_t B = dims.batch, R = dims.rows, C = dims.cols;
   if (x.numel() == 0) return;
   switch (dtype_size(x.dtype())) {
     case 1: return launch_transpose<uint8_t>(ctx, x.raw(), y.raw(), B, R, C);
