@@ -236,4 +236,41 @@ inline SampleDims check_sample_args(const char* op, const Tensor& logits, const 
   return {N, V};
 }
 
+// ---- embedding(ids, table, out): ids i32[N], table [V, C], out f32[N, C] (ids' values checked by
+// the backend before it writes)
+
+struct EmbeddingDims {
+  int64_t rows, vocab, channels;
+};
+
+inline EmbeddingDims check_embedding_args(const char* op, const Tensor& ids, const Tensor& table, const Tensor& out) {
+  VG_CHECK(ids.rank() == 1, op, ": ids ", ids.describe(), " must be i32[N]");
+  VG_CHECK(table.rank() == 2, op, ": table ", table.describe(), " must be [V, C]");
+  const int64_t N = ids.dim(0), V = table.dim(0), C = table.dim(1);
+  VG_CHECK(out.rank() == 2 && out.dim(0) == N && out.dim(1) == C, op, ": out ", out.describe(), " must be f32[", N,
+           ", ", C, "] for ids ", ids.describe(), " and table ", table.describe());
+  check_dense_rows(op, "table", table);
+  check_dense_rows(op, "out", out);
+  return {N, V, C};
+}
+
+// ---- resize_bicubic / resize_area(x, y): images of equal leading axes, any sizes
+
+struct ResizeDims {
+  int64_t planes, H, W, Ho, Wo;  // planes = N * C
+};
+
+inline ResizeDims check_resize_args(const char* op, const Tensor& x, const Tensor& y) {
+  check_rank(op, "x", x, 3, 4);
+  VG_CHECK(y.rank() == x.rank(), op, ": y ", y.describe(), " and x ", x.describe(), " differ in rank");
+  for (int i = 0; i + 2 < x.rank(); ++i)
+    VG_CHECK(y.dim(i) == x.dim(i), op, ": y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  VG_CHECK(x.dim(-2) > 0 && x.dim(-1) > 0 && y.dim(-2) > 0 && y.dim(-1) > 0, op, ": empty image x ", x.describe(),
+           " or y ", y.describe());
+  return {x.numel() / (x.dim(-2) * x.dim(-1)), x.dim(-2), x.dim(-1), y.dim(-2), y.dim(-1)};
+}
+
 }  // namespace vargpt

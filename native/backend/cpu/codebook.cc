@@ -13,13 +13,8 @@ void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
   check_dtype(op, "ids", ids, DType::I32);
   check_float(op, "table", table);
   check_dtype(op, "out", out, DType::F32);
-  VG_CHECK(ids.rank() == 1, op, ": ids ", ids.describe(), " must be i32[N]");
-  VG_CHECK(table.rank() == 2, op, ": table ", table.describe(), " must be [V, C]");
-  const int64_t N = ids.dim(0), V = table.dim(0), C = table.dim(1);
-  VG_CHECK(out.rank() == 2 && out.dim(0) == N && out.dim(1) == C, op, ": out ", out.describe(), " must be f32[", N,
-           ", ", C, "] for ids ", ids.describe(), " and table ", table.describe());
-  check_dense_rows(op, "table", table);
-  check_dense_rows(op, "out", out);
+  const EmbeddingDims dims = check_embedding_args(op, ids, table, out);
+  const int64_t N = dims.rows, V = dims.vocab, C = dims.channels;
   const int32_t* id = ids.data<int32_t>();
   const int64_t id_stride = ids.stride(0);
   // Every id is checked before anything is written, so a bad id leaves `out` untouched.

@@ -19,18 +19,9 @@ struct Planes {
 Planes check_resize(const char* op, const Tensor& x, const Tensor& y, Planes* out) {
   check_dtype(op, "x", x, DType::F32);
   check_dtype(op, "y", y, DType::F32);
-  check_rank(op, "x", x, 3, 4);
-  VG_CHECK(y.rank() == x.rank(), op, ": y ", y.describe(), " and x ", x.describe(), " differ in rank");
-  for (int i = 0; i + 2 < x.rank(); ++i)
-    VG_CHECK(y.dim(i) == x.dim(i), op, ": y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
-  const int64_t planes = x.numel() == 0 ? 0 : x.numel() / (x.dim(-2) * x.dim(-1));
-  VG_CHECK(x.dim(-2) > 0 && x.dim(-1) > 0 && y.dim(-2) > 0 && y.dim(-1) > 0, op, ": empty image x ", x.describe(),
-           " or y ", y.describe());
-  *out = {planes, y.dim(-2), y.dim(-1)};
-  return {planes, x.dim(-2), x.dim(-1)};
+  const ResizeDims d = check_resize_args(op, x, y);
+  *out = {d.planes, d.Ho, d.Wo};
+  return {d.planes, d.H, d.W};
 }
 
 constexpr float kCubicA = -0.75f;

@@ -88,17 +88,8 @@ struct Planes {
 Planes check_resize(const Ctx& ctx, const char* op, const Tensor& x, const Tensor& y) {
   check_dtype(ctx, op, "x", x, DType::F32);
   check_dtype(ctx, op, "y", y, DType::F32);
-  check_rank(op, "x", x, 3, 4);
-  VG_CHECK(y.rank() == x.rank(), op, ": y ", y.describe(), " and x ", x.describe(), " differ in rank");
-  for (int i = 0; i + 2 < x.rank(); ++i)
-    VG_CHECK(y.dim(i) == x.dim(i), op, ": y ", y.describe(), " and x ", x.describe(), " differ on axis ", i);
-  check_contiguous(op, "x", x);
-  check_contiguous(op, "y", y);
-  check_no_alias(op, "x", x, "y", y);
-  VG_CHECK(x.dim(-2) > 0 && x.dim(-1) > 0 && y.dim(-2) > 0 && y.dim(-1) > 0, op, ": empty image x ", x.describe(),
-           " or y ", y.describe());
-  const int64_t planes = x.numel() / (x.dim(-2) * x.dim(-1));
-  return {planes, x.dim(-2), x.dim(-1), y.dim(-2), y.dim(-1)};
+  const ResizeDims d = check_resize_args(op, x, y);
+  return {d.planes, d.H, d.W, d.Ho, d.Wo};
 }
 
 }  // namespace
