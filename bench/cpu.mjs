@@ -14,34 +14,9 @@
 // run repeatedly on the worker thread; a round's time is the median of its runs after a warm-up.
 // --paths also times one GEMM on every GEMM path (avx512 / avx2 / portable), each against the FMA
 // loop of its own instruction set.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { bf16Of, fillF32, loadAddon, median, t32 } from './common.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-const addon = require('node-gyp-build')(root);
-
-// Cheap deterministic non-zero data (the values do not affect speed, zeros could).
-function fillF32(n, seed = 1) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = ((s >>> 8) / 16777216 - 0.5) * 0.2 + 1e-3;
-  }
-  return a;
-}
-
-function bf16Of(f32) {
-  const u32 = new Uint32Array(f32.buffer, f32.byteOffset, f32.length);
-  const out = new Uint16Array(f32.length);
-  for (let i = 0; i < f32.length; i++) out[i] = (u32[i] + 0x7fff + ((u32[i] >>> 16) & 1)) >>> 16;
-  return out;
-}
-
-const t32 = (shape, data) => ({ dtype: 'f32', shape, data });
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const addon = loadAddon();
 
 async function peakNow(seconds = 0.25) {
   const [t] = await addon.runOp('cpu', 'peak_flops', [], { seconds });

@@ -16,37 +16,8 @@
 //
 // The default build (node-gyp) has no CUDA library: build with `npm run build:cuda` (or set
 // VARGPT_ADDON_PATH to a cmake-js build). Without a usable device this prints why and exits 0.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { bf16Of, fillF32, loadAddon, median, t32 } from './common.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-
-function loadAddon() {
-  const override = process.env.VARGPT_ADDON_PATH;
-  return override ? require(path.resolve(override)) : require('node-gyp-build')(root);
-}
-
-function fill(n, seed = 1) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = ((s >>> 8) / 16777216 - 0.5) * 0.2 + 1e-3;
-  }
-  return a;
-}
-
-function bf16Of(f32) {
-  const u32 = new Uint32Array(f32.buffer, f32.byteOffset, f32.length);
-  const out = new Uint16Array(f32.length);
-  for (let i = 0; i < f32.length; i++) out[i] = (u32[i] + 0x7fff + ((u32[i] >>> 16) & 1)) >>> 16;
-  return out;
-}
-
-const t32 = (shape, data) => ({ dtype: 'f32', shape, data });
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (r) => `${(100 * r).toFixed(0)}%`;
 
 function table(rows) {
@@ -124,10 +95,10 @@ export async function run(args = []) {
   const shapes = opts.quick ? [[4096, 11008]] : [[4096, 4096], [4096, 11008], [11008, 4096]];
   const Ms = opts.quick ? [1, 256] : [1, 16, 256, 595, 2048];
   for (const [K, N] of shapes) {
-    const wf = fill(N * K, K + N);
+    const wf = fillF32(N * K, K + N);
     const weights = { f32: t32([N, K], wf), bf16: { dtype: 'bf16', shape: [N, K], data: bf16Of(wf) } };
     for (const M of Ms) {
-      const x = t32([M, K], fill(M * K, M));
+      const x = t32([M, K], fillF32(M * K, M));
       for (const dtype of ['bf16', 'f32']) {
         const s = await time('linear', [x, weights[dtype]], {});
         const flops = 2 * M * N * K;
@@ -139,8 +110,8 @@ export async function run(args = []) {
   // The LM head: 262 MB of bf16 weights, far beyond L2, streamed once per decoded token.
   {
     const K = 4096, N = 32064;
-    const w = { dtype: 'bf16', shape: [N, K], data: bf16Of(fill(N * K, 5)) };
-    const s = await time('linear', [t32([1, K], fill(K, 6)), w], {});
+    const w = { dtype: 'bf16', shape: [N, K], data: bf16Of(fillF32(N * K, 5)) };
+    const s = await time('linear', [t32([1, K], fillF32(K, 6)), w], {});
     stream('gemv (LM head)', `M=1 K=${K} N=${N}`, 'bf16', s, 2 * N * K, 2 * N * K);
   }
 
@@ -152,9 +123,9 @@ export async function run(args = []) {
     ['attention VQ-VAE mid block', 1, 256, 256, 1, 1, 512, false],
   ];
   for (const [label, B, Lq, Lk, Hq, Hkv, D, causal] of opts.quick ? attn.slice(0, 2) : attn) {
-    const q = t32([B, Lq, Hq * D], fill(B * Lq * Hq * D, 3));
-    const k = t32([B, Lk, Hkv * D], fill(B * Lk * Hkv * D, 4));
-    const v = t32([B, Lk, Hkv * D], fill(B * Lk * Hkv * D, 5));
+    const q = t32([B, Lq, Hq * D], fillF32(B * Lq * Hq * D, 3));
+    const k = t32([B, Lk, Hkv * D], fillF32(B * Lk * Hkv * D, 4));
+    const v = t32([B, Lk, Hkv * D], fillF32(B * Lk * Hkv * D, 5));
     const attrs = { qHeads: Hq, kvHeads: Hkv, headDim: D, scale: D ** -0.5, causal };
     let visible = 0;
     for (let i = 0; i < Lq; i++) visible += causal ? Lk - Lq + i + 1 : Lk;
@@ -171,8 +142,8 @@ export async function run(args = []) {
     ['conv 1x1', 256, 128, 128, 1, 1, 0],
   ];
   for (const [label, C, O, HW, k, stride, padding] of opts.quick ? convs.slice(0, 1) : convs) {
-    const x = t32([1, C, HW, HW], fill(C * HW * HW, 6));
-    const w = t32([O, C, k, k], fill(O * C * k * k, 7));
+    const x = t32([1, C, HW, HW], fillF32(C * HW * HW, 6));
+    const w = t32([O, C, k, k], fillF32(O * C * k * k, 7));
     const s = await time('conv2d', [x, w], { stride, padding });
     compute(label, `${C}->${O} at ${HW}x${HW}`, 'f32', s, 2 * O * C * k * k * HW * HW);
   }

@@ -19,14 +19,13 @@
 // (cuda): the device's bf16 mma (or FFMA for f32 weights) loop and read bandwidth, as in
 // `npm run bench -- cuda`, plus the device memory in use while the model is loaded.
 import { existsSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
+import { loadAddon, root } from './common.mjs';
+
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
-const addon = process.env.VARGPT_ADDON_PATH ? require(path.resolve(process.env.VARGPT_ADDON_PATH)) : require('node-gyp-build')(root);
+const addon = loadAddon();
 
 function parseArgs(args) {
   const opts = { preset: undefined, dtype: 'f32', device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1, warmup: true };

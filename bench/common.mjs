@@ -1,0 +1,35 @@
+// Helpers shared by the benchmark scripts.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+// The addon the package would load, or VARGPT_ADDON_PATH's build (a cmake-js CUDA build).
+export function loadAddon() {
+  const override = process.env.VARGPT_ADDON_PATH;
+  return override ? require(path.resolve(override)) : require('node-gyp-build')(root);
+}
+
+// Cheap deterministic non-zero data (the values do not affect speed, zeros could).
+export function fillF32(n, seed = 1) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = ((s >>> 8) / 16777216 - 0.5) * 0.2 + 1e-3;
+  }
+  return a;
+}
+
+// f32 -> bf16 bits, round to nearest even.
+export function bf16Of(f32) {
+  const u32 = new Uint32Array(f32.buffer, f32.byteOffset, f32.length);
+  const out = new Uint16Array(f32.length);
+  for (let i = 0; i < f32.length; i++) out[i] = (u32[i] + 0x7fff + ((u32[i] >>> 16) & 1)) >>> 16;
+  return out;
+}
+
+export const t32 = (shape, data) => ({ dtype: 'f32', shape, data });
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
