@@ -4,6 +4,7 @@
 // backend: they name its device.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -271,6 +272,35 @@ inline ResizeDims check_resize_args(const char* op, const Tensor& x, const Tenso
   VG_CHECK(x.dim(-2) > 0 && x.dim(-1) > 0 && y.dim(-2) > 0 && y.dim(-1) > 0, op, ": empty image x ", x.describe(),
            " or y ", y.describe());
   return {x.numel() / (x.dim(-2) * x.dim(-1)), x.dim(-2), x.dim(-1), y.dim(-2), y.dim(-1)};
+}
+
+// ---- add(a, b, y): y = a + b with b broadcast over a's leading axes (b's shape a suffix of a's; a
+// scalar b only for rows one wide); y may be a itself but not partly overlap it
+
+inline void check_add_args(const char* op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  check_same_shape(op, "a", a, "y", y);
+  VG_CHECK(b.rank() <= a.rank() && std::equal(b.shape().begin(), b.shape().end(), a.shape().end() - b.rank()), op,
+           ": b ", b.describe(), " is not a suffix of a ", a.describe());
+  VG_CHECK(a.rank() >= 1, op, ": a ", a.describe(), " must have at least one axis");
+  check_dense_rows(op, "a", a);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "b", b, "y", y);
+  VG_CHECK(!overlaps(a, y) || (a.raw() == y.raw() && a.strides() == y.strides()), op, ": y ", y.describe(),
+           " partly overlaps a ", a.describe());
+  VG_CHECK(b.rank() >= 1 ? b.dim(-1) == a.dim(-1) : a.dim(-1) == 1, op, ": b ", b.describe(),
+           " must span a's last axis");
+}
+
+// ---- per-batch vectors of adaln_modulate and gated_add: [B, C], or [C] / [1, C] when x has one
+// batch row. Returns the stride between batch rows (0 when one row serves every batch).
+
+inline int64_t check_batch_vector(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t batch) {
+  const int64_t C = x.dim(-1);
+  const bool ok = (t.rank() == 2 && t.dim(0) == batch && t.dim(1) == C) ||
+                  (batch == 1 && t.rank() == 1 && t.dim(0) == C);
+  VG_CHECK(ok, op, ": ", name, " ", t.describe(), " must be [", batch, ", ", C, "] for x ", x.describe());
+  check_dense_rows(op, name, t);
+  return t.rank() == 2 && batch > 1 ? t.stride(0) : 0;
 }
 
 }  // namespace vargpt

@@ -59,18 +59,9 @@ void add(const Tensor& a, const Tensor& b, const Tensor& y) {
   check_dtype(op, "a", a, DType::F32);
   check_dtype(op, "b", b, DType::F32);
   check_dtype(op, "y", y, DType::F32);
-  check_same_shape(op, "a", a, "y", y);
-  VG_CHECK(b.rank() <= a.rank() && std::equal(b.shape().begin(), b.shape().end(), a.shape().end() - b.rank()), op,
-           ": b ", b.describe(), " is not a suffix of a ", a.describe());
-  VG_CHECK(a.rank() >= 1, op, ": a ", a.describe(), " must have at least one axis");
-  check_dense_rows(op, "a", a);
-  check_dense_rows(op, "y", y);
-  check_no_alias(op, "b", b, "y", y);
-  VG_CHECK(!overlaps(a, y) || (a.raw() == y.raw() && a.strides() == y.strides()), op, ": y ", y.describe(),
-           " partly overlaps a ", a.describe());
+  check_add_args(op, a, b, y);
   // b as rows of the same width as a's rows; a's row r pairs with b's row r mod (rows of b).
   const Tensor bb = b.rank() == 0 ? b.contiguous_copy().view({1}) : b;
-  VG_CHECK(bb.rank() >= 1 && bb.dim(-1) == a.dim(-1), op, ": b ", b.describe(), " must span a's last axis");
   check_dense_rows(op, "b", bb);
   const Rows ar(a), br(bb), yr(y);
   const int64_t C = ar.cols(), b_rows = br.rows();

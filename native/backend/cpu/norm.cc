@@ -72,12 +72,7 @@ void check_rows_pair(const char* op, const Tensor& x, const Tensor& y) {
 const float* batch_vector(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t batch,
                           int64_t* stride) {
   check_dtype(op, name, t, DType::F32);
-  const int64_t C = x.dim(-1);
-  const bool ok = (t.rank() == 2 && t.dim(0) == batch && t.dim(1) == C) ||
-                  (batch == 1 && t.rank() == 1 && t.dim(0) == C);
-  VG_CHECK(ok, op, ": ", name, " ", t.describe(), " must be [", batch, ", ", C, "] for x ", x.describe());
-  check_dense_rows(op, name, t);
-  *stride = t.rank() == 2 && batch > 1 ? t.stride(0) : 0;
+  *stride = check_batch_vector(op, name, t, x, batch);
   return t.data<float>();
 }
 

@@ -92,18 +92,7 @@ void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {
   check_dtype(ctx, op, "a", a, DType::F32);
   check_dtype(ctx, op, "b", b, DType::F32);
   check_dtype(ctx, op, "y", y, DType::F32);
-  check_same_shape(op, "a", a, "y", y);
-  VG_CHECK(b.rank() <= a.rank() && std::equal(b.shape().begin(), b.shape().end(), a.shape().end() - b.rank()), op,
-           ": b ", b.describe(), " is not a suffix of a ", a.describe());
-  VG_CHECK(a.rank() >= 1, op, ": a ", a.describe(), " must have at least one axis");
-  check_dense_rows(op, "a", a);
-  check_dense_rows(op, "y", y);
-  check_no_alias(op, "b", b, "y", y);
-  VG_CHECK(!overlaps(a, y) || (a.raw() == y.raw() && a.strides() == y.strides()), op, ": y ", y.describe(),
-           " partly overlaps a ", a.describe());
-  // A scalar b acts as one row of one column (so a's rows must be one wide), as in the CPU twin.
-  VG_CHECK(b.rank() >= 1 ? b.dim(-1) == a.dim(-1) : a.dim(-1) == 1, op, ": b ", b.describe(),
-           " must span a's last axis");
+  check_add_args(op, a, b, y);
   check_dense_rows(op, "b", b);
   const RowMap ar = row_map(op, "a", a), br = row_map(op, "b", b), yr = row_map(op, "y", y);
   const int64_t count = ar.rows * ar.cols;
