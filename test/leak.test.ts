@@ -30,6 +30,7 @@ describe('leaks', () => {
       loadGrowthBytes: number;
       abortGrowthBytes: number;
       loadHeapGrowthBytes: number;
+      warmLoads: number;
       abortHeapGrowthBytes: number;
       aborted: number;
       completed: number;
@@ -37,7 +38,7 @@ describe('leaks', () => {
     };
     const mb = (bytes: number) => `${(bytes / MB).toFixed(2)} MB`;
     console.log(
-      `load/dispose x200: resident ${mb(r.loadGrowthBytes)}, C heap ${mb(r.loadHeapGrowthBytes)}; ` +
+      `load/dispose x200 (after ${r.warmLoads} warm-up loads): resident ${mb(r.loadGrowthBytes)}, C heap ${mb(r.loadHeapGrowthBytes)}; ` +
         `aborted generations x100 (${r.aborted} aborted mid-run, ${r.completed} finished before the abort landed): ` +
         `resident ${mb(r.abortGrowthBytes)}, C heap ${mb(r.abortHeapGrowthBytes)}`,
     );
