@@ -175,11 +175,20 @@ describe('end to end on the fixture checkpoint', () => {
 describe('end to end: dispose and models without parts', () => {
   it('dispose during a call rejects it with a DisposedError; later calls reject too', async () => {
     const m = await loadModel(fixtureModel, { device: 'cpu' });
-    const running = m.generateImage('a red fox', { seed: 1 });
-    const outcome = running.catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 50));
-    await m.dispose();
+    // Dispose once the first of the ten scales is reported, so nine scales and the VQ-VAE decode
+    // are still to run when it lands (a fixed timer raced the tiny model, which can finish in 50 ms).
+    let disposing: Promise<void> | undefined;
+    const outcome = m
+      .generateImage('a red fox', {
+        seed: 1,
+        onImageProgress: () => {
+          disposing ??= m.dispose();
+        },
+      })
+      .catch((e: unknown) => e);
     expect(await outcome).toMatchObject({ name: 'DisposedError' });
+    expect(disposing).toBeDefined();
+    await disposing;
     await expect(m.ask(inputPng, QUESTION)).rejects.toMatchObject({ name: 'DisposedError' });
   });
 
