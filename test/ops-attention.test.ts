@@ -1,69 +1,14 @@
 // attention(): softmax(scale · q k^T) v per head, GQA, the Causal mask of backend.h (query i of
 // Lq sees keys [0, Lk - Lq + i]), batches, and k/v given as slices of a larger cache (strided
-// rows), against a float64 reference.
-//
-// Tolerance, per output element: a score s_j = scale·q·k_j in f32 is off by at most
-// δ ≈ 2D·u·scale·Σ|q_d k_jd| (u = 2^-24); softmax turns score errors δ into relative weight
-// errors of at most 2δ, so the output moves by ≤ 4δ·Σ_j p_j|v_j|; the weighted sum over Lk keys
-// and the exp approximation (a few ulp) add (Lk + D + 8)·u·Σ_j p_j|v_j|. We allow 2x that bound.
+// rows), against the float64 reference and per-element error bound of helpers/ops-reference.ts
+// (attentionReference, where the bound is derived).
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { EPS32, Rng, addon, asF32, expectClose, f32Tensor, kernelPaths, runOp } from './helpers/ops-reference.js';
+import { type AttentionShape, Rng, addon, asF32, attentionReference, expectClose, f32Tensor, kernelPaths, runOp } from './helpers/ops-reference.js';
 
-interface AttnCase {
-  B: number;
-  Lq: number;
-  Lk: number;
-  Hq: number;
-  Hkv: number;
-  D: number;
-  scale: number;
-  causal: boolean;
+interface AttnCase extends AttentionShape {
   cache?: { length: number; begin: number }; // k/v stored in a [B, length, Hkv*D] cache
   valueRange?: number;
-}
-
-function reference(c: AttnCase, q: Float32Array, k: Float32Array, v: Float32Array, kvLen: number, kvBegin: number) {
-  const { B, Lq, Lk, Hq, Hkv, D, scale } = c;
-  const out = new Float64Array(B * Lq * Hq * D);
-  const tol = new Float64Array(out.length);
-  const group = Hq / Hkv;
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < Hq; h++) {
-      const hk = Math.floor(h / group);
-      for (let i = 0; i < Lq; i++) {
-        const last = c.causal ? Lk - Lq + i : Lk - 1;
-        const qOff = (b * Lq + i) * Hq * D + h * D;
-        const s: number[] = [];
-        let delta = 0;
-        for (let j = 0; j <= last; j++) {
-          const kOff = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
-          let dot = 0;
-          let abs = 0;
-          for (let d = 0; d < D; d++) {
-            dot += q[qOff + d]! * k[kOff + d]!;
-            abs += Math.abs(q[qOff + d]! * k[kOff + d]!);
-          }
-          s.push(dot * scale);
-          delta = Math.max(delta, 2 * D * EPS32 * Math.abs(scale) * abs);
-        }
-        const max = Math.max(...s);
-        const p = s.map((x) => Math.exp(x - max));
-        const total = p.reduce((a, x) => a + x, 0);
-        for (let d = 0; d < D; d++) {
-          let acc = 0;
-          let absAcc = 0;
-          for (let j = 0; j <= last; j++) {
-            const vv = v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!;
-            acc += (p[j]! / total) * vv;
-            absAcc += (p[j]! / total) * Math.abs(vv);
-          }
-          out[qOff + d] = acc;
-          tol[qOff + d] = 2 * (4 * delta + (Lk + D + 8) * EPS32) * absAcc + 1e-30;
-        }
-      }
-    }
-  return { out, tol };
 }
 
 async function checkAttention(c: AttnCase, seed: number, label: string) {
@@ -86,7 +31,7 @@ async function checkAttention(c: AttnCase, seed: number, label: string) {
     attrs,
   );
   expect(out!.shape).toEqual([c.B, c.Lq, c.Hq * c.D]);
-  const ref = reference(c, q, k, v, kvLen, kvBegin);
+  const ref = attentionReference(c, q, k, v, kvLen, kvBegin);
   expectClose(asF32(out!), ref.out, ref.tol, label);
 }
 

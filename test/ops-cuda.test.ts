@@ -17,15 +17,26 @@
 //   mean-subtracting norms: 2(2C + 16)·u·(|w|·max|x - mean|/std + |b|) per row.
 // - transcendental functions: CUDA's expf/erff/cosf/sinf are within 2 ulp, the CPU's exp_approx
 //   within 2 ulp: 32u·(|y| + |x|) for activations, 16u·(|x1| + |x2|) for RoPE.
-// - attention: the score error δ = 2D·u·scale·Σ|q k| moves softmax weights by 2δ relative, and
-//   summation over Lk keys adds (Lk + D)·u: 2(4δ + (Lk + D + 8)·u)·Σ_j p_j|v_j| per output.
+// - attention: the bound of attentionReference (helpers/ops-reference.ts).
 // - sampling: the filters and the draw are evaluated in double on both sides, so indices and kept
 //   counts must be equal (a tie at rounding level is not expected on random logits).
 import { describe, expect, it } from 'vitest';
 
 import type { NativeTensor, NativeTensorInput } from '../lib/native.js';
 import { cudaAvailable, cudaTitle } from './helpers/cuda.js';
-import { EPS32, Rng, addon, asF32, asI32, expectClose, f32Tensor, i32Tensor, numel, weightTensor } from './helpers/ops-reference.js';
+import {
+  EPS32,
+  Rng,
+  addon,
+  asF32,
+  asI32,
+  attentionReference,
+  expectClose,
+  f32Tensor,
+  i32Tensor,
+  numel,
+  weightTensor,
+} from './helpers/ops-reference.js';
 
 const u = EPS32;
 
@@ -174,40 +185,6 @@ interface AttnCase {
   cache?: number; // k/v rows stored in a cache of this length, the keys being rows [2, 2 + Lk)
 }
 
-function attentionBound(c: AttnCase, q: Float32Array, k: Float32Array, v: Float32Array, kvLen: number, kvBegin: number, scale: number) {
-  const { B, Lq, Lk, Hq, Hkv, D } = c;
-  const tol = new Float64Array(B * Lq * Hq * D);
-  const group = Hq / Hkv;
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < Hq; h++)
-      for (let i = 0; i < Lq; i++) {
-        const hk = Math.floor(h / group);
-        const last = c.causal ? Lk - Lq + i : Lk - 1;
-        const qo = (b * Lq + i) * Hq * D + h * D;
-        const s: number[] = [];
-        let delta = 0;
-        for (let j = 0; j <= last; j++) {
-          const ko = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
-          let dot = 0, abs = 0;
-          for (let d = 0; d < D; d++) {
-            dot += q[qo + d]! * k[ko + d]!;
-            abs += Math.abs(q[qo + d]! * k[ko + d]!);
-          }
-          s.push(dot * scale);
-          delta = Math.max(delta, 2 * D * u * Math.abs(scale) * abs);
-        }
-        const max = Math.max(...s);
-        const p = s.map((x) => Math.exp(x - max));
-        const total = p.reduce((a, x) => a + x, 0);
-        for (let d = 0; d < D; d++) {
-          let absAcc = 0;
-          for (let j = 0; j <= last; j++) absAcc += (p[j]! / total) * Math.abs(v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!);
-          tol[qo + d] = 2 * (4 * delta + (Lk + D + 8) * u) * absAcc + 1e-30;
-        }
-      }
-  return tol;
-}
-
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), () => {
   const cases: [string, AttnCase][] = [
     ['prefill, causal, GQA 4/2, D 64', { B: 1, Lq: 37, Lk: 37, Hq: 4, Hkv: 2, D: 64, causal: true }],
@@ -233,7 +210,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), ()
       f32Tensor([c.B, kvLen, c.Hkv * c.D], k),
       f32Tensor([c.B, kvLen, c.Hkv * c.D], v),
     ];
-    await close(`attention ${_label}`, 'attention', inputs, attrs, attentionBound(c, q, k, v, kvLen, kvBegin, scale));
+    await close(`attention ${_label}`, 'attention', inputs, attrs, attentionReference({ ...c, scale }, q, k, v, kvLen, kvBegin).tol);
   });
 
   it('rejects a head_dim beyond the kernel limit with a clear message', async () => {

@@ -207,3 +207,72 @@ export function actRef(act: Act, x: number): number {
       return x / (1 + Math.exp(-1.702 * x));
   }
 }
+
+// ---- attention
+
+export interface AttentionShape {
+  B: number;
+  Lq: number;
+  Lk: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+  causal: boolean; // query i of Lq sees keys [0, Lk - Lq + i] (backend.h)
+}
+
+// softmax(scale · q k^T) v per head in float64, with a per-element tolerance for an f32 kernel.
+// q is [B, Lq, Hq*D]; k and v are rows [kvBegin, kvBegin + Lk) of [B, kvLen, Hkv*D] caches.
+// Tolerance: a score s_j = scale·q·k_j in f32 is off by at most δ ≈ 2D·u·scale·Σ|q_d k_jd|
+// (u = 2^-24); softmax turns score errors δ into relative weight errors of at most 2δ, so the
+// output moves by ≤ 4δ·Σ_j p_j|v_j|; the weighted sum over Lk keys and the exp approximation (a
+// few ulp) add (Lk + D + 8)·u·Σ_j p_j|v_j|. The tolerance is 2x that bound.
+export function attentionReference(
+  c: AttentionShape,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  kvLen: number,
+  kvBegin: number,
+): { out: Float64Array; tol: Float64Array } {
+  const { B, Lq, Lk, Hq, Hkv, D, scale } = c;
+  const out = new Float64Array(B * Lq * Hq * D);
+  const tol = new Float64Array(out.length);
+  const group = Hq / Hkv;
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < Hq; h++) {
+      const hk = Math.floor(h / group);
+      for (let i = 0; i < Lq; i++) {
+        const last = c.causal ? Lk - Lq + i : Lk - 1;
+        const qOff = (b * Lq + i) * Hq * D + h * D;
+        const s: number[] = [];
+        let delta = 0;
+        for (let j = 0; j <= last; j++) {
+          const kOff = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
+          let dot = 0;
+          let abs = 0;
+          for (let d = 0; d < D; d++) {
+            dot += q[qOff + d]! * k[kOff + d]!;
+            abs += Math.abs(q[qOff + d]! * k[kOff + d]!);
+          }
+          s.push(dot * scale);
+          delta = Math.max(delta, 2 * D * EPS32 * Math.abs(scale) * abs);
+        }
+        const max = Math.max(...s);
+        const p = s.map((x) => Math.exp(x - max));
+        const total = p.reduce((a, x) => a + x, 0);
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          let absAcc = 0;
+          for (let j = 0; j <= last; j++) {
+            const vv = v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!;
+            acc += (p[j]! / total) * vv;
+            absAcc += (p[j]! / total) * Math.abs(vv);
+          }
+          out[qOff + d] = acc;
+          tol[qOff + d] = 2 * (4 * delta + (Lk + D + 8) * EPS32) * absAcc + 1e-30;
+        }
+      }
+    }
+  return { out, tol };
+}
