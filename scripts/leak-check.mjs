@@ -57,8 +57,7 @@ async function measuredPhase(count, cycle) {
 
 // V8 grows its heap to a plateau over the first loads (tokenizer tables); measure after it. The
 // first forced full GC drops about 14 MB of V8 heap that the next loads rebuild once and keep, so
-// one settled reading comes before the warm-up, whose loads then absorb that rebuild.
-await settledReading();
+// the warm-up starts with a settled reading, and its loads then absorb that rebuild.
 // Resident memory also climbs by a few MB over the first ~100 loads outside both heaps (glibc
 // arena pages that stay mapped once touched) and then stays flat, at a pace that varies between
 // machines: the warm-up runs at least 100 loads, then batches of 20 until one batch moves resident
