@@ -24,7 +24,7 @@
       "conditions": [
         ["OS=='linux'", { "libraries": ["-ldl", "-lpthread"] }],
         ["target_arch=='x64'", {
-          "dependencies": ["vargpt_avx2", "vargpt_avx512"],
+          "dependencies": ["vargpt_avx2", "vargpt_avx512", "vargpt_amx"],
           "defines": ["VARGPT_HAVE_X86_KERNELS=1"]
         }]
       ]
@@ -42,6 +42,14 @@
       "sources": ["<!@(node scripts/sources.cjs avx512)"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c", "-fPIC"],
       "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c"] }
+    },
+    {
+      "target_name": "vargpt_amx",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/sources.cjs amx)"],
+      "defines": ["VARGPT_HAVE_X86_KERNELS=1"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-mfma", "-mf16c", "-fPIC"],
+      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-mfma", "-mf16c"] }
     }
   ]
 }

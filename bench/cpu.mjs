@@ -12,15 +12,28 @@
 // of the per-round ratios, next to the median figures themselves.
 // Kernels are timed with timeOp: the op is bound once (inputs uploaded, outputs allocated) and
 // run repeatedly on the worker thread; a round's time is the median of its runs after a warm-up.
-// --paths also times one GEMM on every GEMM path (avx512 / avx2 / portable), each against the FMA
-// loop of its own instruction set.
+// - tile peak: on the amx path, the all-thread register-only AMX tile-product loop (peak_flops,
+//              kind amx_bf16). A GEMM on tiles multiplies three bf16 terms of every f32
+//              activation with bf16 weights (six term products with f32 weights; gemm_amx.cc),
+//              so its ceiling in useful f32 FLOP/s is the tile peak / 3 (bf16) or / 6 (f32).
+// --paths also times one GEMM on every GEMM path (amx / avx512 / avx2 / portable), each against
+// the peak of its own instruction set.
 import { bf16Of, fillF32, loadAddon, median, t32 } from './common.mjs';
 
 const addon = loadAddon();
 
-async function peakNow(seconds = 0.25) {
-  const [t] = await addon.runOp('cpu', 'peak_flops', [], { seconds });
+async function peakNow(seconds = 0.25, kind = 'fma_f32') {
+  const [t] = await addon.runOp('cpu', 'peak_flops', [], { seconds, kind });
   return new Float32Array(t.data)[0];
+}
+
+// The ceiling of one GEMM on the active path: the FMA loop, or on the amx path (bf16 weights
+// above 8 rows, f32 weights from 128 rows: gemm.h) the tile peak over the number of term products.
+function gemmCeiling(path, dtype, M) {
+  const onTiles = path === 'amx' && ((dtype === 'bf16' && M > 8) || (dtype === 'f32' && M >= 128));
+  if (!onTiles) return { label: 'FMA', now: () => peakNow() };
+  const terms = dtype === 'bf16' ? 3 : 6;
+  return { label: `tiles/${terms}`, now: async () => (await peakNow(0.25, 'amx_bf16')) / terms };
 }
 
 async function bandwidthNow(iterations = 1) {
@@ -67,17 +80,19 @@ export async function run(args = []) {
   console.log(`cpu: ${info.model}, ${info.threads} threads, kernels ${info.kernels}, features ${info.features.join(' ')}`);
   const startPeak = await peakNow(2);
   const startBw = await bandwidthNow(5);
-  console.log(`at start: FMA peak ${startPeak.toFixed(1)} GFLOP/s (2 s), read bandwidth ${startBw.toFixed(1)} GB/s (best of 5)`);
+  const tilePeak = info.kernels === 'amx' ? `, AMX tile peak ${(await peakNow(2, 'amx_bf16')).toFixed(0)} GFLOP/s (bf16 products)` : '';
+  console.log(`at start: FMA peak ${startPeak.toFixed(1)} GFLOP/s (2 s)${tilePeak}, read bandwidth ${startBw.toFixed(1)} GB/s (best of 5)`);
   console.log('each row: median of rounds alternating the kernel with its ceiling (FMA peak or read bandwidth)\n');
 
-  const rows = [['kernel', 'shape', 'dtype', 'ms', 'GFLOP/s', 'FMA peak', '% peak', 'GB/s', 'read bw', '% bw']];
-  const compute = async (label, shape, dtype, op, inputs, attrs, flops, minSeconds = 0.6) => {
-    const r = await paired(() => timeOnce(op, inputs, attrs, minSeconds), flops, () => peakNow(), rounds);
-    rows.push([label, shape, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), pct(r.ratio), '', '', '']);
+  const rows = [['kernel', 'shape', 'dtype', 'ms', 'GFLOP/s', 'peak', 'of', '% peak', 'GB/s', 'read bw', '% bw']];
+  const compute = async (label, shape, dtype, op, inputs, attrs, flops, minSeconds = 0.6, ceiling = null) => {
+    const c = ceiling ?? { label: 'FMA', now: () => peakNow() };
+    const r = await paired(() => timeOnce(op, inputs, attrs, minSeconds), flops, c.now, rounds);
+    rows.push([label, shape, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), c.label, pct(r.ratio), '', '', '']);
   };
   const stream = async (label, shape, dtype, measure, bytes, flops) => {
     const r = await paired(measure, bytes, () => bandwidthNow(1), rounds);
-    rows.push([label, shape, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), '', '', (bytes / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), pct(r.ratio)]);
+    rows.push([label, shape, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), '', '', '', (bytes / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), pct(r.ratio)]);
   };
 
   // ---- GEMM (linear), compute-bound sizes
@@ -89,7 +104,8 @@ export async function run(args = []) {
     for (const M of Ms) {
       const x = t32([M, K], fillF32(M * K, M));
       for (const dtype of ['f32', 'bf16'])
-        await compute('gemm', `M=${M} K=${K} N=${N}`, dtype, 'linear', [x, weights[dtype]], {}, 2 * M * N * K, M >= 256 ? 1 : 0.5);
+        await compute('gemm', `M=${M} K=${K} N=${N}`, dtype, 'linear', [x, weights[dtype]], {}, 2 * M * N * K, M >= 256 ? 1 : 0.5,
+          gemmCeiling(info.kernels, dtype, M));
     }
   }
 
@@ -163,20 +179,21 @@ export async function run(args = []) {
   table(rows);
 
   if (comparePaths) {
-    console.log('\nGEMM paths (f32 weights, M=256 K=4096 N=4096), each against the FMA loop of its own ISA:');
-    const pathRows = [['path', '', 'ms', 'GFLOP/s', 'path FMA peak', '% path peak']];
+    console.log('\nGEMM paths (M=256 K=4096 N=4096), each against the peak of its own instruction set:');
+    const pathRows = [['path', 'dtype', 'ms', 'GFLOP/s', 'path peak', 'of', '% path peak']];
     const previous = info.kernels;
     const x = t32([256, 4096], fillF32(256 * 4096, 9));
-    const w = t32([4096, 4096], fillF32(4096 * 4096, 8));
+    const wf = fillF32(4096 * 4096, 8);
+    const weights = { f32: t32([4096, 4096], wf), bf16: { dtype: 'bf16', shape: [4096, 4096], data: bf16Of(wf) } };
     const flops = 2 * 256 * 4096 * 4096;
-    for (const p of ['avx512', 'avx2', 'portable']) {
-      try {
-        addon.setCpuKernels(p);
-      } catch {
-        continue; // not on this CPU or build
+    for (const p of ['amx', 'avx512', 'avx2', 'portable']) {
+      if (!info.kernelPaths.includes(p)) continue; // not on this CPU or build
+      addon.setCpuKernels(p);
+      for (const dtype of p === 'amx' || p === 'avx512' ? ['f32', 'bf16'] : ['f32']) {
+        const c = gemmCeiling(p, dtype, 256);
+        const r = await paired(() => timeOnce('linear', [x, weights[dtype]], {}, p === 'portable' ? 0.1 : 0.6), flops, c.now, 2);
+        pathRows.push([p, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), c.label, pct(r.ratio)]);
       }
-      const r = await paired(() => timeOnce('linear', [x, w], {}, p === 'portable' ? 0.1 : 0.6), flops, () => peakNow(), 2);
-      pathRows.push([p, '', (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), pct(r.ratio)]);
     }
     addon.setCpuKernels(previous);
     table(pathRows);

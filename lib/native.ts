@@ -29,7 +29,12 @@ export interface NativeCpuInfo {
   threads: number;
   model: string;
   features: string[];
+  // The GEMM path in use ('amx' | 'avx512' | 'avx2' | 'portable').
   kernels: string;
+  // Every GEMM path this CPU and build can run, best first.
+  kernelPaths: string[];
+  // Why the AMX path cannot run here (absent when it can).
+  amxUnavailable?: string;
 }
 
 export interface NativeCudaDevice {
@@ -208,7 +213,7 @@ export interface NativeAddon {
     attrs: Record<string, unknown>,
     iterations: number,
   ): Promise<number[]>;
-  // Switches the CPU GEMM path ('avx512' | 'avx2' | 'portable') for later ops; returns the previous
+  // Switches the CPU GEMM path ('amx' | 'avx512' | 'avx2' | 'portable') for later ops; returns the previous
   // one. Throws when this CPU or build lacks the path.
   setCpuKernels(path: string): string;
   // Pillow-exact resampling (native/image/pil_resize.h), on a worker thread.

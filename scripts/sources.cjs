@@ -3,6 +3,7 @@
 //   portable : every .cc under native/ except the CUDA backend and the ISA-specific files
 //   avx2     : files named *_avx2.cc   (built with -mavx2 -mfma -mf16c)
 //   avx512   : files named *_avx512.cc (built with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16)
+//   amx      : files named *_amx.cc (the avx512 flags plus -mamx-tile -mamx-bf16)
 //   fuzz     : the parsers' sources, for the fuzz harnesses
 const fs = require('node:fs');
 const path = require('node:path');
@@ -21,11 +22,12 @@ function walk(dir) {
 }
 
 const all = walk('native').filter((f) => !f.startsWith('native/backend/cuda/'));
-const isa = (f) => /_(avx2|avx512|neon)\.cc$/.test(f);
+const isa = (f) => /_(avx2|avx512|amx|neon)\.cc$/.test(f);
 const groups = {
   portable: all.filter((f) => !isa(f)),
   avx2: all.filter((f) => f.endsWith('_avx2.cc')),
   avx512: all.filter((f) => f.endsWith('_avx512.cc')),
+  amx: all.filter((f) => f.endsWith('_amx.cc')),
   neon: all.filter((f) => f.endsWith('_neon.cc')),
   core: all.filter((f) => f.startsWith('native/core/')),
 };

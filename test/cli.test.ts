@@ -36,7 +36,7 @@ describe('vargpt CLI', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^cpu: .+, \d+ threads$/m);
     expect(text.stdout).toMatch(/^ {2}SIMD: /m);
-    expect(text.stdout).toMatch(/^ {2}kernels: (avx512|avx2|portable|neon)/m);
+    expect(text.stdout).toMatch(/^ {2}kernels: (amx|avx512|avx2|portable|neon)/m);
     expect(text.stdout).toMatch(/^cuda: (available|unavailable: .+)/m);
     const json = cli(['info', '--json']);
     const report = JSON.parse(json.stdout) as { cpu: { threads: number; features: string[]; kernels: string }; cuda: { available: boolean; reason?: string; devices: unknown[] } };

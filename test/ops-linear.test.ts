@@ -7,7 +7,17 @@
 // rounded values, so no weight-rounding slack is needed: the kernel must widen them exactly.
 // Activations add their own few-ulp error and pass the pre-activation error through a slope of at
 // most ~1.13 (GELU), hence 1.2x plus 16u of the result.
+//
+// The amx path sums more terms into each output: three bf16 terms per activation (3K products,
+// still exact) with bf16 weights, six term products with f32 weights plus the three it leaves out
+// (below 2^-23 of each product, gemm_amx.cc). Its bound is therefore (3K + 3)u or (6K + 8)u of
+// Σ|x_k w_k| where it runs on tiles (bf16 weights above 8 rows, f32 from 128). Because a bound that
+// loose could not see a lost low term, "exactly representable sums" below checks every path bit for
+// bit on inputs whose every partial sum is exact in f32, and needs all three terms of each operand.
 import { afterAll, describe, expect, it } from 'vitest';
+
+import type { NativeTensorInput } from '../lib/native.js';
+import { f32ToBf16 } from '../lib/tensor.js';
 
 import {
   type Act,
@@ -35,7 +45,14 @@ interface Case {
   accumulate: boolean;
 }
 
-async function checkLinear(c: Case, seed: number, label: string) {
+// How many f32 roundings (in units of u·Σ|x w|) the worst case of one output may carry on `path`.
+function roundingBound(path: string, c: Case): number {
+  if (path === 'amx' && c.dtype === 'bf16' && c.M > 8) return 3 * c.K + 3;
+  if (path === 'amx' && c.dtype === 'f32' && c.M >= 128) return 6 * c.K + 8;
+  return 2 * (c.K + 1);
+}
+
+async function checkLinear(c: Case, seed: number, label: string, path = '') {
   const rng = new Rng(seed);
   const x = rng.f32(c.M * c.K);
   const w = weightTensor(rng, c.dtype, [c.N, c.K]);
@@ -66,7 +83,7 @@ async function checkLinear(c: Case, seed: number, label: string) {
       const act = actRef(c.act, sum);
       const i = m * c.N + n;
       ref[i] = act + (yInit ? yInit[i]! : 0);
-      let t = 2 * (c.K + 1) * EPS32 * abs + 4 * EPS32 * Math.abs(sum);
+      let t = roundingBound(path, c) * EPS32 * abs + 4 * EPS32 * Math.abs(sum);
       if (c.act !== 'none') t = 1.2 * t + 16 * EPS32 * Math.abs(act) + 1e-30;
       if (yInit) t += 2 * EPS32 * (Math.abs(yInit[i]!) + Math.abs(ref[i]!));
       tol[i] = t;
@@ -98,7 +115,7 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
           for (const N of [5, 33, 257]) {
             seed++;
             const c: Case = { M, K, N, dtype, bias: seed % 2 === 0, act: acts[seed % 3]!, accumulate: false };
-            await checkLinear(c, seed, `${path} ${dtype} M=${M} K=${K} N=${N} bias=${c.bias} act=${c.act}`);
+            await checkLinear(c, seed, `${path} ${dtype} M=${M} K=${K} N=${N} bias=${c.bias} act=${c.act}`, path);
           }
     },
   );
@@ -117,11 +134,53 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
         { M: 16, K: 64, N: 300, dtype, bias: false, act: 'none', accumulate: false },
         { M: 64, K: 129, N: 33, dtype, bias: true, act: 'silu', accumulate: false },
         { M: 45, K: 700, N: 31, dtype, bias: false, act: 'none', accumulate: false },
+        // Several K blocks of the amx path (1024) with a tail step, f32 weights on tiles (M >= 128).
+        { M: 130, K: 2100, N: 75, dtype, bias: true, act: 'gelu_tanh', accumulate: false },
       ];
       let seed = 5000;
-      for (const c of cases) await checkLinear(c, ++seed, `${path} ${dtype} M=${c.M} K=${c.K} N=${c.N} act=${c.act}`);
+      for (const c of cases) await checkLinear(c, ++seed, `${path} ${dtype} M=${c.M} K=${c.K} N=${c.N} act=${c.act}`, path);
     },
   );
+
+  // Integers whose products and partial sums all fit f32's 24-bit significand: every summation
+  // order gives the exact result, so every path must return it bit for bit. Each case needs all
+  // three bf16 terms of one operand: with round-to-nearest, hi and mid carry 17 significant bits
+  // between them, so 18-bit values need lo, and a path that dropped or misplaced a term of the amx
+  // split would be off by whole units.
+  it('exactly representable sums, bit for bit (exercises every term of the amx split)', async () => {
+    addon.setCpuKernels(path);
+    const rng = new Rng(9100);
+    const int = (bound: number) => Math.floor(rng.next() * (2 * bound + 1)) - bound;
+    const M = 130, N = 33;
+    const cases = [
+      // 18-bit activations x {-1, 0, 1}: the activations' lo terms (bf16 and f32 weights); 40 x
+      // 2^18 < 2^24, and K = 40 is two steps of the tiles, the second a tail
+      { K: 40, x: () => int((1 << 18) - 1), w: () => int(1), dtypes: ['bf16', 'f32'] as const },
+      // 2-bit activations x 18-bit f32 weights: the weights' lo terms (hi x lo products)
+      { K: 16, x: () => int(3), w: () => int((1 << 18) - 1), dtypes: ['f32'] as const },
+      // 9-bit x 10-bit: mid x mid, hi x mid and mid x hi products
+      { K: 16, x: () => int(1 << 9), w: () => int(1 << 10), dtypes: ['f32'] as const },
+    ];
+    for (const c of cases) {
+      const x = new Float32Array(M * c.K).map(() => c.x() * 2 ** -12);
+      const wv = new Float64Array(N * c.K).map(() => c.w());
+      for (const dtype of c.dtypes) {
+        const w: NativeTensorInput =
+          dtype === 'f32'
+            ? { dtype, shape: [N, c.K], data: Float32Array.from(wv) }
+            : { dtype, shape: [N, c.K], data: Uint16Array.from(wv, (v) => f32ToBf16(v)) };
+        const [y] = await runOp('linear', [f32Tensor([M, c.K], x), w]);
+        const got = asF32(y!);
+        for (let m = 0; m < M; m++)
+          for (let n = 0; n < N; n++) {
+            let exact = 0;
+            for (let k = 0; k < c.K; k++) exact += x[m * c.K + k]! * wv[n * c.K + k]!;
+            if (got[m * N + n] !== exact)
+              throw new Error(`${path} ${dtype} K=${c.K}: y[${m}, ${n}] = ${got[m * N + n]}, exactly ${exact}`);
+          }
+      }
+    }
+  });
 
   it('accumulates into y (residual add), with and without activation, small and large M', async () => {
     addon.setCpuKernels(path);
@@ -133,6 +192,7 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
             { M, K: 77, N: 45, dtype, bias: true, act, accumulate: true },
             ++seed,
             `${path} accumulate M=${M} act=${act} ${dtype}`,
+            path,
           );
   });
 });

@@ -173,8 +173,9 @@ export async function infoCommand(options: GlobalOptions, io: Io): Promise<void>
     `vargpt ${packageVersion()} (Node ${process.version}, ${process.platform}-${process.arch})`,
     `cpu: ${cpu.model}, ${cpu.threads} threads`,
     `  SIMD: ${cpu.features.length ? cpu.features.join(' ') : 'none detected'}`,
-    `  kernels: ${cpu.kernels}`,
+    `  kernels: ${cpu.kernels} (this machine can run: ${cpu.kernelPaths.join(', ')})`,
   ];
+  if (cpu.amxUnavailable && cpu.features.includes('amx-bf16')) lines.push(`  amx: unavailable: ${cpu.amxUnavailable}`);
   if (cuda.available) {
     const versions = [cuda.driverVersion && `driver ${cuda.driverVersion}`, cuda.runtimeVersion && `runtime ${cuda.runtimeVersion}`].filter(Boolean).join(', ');
     lines.push(`cuda: available${versions ? ` (${versions})` : ''}`);

@@ -152,6 +152,8 @@ struct CpuInfo {
   std::string model;                 // processor name
   std::vector<std::string> features;  // SIMD features the kernels use: "avx2", "fma", "avx512f", ...
   std::string kernel_path;           // the dispatched GEMM path
+  std::vector<std::string> kernel_paths;  // every GEMM path this CPU and build can run, best first
+  std::string amx_unavailable;       // why the AMX path cannot run ("" when it can)
 };
 
 struct CudaDeviceInfo {

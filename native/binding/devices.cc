@@ -22,6 +22,10 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < cpu.features.size(); ++i) features.Set(i, cpu.features[i]);
   cpu_js.Set("features", features);
   cpu_js.Set("kernels", cpu.kernel_path);
+  Napi::Array paths = Napi::Array::New(env, cpu.kernel_paths.size());
+  for (size_t i = 0; i < cpu.kernel_paths.size(); ++i) paths.Set(i, cpu.kernel_paths[i]);
+  cpu_js.Set("kernelPaths", paths);
+  if (!cpu.amx_unavailable.empty()) cpu_js.Set("amxUnavailable", cpu.amx_unavailable);
   out.Set("cpu", cpu_js);
 
   const CudaInfo cuda = cuda_info();

@@ -2,7 +2,7 @@
 //
 //   runOp(device, op, inputs, attrs) -> Promise<{dtype, shape, data}[]>
 //   timeOp(device, op, inputs, attrs, iterations) -> Promise<number[]>  (seconds of each run)
-//   setCpuKernels("avx512" | "avx2" | "portable") -> previous path (tests and benchmarks)
+//   setCpuKernels("amx" | "avx512" | "avx2" | "portable") -> previous path (tests and benchmarks)
 //
 // `device` is "cpu", "cuda" or "cuda:N" (one backend per name, created on first use and kept).
 // Inputs are uploaded, outputs allocated per op, the op runs on a libuv worker thread and the
@@ -39,8 +39,9 @@
 // argmax              [x]                                                                     [idx i32]
 // sample              [logits]                        topK?, topP?, temperature?, seed, stream?   [idx i32, kept i32]
 // randn               []                              shape, seed, stream?                    [out f32]
-// peak_flops          []                              seconds?, kind? (cuda only:             [f32[1] GFLOP/s]
-//                                                     "mma_bf16" default | "fma_f32")
+// peak_flops          []                              seconds?, kind? (cuda: "mma_bf16"       [f32[1] GFLOP/s]
+//                                                     default | "fma_f32"; cpu: "fma_f32"
+//                                                     default | "amx_bf16", amx path only)
 // read_bandwidth      []                              bytes?, iterations?                     [f32[1] GB/s]
 // device_memory       []  (cuda only)                                                         [i64[5] bytes in use,
 //                                                              cached, peak, free on the device, device total]

@@ -387,7 +387,12 @@ const std::map<std::string, Binder>& binders() {
                           {out}};
          }
          VG_CHECK(be.device() == DeviceKind::CPU, c.op, ": not measured on ", be.name());
-         return BoundOp{[out, seconds] { out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds)); },
+         const std::string kind = c.attrs.string("kind", std::string("fma_f32"));
+         VG_CHECK(kind == "fma_f32" || kind == "amx_bf16", c.op, ": kind \"", kind, "\" must be fma_f32 or amx_bf16 on cpu");
+         const bool tiles = kind == "amx_bf16";
+         return BoundOp{[out, seconds, tiles] {
+                          out.data<float>()[0] = static_cast<float>(cpu::peak_gflops(seconds, tiles));
+                        },
                         {out}};
        }},
       {"read_bandwidth",

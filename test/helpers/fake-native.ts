@@ -174,7 +174,7 @@ export function fakeAddon(info: NativeModelInfo = FIXTURE_INFO, script: (r: Nati
     model,
     loads: 0,
     devices: () => ({
-      cpu: { threads: 2, model: 'fake', features: [], kernels: 'portable' },
+      cpu: { threads: 2, model: 'fake', features: [], kernels: 'portable', kernelPaths: ['portable'] },
       cuda: { available: false, reason: 'fake: no CUDA here', devices: [] },
     }),
     createCancelToken: cancelToken,

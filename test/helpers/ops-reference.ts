@@ -157,14 +157,9 @@ export function f64(a: ArrayLike<number>): Float64Array {
   return Float64Array.from(a as ArrayLike<number>);
 }
 
-// The GEMM paths this machine can run (the portable one always).
+// The GEMM paths this machine can run, best first (the portable one always).
 export function kernelPaths(): string[] {
-  const features = addon.devices().cpu.features;
-  const paths = ['portable'];
-  if (['avx2', 'fma', 'f16c'].every((f) => features.includes(f))) paths.unshift('avx2');
-  if (['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => features.includes(f)) && paths[0] === 'avx2')
-    paths.unshift('avx512');
-  return paths;
+  return addon.devices().cpu.kernelPaths;
 }
 
 // ---- float64 reference activations

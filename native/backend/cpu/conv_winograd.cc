@@ -114,7 +114,8 @@ const WinogradKernels kPortableWinograd = {input_scalar, output_scalar, filters_
 
 const WinogradKernels& active_winograd_kernels() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
-  if (std::strcmp(active_gemm_kernels().name, "avx512") == 0) return avx512_winograd_kernels();
+  if (std::strcmp(active_gemm_kernels().name, "avx512") == 0 || std::strcmp(active_gemm_kernels().name, "amx") == 0)
+    return avx512_winograd_kernels();
 #endif
   return kPortableWinograd;
 }

@@ -7,6 +7,10 @@
 #include "cpu_ops.h"
 #include "gemm.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
 namespace vargpt {
 
 namespace {
@@ -109,6 +113,10 @@ std::vector<std::string> cpu_kernel_features() {
   if (__builtin_cpu_supports("avx512vl")) features.emplace_back("avx512vl");
   if (__builtin_cpu_supports("avx512dq")) features.emplace_back("avx512dq");
   if (__builtin_cpu_supports("avx512bf16")) features.emplace_back("avx512bf16");
+  // AMX as the CPU reports it; whether this process may use it is kernelPaths / amx.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && (d & (1u << 24)) != 0 && (d & (1u << 22)) != 0)
+    features.emplace_back("amx-bf16");
 #elif defined(__aarch64__)
   features.emplace_back("neon");
 #endif
@@ -116,6 +124,10 @@ std::vector<std::string> cpu_kernel_features() {
 }
 
 std::string cpu_kernel_path() { return cpu::active_gemm_kernels().name; }
+
+std::vector<std::string> cpu_kernel_paths() { return cpu::available_gemm_kernels(); }
+
+std::string cpu_amx_unavailable_reason() { return cpu::amx_unavailable_reason(); }
 
 void set_cpu_kernel_path(const std::string& path) { cpu::set_gemm_kernels(path); }
 

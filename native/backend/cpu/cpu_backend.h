@@ -13,9 +13,13 @@ namespace vargpt {
 std::shared_ptr<Backend> create_cpu_backend();
 // SIMD features detected at run time that the kernels use ("avx2", "fma", "avx512f", ...).
 std::vector<std::string> cpu_kernel_features();
-// The GEMM path chosen at run time: "avx512", "avx2" or "portable".
+// The GEMM path chosen at run time: "amx", "avx512", "avx2" or "portable".
 std::string cpu_kernel_path();
-// Switches the GEMM path ("avx512", "avx2", "portable") for every later op, so tests and
+// The GEMM paths this CPU and build can run, best first.
+std::vector<std::string> cpu_kernel_paths();
+// Why the AMX path cannot run here ("" when it can).
+std::string cpu_amx_unavailable_reason();
+// Switches the GEMM path ("amx", "avx512", "avx2", "portable") for every later op, so tests and
 // benchmarks can compare paths in one process; throws if this CPU or build lacks it.
 void set_cpu_kernel_path(const std::string& path);
 

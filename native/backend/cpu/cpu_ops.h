@@ -54,7 +54,7 @@ void sample(const Tensor& logits, const SamplingParams& params, const Tensor& id
 void randn(const Tensor& out, uint64_t seed, uint64_t stream);
 
 // probes.cc: machine ceilings for the benchmarks (not Backend methods).
-double peak_gflops(double seconds);                        // all-thread register-only FMA rate
+double peak_gflops(double seconds, bool tiles = false);    // all-thread register-only FMA (or AMX tile) rate
 double read_bandwidth_gbs(int64_t bytes, int iterations);  // all-thread streaming read of a buffer
 
 }  // namespace vargpt::cpu

@@ -13,6 +13,16 @@
 #include "cpu_common.h"
 #include "cpu_math.h"
 
+#if defined(VARGPT_HAVE_X86_KERNELS)
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#endif
+#endif
+
 namespace vargpt::cpu {
 
 namespace {
@@ -230,7 +240,7 @@ const GemmKernels kPortable = {"portable",          kPortableMR,       kPortable
                                portable_row_dots,   nullptr,           portable_exp_shift_sum,
                                portable_max_of,     portable_stream_sum, portable_fma_loop,
                                activation_run,      portable_swiglu,    portable_dot,    portable_axpy,
-                               portable_scale};
+                               portable_scale,      nullptr};
 
 // ---- epilogue: biases and activation over a finished tile of C (rows from m0), while it is
 // still in cache.
@@ -250,16 +260,53 @@ void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, 
   }
 }
 
+#if defined(VARGPT_HAVE_X86_KERNELS)
+// AMX needs the CPU (CPUID), the OS saving the tile state (XCR0) and, on Linux, a per-process
+// permission for the 8 KB of tile data (arch_prctl ARCH_REQ_XCOMP_PERM, kernel 5.16+). Asked once.
+std::string check_amx() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return "the CPU reports no CPUID leaf 7";
+  if ((d & (1u << 24)) == 0 || (d & (1u << 22)) == 0) return "the CPU has no AMX-TILE / AMX-BF16";
+  if (!__builtin_cpu_supports("avx512bf16")) return "the CPU has AMX but not AVX512-BF16 (used to split operands)";
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & (1u << 27)) == 0) return "the OS has not enabled XSAVE";
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & (3u << 17)) != (3u << 17)) return "the OS does not save the AMX tile state (XCR0)";
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+    return std::string("Linux refused the AMX tile permission (arch_prctl: ") + std::strerror(errno) + ")";
+  return "";
+#else
+  return "AMX is enabled on Linux only in this build";
+#endif
+}
+#endif
+
+bool has_avx2() {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+bool has_avx512() {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
 // The best path this CPU supports, no higher than `cap` ("" = no cap).
 const GemmKernels& best_kernels(const std::string& cap) {
 #if defined(VARGPT_HAVE_X86_KERNELS)
-  __builtin_cpu_init();
-  const bool has_avx2 =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if ((cap.empty() || cap == "avx512") && has_avx512) return avx512_gemm_kernels();
-  if ((cap.empty() || cap == "avx512" || cap == "avx2") && has_avx2) return avx2_gemm_kernels();
+  if ((cap.empty() || cap == "amx") && has_avx512() && amx_unavailable_reason().empty()) return amx_gemm_kernels();
+  if ((cap.empty() || cap == "amx" || cap == "avx512") && has_avx512()) return avx512_gemm_kernels();
+  if ((cap.empty() || cap == "amx" || cap == "avx512" || cap == "avx2") && has_avx2()) return avx2_gemm_kernels();
 #endif
   return kPortable;
 }
@@ -278,12 +325,28 @@ const GemmKernels& portable_gemm_kernels() { return kPortable; }
 
 const GemmKernels& active_gemm_kernels() { return *current_kernels().load(std::memory_order_relaxed); }
 
+const std::string& amx_unavailable_reason() {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  static const std::string reason = check_amx();
+#else
+  static const std::string reason = "this build has no x86 kernels";
+#endif
+  return reason;
+}
+
+std::vector<std::string> available_gemm_kernels() {
+  std::vector<std::string> paths;
+  for (const char* name : {"amx", "avx512", "avx2", "portable"})
+    if (best_kernels(name).name == std::string(name)) paths.emplace_back(name);
+  return paths;
+}
+
 void set_gemm_kernels(const std::string& name) {
-  VG_CHECK(name == "avx512" || name == "avx2" || name == "portable", "cpu kernels \"", name,
-           "\": expected avx512, avx2 or portable");
+  VG_CHECK(name == "amx" || name == "avx512" || name == "avx2" || name == "portable", "cpu kernels \"", name,
+           "\": expected amx, avx512, avx2 or portable");
   const GemmKernels& chosen = best_kernels(name);
   VG_CHECK(chosen.name == name, "cpu kernels \"", name, "\" are not available on this CPU or build (best: ",
-           best_kernels("").name, ")");
+           best_kernels("").name, name == "amx" ? "; " + amx_unavailable_reason() : std::string(), ")");
   current_kernels().store(&chosen);
 }
 
@@ -409,6 +472,92 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   });
 }
 
+// The packed strategy on AMX tiles. Same shape as gemm_packed: A is split and packed once (all
+// of it, K block by K block, so the panels one K block needs are contiguous), then each thread
+// takes blocks of NC columns, packs the block's B panels for one K block (512 KB of bf16 terms,
+// in L2) and runs the 32 x 32 micro-kernel for each row block across them, so a row block's
+// packed A (32 x KC x 3 terms, 192 KB) is re-read from L2 by every panel while its C tiles are
+// loaded and stored once per K block. KC = 1024 / NC = 256 (128 for f32 weights, whose B has
+// three terms) were the fastest of KC 128-4096 x NC 128-512 measured on the bench shapes: C
+// traffic shrinks with KC, and beyond ~1 MB of B block the L2 stops holding it.
+void gemm_amx(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B,
+              float* C, int64_t ldc, const GemmEpilogue& ep) {
+  const AmxKernels& amx = *kern.amx;
+  // A short K (the tiny and small models' 64-1024) takes one block of just the steps it needs.
+  const int64_t kc_block = std::min<int64_t>(1024, (K + kAmxStepK - 1) / kAmxStepK * kAmxStepK);
+  const int64_t block_steps = kc_block / kAmxStepK;
+  const int64_t nc_cols = B.dtype == DType::BF16 ? 256 : 128;  // f32 weights pack three terms
+  const int b_terms = B.dtype == DType::BF16 ? 1 : 3;
+  const int64_t m_blocks = (M + kAmxRows - 1) / kAmxRows;
+  const int64_t k_blocks = (K + kc_block - 1) / kc_block;
+  auto steps_of = [&](int64_t kb) { return (std::min(kc_block, K - kb * kc_block) + kAmxStepK - 1) / kAmxStepK; };
+  // Block (kb, mb) of packed A: K block kb holds every row block's steps back to back.
+  const int64_t a_block = 3 * kAmxTermBlock;  // per step of one row block
+  auto a_panel = [&](int64_t kb, int64_t mb) {
+    return kb * m_blocks * block_steps * a_block + mb * steps_of(kb) * a_block;
+  };
+  static thread_local AlignedBuffer a_pack;
+  uint16_t* const Ap =
+      reinterpret_cast<uint16_t*>(a_pack.floats(static_cast<size_t>(k_blocks * m_blocks * block_steps * a_block / 2)));
+  parallel_for(m_blocks * k_blocks, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t kb = i / m_blocks, mb = i % m_blocks;
+      const int rows = static_cast<int>(std::min<int64_t>(kAmxRows, M - mb * kAmxRows));
+      amx.pack_a(A + mb * kAmxRows * lda + kb * kc_block, lda, rows, std::min(kc_block, K - kb * kc_block),
+                 Ap + a_panel(kb, mb));
+    }
+  });
+
+  // N blocks of whole panels, a multiple of the thread count; narrow outputs split along M too.
+  const int threads = num_threads();
+  const int64_t n_panels_total = (N + kAmxCols - 1) / kAmxCols;
+  int64_t n_blocks = std::max<int64_t>(1, std::min<int64_t>(n_panels_total, (N + nc_cols - 1) / nc_cols));
+  n_blocks = std::min(n_panels_total, (n_blocks + threads - 1) / threads * threads);
+  const int64_t panels_per_block = (n_panels_total + n_blocks - 1) / n_blocks;
+  n_blocks = (n_panels_total + panels_per_block - 1) / panels_per_block;
+  int64_t m_splits = 1;
+  if (n_blocks < 2 * threads) m_splits = std::min<int64_t>(m_blocks, (2 * threads + n_blocks - 1) / n_blocks);
+
+  static thread_local AlignedBuffer b_pack;
+  parallel_for(n_blocks * m_splits, 1, [&](int64_t item0, int64_t item1) {
+    const int64_t panel_size = block_steps * b_terms * kAmxTermBlock;
+    uint16_t* Bp = reinterpret_cast<uint16_t*>(b_pack.floats(static_cast<size_t>(panels_per_block * panel_size / 2)));
+    struct TileGuard {  // releases the tiles however the block ends
+      const AmxKernels& amx;
+      explicit TileGuard(const AmxKernels& k) : amx(k) { amx.begin(); }
+      ~TileGuard() { amx.end(); }
+    } guard(amx);
+    for (int64_t item = item0; item < item1; ++item) {
+      const int64_t nb = item / m_splits, ms = item % m_splits;
+      const int64_t p_begin = nb * panels_per_block, p_end = std::min(n_panels_total, p_begin + panels_per_block);
+      const int64_t mb_begin = ms * m_blocks / m_splits, mb_end = (ms + 1) * m_blocks / m_splits;
+      for (int64_t kb = 0; kb < k_blocks; ++kb) {
+        const int64_t k0 = kb * kc_block, kc = std::min(kc_block, K - k0), steps = steps_of(kb);
+        const bool last = kb + 1 == k_blocks;
+        for (int64_t p = p_begin; p < p_end; ++p) {
+          const int64_t n0 = p * kAmxCols;
+          const int cols = static_cast<int>(std::min<int64_t>(kAmxCols, N - n0));
+          amx.pack_b(B, n0, cols, k0, kc, Bp + (p - p_begin) * panel_size);
+        }
+        for (int64_t mb = mb_begin; mb < mb_end; ++mb) {
+          const int64_t r0 = mb * kAmxRows;
+          const int rows = static_cast<int>(std::min<int64_t>(kAmxRows, M - r0));
+          for (int64_t p = p_begin; p < p_end; ++p) {
+            const int64_t n0 = p * kAmxCols;
+            const int cols = static_cast<int>(std::min<int64_t>(kAmxCols, N - n0));
+            amx.micro(steps, Ap + a_panel(kb, mb), Bp + (p - p_begin) * panel_size, b_terms, C + r0 * ldc + n0, ldc,
+                      rows, cols, kb > 0 || ep.accumulate);
+          }
+          if (last) {
+            const int64_t n0 = p_begin * kAmxCols, cols = std::min(N, p_end * kAmxCols) - n0;
+            epilogue_tile(C + r0 * ldc, ldc, r0, rows, n0, cols, ep);
+          }
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const GemmB& B, float* C, int64_t ldc,
@@ -434,13 +583,21 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   }
   const GemmKernels& kern = active_gemm_kernels();
   if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
+  if (kern.amx != nullptr && !B.k_major &&
+      (B.dtype == DType::BF16 || (B.dtype == DType::F32 && M >= kAmxF32MinRows)))
+    return gemm_amx(kern, M, N, K, A, lda, B, C, ldc, ep);
   if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr)
     return gemm_mid_rows(kern, M, N, K, A, lda, B, C, ldc, ep);
   gemm_packed(kern, M, N, K, A, lda, B, C, ldc, ep);
 }
 
-double measure_peak_gflops(double seconds) {
+double measure_peak_gflops(double seconds, bool tiles) {
   const GemmKernels& kern = active_gemm_kernels();
+  VG_CHECK(!tiles || kern.amx != nullptr, "peak_flops: kind amx_bf16 needs the amx GEMM path (active: ", kern.name,
+           ")");
+  // One tile-loop call is 2^10 rounds of four tile products (~67 MFLOP), one FMA-loop call 2^14
+  // rounds: both a few tens of microseconds, fine-grained enough to stop on time.
+  auto work = [&] { return tiles ? kern.amx->tile_loop(1 << 10) : kern.fma_loop(1 << 14); };
   const int threads = num_threads();
   std::vector<double> flops(threads, 0.0);
   std::atomic<int> started{0};
@@ -463,7 +620,7 @@ double measure_peak_gflops(double seconds) {
           }
           if (!timing.load()) return;
           double done = 0;
-          while (Clock::now() < end) done += kern.fma_loop(1 << 14);
+          while (Clock::now() < end) done += work();
           flops[t] = done;
         }
       },

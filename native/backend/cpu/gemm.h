@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../../core/dtype.h"
 #include "../backend.h"
@@ -54,8 +55,10 @@ constexpr int64_t kSmallRows = 8;
 // K block of the packed strategy: a KC x nr micro-panel of B plus an mr x KC panel of A stay in L1.
 constexpr int64_t kGemmKC = 256;
 
+struct AmxKernels;
+
 struct GemmKernels {
-  const char* name;  // "avx512", "avx2", "portable"
+  const char* name;  // "amx", "avx512", "avx2", "portable"
   int mr;            // rows of the micro-kernel (any count 1..mr is supported)
   int nr;            // columns of the micro-kernel; packed B panels are nr wide
   // C[0..rows, 0..n_valid) = (load_c ? C : 0) + sum_k Ap[k * rows + i] * Bp[k * nr + j].
@@ -104,7 +107,42 @@ struct GemmKernels {
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   // x[i] *= alpha (attention's rescaling of partial outputs).
   void (*scale)(float alpha, float* x, int64_t n);
+  // Tile kernels for the packed strategy (the "amx" path only, else null).
+  const AmxKernels* amx;
 };
+
+// ---- AMX: the packed strategy on bf16 tile multiplies (gemm_amx.cc says how f32 operands are
+// split into bf16 terms so the result keeps f32 accuracy). Blocks are kAmxRows x kAmxCols of C;
+// K advances kAmxStepK at a time, and each packed (step, term) holds two 16 x 32 tiles.
+constexpr int kAmxRows = 32;
+constexpr int kAmxCols = 32;
+constexpr int64_t kAmxStepK = 32;
+constexpr int64_t kAmxTermBlock = 1024;  // bf16 values per packed (step, term): 2 KB
+// f32 weights are split into three terms on every call (six tile products per step): below
+// this many rows the splitting costs more than the tiles save, and the AVX-512 kernels run.
+// bf16 weights take the AMX path from kSmallRows + 1 rows on.
+constexpr int64_t kAmxF32MinRows = 128;
+
+struct AmxKernels {
+  // Splits A rows x kc (rows <= kAmxRows) into its three bf16 terms, as
+  // dst[step][term][kAmxRows][kAmxStepK], zero-padded.
+  void (*pack_a)(const float* A, int64_t lda, int rows, int64_t kc, uint16_t* dst);
+  // Packs B(n0 + j, k0 + k), j < cols (<= kAmxCols), k < kc, of an [N, K] bf16 or f32 B in the
+  // tiles' pair order: dst[step][term][2][kAmxStepK / 2][16][2], zero-padded; bf16 weights are
+  // one term, f32 weights three.
+  void (*pack_b)(const GemmB& B, int64_t n0, int cols, int64_t k0, int64_t kc, uint16_t* dst);
+  // C[0..rows, 0..cols) = (load_c ? C : 0) + the `steps` packed steps of A times those of B.
+  void (*micro)(int64_t steps, const uint16_t* Ap, const uint16_t* Bp, int b_terms, float* C, int64_t ldc, int rows,
+                int cols, bool load_c);
+  // Loads the tile configuration on the calling thread / releases the tiles.
+  void (*begin)();
+  void (*end)();
+  // Register-only tile products for `iterations` rounds; returns the flops (the tile peak probe).
+  double (*tile_loop)(int64_t iterations);
+};
+
+// Why this process cannot use AMX ("" when it can): CPU, OS state or the Linux tile permission.
+const std::string& amx_unavailable_reason();
 
 // M range of the mid_rows kernels (above it, packing B pays for itself).
 constexpr int64_t kMidRowsMin = kSmallRows + 1;
@@ -119,18 +157,22 @@ const GemmKernels& portable_gemm_kernels();
 #if defined(VARGPT_HAVE_X86_KERNELS)
 const GemmKernels& avx2_gemm_kernels();    // gemm_avx2.cc, needs avx2 + fma + f16c
 const GemmKernels& avx512_gemm_kernels();  // gemm_avx512.cc, needs avx512f/bw/vl/dq
+const GemmKernels& amx_gemm_kernels();     // gemm_amx.cc: avx512 plus AMX-BF16 (amx_unavailable_reason)
 #endif
 
 // The kernels in use: the best this CPU supports, chosen once at first use;
-// VARGPT_CPU_KERNELS=portable|avx2|avx512 caps the choice.
+// VARGPT_CPU_KERNELS=portable|avx2|avx512|amx caps the choice.
 const GemmKernels& active_gemm_kernels();
-// Switches every later GEMM to the named path ("avx512", "avx2", "portable"), so tests and
+// The paths this CPU and build can run, best first.
+std::vector<std::string> available_gemm_kernels();
+// Switches every later GEMM to the named path ("amx", "avx512", "avx2", "portable"), so tests and
 // benchmarks can exercise each path in one process. Throws if this CPU or build lacks it. Not
 // meant to change while ops run.
 void set_gemm_kernels(const std::string& name);
 
-// Register-only FMA loop on every thread for `seconds`: returns the achieved GFLOP/s. It measures
-// the ceiling the GEMM is compared with (bench/cpu.mjs).
-double measure_peak_gflops(double seconds);
+// Register-only FMA loop (or, with `tiles`, the AMX tile-product loop) on every thread for
+// `seconds`: returns the achieved GFLOP/s. It measures the ceiling the GEMM is compared with
+// (bench/cpu.mjs).
+double measure_peak_gflops(double seconds, bool tiles = false);
 
 }  // namespace vargpt::cpu

@@ -463,7 +463,7 @@ void scale(float alpha, float* x, int64_t n) {
 const GemmKernels& avx2_gemm_kernels() {
   static const GemmKernels kernels = {"avx2", kMR,       kNR,      micro,         pack_b, pack_a,
                                       split_rows, row_dots, nullptr, exp_shift_sum, max_of, stream_sum, fma_loop,
-                                      activation, swiglu, dot, axpy, scale};
+                                      activation, swiglu, dot, axpy, scale, nullptr};
   return kernels;
 }
 

@@ -91,34 +91,6 @@ void micro(int rows, int64_t kc, const float* Ap, const float* Bp, float* C, int
 
 // ---- packing B into [k][32] micro-panels, widened to f32
 
-// In-register transpose of a 16 x 16 block of floats (unpack 32-bit, unpack 64-bit, then two
-// rounds of 128-bit lane shuffles).
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {
-    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  // u[4g + c] holds rows 4g..4g+3, columns c + 4L in 128-bit lane L.
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88),
-                 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
-    r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-    r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xdd);
-    r[c + 4] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-    r[c + 12] = _mm512_shuffle_f32x4(w0, w1, 0xdd);
-  }
-}
-
 // 16 consecutive values of one weight row widened to f32, zero beyond `valid`.
 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load16_bf16(const uint16_t* p, __mmask16 m) {
@@ -543,7 +515,7 @@ void scale(float alpha, float* x, int64_t n) {
 const GemmKernels& avx512_gemm_kernels() {
   static const GemmKernels kernels = {"avx512", kMR,      kNR,      micro,         pack_b, pack_a,     split_rows,
                                       row_dots, mid_rows, exp_shift_sum, max_of, stream_sum, fma_loop,
-                                      activation, swiglu, dot, axpy, scale};
+                                      activation, swiglu, dot, axpy, scale, nullptr};
   return kernels;
 }
 

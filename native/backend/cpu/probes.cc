@@ -11,9 +11,9 @@
 
 namespace vargpt::cpu {
 
-double peak_gflops(double seconds) {
+double peak_gflops(double seconds, bool tiles) {
   VG_CHECK(seconds > 0 && seconds <= 60, "peak_flops: seconds ", seconds, " must be in (0, 60]");
-  return measure_peak_gflops(seconds);
+  return measure_peak_gflops(seconds, tiles);
 }
 
 double read_bandwidth_gbs(int64_t bytes, int iterations) {
