@@ -15,7 +15,8 @@
 //   CFG + sampling, f-hat updates, VQ-VAE decode.
 // - VQ-VAE encode alone (encodeImageTokens of one image).
 // - peak RSS of the process.
-// Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`;
+// Ceilings (cpu): the native peak_flops and read_bandwidth probes, as in `npm run bench -- cpu`
+// (on the amx path the GFLOP/s ceiling is the AMX tile peak over the term products per f32 product);
 // (cuda): the device's bf16 mma (or FFMA for f32 weights) loop and read bandwidth, as in
 // `npm run bench -- cuda`, plus the device memory in use while the model is loaded.
 import { existsSync, statSync } from 'node:fs';
@@ -240,9 +241,21 @@ export async function run(args) {
     out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], peakKind: dtype === 'f32' ? 'FFMA' : 'bf16 mma' };
   }
   if (opts.device === 'cpu') {
+    const cpu = addon.devices().cpu;
     const [peakT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1 });
     const [bwT] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
-    out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], threads: addon.devices().cpu.threads };
+    out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], threads: cpu.threads, kernels: cpu.kernels };
+    if (cpu.kernels === 'amx') {
+      // The GEMMs of the GFLOP/s stages run on the tiles (bf16 weights: three term products per
+      // f32 product; f32 weights: six), so their ceiling is the tile peak over the terms; the FMA
+      // peak is kept for the header.
+      const [tileT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1, kind: 'amx_bf16' });
+      const terms = dtype === 'bf16' ? 3 : 6;
+      out.ceilings.fmaGflops = out.ceilings.gflops;
+      out.ceilings.tileGflops = new Float32Array(tileT.data)[0];
+      out.ceilings.gflops = out.ceilings.tileGflops / terms;
+      out.ceilings.gflopsKind = `AMX tile peak / ${terms}`;
+    }
   }
 
 
@@ -253,7 +266,9 @@ export async function run(args) {
   const c = out.ceilings;
   console.log(`checkpoint ${dir} (${dtype} LLM weights, ${(llmLinear / 1e9).toFixed(3)} GB of LLM linear weights), device ${opts.device}`);
   if (c && c.peakKind) console.log(`ceilings: ${c.peakKind} peak ${c.gflops.toFixed(0)} GFLOP/s, device read bandwidth ${c.gbps.toFixed(0)} GB/s`);
-  else if (c) console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads`);
+  else if (c && c.gflopsKind)
+    console.log(`ceilings: ${c.gflopsKind} = ${c.gflops.toFixed(1)} GFLOP/s (tile peak ${c.tileGflops.toFixed(0)}, FMA peak ${c.fmaGflops.toFixed(1)}), read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads, kernels ${c.kernels}`);
+  else if (c) console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads, kernels ${c.kernels}`);
   console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
   if (out.deviceMemory)
     console.log(`device memory in use with the model loaded: ${(out.deviceMemory.usedBytes / 2 ** 30).toFixed(2)} of ${(out.deviceMemory.totalBytes / 2 ** 30).toFixed(1)} GiB (${out.deviceMemory.name})`);

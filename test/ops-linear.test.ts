@@ -152,17 +152,23 @@ describe.each(paths)('linear on the %s GEMM path', (path) => {
     const rng = new Rng(9100);
     const int = (bound: number) => Math.floor(rng.next() * (2 * bound + 1)) - bound;
     const M = 130, N = 33;
+    // f32 weights run on tiles from K = 128 (gemm.h), where 128 full-size products would overflow
+    // 24 bits: those cases keep only every `every`-th activation of a row (a different phase per
+    // row, so a misplaced row or column still shows), at most 38 products per sum.
     const cases = [
-      // 18-bit activations x {-1, 0, 1}: the activations' lo terms (bf16 and f32 weights); 40 x
-      // 2^18 < 2^24, and K = 40 is two steps of the tiles, the second a tail
-      { K: 40, x: () => int((1 << 18) - 1), w: () => int(1), dtypes: ['bf16', 'f32'] as const },
-      // 2-bit activations x 18-bit f32 weights: the weights' lo terms (hi x lo products)
-      { K: 16, x: () => int(3), w: () => int((1 << 18) - 1), dtypes: ['f32'] as const },
-      // 9-bit x 10-bit: mid x mid, hi x mid and mid x hi products
-      { K: 16, x: () => int(1 << 9), w: () => int(1 << 10), dtypes: ['f32'] as const },
+      // 18-bit activations x {-1, 0, 1}: the activations' lo terms; 40 x 2^18 < 2^24, and K = 40
+      // is two steps of the tiles, the second a tail
+      { K: 40, every: 1, x: () => int((1 << 18) - 1), w: () => int(1), dtypes: ['bf16', 'f32'] as const },
+      { K: 150, every: 4, x: () => int((1 << 18) - 1), w: () => int(1), dtypes: ['f32'] as const },
+      // {-1, 0, 1} activations x 18-bit f32 weights: the weights' lo terms (hi x lo products)
+      { K: 150, every: 4, x: () => int(1), w: () => int((1 << 18) - 1), dtypes: ['f32'] as const },
+      // 9-bit x 10-bit: mid x mid, hi x mid and mid x hi products; 30 x 2^19 < 2^24
+      { K: 150, every: 5, x: () => int((1 << 9) - 1), w: () => int((1 << 10) - 1), dtypes: ['f32'] as const },
     ];
     for (const c of cases) {
-      const x = new Float32Array(M * c.K).map(() => c.x() * 2 ** -12);
+      const x = new Float32Array(M * c.K).map((_, i) =>
+        i % c.K % c.every === Math.floor(i / c.K) % c.every ? c.x() * 2 ** -12 : 0,
+      );
       const wv = new Float64Array(N * c.K).map(() => c.w());
       for (const dtype of c.dtypes) {
         const w: NativeTensorInput =

@@ -584,7 +584,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Ge
   const GemmKernels& kern = active_gemm_kernels();
   if (M <= kSmallRows && !B.k_major) return gemm_row_dots(kern, M, N, K, A, lda, B, C, ldc, ep);
   if (kern.amx != nullptr && !B.k_major &&
-      (B.dtype == DType::BF16 || (B.dtype == DType::F32 && M >= kAmxF32MinRows)))
+      (B.dtype == DType::BF16 || (B.dtype == DType::F32 && M >= kAmxF32MinRows && K >= kAmxF32MinDepth)))
     return gemm_amx(kern, M, N, K, A, lda, B, C, ldc, ep);
   if (M <= kMidRowsMax && !B.k_major && kern.mid_rows != nullptr)
     return gemm_mid_rows(kern, M, N, K, A, lda, B, C, ldc, ep);

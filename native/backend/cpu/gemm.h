@@ -119,9 +119,11 @@ constexpr int kAmxCols = 32;
 constexpr int64_t kAmxStepK = 32;
 constexpr int64_t kAmxTermBlock = 1024;  // bf16 values per packed (step, term): 2 KB
 // f32 weights are split into three terms on every call (six tile products per step): below
-// this many rows the splitting costs more than the tiles save, and the AVX-512 kernels run.
-// bf16 weights take the AMX path from kSmallRows + 1 rows on.
+// this many rows the splitting costs more than the tiles save, and below this depth (the
+// VQ codebook's 32) the C tiles' loads and stores outweigh the few products between them; the
+// AVX-512 kernels run there. bf16 weights take the AMX path from kSmallRows + 1 rows on.
 constexpr int64_t kAmxF32MinRows = 128;
+constexpr int64_t kAmxF32MinDepth = 128;
 
 struct AmxKernels {
   // Splits A rows x kc (rows <= kAmxRows) into its three bf16 terms, as
