@@ -3,9 +3,12 @@
 // which validates its arguments.
 #include "cpu_backend.h"
 
+#include <cstdlib>
+
 #include "cpu_common.h"
 #include "cpu_ops.h"
 #include "gemm.h"
+#include "host_pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -15,12 +18,31 @@ namespace vargpt {
 
 namespace {
 
+// Cap of the backend's cache of freed large blocks (host_pool.h): VARGPT_HOST_CACHE_MB, default
+// 512 (a 256x256 VQ-VAE decode cycles through ~300 MB of blocks of 1 MB and more); 0 turns it off.
+size_t host_cache_bytes() {
+  static const size_t bytes = [] {
+    const char* env = std::getenv("VARGPT_HOST_CACHE_MB");
+    char* end = nullptr;
+    const unsigned long long mb = env != nullptr ? std::strtoull(env, &end, 10) : 512;
+    const bool valid = env == nullptr || (end != env && *end == '\0' && mb <= (1ull << 24));
+    return static_cast<size_t>(valid ? mb : 512) << 20;
+  }();
+  return bytes;
+}
+
 class CpuBackend final : public Backend {
  public:
+  CpuBackend() : blocks_(std::make_shared<cpu::HostBlockPool>(size_t{1} << 20, host_cache_bytes())) {}
+  ~CpuBackend() override { blocks_->close(); }
+
   std::string name() const override { return "cpu"; }
   DeviceKind device() const override { return DeviceKind::CPU; }
 
-  Tensor empty(DType dtype, Shape shape) override { return Tensor::empty_host(dtype, std::move(shape)); }
+  Tensor empty(DType dtype, Shape shape) override {
+    const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    return Tensor(blocks_->allocate(bytes), 0, dtype, std::move(shape));
+  }
   Tensor upload(const Tensor& host) override {
     cpu::check_defined("upload", "host", host);
     return host;  // host memory is this backend's memory: mapped weights are used in place
@@ -94,6 +116,9 @@ class CpuBackend final : public Backend {
     cpu::sample(logits, params, idx, kept);
   }
   void randn(const Tensor& out, uint64_t seed, uint64_t stream) override { cpu::randn(out, seed, stream); }
+
+ private:
+  std::shared_ptr<cpu::HostBlockPool> blocks_;
 };
 
 }  // namespace

@@ -1,0 +1,109 @@
+#include "host_pool.h"
+
+#include <cstdlib>
+#include <iterator>
+#include <vector>
+
+#include "../../core/error.h"
+
+namespace vargpt::cpu {
+
+class HostBlockPool::Block final : public Storage {
+ public:
+  Block(void* data, size_t bytes, size_t capacity, std::shared_ptr<HostBlockPool> pool)
+      : Storage(data, bytes, DeviceKind::CPU), capacity_(capacity), pool_(std::move(pool)) {}
+  ~Block() override { pool_->release(data_, capacity_); }
+
+ private:
+  size_t capacity_;
+  std::shared_ptr<HostBlockPool> pool_;
+};
+
+HostBlockPool::~HostBlockPool() { close(); }
+
+std::shared_ptr<Storage> HostBlockPool::allocate(size_t bytes) {
+  if (bytes < min_bytes_) return allocate_host(bytes);
+  constexpr size_t kGranule = size_t{1} << 20;
+  VG_CHECK(bytes <= SIZE_MAX - kGranule, "out of host memory allocating ", bytes, " bytes");
+  const size_t capacity = (bytes + kGranule - 1) / kGranule * kGranule;
+  void* data = nullptr;
+  size_t found = 0;
+  std::vector<void*> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.lower_bound(capacity);
+    if (it != free_.end() && it->first <= capacity + capacity / 8) {
+      found = it->first;
+      data = it->second;
+      cached_ -= found;
+      ++reused_;
+      free_.erase(it);
+    } else {
+      // A miss: give back cached blocks (largest first) worth the new block before mapping it,
+      // as freeing them without the cache would have, so the footprint of cache plus live blocks
+      // stays where it would be without the cache.
+      size_t released = 0;
+      while (released < capacity && !free_.empty()) {
+        auto last = std::prev(free_.end());
+        released += last->first;
+        cached_ -= last->first;
+        evicted.push_back(last->second);
+        free_.erase(last);
+      }
+    }
+  }
+  for (void* block : evicted) std::free(block);
+  if (data == nullptr) {
+    data = std::aligned_alloc(64, capacity);
+    if (data == nullptr) {
+      // Memory may be sitting in the cache under other sizes: give it back and try once more.
+      close_cached();
+      data = std::aligned_alloc(64, capacity);
+    }
+    if (data == nullptr) fail("out of host memory allocating ", bytes, " bytes");
+    found = capacity;
+  }
+  return std::make_shared<Block>(data, bytes, found, shared_from_this());
+}
+
+void HostBlockPool::release(void* data, size_t capacity) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!closed_ && cached_ + capacity <= cap_bytes_) {
+      free_.emplace(capacity, data);
+      cached_ += capacity;
+      return;
+    }
+  }
+  std::free(data);
+}
+
+void HostBlockPool::close_cached() {
+  std::multimap<size_t, void*> blocks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    blocks.swap(free_);
+    cached_ = 0;
+  }
+  for (auto& [capacity, data] : blocks) std::free(data);
+}
+
+void HostBlockPool::close() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+  }
+  close_cached();
+}
+
+size_t HostBlockPool::cached_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cached_;
+}
+
+size_t HostBlockPool::reused_blocks() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return reused_;
+}
+
+}  // namespace vargpt::cpu
