@@ -7,6 +7,7 @@
 
 #include "cpu_common.h"
 #include "gemm.h"
+#include "host_pool.h"
 
 namespace vargpt::cpu {
 
@@ -142,9 +143,9 @@ void conv2d_winograd(const float* x, int64_t N, int64_t C, const WinogradPlane& 
   const int64_t rows_per_block = std::max<int64_t>(1, (kWinogradBlockTiles + g.tiles_x / 2) / g.tiles_x);
   const int64_t max_tiles = std::min(rows_per_block, g.tiles_y) * g.tiles_x;
   const int64_t max_panels = (max_tiles + nr - 1) / nr;
-  // Kept by the calling thread between calls, like the GEMM's packing buffers: a fresh tens-of-MB
-  // allocation per layer would pay its page faults every time.
-  static thread_local AlignedBuffer w_buffer, u_buffer, a_buffer, v_buffer, m_buffer;
+  // From the calling backend's block cache (host_pool.h), like the GEMM's packing buffers: a fresh
+  // tens-of-MB allocation per layer would pay its page faults every time.
+  ScratchBuffer w_buffer, u_buffer, a_buffer, v_buffer, m_buffer;
   const float* wf = static_cast<const float*>(w);
   if (w_dtype != DType::F32) {
     float* widened = w_buffer.floats(static_cast<size_t>(O * C * 9));

@@ -58,6 +58,7 @@ class CpuBackend final : public Backend {
 
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
               bool accumulate) override {
+    cpu::ScratchScope scratch(blocks_.get());  // the GEMM's packed A
     cpu::linear(x, w, bias, y, act, accumulate);
   }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -97,6 +98,7 @@ class CpuBackend final : public Backend {
 
   void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& params,
               const Tensor& y) override {
+    cpu::ScratchScope scratch(blocks_.get());  // the Winograd transforms, im2col GEMMs
     cpu::conv2d(x, weight, bias, params, y);
   }
   void upsample_nearest2x(const Tensor& x, const Tensor& y) override { cpu::upsample_nearest2x(x, y); }
@@ -108,6 +110,7 @@ class CpuBackend final : public Backend {
     cpu::embedding(ids, table, out);
   }
   void vq_nearest(const Tensor& z, const Tensor& codebook, const Tensor& idx) override {
+    cpu::ScratchScope scratch(blocks_.get());  // the distance GEMM
     cpu::vq_nearest(z, codebook, idx);
   }
 

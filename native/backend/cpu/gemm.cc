@@ -12,6 +12,7 @@
 
 #include "cpu_common.h"
 #include "cpu_math.h"
+#include "host_pool.h"
 
 #if defined(VARGPT_HAVE_X86_KERNELS)
 #include <cpuid.h>
@@ -404,9 +405,9 @@ void gemm_packed(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const
   // (rows [panel_row[p], panel_row[p+1])) as [kc][rows] at offset panel_row[p] * kc. The panels
   // one K block needs are then contiguous, which the L2 prefetchers and the TLB both like.
   const int64_t kc_block = kGemmKC;
-  // Kept per calling thread between calls: fresh large allocations would cost a page fault and
-  // a zeroed page every 4 KB on every call.
-  static thread_local AlignedBuffer a_pack;
+  // From the calling backend's block cache (host_pool.h): a fresh allocation of this size would
+  // cost a page fault and a zeroed page every 4 KB on every call.
+  ScratchBuffer a_pack;
   float* const Ap = a_pack.floats(static_cast<size_t>(M * K));
   auto a_panel = [&](int64_t k0, int64_t p) { return Ap + k0 * M + panel_row[p] * std::min(kc_block, K - k0); };
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
@@ -496,7 +497,7 @@ void gemm_amx(const GemmKernels& kern, int64_t M, int64_t N, int64_t K, const fl
   auto a_panel = [&](int64_t kb, int64_t mb) {
     return kb * m_blocks * block_steps * a_block + mb * steps_of(kb) * a_block;
   };
-  static thread_local AlignedBuffer a_pack;
+  ScratchBuffer a_pack;  // the calling backend's block cache, as in gemm_packed
   uint16_t* const Ap =
       reinterpret_cast<uint16_t*>(a_pack.floats(static_cast<size_t>(k_blocks * m_blocks * block_steps * a_block / 2)));
   parallel_for(m_blocks * k_blocks, 1, [&](int64_t i0, int64_t i1) {

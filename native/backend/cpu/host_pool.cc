@@ -106,4 +106,22 @@ size_t HostBlockPool::reused_blocks() const {
   return reused_;
 }
 
+namespace {
+thread_local HostBlockPool* current_scratch_pool = nullptr;
+}  // namespace
+
+ScratchScope::ScratchScope(HostBlockPool* pool) : previous_(current_scratch_pool) { current_scratch_pool = pool; }
+
+ScratchScope::~ScratchScope() { current_scratch_pool = previous_; }
+
+float* ScratchBuffer::floats(size_t count) {
+  VG_CHECK(count <= SIZE_MAX / sizeof(float), "out of host memory allocating ", count, " floats of scratch");
+  const size_t bytes = count * sizeof(float);
+  if (storage_ == nullptr || storage_->bytes() < bytes) {
+    storage_.reset();  // give the old block back before asking for the new one
+    storage_ = current_scratch_pool != nullptr ? current_scratch_pool->allocate(bytes) : allocate_host(bytes);
+  }
+  return static_cast<float*>(storage_->data());
+}
+
 }  // namespace vargpt::cpu

@@ -50,4 +50,31 @@ class HostBlockPool : public std::enable_shared_from_this<HostBlockPool> {
   const size_t min_bytes_, cap_bytes_;
 };
 
+// Scratch memory of the op running on this thread. A CPU backend opens a ScratchScope around the
+// ops that need large scratch (the GEMM's packed A, the Winograd transforms), so that it comes
+// from that backend's pool: reused across calls and freed with the model. Before, such buffers were
+// thread_local to the calling thread, and every libuv worker thread that ever ran a model kept its
+// own copy for the life of the process (~100 MB each for the VQ-VAE's 640-channel transforms).
+// Outside a scope, scratch comes from the heap.
+class ScratchScope {
+ public:
+  explicit ScratchScope(HostBlockPool* pool);
+  ~ScratchScope();
+  ScratchScope(const ScratchScope&) = delete;
+  ScratchScope& operator=(const ScratchScope&) = delete;
+
+ private:
+  HostBlockPool* previous_;
+};
+
+// One scratch allocation, 64-byte aligned, given back when the buffer goes out of scope.
+class ScratchBuffer {
+ public:
+  // At least `count` floats; contents are not preserved across growth.
+  float* floats(size_t count);
+
+ private:
+  std::shared_ptr<Storage> storage_;
+};
+
 }  // namespace vargpt::cpu
