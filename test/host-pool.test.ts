@@ -1,8 +1,8 @@
 // The CPU backend's cache of large host blocks (native/backend/cpu/host_pool.h) is internal to the
 // addon, so its unit test is a small C++ program (test/native/host_pool_test.cc), built here with
 // AddressSanitizer + UBSan and run: it checks reuse, the size window, eviction on a miss, the cap,
-// blocks released after the pool closed, and concurrent use, and LeakSanitizer checks at exit that
-// every block was freed.
+// blocks released after the pool closed, concurrent use, and that op scratch comes from the pool
+// of the scope open on its thread; LeakSanitizer checks at exit that every block was freed.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';

@@ -1,6 +1,7 @@
-// Unit test of the CPU backend's block cache (native/backend/cpu/host_pool.h), built and run by
-// test/host-pool.test.ts with AddressSanitizer, whose leak check at exit also proves that every
-// block ends up freed (cached, evicted, closed, or released after the pool was closed).
+// Unit test of the CPU backend's block cache and scratch scopes (native/backend/cpu/host_pool.h),
+// built and run by test/host-pool.test.ts with AddressSanitizer, whose leak check at exit also
+// proves that every block ends up freed (cached, evicted, closed, or released after the pool was
+// closed).
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -110,6 +111,44 @@ void concurrent_allocate_and_release() {
   pool->close();
 }
 
+void scratch_comes_from_the_scoped_pool() {
+  auto pool = std::make_shared<HostBlockPool>(MB, 64 * MB);
+  void* first = nullptr;
+  {
+    vargpt::cpu::ScratchScope scope(pool.get());
+    {
+      vargpt::cpu::ScratchBuffer scratch;
+      first = scratch.floats(MB);  // 4 MB
+      EXPECT(scratch.floats(MB / 2) == first);  // a smaller request keeps the block
+    }
+    EXPECT(pool->cached_bytes() == 4 * MB);  // given back to the pool, not freed
+    {
+      vargpt::cpu::ScratchBuffer scratch;
+      EXPECT(scratch.floats(MB) == first);  // the next op reuses it
+      {
+        vargpt::cpu::ScratchScope inner(nullptr);  // nested scopes restore the outer one
+        vargpt::cpu::ScratchBuffer heap;
+        heap.floats(MB);
+      }
+      vargpt::cpu::ScratchBuffer again;
+      again.floats(2 * MB);
+    }
+    EXPECT(pool->cached_bytes() == 12 * MB);  // both scoped blocks back; the heap one not pooled
+  }
+  {
+    vargpt::cpu::ScratchBuffer outside;  // no scope on this thread: plain heap memory
+    outside.floats(MB);
+  }
+  EXPECT(pool->cached_bytes() == 12 * MB);
+  // Scopes are per thread: another thread without a scope does not use this pool.
+  std::thread([&] {
+    vargpt::cpu::ScratchBuffer other;
+    other.floats(MB);
+  }).join();
+  EXPECT(pool->cached_bytes() == 12 * MB);
+  pool->close();
+}
+
 }  // namespace
 
 int main() {
@@ -119,6 +158,7 @@ int main() {
   the_cap_bounds_the_cache();
   blocks_outliving_the_pool_owner_are_freed();
   concurrent_allocate_and_release();
+  scratch_comes_from_the_scoped_pool();
   if (failures == 0) std::puts("host_pool_test: all passed");
   return failures == 0 ? 0 : 1;
 }
