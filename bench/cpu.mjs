@@ -28,9 +28,9 @@ async function peakNow(seconds = 0.25, kind = 'fma_f32') {
 }
 
 // The ceiling of one GEMM on the active path: the FMA loop, or on the amx path (bf16 weights
-// above 8 rows, f32 weights from 128 rows: gemm.h) the tile peak over the number of term products.
-function gemmCeiling(path, dtype, M) {
-  const onTiles = path === 'amx' && ((dtype === 'bf16' && M > 8) || (dtype === 'f32' && M >= 128));
+// above 8 rows, f32 weights from 128 rows and K >= 128: gemm.h) the tile peak over the term products.
+function gemmCeiling(path, dtype, M, K) {
+  const onTiles = path === 'amx' && ((dtype === 'bf16' && M > 8) || (dtype === 'f32' && M >= 128 && K >= 128));
   if (!onTiles) return { label: 'FMA', now: () => peakNow() };
   const terms = dtype === 'bf16' ? 3 : 6;
   return { label: `tiles/${terms}`, now: async () => (await peakNow(0.25, 'amx_bf16')) / terms };
@@ -105,7 +105,7 @@ export async function run(args = []) {
       const x = t32([M, K], fillF32(M * K, M));
       for (const dtype of ['f32', 'bf16'])
         await compute('gemm', `M=${M} K=${K} N=${N}`, dtype, 'linear', [x, weights[dtype]], {}, 2 * M * N * K, M >= 256 ? 1 : 0.5,
-          gemmCeiling(info.kernels, dtype, M));
+          gemmCeiling(info.kernels, dtype, M, K));
     }
   }
 
@@ -190,7 +190,7 @@ export async function run(args = []) {
       if (!info.kernelPaths.includes(p)) continue; // not on this CPU or build
       addon.setCpuKernels(p);
       for (const dtype of p === 'amx' || p === 'avx512' ? ['f32', 'bf16'] : ['f32']) {
-        const c = gemmCeiling(p, dtype, 256);
+        const c = gemmCeiling(p, dtype, 256, 4096);
         const r = await paired(() => timeOnce('linear', [x, weights[dtype]], {}, p === 'portable' ? 0.1 : 0.6), flops, c.now, 2);
         pathRows.push([p, dtype, (r.seconds * 1e3).toFixed(2), (flops / r.seconds / 1e9).toFixed(1), r.ceiling.toFixed(1), c.label, pct(r.ratio)]);
       }

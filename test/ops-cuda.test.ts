@@ -31,6 +31,7 @@ import {
   asF32,
   asI32,
   attentionReference,
+  type AttentionShape,
   expectClose,
   f32Tensor,
   i32Tensor,
@@ -174,16 +175,9 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
 
 // ---- attention
 
-interface AttnCase {
-  B: number;
-  Lq: number;
-  Lk: number;
-  Hq: number;
-  Hkv: number;
-  D: number;
-  causal: boolean;
+type AttnCase = Omit<AttentionShape, 'scale'> & {
   cache?: number; // k/v rows stored in a cache of this length, the keys being rows [2, 2 + Lk)
-}
+};
 
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), () => {
   const cases: [string, AttnCase][] = [
