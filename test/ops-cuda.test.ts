@@ -303,13 +303,16 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     await close('axpby', 'axpby', [f32Tensor([1000], a), f32Tensor([1000], b)], { alpha: 1.5, beta: -0.25 }, abTol);
   });
 
-  it('rope at positions up to 4000 (inv_freq formed on the host as on the CPU)', async () => {
+  it.each(['rotate_half', 'interleaved'] as const)('rope from a cos | sin table, %s pairing', async (pairing) => {
     const rng = new Rng(14);
-    const L = 11, H = 3, D = 64;
+    const L = 11, H = 3, D = 66;
     const x = rng.f32(2 * L * H * D);
-    const pos = Int32Array.from({ length: L }, (_, i) => i * 397 + 3);
-    const tol = new Float64Array(x.length).fill(16 * u * 2 + 1e-30);
-    await close('rope [2, L, H*D]', 'rope', [f32Tensor([2, L, H * D], x), i32Tensor([L], pos)], { headDim: D, theta: 10000 }, tol);
+    const table = Float32Array.from({ length: L * D }, (_, i) => {
+      const angle = (i * 397 + 3) * 0.37;
+      return i % D < D / 2 ? Math.cos(angle) : Math.sin(angle);
+    });
+    const tol = new Float64Array(x.length).fill(4 * u * 2 + 1e-30);
+    await close(`rope [2, L, H*D] ${pairing}`, 'rope', [f32Tensor([2, L, H * D], x), f32Tensor([L, D], table)], { headDim: D, pairing }, tol);
   });
 });
 

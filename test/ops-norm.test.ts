@@ -249,34 +249,45 @@ describe('element-wise', () => {
   });
 
   it.each([
-    [[7, 2 * 64], 64, 10000],
-    [[2, 5, 3 * 128], 128, 10000],
-    [[3, 32], 16, 500000],
-  ] as const)('rope (rotate-half) on %j, head_dim %i, theta %i', async (shape, D, theta) => {
-    const rng = new Rng(D + shape.length);
+    [[7, 2 * 64], 64, 'rotate_half'],
+    [[2, 5, 3 * 128], 128, 'rotate_half'],
+    [[3, 5 * 6], 6, 'rotate_half'],
+    [[7, 2 * 64], 64, 'interleaved'],
+    [[2, 5, 3 * 6], 6, 'interleaved'],
+  ] as const)('rope on %j, head_dim %i, %s pairing, from a cos | sin table', async (shape, D, pairing) => {
+    const rng = new Rng(D + shape.length + pairing.length);
     const n = numel(shape);
     const L = shape[shape.length - 2]!, HD = shape[shape.length - 1]!;
+    const half = D / 2;
     const x = rng.f32(n);
-    const positions = Array.from({ length: L }, (_, i) => (i * 397) % 2048); // up to 2047, unordered
+    // Angles of any size and sign, as M-RoPE sections or 2D grids produce; the op reads the table.
+    const table = new Float32Array(L * D);
+    for (let l = 0; l < L; l++)
+      for (let j = 0; j < half; j++) {
+        const angle = (rng.f32(1)[0]! - 0.5) * 4000;
+        table[l * D + j] = Math.cos(angle);
+        table[l * D + half + j] = Math.sin(angle);
+      }
+    const [first, second] = pairing === 'rotate_half' ? [1, half] : [2, 1];
     const ref = new Float64Array(n);
     const tol = new Float64Array(n);
-    const half = D / 2;
     for (let r = 0; r < n / HD; r++) {
-      const p = positions[r % L]!;
+      const l = r % L;
       for (let h = 0; h < HD / D; h++)
         for (let j = 0; j < half; j++) {
-          const angle = p * theta ** ((-2 * j) / D);
-          const o = r * HD + h * D;
-          const x1 = x[o + j]!, x2 = x[o + j + half]!;
-          ref[o + j] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
-          ref[o + j + half] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
-          const t = (4 * Math.abs(angle) + 4) * u * (Math.abs(x1) + Math.abs(x2));
-          tol[o + j] = t;
-          tol[o + j + half] = t;
+          const c = table[l * D + j]!, s = table[l * D + half + j]!;
+          const ia = r * HD + h * D + j * first, ib = ia + second;
+          const x1 = x[ia]!, x2 = x[ib]!;
+          ref[ia] = x1 * c - x2 * s;
+          ref[ib] = x2 * c + x1 * s;
+          // two f32 products and one sum (or one fused multiply-add)
+          const t = 3 * u * (Math.abs(x1) + Math.abs(x2)) + 1e-30;
+          tol[ia] = t;
+          tol[ib] = t;
         }
     }
-    const [y] = await runOp('rope', [f32Tensor([...shape], x), i32Tensor([L], positions)], { headDim: D, theta });
-    expectClose(asF32(y!), ref, tol, `rope ${shape}`);
+    const [y] = await runOp('rope', [f32Tensor([...shape], x), f32Tensor([L, D], table)], { headDim: D, pairing });
+    expectClose(asF32(y!), ref, tol, `rope ${shape} ${pairing}`);
   });
 });
 
@@ -298,12 +309,15 @@ describe('normalisation and element-wise: bad input', () => {
     await expect(runOp('add', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([2], rng.f32(2))])).rejects.toThrow(
       /add: b f32\[2\] is not a suffix of a f32\[2, 3\]/,
     );
+    await expect(runOp('rope', [f32Tensor([2, 6], rng.f32(12)), f32Tensor([2, 3], rng.f32(6))], { headDim: 3 })).rejects.toThrow(
+      /rope: head_dim 3 must be even/,
+    );
+    await expect(runOp('rope', [f32Tensor([2, 8], rng.f32(16)), f32Tensor([3, 4], rng.f32(12))], { headDim: 4 })).rejects.toThrow(
+      /rope: table f32\[3, 4\] must be \[2, 4\]/,
+    );
     await expect(
-      runOp('rope', [f32Tensor([2, 6], rng.f32(12)), i32Tensor([2], [0, 1])], { headDim: 3, theta: 10000 }),
-    ).rejects.toThrow(/rope: head_dim 3 must be even/);
-    await expect(
-      runOp('rope', [f32Tensor([2, 8], rng.f32(16)), i32Tensor([3], [0, 1, 2])], { headDim: 4, theta: 10000 }),
-    ).rejects.toThrow(/rope: positions i32\[3\] must be i32\[2\]/);
+      runOp('rope', [f32Tensor([2, 8], rng.f32(16)), f32Tensor([2, 4], rng.f32(8))], { headDim: 4, pairing: 'pairs' }),
+    ).rejects.toThrow(/rope: pairing "pairs" must be rotate_half or interleaved/);
   });
 });
 

@@ -30,6 +30,9 @@ enum class AttentionMask : uint8_t {
            // (so Lk >= Lq is required)
 };
 
+enum class RopePairing : uint8_t { RotateHalf, Interleaved };
+const char* rope_pairing_name(RopePairing pairing);
+
 struct AttentionParams {
   int q_heads = 1;
   int kv_heads = 1;  // q_heads % kv_heads == 0 (GQA); query head h reads kv head h / (q_heads / kv_heads)
@@ -105,9 +108,13 @@ class Backend {
   virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) = 0;
 
   // ---- positions
-  // Rotate-half RoPE in place on x [L, H*D] (or [B, L, H*D]); row i has position positions[i]
-  // (i32 [L], on this backend); inv_freq[j] = theta^(-2j/D).
-  virtual void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) = 0;
+  // Rotary position embedding in place on x [L, H*D] (or [B, L, H*D]) from a host-computed table:
+  // table f32 [L, D] holds, for row l, cos(angle_j) at column j and sin(angle_j) at column D/2 + j
+  // (j < D/2); every head and batch of row l uses row l. The model builds the angles (1D RoPE,
+  // M-RoPE sections, 2D grids), so one op serves every family. `pairing` says which elements
+  // angle j rotates: RotateHalf (j, j + D/2) as Llama and Qwen; Interleaved (2j, 2j + 1), the
+  // complex-number view of Infinity and Lumina. Rotation: (a, b) -> (a cos - b sin, b cos + a sin).
+  virtual void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing) = 0;
   // In place on x [..., H*D]: each head vector / max(||v||, 1e-12) (F.normalize), then times
   // head_scale[h] (f32 [H]) if given.
   virtual void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) = 0;

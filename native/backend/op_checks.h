@@ -95,6 +95,26 @@ inline AttentionDims check_attention_args(const char* op, const Tensor& q, const
   return {B, Lq, Lk, D, Hq, Hkv};
 }
 
+// ---- rope(x, table, head_dim, pairing)
+
+struct RopeDims {
+  int64_t rows, L, heads, half;
+};
+
+// x [L, H*D] or [B, L, H*D] with dense rows; table [L, D] (cos | sin halves) with dense rows.
+inline RopeDims check_rope_args(const char* op, const Tensor& x, const Tensor& table, int head_dim) {
+  check_rank(op, "x", x, 2, 3);
+  check_dense_rows(op, "x", x);
+  VG_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.dim(-1) % head_dim == 0, op, ": head_dim ", head_dim,
+           " must be even and divide the last axis of x ", x.describe());
+  const int64_t L = x.dim(-2);
+  VG_CHECK(table.rank() == 2 && table.dim(0) == L && table.dim(1) == head_dim, op, ": table ", table.describe(),
+           " must be [", L, ", ", head_dim, "] (cos | sin per row of x ", x.describe(), ")");
+  check_dense_rows(op, "table", table);
+  check_no_alias(op, "table", table, "x", x);
+  return {x.numel() / x.dim(-1), L, x.dim(-1) / head_dim, head_dim / 2};
+}
+
 // ---- images: [N, C, H, W] or [C, H, W]
 
 struct ImageDims {

@@ -28,6 +28,10 @@ const char* activation_name(Activation act) {
   return "?";
 }
 
+const char* rope_pairing_name(RopePairing pairing) {
+  return pairing == RopePairing::RotateHalf ? "rotate_half" : "interleaved";
+}
+
 namespace {
 
 std::string processor_name() {

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "../models/vargpt_v1.h"
+#include "../models/pipelines/registry.h"
 #include "async.h"
 #include "binding.h"
 #include "model_worker.h"
@@ -33,15 +33,15 @@ namespace {
 struct ModelState {
   std::mutex call_mutex;  // one call at a time
   std::mutex ptr_mutex;   // guards `model`, held only briefly
-  std::shared_ptr<VargptV1> model;
+  std::shared_ptr<Model> model;
 
-  std::shared_ptr<VargptV1> acquire() {
+  std::shared_ptr<Model> acquire() {
     std::lock_guard<std::mutex> lock(ptr_mutex);
     VG_CHECK(model != nullptr, "model is disposed");
     return model;
   }
   void dispose() {
-    std::shared_ptr<VargptV1> dropped;
+    std::shared_ptr<Model> dropped;
     {
       std::lock_guard<std::mutex> lock(ptr_mutex);
       dropped.swap(model);
@@ -98,6 +98,18 @@ std::vector<float> float32_array(const Napi::Value& v, const std::string& what) 
   return typed_copy<float, napi_float32_array>(v, what, "Float32Array");
 }
 
+// An Int32Array or Float32Array copied into a 1-D host tensor of that dtype.
+Tensor host_tensor_1d(const Napi::Value& v, const std::string& what) {
+  VG_CHECK(v.IsTypedArray(), what, " must be an Int32Array or a Float32Array");
+  const napi_typedarray_type type = v.As<Napi::TypedArray>().TypedArrayType();
+  if (type == napi_int32_array) {
+    const std::vector<int32_t> values = int32_array(v, what);
+    return Tensor::from_host(DType::I32, {static_cast<int64_t>(values.size())}, values.data());
+  }
+  const std::vector<float> values = float32_array(v, what);
+  return Tensor::from_host(DType::F32, {static_cast<int64_t>(values.size())}, values.data());
+}
+
 template <typename Fn>
 void each_element(const Napi::Value& v, const std::string& what, Fn&& fn) {
   VG_CHECK(v.IsArray(), what, " must be an array");
@@ -142,19 +154,30 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
     const char* iw = "generate: request.image";
     VG_CHECK(image.IsObject(), iw, " must be an object");
     const auto io = image.As<Napi::Object>();
-    r.image.cfg = static_cast<float>(number_field(io, "cfg", iw));
-    r.image.top_k = static_cast<int>(int_field(io, "topK", iw, 0, 1 << 30));
-    r.image.top_p = static_cast<float>(number_field(io, "topP", iw));
-    r.image.seed = seed_field(io, "seed", iw);
-    const Napi::Value replay = io.Get("replay");
-    if (!replay.IsUndefined() && !replay.IsNull()) {
-      VG_CHECK(replay.IsObject(), iw, ".replay must be an object { indices, noise }");
-      const auto ro = replay.As<Napi::Object>();
-      r.image.replay = true;
-      each_element(ro.Get("indices"), "generate: request.image.replay.indices",
-                   [&](const Napi::Value& e, const std::string& name) { r.image.replay_indices.push_back(int32_array(e, name)); });
-      each_element(ro.Get("noise"), "generate: request.image.replay.noise",
-                   [&](const Napi::Value& e, const std::string& name) { r.image.replay_noise.push_back(float32_array(e, name)); });
+    // Family-specific options: every number is passed by name (the family checks the names it
+    // needs); replay maps a draw's name to one typed array per step.
+    r.has_image_options = true;
+    const Napi::Array keys = io.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
+      const Napi::Value v = io.Get(key);
+      if (key == "seed") {
+        r.image.seed = seed_field(io, "seed", iw);
+      } else if (key == "replay") {
+        if (v.IsUndefined() || v.IsNull()) continue;
+        VG_CHECK(v.IsObject() && !v.IsArray(), iw, ".replay must be an object of arrays of typed arrays");
+        const auto ro = v.As<Napi::Object>();
+        const Napi::Array names = ro.GetPropertyNames();
+        for (uint32_t n = 0; n < names.Length(); ++n) {
+          const std::string name = names.Get(n).As<Napi::String>().Utf8Value();
+          std::vector<Tensor>& steps = r.image.replay[name];
+          each_element(ro.Get(name), std::string(iw) + ".replay." + name,
+                       [&](const Napi::Value& e, const std::string& label) { steps.push_back(host_tensor_1d(e, label)); });
+        }
+      } else if (!v.IsUndefined()) {
+        VG_CHECK(v.IsNumber(), iw, ".", key, " must be a number");
+        r.image.numbers[key] = v.As<Napi::Number>().DoubleValue();
+      }
     }
   }
   r.ignore_eos = bool_field(o, "ignoreEos", what);
@@ -190,66 +213,22 @@ Napi::Value result_to_js(Napi::Env env, GenerateResult& r) {
   return out;
 }
 
-Napi::Object info_to_js(Napi::Env env, const VargptV1& m) {
-  const VargptConfig& c = m.config();
+Napi::Value info_to_js(Napi::Env env, const Info& info) {
+  switch (info.kind()) {
+    case Info::Kind::Null: return env.Null();
+    case Info::Kind::Number: return Napi::Number::New(env, info.as_number());
+    case Info::Kind::Bool: return Napi::Boolean::New(env, info.as_bool());
+    case Info::Kind::Text: return Napi::String::New(env, info.as_text());
+    case Info::Kind::Numbers: {
+      const std::vector<double>& values = info.as_numbers();
+      Napi::Array a = Napi::Array::New(env, values.size());
+      for (size_t i = 0; i < values.size(); ++i) a.Set(static_cast<uint32_t>(i), values[i]);
+      return a;
+    }
+    case Info::Kind::Object: break;
+  }
   Napi::Object out = Napi::Object::New(env);
-  out.Set("device", m.device());
-  Napi::Object llm = Napi::Object::New(env);
-  llm.Set("hiddenSize", c.llm.hidden);
-  llm.Set("layers", c.llm.layers);
-  llm.Set("heads", c.llm.heads);
-  llm.Set("kvHeads", c.llm.kv_heads);
-  llm.Set("headDim", c.llm.head_dim);
-  llm.Set("intermediateSize", c.llm.intermediate);
-  llm.Set("vocabSize", c.llm.vocab);
-  llm.Set("maxPositions", c.llm.max_positions);
-  out.Set("llm", llm);
-  if (c.has_vision) {
-    Napi::Object v = Napi::Object::New(env);
-    v.Set("hiddenSize", c.vision.hidden);
-    v.Set("layers", c.vision.layers);
-    v.Set("imageSize", c.vision.image_size);
-    v.Set("patchSize", c.vision.patch_size);
-    v.Set("tokens", c.vision.feature_tokens());
-    out.Set("vision", v);
-  } else {
-    out.Set("vision", env.Null());
-  }
-  auto ints = [&](const std::vector<int>& values) {
-    Napi::Array a = Napi::Array::New(env, values.size());
-    for (size_t i = 0; i < values.size(); ++i) a.Set(i, values[i]);
-    return a;
-  };
-  if (c.has_image_gen) {
-    Napi::Object v = Napi::Object::New(env);
-    v.Set("depth", c.var.depth);
-    v.Set("width", c.var.width);
-    v.Set("heads", c.var.heads);
-    v.Set("patchNums", ints(c.var.patch_nums));
-    v.Set("codebookSize", c.var.vocab);
-    v.Set("cvae", c.var.cvae);
-    out.Set("var", v);
-    Napi::Object q = Napi::Object::New(env);
-    q.Set("ch", c.vqvae.ch);
-    q.Set("chMult", ints(c.vqvae.ch_mult));
-    q.Set("numResBlocks", c.vqvae.dec_blocks - 1);
-    q.Set("zChannels", c.vqvae.z_channels);
-    q.Set("codebookSize", c.vqvae.vocab);
-    q.Set("imageSize", c.var.patch_nums.back() * c.vqvae.downsample());
-    q.Set("downsample", c.vqvae.downsample());
-    q.Set("hasEncoder", c.vqvae.has_encoder);
-    q.Set("phiCount", c.vqvae.phi_count);
-    q.Set("phiIndex", ints(c.vqvae.phi_index));
-    out.Set("vqvae", q);
-  } else {
-    out.Set("var", env.Null());
-    out.Set("vqvae", env.Null());
-  }
-  out.Set("imageTokenId", c.tokens.image);
-  out.Set("imageGenStartId", c.tokens.image_gen_start);
-  out.Set("imageGenEndId", c.tokens.image_gen_end);
-  out.Set("eosId", c.tokens.eos);
-  out.Set("bosId", c.tokens.bos);
+  for (const auto& [key, value] : info.fields()) out.Set(key, info_to_js(env, value));
   return out;
 }
 
@@ -310,7 +289,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   Napi::Value info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    return guarded(env, [&]() -> Napi::Value { return info_to_js(env, *state_->acquire()); });
+    return guarded(env, [&]() -> Napi::Value { return info_to_js(env, state_->acquire()->info()); });
   }
 
   Napi::Value generate(const Napi::CallbackInfo& info) {
@@ -328,7 +307,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     const bool stream_tokens = !callbacks.on_token.IsEmpty();
     auto state = state_;
-    std::shared_ptr<VargptV1> model = state_->acquire();  // a call accepted before dispose() runs
+    std::shared_ptr<Model> model = state_->acquire();  // a call accepted before dispose() runs
     return StreamWorker<GenerateResult>::start(
         env, "vargpt.generate", cancel, callbacks,
         [state, model, request, stream_tokens, want_progress](const auto& send, const auto& cancelled) {
@@ -342,11 +321,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
               send(e);
             };
           if (want_progress)
-            request->on_image_progress = [&send](int scale, int scales, const RgbImage& preview) {
+            request->on_image_progress = [&send](const char* stage, int step, int steps, const RgbImage& preview) {
               StreamEvent e;
               e.kind = StreamEvent::Kind::ImageProgress;
-              e.scale = scale;
-              e.scales = scales;
+              e.stage = stage;
+              e.step = step;
+              e.steps = steps;
               e.preview = std::make_shared<const RgbImage>(preview);
               send(e);
             };
@@ -370,7 +350,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return rejected(env, e.what());
     }
     auto state = state_;
-    std::shared_ptr<VargptV1> model = state_->acquire();
+    std::shared_ptr<Model> model = state_->acquire();
     using Result = std::vector<std::vector<int32_t>>;
     return StreamWorker<Result>::start(
         env, "vargpt.encodeImageTokens", nullptr, StreamCallbacks{},
@@ -402,7 +382,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return rejected(env, e.what());
     }
     auto state = state_;
-    std::shared_ptr<VargptV1> model = state_->acquire();
+    std::shared_ptr<Model> model = state_->acquire();
     struct Result {
       RgbImage image;
       std::vector<std::pair<std::string, Tensor>> trace;
@@ -474,7 +454,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
           send(e);
         };
         auto state = std::make_shared<ModelState>();
-        state->model = VargptV1::load(dir, device, progress, cancelled);
+        state->model = vargpt::load_model(dir, device, progress, cancelled);
         return state;
       },
       [](Napi::Env env, Result& state) -> Napi::Value {

@@ -17,14 +17,15 @@
 #include <utility>
 
 #include "../core/error.h"
-#include "../models/vargpt_v1.h"
+#include "../models/common/model.h"
 
 namespace vargpt::binding {
 
 struct StreamEvent {
   enum class Kind : uint8_t { Token, ImageProgress, LoadProgress } kind = Kind::Token;
   int32_t token = 0;
-  int scale = 0, scales = 0;
+  const char* stage = "";  // a string literal of the pipeline (static storage)
+  int step = 0, steps = 0;
   double loaded = 0, total = 0;
   std::shared_ptr<const RgbImage> preview;
 };
@@ -91,8 +92,8 @@ class StreamWorker final : public Napi::AsyncProgressQueueWorker<StreamEvent> {
             break;
           case StreamEvent::Kind::ImageProgress:
             if (!on_image_progress_.IsEmpty())
-              on_image_progress_.Call({Napi::Number::New(env, e.scale), Napi::Number::New(env, e.scales),
-                                       image_to_js(env, *e.preview)});
+              on_image_progress_.Call({Napi::String::New(env, e.stage), Napi::Number::New(env, e.step),
+                                       Napi::Number::New(env, e.steps), image_to_js(env, *e.preview)});
             break;
           case StreamEvent::Kind::LoadProgress:
             if (!on_load_progress_.IsEmpty())

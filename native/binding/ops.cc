@@ -28,7 +28,7 @@
 // swiglu              [gate, up]                                                              [y]
 // add                 [a, b]                                                                  [y]
 // axpby               [a, b]                          alpha, beta                             [y]
-// rope                [x, positions i32]              headDim, theta                          [x rotated]
+// rope                [x, table f32 [L, D]]           headDim, pairing?                       [x rotated]
 // l2_normalize_heads  [x, headScale|null?]            headDim                                 [x normalised]
 // conv2d              [x, weight, bias|null?]         stride?, padding?: n | [top, bottom, left, right]  [y]
 // upsample_nearest2x  [x]                                                                     [y]

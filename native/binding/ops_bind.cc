@@ -235,10 +235,13 @@ const std::map<std::string, Binder>& binders() {
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 2, 2);
          Tensor out = copy_of(be, in[0]);
-         Tensor pos = in[1];
+         Tensor table = in[1];
          const int head_dim = c.attrs.int32("headDim");
-         const float theta = static_cast<float>(c.attrs.number("theta"));
-         return BoundOp{[&be, out, pos, head_dim, theta] { be.rope(out, pos, head_dim, theta); }, {out}};
+         const std::string pairing = c.attrs.string("pairing", std::string("rotate_half"));
+         VG_CHECK(pairing == "rotate_half" || pairing == "interleaved", c.op, ": pairing \"", pairing,
+                  "\" must be rotate_half or interleaved");
+         const RopePairing p = pairing == "rotate_half" ? RopePairing::RotateHalf : RopePairing::Interleaved;
+         return BoundOp{[&be, out, table, head_dim, p] { be.rope(out, table, head_dim, p); }, {out}};
        }},
       {"l2_normalize_heads",
        [](Backend& be, const OpCall& c) {

@@ -89,8 +89,8 @@ class CpuBackend final : public Backend {
     cpu::axpby(alpha, a, beta, b, y);
   }
 
-  void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) override {
-    cpu::rope(x, positions, head_dim, theta);
+  void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing) override {
+    cpu::rope(x, table, head_dim, pairing);
   }
   void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) override {
     cpu::l2_normalize_heads(x, head_dim, head_scale);

@@ -34,7 +34,7 @@ void activation(const Tensor& x, Activation act, const Tensor& y);
 void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y);
 void add(const Tensor& a, const Tensor& b, const Tensor& y);
 void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y);
-void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta);
+void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing);
 
 // conv.cc
 void conv2d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& params, const Tensor& y);

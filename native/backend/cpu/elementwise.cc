@@ -82,42 +82,30 @@ void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tens
   });
 }
 
-void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) {
+void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing) {
   const char* op = "rope";
   check_dtype(op, "x", x, DType::F32);
-  check_dtype(op, "positions", positions, DType::I32);
-  check_rank(op, "x", x, 2, 3);
-  check_dense_rows(op, "x", x);
-  VG_CHECK(head_dim > 0 && head_dim % 2 == 0 && x.dim(-1) % head_dim == 0, op, ": head_dim ", head_dim,
-           " must be even and divide the last axis of x ", x.describe());
-  const int64_t L = x.dim(-2), H = x.dim(-1) / head_dim, half = head_dim / 2;
-  VG_CHECK(positions.rank() == 1 && positions.dim(0) == L, op, ": positions ", positions.describe(), " must be i32[",
-           L, "] for x ", x.describe());
-  VG_CHECK(theta > 0.0f, op, ": theta ", theta, " must be positive");
-  // inv_freq and the angle in f32 as Hugging Face computes them (theta ** (2j / D) in float,
-  // position * inv_freq in float), so long positions round the same way as the reference.
-  std::vector<float> inv_freq(static_cast<size_t>(half));
-  for (int64_t j = 0; j < half; ++j)
-    inv_freq[j] = 1.0f / std::pow(theta, static_cast<float>(2 * j) / static_cast<float>(head_dim));
-  const int32_t* pos = positions.data<int32_t>();
-  const int64_t pos_stride = positions.stride(0);
+  check_dtype(op, "table", table, DType::F32);
+  const RopeDims d = check_rope_args(op, x, table, head_dim);
+  // Element strides of angle j's pair inside a head: (j, j + half) or (2j, 2j + 1).
+  const int64_t first = pairing == RopePairing::RotateHalf ? 1 : 2;
+  const int64_t second = pairing == RopePairing::RotateHalf ? d.half : 1;
   const Rows xr(x);
-  parallel_for(xr.rows(), grain_for(x.dim(-1) * 8), [&](int64_t r0, int64_t r1) {
-    std::vector<float> cs(static_cast<size_t>(2 * half));
+  const int64_t table_stride = table.stride(0);
+  const float* tab = table.data<float>();
+  parallel_for(d.rows, grain_for(x.dim(-1) * 8), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float p = static_cast<float>(pos[(r % L) * pos_stride]);
-      for (int64_t j = 0; j < half; ++j) {
-        const float angle = p * inv_freq[j];
-        cs[j] = std::cos(angle);
-        cs[half + j] = std::sin(angle);
-      }
+      const float* cs = tab + (r % d.L) * table_stride;
       float* row = xr.row<float>(r);
-      for (int64_t h = 0; h < H; ++h) {
-        float* v = row + h * head_dim;
-        for (int64_t j = 0; j < half; ++j) {
-          const float x1 = v[j], x2 = v[j + half];
-          v[j] = x1 * cs[j] - x2 * cs[half + j];
-          v[j + half] = x2 * cs[j] + x1 * cs[half + j];
+      for (int64_t h = 0; h < d.heads; ++h) {
+        float* v = row + h * 2 * d.half;
+        for (int64_t j = 0; j < d.half; ++j) {
+          const float c = cs[j], s = cs[d.half + j];
+          float& a = v[j * first];
+          float& b = v[j * first + second];
+          const float x1 = a, x2 = b;
+          a = x1 * c - x2 * s;
+          b = x2 * c + x1 * s;
         }
       }
     }

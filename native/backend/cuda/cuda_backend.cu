@@ -122,8 +122,8 @@ class CudaBackend final : public Backend {
     run("axpby", [&] { cuda::axpby(ctx_, alpha, a, beta, b, y); });
   }
 
-  void rope(const Tensor& x, const Tensor& positions, int head_dim, float theta) override {
-    run("rope", [&] { cuda::rope(ctx_, x, positions, head_dim, theta); });
+  void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing) override {
+    run("rope", [&] { cuda::rope(ctx_, x, table, head_dim, pairing); });
   }
   void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale) override {
     run("l2_normalize_heads", [&] { cuda::l2_normalize_heads(ctx_, x, head_dim, head_scale); });

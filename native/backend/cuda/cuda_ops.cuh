@@ -44,7 +44,7 @@ void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 void axpby(const Ctx& ctx, float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y);
 
 // rope.cu
-void rope(const Ctx& ctx, const Tensor& x, const Tensor& positions, int head_dim, float theta);
+void rope(const Ctx& ctx, const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing);
 
 // conv.cu
 void conv2d(const Ctx& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv2dParams& params,

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "../core/rng.h"
+#include "../../core/rng.h"
 #include "vargpt_v1_run.h"
 
 namespace vargpt {
@@ -32,15 +32,16 @@ RgbImage VargptV1::Run::preview(const Tensor& f_hat, int si) {
 void VargptV1::Run::draw_image() {
   const VargptConfig& c = m_.config_;
   const VarConfig& vc = c.var;
-  Llama& llm = *m_.llm_;
+  DecoderLlm& llm = *m_.llm_;
   VarDecoder& var = *m_.var_;
   VqVae& vq = *m_.vqvae_;
-  const ImageRequest& im = req_.image;
+  const VarSampling& im = image_;
   const int64_t H = c.llm.hidden, C = vc.width, V = vc.vocab, Z = vc.cvae;
   const int SN = vc.scales();
 
-  VG_CHECK(llm.length() + 1 + vc.total_tokens <= c.llm.max_positions, "generate: drawing an image needs ",
-           1 + vc.total_tokens, " positions after the ", llm.length(), " already used; the model has ",
+  VG_CHECK(req_.has_image_options, "generate: the model started an image but the request has no image options");
+  VG_CHECK(cache_.length() + 1 + vc.total_tokens <= c.llm.max_positions, "generate: drawing an image needs ",
+           1 + vc.total_tokens, " positions after the ", cache_.length(), " already used; the model has ",
            c.llm.max_positions, " (max_position_embeddings)");
   // (a) the start token goes through the LLM normally; X = argmax of its logits is recorded only.
   {
@@ -54,7 +55,7 @@ void VargptV1::Run::draw_image() {
   emit(res_.token_after_image_start);
 
   // (b) next-scale prediction.
-  var.reset();
+  VarScaleCache scales = var.new_cache();
   const int P = vq.latent_size();
   Tensor f_hat = b_.empty(DType::F32, {Z, P, P});
   b_.fill(f_hat, 0.0f);
@@ -73,12 +74,12 @@ void VargptV1::Run::draw_image() {
       Profiler::Stage stage(prof_, "imageLlm");
       Tensor x_llm = b_.empty(DType::F32, {l, H});
       m_.gen_in_->run(tok_in, x_llm);
-      llm.forward(x_llm, rows.select(0));
+      llm.forward(x_llm, Positions::sequential(cache_.length(), static_cast<int>(l)), &cache_, rows.select(0));
       trace_.add(key + "llmInput", x_llm);
       trace_.add(key + "llmHidden", rows.select(0));
     }
-    if (im.replay) {
-      b_.copy(b_.upload(Tensor::from_host(DType::F32, {l, H}, im.replay_noise[si].data())), rows.select(1));
+    if (im.replay_noise) {
+      b_.copy(b_.upload((*im.replay_noise)[si].view({l, H})), rows.select(1));
     } else {
       b_.randn(rows.select(1), im.seed, rng_stream(RngPurpose::CfgNoise, static_cast<uint32_t>(si)));
     }
@@ -98,7 +99,7 @@ void VargptV1::Run::draw_image() {
           b_.copy(t, keep);
           block_out.push_back(keep);
         };
-      var.forward(x, logits, hook);
+      var.forward(x, scales, logits, hook);
       trace_.stack(key + "varBlockOut", block_out);
     }
 
@@ -117,7 +118,7 @@ void VargptV1::Run::draw_image() {
       sp.seed = im.seed;
       sp.stream = rng_stream(RngPurpose::ImageSampling, static_cast<uint32_t>(si));
       b_.sample(guided, sp, idx, &kept);
-      if (im.replay) b_.copy(b_.upload(Tensor::from_host(DType::I32, {l}, im.replay_indices[si].data())), idx);
+      if (im.replay_indices) b_.copy(b_.upload((*im.replay_indices)[si].view({l})), idx);
       if (trace_.enabled()) {
         trace_.add(key + "logitsCond", logits.select(0));
         trace_.add(key + "logitsUncond", logits.select(1));
@@ -148,7 +149,7 @@ void VargptV1::Run::draw_image() {
     }
     if (req_.on_image_progress && si + 1 < SN) {
       Profiler::Stage stage(prof_, "preview");
-      req_.on_image_progress(si, SN, preview(f_hat, si));
+      req_.on_image_progress("scale", si, SN, preview(f_hat, si));
     }
   }
 
@@ -162,7 +163,7 @@ void VargptV1::Run::draw_image() {
   if (trace_.enabled()) trace_.add("image", clamp_image(host));
   res_.image = to_rgb8(host);
   res_.has_image = true;
-  if (req_.on_image_progress) req_.on_image_progress(SN - 1, SN, res_.image);
+  if (req_.on_image_progress) req_.on_image_progress("scale", SN - 1, SN, res_.image);
 }
 
 }  // namespace vargpt

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "../core/error.h"
+#include "../../core/error.h"
 
 namespace vargpt {
 
@@ -78,18 +78,6 @@ void ClipVision::encode(const Tensor& pixels, const Tensor& features, const Hidd
     if (hidden_hook) hidden_hook(li + 1, h);
   }
   b.copy(c.drop_cls ? h.slice(0, 1, T) : h, features);
-}
-
-MultiModalProjector::MultiModalProjector(int in, int out, Activation act, WeightLoader& w, const std::string& prefix)
-    : backend_(w.backend()), act_(act) {
-  l1_ = w.linear(prefix + "linear_1", out, in, true);
-  l2_ = w.linear(prefix + "linear_2", out, out, true);
-}
-
-void MultiModalProjector::run(const Tensor& x, const Tensor& y) {
-  Tensor mid = backend_.empty(DType::F32, {x.dim(0), l1_.out()});
-  backend_.linear(x, l1_.w, &l1_.b, mid, act_);
-  backend_.linear(mid, l2_.w, &l2_.b, y);
 }
 
 }  // namespace vargpt

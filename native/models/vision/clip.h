@@ -1,17 +1,27 @@
 // CLIP ViT vision tower (HF CLIPVisionModel) as LLaVA uses it: patch conv (no bias) + class
 // embedding + position embedding, pre_layrnorm, pre-LN encoder layers; features are
 // hidden_states[vision_feature_layer] (no post_layernorm), CLS dropped for the "default" strategy.
-// Also the LLaVA multi_modal_projector (linear, GELU, linear).
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "model_config.h"
-#include "weights.h"
+#include "../common/weights.h"
 
 namespace vargpt {
+
+struct ClipConfig {
+  int hidden = 0, layers = 0, heads = 0, intermediate = 0, image_size = 0, patch_size = 0, channels = 3;
+  float eps = 1e-5f;
+  Activation act = Activation::QuickGelu;
+  int run_layers = 0;     // encoder layers to run: hidden_states[vision_feature_layer] is their output
+  bool drop_cls = true;   // vision_feature_select_strategy "default"
+  int grid() const { return image_size / patch_size; }
+  int patches() const { return grid() * grid(); }
+  int feature_tokens() const { return patches() + (drop_cls ? 0 : 1); }
+};
+
 
 class ClipVision {
  public:
@@ -37,19 +47,6 @@ class ClipVision {
   Tensor pos_emb_;    // [patches + 1, hidden] f32
   NormWeights pre_norm_;
   std::vector<Layer> layers_;
-};
-
-// LLaVA multi_modal_projector: y = linear_2(act(linear_1(x))).
-class MultiModalProjector {
- public:
-  MultiModalProjector(int in, int out, Activation act, WeightLoader& weights, const std::string& prefix);
-  // x [N, in] -> y [N, out]
-  void run(const Tensor& x, const Tensor& y);
-
- private:
-  Backend& backend_;
-  Activation act_;
-  LinearWeights l1_, l2_;
 };
 
 }  // namespace vargpt

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "../backend/backend.h"
-#include "../core/safetensors.h"
+#include "../../backend/backend.h"
+#include "../../core/safetensors.h"
 
 namespace vargpt {
 

@@ -1,14 +1,14 @@
-// Internal: the state of one VargptV1::generate() call, shared by the text loop
-// (vargpt_v1_generate.cc) and the image branch (vargpt_v1_image.cc).
+// Tracing (host copies of intermediate tensors, the public `trace: true`) and per-stage wall-clock
+// profiling (`profile: true`), shared by every pipeline.
 #pragma once
 
 #include <chrono>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "../core/error.h"
-#include "vargpt_v1.h"
+#include "../../backend/backend.h"
 
 namespace vargpt {
 
@@ -68,37 +68,6 @@ class Profiler {
   Backend& backend_;
   bool enabled_;
   std::map<std::string, double> seconds_;
-};
-
-class VargptV1::Run {
- public:
-  Run(VargptV1& model, const GenerateRequest& request, GenerateResult& result)
-      : m_(model), b_(*model.backend_), req_(request), res_(result), trace_(b_, request.trace ? &result.trace : nullptr),
-        prof_(b_, request.profile) {}
-
-  void execute();
-
- private:
-  void validate();
-  void check_cancel() const {
-    if (req_.cancelled && req_.cancelled()) throw Cancelled();
-  }
-  Tensor embed_prompt();
-  int32_t choose_token(const Tensor& logits, int step);
-  void emit(int32_t token);
-  // Feeds one token at the next position; returns its logits [1, vocab].
-  Tensor step(int32_t token);
-  void draw_image();  // vargpt_v1_image.cc
-  RgbImage preview(const Tensor& f_hat, int si);
-
-  VargptV1& m_;
-  Backend& b_;
-  const GenerateRequest& req_;
-  GenerateResult& res_;
-  TraceSink trace_;
-  Profiler prof_;
-  std::vector<int32_t> history_;  // prompt + generated ids (repetition penalty)
-  std::vector<Tensor> step_logits_;
 };
 
 }  // namespace vargpt

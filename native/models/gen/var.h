@@ -1,6 +1,6 @@
 // VAR decoder body of VARGPT v1 (VAR_VAE_v1): token-map embedding (word_embed + level and
-// position embeddings, SOS), AdaLN self-attention blocks with a per-scale KV cache for both CFG
-// rows, the AdaLN head; and the two GenPatchMerger projectors between VAR width and LLM width.
+// position embeddings, SOS), AdaLN self-attention blocks attending to earlier scales through a
+// caller-owned scale cache (both CFG rows), and the AdaLN head.
 //
 // The AdaLN condition is the constant null-class row class_emb[image_gen_start_token_id + 1] for
 // both CFG rows, so every block's six modulation vectors (and the head's two) are computed once
@@ -11,10 +11,31 @@
 #include <string>
 #include <vector>
 
-#include "model_config.h"
-#include "weights.h"
+#include "../common/weights.h"
 
 namespace vargpt {
+
+struct VarConfig {
+  int depth = 0, width = 0, heads = 0, head_dim = 0, mlp_hidden = 0;
+  int vocab = 0, cvae = 0, class_rows = 0, null_class = 0;
+  std::vector<int> patch_nums;
+  int total_tokens = 0;  // sum of pn^2
+  int scales() const { return static_cast<int>(patch_nums.size()); }
+  int begin(int si) const;  // first token of scale si
+};
+
+// Keys and values of the scales drawn so far, per block, for both CFG rows: one per image being
+// drawn. Created by VarDecoder::new_cache(); memory is allocated on the first forward.
+class VarScaleCache {
+ public:
+  int length() const { return length_; }  // tokens of the scales already run
+  void reset() { length_ = 0; }
+
+ private:
+  friend class VarDecoder;
+  std::vector<Tensor> k_, v_;  // per block: f32 [2, total_tokens, width]
+  int length_ = 0;
+};
 
 class VarDecoder {
  public:
@@ -22,9 +43,7 @@ class VarDecoder {
 
   const VarConfig& config() const { return config_; }
 
-  // Empties the KV caches (allocated on first use: depth x 2 x [2, total_tokens, width] f32).
-  void reset();
-  int length() const { return length_; }
+  VarScaleCache new_cache() const { return VarScaleCache(); }
 
   // out [1, width] = class_emb[null] + pos_start + lvl_embed[0] + pos_1LC[0] (scale-0 input).
   void sos(const Tensor& out);
@@ -33,9 +52,10 @@ class VarDecoder {
 
   // x [2, l, width] (rows: conditional, unconditional) through every block, attending to the
   // cached keys/values of earlier scales plus all of this scale's tokens (block-causal), then
-  // the AdaLN head: logits [2, l, vocab]. x is overwritten with the last block's output.
+  // the AdaLN head: logits [2, l, vocab]. x is overwritten with the last block's output; the
+  // scale's keys and values are appended to `cache`.
   using BlockHook = std::function<void(int block, const Tensor& x)>;
-  void forward(const Tensor& x, const Tensor& logits, const BlockHook& block_hook = nullptr);
+  void forward(const Tensor& x, VarScaleCache& cache, const Tensor& logits, const BlockHook& block_hook = nullptr);
 
  private:
   struct Block {
@@ -44,7 +64,6 @@ class VarDecoder {
     Tensor head_scale;  // [H] f32 = exp(min(scale_mul, ln 100))
     LinearWeights proj, fc1, fc2;
     Tensor gamma1, gamma2, scale1, scale2, shift1, shift2;  // [2, C] f32 each
-    Tensor k_cache, v_cache;  // [2, total_tokens, C]
   };
 
   Backend& backend_;
@@ -55,21 +74,6 @@ class VarDecoder {
   std::vector<Block> blocks_;
   Tensor head_scale_, head_shift_;  // [2, C]
   LinearWeights head_;
-  int length_ = 0;
-};
-
-// GenPatchMerger as VARGPT uses it: y = mlp.2(GELU_erf(mlp.0(x))); ln_q exists but is not applied.
-class GenProjector {
- public:
-  GenProjector(int in, int out, WeightLoader& weights, const std::string& prefix);
-  // x [..., in] -> y [..., out]
-  void run(const Tensor& x, const Tensor& y);
-  int in() const { return static_cast<int>(l0_.in()); }
-  int out() const { return static_cast<int>(l2_.out()); }
-
- private:
-  Backend& backend_;
-  LinearWeights l0_, l2_;
 };
 
 }  // namespace vargpt

@@ -1,90 +1,23 @@
-#include "model_config.h"
+#include "vargpt_v1_config.h"
 
 #include <cmath>
-#include <map>
 
-#include "../core/error.h"
-#include "../core/mapped_file.h"
+#include "../../core/error.h"
+#include "../common/config_json.h"
 
 namespace vargpt {
 
-int VarConfig::begin(int si) const {
-  int b = 0;
-  for (int i = 0; i < si; ++i) b += patch_nums[i] * patch_nums[i];
-  return b;
-}
-
-std::vector<int> phi_index_map(int phi_count, int scales) {
-  VG_CHECK(phi_count >= 1 && scales >= 1, "phi_index_map: ", phi_count, " phi convs for ", scales, " scales");
-  const int K = phi_count;
-  // numpy.linspace(start, stop, K): y_k = k * ((stop - start) / (K - 1)) + start, y_{K-1} = stop.
-  const double start = K == 4 ? 1.0 / 3.0 / K : 1.0 / 2.0 / K;
-  const double stop = K == 4 ? 1.0 - 1.0 / 3.0 / K : 1.0 - 1.0 / 2.0 / K;
-  std::vector<double> ticks(K);
-  const double step = K > 1 ? (stop - start) / (K - 1) : 0.0;
-  for (int k = 0; k < K; ++k) ticks[k] = k * step + start;
-  if (K > 1) ticks[K - 1] = stop;
-  std::vector<int> map(scales);
-  for (int si = 0; si < scales; ++si) {
-    const double at = scales > 1 ? static_cast<double>(si) / (scales - 1) : 0.0;
-    int best = 0;
-    for (int k = 1; k < K; ++k)
-      if (std::fabs(ticks[k] - at) < std::fabs(ticks[best] - at)) best = k;  // first minimum, as np.argmin
-    map[si] = best;
-  }
-  return map;
-}
-
 namespace {
-
-Activation parse_activation(const std::string& name, const std::string& what) {
-  if (name == "gelu") return Activation::GeluErf;
-  if (name == "gelu_pytorch_tanh" || name == "gelu_new") return Activation::GeluTanh;
-  if (name == "quick_gelu") return Activation::QuickGelu;
-  if (name == "silu" || name == "swish") return Activation::SiLU;
-  fail(what, ": unsupported activation \"", name, "\"");
-}
-
-int positive(const Json& object, const char* key, int64_t fallback, const std::string& what) {
-  const int64_t v = json_int(object, key, fallback, what);
-  VG_CHECK(v > 0 && v < (1 << 30), what, ": ", key, " = ", v, " must be a positive integer");
-  return static_cast<int>(v);
-}
-
-LlamaConfig parse_llama(const Json& text, const std::string& what, const WeightLoader& w) {
-  LlamaConfig c;
-  const std::string act = json_string(text, "hidden_act", "silu", what);
-  VG_CHECK(act == "silu", what, ": hidden_act \"", act, "\" is not supported (Llama uses silu)");
-  const Json* scaling = text.find("rope_scaling");
-  VG_CHECK(scaling == nullptr || scaling->is_null(), what, ": rope_scaling is not supported");
-  c.hidden = positive(text, "hidden_size", -1, what);
-  c.layers = positive(text, "num_hidden_layers", -1, what);
-  c.heads = positive(text, "num_attention_heads", -1, what);
-  c.kv_heads = positive(text, "num_key_value_heads", c.heads, what);
-  c.head_dim = positive(text, "head_dim", c.hidden / c.heads, what);
-  c.intermediate = positive(text, "intermediate_size", -1, what);
-  c.vocab = positive(text, "vocab_size", -1, what);
-  c.max_positions = positive(text, "max_position_embeddings", 2048, what);
-  c.rms_eps = static_cast<float>(json_number(text, "rms_norm_eps", 1e-6, what));
-  c.rope_theta = static_cast<float>(json_number(text, "rope_theta", 10000.0, what));
-  VG_CHECK(c.heads % c.kv_heads == 0, what, ": num_attention_heads ", c.heads, " is not a multiple of num_key_value_heads ",
-           c.kv_heads);
-  VG_CHECK(c.head_dim % 2 == 0, what, ": head_dim ", c.head_dim, " must be even for RoPE");
-  const int found = w.count_indexed("language_model.model.layers.");
-  VG_CHECK(found == c.layers, w.checkpoint().path(), ": config says ", c.layers,
-           " LLM layers, checkpoint has language_model.model.layers.0..", found - 1);
-  return c;
-}
 
 ClipConfig parse_clip(const Json& root, const Json& vision, const std::string& what, const WeightLoader& w) {
   ClipConfig c;
-  c.hidden = positive(vision, "hidden_size", -1, what);
-  c.layers = positive(vision, "num_hidden_layers", -1, what);
-  c.heads = positive(vision, "num_attention_heads", -1, what);
-  c.intermediate = positive(vision, "intermediate_size", -1, what);
-  c.image_size = positive(vision, "image_size", -1, what);
-  c.patch_size = positive(vision, "patch_size", -1, what);
-  c.channels = positive(vision, "num_channels", 3, what);
+  c.hidden = config_positive(vision, "hidden_size", -1, what);
+  c.layers = config_positive(vision, "num_hidden_layers", -1, what);
+  c.heads = config_positive(vision, "num_attention_heads", -1, what);
+  c.intermediate = config_positive(vision, "intermediate_size", -1, what);
+  c.image_size = config_positive(vision, "image_size", -1, what);
+  c.patch_size = config_positive(vision, "patch_size", -1, what);
+  c.channels = config_positive(vision, "num_channels", 3, what);
   c.eps = static_cast<float>(json_number(vision, "layer_norm_eps", 1e-5, what));
   c.act = parse_activation(json_string(vision, "hidden_act", "quick_gelu", what), what + " vision_config.hidden_act");
   VG_CHECK(c.image_size % c.patch_size == 0, what, ": image_size ", c.image_size, " is not a multiple of patch_size ",
@@ -165,6 +98,31 @@ VarConfig derive_var(const WeightLoader& w, int null_class) {
   return c;
 }
 
+// The towers' sizes from tensor shapes: levels = up.* count, ch_mult from each level's first
+// block, blocks per level from the block lists, attention from the attn lists.
+ConvTowerConfig derive_tower(const WeightLoader& w, const std::string& p, bool decoder, int ch) {
+  ConvTowerConfig t;
+  const std::string& path = w.checkpoint().path();
+  t.ch = ch;
+  const std::string levels_key = p + (decoder ? "up." : "down.");
+  const int levels = w.count_indexed(levels_key);
+  VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
+  t.blocks = w.count_indexed(levels_key + "0.block.");
+  for (int i = 0; i < levels; ++i) {
+    const std::string lp = levels_key + std::to_string(i);
+    const Shape conv2 = w.shape(lp + ".block.0.conv2.weight");
+    VG_CHECK(conv2.size() == 4 && conv2[0] % ch == 0, path, ": ", lp, ".block.0.conv2.weight has shape ",
+             shape_string(conv2), ", expected a multiple of ch = ", ch, " output channels");
+    t.ch_mult.push_back(static_cast<int>(conv2[0] / ch));
+    const int attn = w.count_indexed(lp + ".attn.");
+    VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", lp, " has ", attn, " attention blocks for ", t.blocks,
+             " res blocks");
+    t.attn.push_back(attn > 0);
+  }
+  t.mid_attn = w.has(p + "mid.attn_1.qkv.weight");
+  return t;
+}
+
 VqvaeConfig derive_vqvae(const WeightLoader& w, const VarConfig& var) {
   VqvaeConfig c;
   const std::string& path = w.checkpoint().path();
@@ -177,29 +135,17 @@ VqvaeConfig derive_vqvae(const WeightLoader& w, const VarConfig& var) {
   const Shape out = w.shape("vae_local.decoder.conv_out.weight");
   VG_CHECK(out.size() == 4, path, ": vae_local.decoder.conv_out.weight has shape ", shape_string(out));
   c.in_channels = static_cast<int>(out[0]);
-  c.ch = static_cast<int>(out[1]);
-  const int levels = w.count_indexed("vae_local.decoder.up.");
-  VG_CHECK(levels > 0, path, ": no vae_local.decoder.up.* tensors");
-  c.dec_blocks = w.count_indexed("vae_local.decoder.up.0.block.");
-  for (int i = 0; i < levels; ++i) {
-    const std::string p = "vae_local.decoder.up." + std::to_string(i);
-    const Shape conv2 = w.shape(p + ".block.0.conv2.weight");
-    VG_CHECK(conv2.size() == 4 && conv2[0] % c.ch == 0, path, ": ", p, ".block.0.conv2.weight has shape ",
-             shape_string(conv2), ", expected a multiple of ch = ", c.ch, " output channels");
-    c.ch_mult.push_back(static_cast<int>(conv2[0] / c.ch));
-    const int attn = w.count_indexed(p + ".attn.");
-    VG_CHECK(attn == 0 || attn == c.dec_blocks, path, ": ", p, " has ", attn, " attention blocks for ", c.dec_blocks,
-             " res blocks");
-    c.dec_attn.push_back(attn > 0);
-  }
-  c.dec_mid_attn = w.has("vae_local.decoder.mid.attn_1.qkv.weight");
+  const int ch = static_cast<int>(out[1]);
+  c.decoder = derive_tower(w, "vae_local.decoder.", true, ch);
+  c.decoder.in_channels = c.z_channels;
+  c.decoder.out_channels = c.in_channels;
   c.has_encoder = w.has("vae_local.encoder.conv_in.weight");
   if (c.has_encoder) {
-    VG_CHECK(w.count_indexed("vae_local.encoder.down.") == levels, path, ": VQ-VAE encoder and decoder level counts differ");
-    c.enc_blocks = w.count_indexed("vae_local.encoder.down.0.block.");
-    for (int i = 0; i < levels; ++i)
-      c.enc_attn.push_back(w.count_indexed("vae_local.encoder.down." + std::to_string(i) + ".attn.") > 0);
-    c.enc_mid_attn = w.has("vae_local.encoder.mid.attn_1.qkv.weight");
+    c.encoder = derive_tower(w, "vae_local.encoder.", false, ch);
+    VG_CHECK(c.encoder.ch_mult.size() == c.decoder.ch_mult.size(), path,
+             ": VQ-VAE encoder and decoder level counts differ");
+    c.encoder.in_channels = c.in_channels;
+    c.encoder.out_channels = c.z_channels;
   }
   c.phi_count = w.count_indexed("vae_local.quantize.quant_resi.qresi_ls.");
   VG_CHECK(c.phi_count > 0, path, ": no vae_local.quantize.quant_resi.qresi_ls.* (partially shared phi convs); "
@@ -212,25 +158,16 @@ VqvaeConfig derive_vqvae(const WeightLoader& w, const VarConfig& var) {
 
 VargptConfig load_vargpt_config(const std::string& dir, const WeightLoader& w) {
   const std::string path = dir + "/config.json";
-  const Json root = parse_json(read_text_file(path), path);
-  VG_CHECK(root.is_object(), path, ": must be a JSON object");
+  const Json root = read_config_json(dir);
   VargptConfig cfg;
   const Json* text = root.find("text_config");
   VG_CHECK(text && text->is_object(), path, ": no text_config object");
-  cfg.llm = parse_llama(*text, path + " text_config", w);
+  cfg.llm = parse_decoder_config(*text, path + " text_config", w, "language_model.");
 
   // Special tokens: EOS/BOS from text_config (LlamaConfig defaults 2/1 when absent).
   cfg.tokens.bos = static_cast<int>(json_int(*text, "bos_token_id", 1, path));
-  const Json* eos = text->find("eos_token_id");
-  if (eos && eos->is_array()) {
-    for (const Json& e : eos->as_array()) {
-      VG_CHECK(e.is_integer(), path, ": text_config.eos_token_id must hold integers");
-      cfg.tokens.eos_all.push_back(static_cast<int>(e.as_int()));
-    }
-    VG_CHECK(!cfg.tokens.eos_all.empty(), path, ": text_config.eos_token_id is empty");
-  } else {
-    cfg.tokens.eos_all.push_back(static_cast<int>(json_int(*text, "eos_token_id", 2, path)));
-  }
+  cfg.tokens.eos_all = config_ids(*text, "eos_token_id", path + " text_config");
+  if (cfg.tokens.eos_all.empty()) cfg.tokens.eos_all.push_back(2);
   cfg.tokens.eos = cfg.tokens.eos_all[0];
   cfg.tokens.image = static_cast<int>(json_int(root, "image_token_index", -1, path));
   if (const Json* special = root.find("special_tokens"); special && special->is_object()) {
@@ -243,7 +180,7 @@ VargptConfig load_vargpt_config(const std::string& dir, const WeightLoader& w) {
   cfg.has_vision = vision && vision->is_object() && w.has("vision_tower.vision_model.embeddings.class_embedding");
   if (cfg.has_vision) {
     cfg.vision = parse_clip(root, *vision, path + " vision_config", w);
-    cfg.projector.act = parse_activation(json_string(root, "projector_hidden_act", "gelu", path), path + " projector_hidden_act");
+    cfg.projector_act = parse_activation(json_string(root, "projector_hidden_act", "gelu", path), path + " projector_hidden_act");
     VG_CHECK(cfg.tokens.image >= 0 && cfg.tokens.image < cfg.llm.vocab, path, ": image_token_index ", cfg.tokens.image,
              " is outside the vocabulary of ", cfg.llm.vocab);
   }

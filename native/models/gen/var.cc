@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "../core/error.h"
+#include "../../core/error.h"
 
 namespace vargpt {
 
@@ -99,16 +99,6 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
   head_ = w.linear(prefix + "head", V, C, true);
 }
 
-void VarDecoder::reset() {
-  length_ = 0;
-  const int64_t C = config_.width, L = config_.total_tokens;
-  for (Block& blk : blocks_) {
-    if (blk.k_cache.defined()) continue;
-    blk.k_cache = backend_.empty(DType::F32, {2, L, C});
-    blk.v_cache = backend_.empty(DType::F32, {2, L, C});
-  }
-}
-
 void VarDecoder::sos(const Tensor& out) { backend_.copy(sos_, out); }
 
 void VarDecoder::embed_scale(int si, const Tensor& map_tokens, const Tensor& out) {
@@ -119,15 +109,26 @@ void VarDecoder::embed_scale(int si, const Tensor& map_tokens, const Tensor& out
   backend_.add(out, lvl_pos_.slice(0, begin, begin + pn * pn), out);
 }
 
-void VarDecoder::forward(const Tensor& x, const Tensor& logits, const BlockHook& block_hook) {
+int VarConfig::begin(int si) const {
+  int b = 0;
+  for (int i = 0; i < si; ++i) b += patch_nums[i] * patch_nums[i];
+  return b;
+}
+
+void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& logits, const BlockHook& block_hook) {
   Backend& b = backend_;
   const int64_t C = config_.width;
   VG_CHECK(x.rank() == 3 && x.dim(0) == 2 && x.dim(2) == C, "VAR: input ", x.describe(), ", expected [2, l, ", C, "]");
   const int64_t l = x.dim(1);
-  VG_CHECK(!blocks_.empty() && blocks_[0].k_cache.defined(), "VAR: forward() before reset()");
-  VG_CHECK(length_ + l <= config_.total_tokens, "VAR: ", length_, " cached + ", l, " new tokens exceed ",
+  const int start = cache.length_;
+  VG_CHECK(start + l <= config_.total_tokens, "VAR: ", start, " cached + ", l, " new tokens exceed ",
            config_.total_tokens);
-  const int64_t Lk = length_ + l;
+  const int64_t Lk = start + l;
+  if (cache.k_.empty())
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      cache.k_.push_back(b.empty(DType::F32, {2, config_.total_tokens, C}));
+      cache.v_.push_back(b.empty(DType::F32, {2, config_.total_tokens, C}));
+    }
 
   Tensor xn = b.empty(DType::F32, {2, l, C});
   Tensor qkv = b.empty(DType::F32, {2, l, 3 * C});
@@ -142,7 +143,9 @@ void VarDecoder::forward(const Tensor& x, const Tensor& logits, const BlockHook&
   const float eps = 1e-6f;
 
   for (size_t bi = 0; bi < blocks_.size(); ++bi) {
-    Block& blk = blocks_[bi];
+    const Block& blk = blocks_[bi];
+    const Tensor& k_cache = cache.k_[bi];
+    const Tensor& v_cache = cache.v_[bi];
     b.adaln_modulate(x, blk.scale1, blk.shift1, eps, xn);
     b.linear(xn, blk.qkv_w, &blk.qkv_bias, qkv);
     const Tensor q = qkv.slice(2, 0, C);
@@ -150,9 +153,9 @@ void VarDecoder::forward(const Tensor& x, const Tensor& logits, const BlockHook&
     const Tensor v = qkv.slice(2, 2 * C, 3 * C);
     b.l2_normalize_heads(q, config_.head_dim, &blk.head_scale);
     b.l2_normalize_heads(k, config_.head_dim, nullptr);
-    b.copy(k, blk.k_cache.slice(1, length_, Lk));
-    b.copy(v, blk.v_cache.slice(1, length_, Lk));
-    b.attention(q, blk.k_cache.slice(1, 0, Lk), blk.v_cache.slice(1, 0, Lk), attn, ap);
+    b.copy(k, k_cache.slice(1, start, Lk));
+    b.copy(v, v_cache.slice(1, start, Lk));
+    b.attention(q, k_cache.slice(1, 0, Lk), v_cache.slice(1, 0, Lk), attn, ap);
     b.linear(attn, blk.proj.w, &blk.proj.b, y);
     b.gated_add(x, y, blk.gamma1);
     b.adaln_modulate(x, blk.scale2, blk.shift2, eps, xn);
@@ -163,20 +166,7 @@ void VarDecoder::forward(const Tensor& x, const Tensor& logits, const BlockHook&
   }
   b.adaln_modulate(x, head_scale_, head_shift_, eps, xn);
   b.linear(xn, head_.w, &head_.b, logits);
-  length_ = static_cast<int>(Lk);
-}
-
-GenProjector::GenProjector(int in, int out, WeightLoader& w, const std::string& prefix) : backend_(w.backend()) {
-  l0_ = w.linear(prefix + "mlp.0", in, in, true);
-  l2_ = w.linear(prefix + "mlp.2", out, in, true);
-}
-
-void GenProjector::run(const Tensor& x, const Tensor& y) {
-  Shape mid_shape = x.shape();
-  mid_shape.back() = l0_.out();
-  Tensor mid = backend_.empty(DType::F32, mid_shape);
-  backend_.linear(x, l0_.w, &l0_.b, mid, Activation::GeluErf);
-  backend_.linear(mid, l2_.w, &l2_.b, y);
+  cache.length_ = static_cast<int>(Lk);
 }
 
 }  // namespace vargpt

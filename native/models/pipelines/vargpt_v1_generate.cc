@@ -4,7 +4,7 @@
 #include <cmath>
 #include <set>
 
-#include "../core/rng.h"
+#include "../../core/rng.h"
 #include "vargpt_v1_run.h"
 
 namespace vargpt {
@@ -59,25 +59,40 @@ void VargptV1::Run::validate() {
   VG_CHECK(!r.force_image || c.has_image_gen, "generate: forceImage needs image generation weights (vargpt_gen.*), "
                                              "which this checkpoint lacks");
 
-  const ImageRequest& im = r.image;
-  VG_CHECK(std::isfinite(im.cfg), "generate: image.cfg must be a finite number");
-  VG_CHECK(im.top_k >= 0, "generate: image.topK must be >= 0, got ", im.top_k);
-  VG_CHECK(im.top_p > 0 && im.top_p <= 1, "generate: image.topP must be in (0, 1], got ", im.top_p);
-  if (im.replay && c.has_image_gen) {
+  if (!c.has_image_gen) return;
+  VG_CHECK(r.has_image_options || !r.force_image, "generate: forceImage needs request.image (VAR sampling options)");
+  if (!r.has_image_options) return;
+  const ImageOptions& im = r.image;
+  image_.cfg = static_cast<float>(im.number("cfg"));
+  image_.top_k = im.integer("topK", 0, 1 << 30);
+  image_.top_p = static_cast<float>(im.number("topP"));
+  image_.seed = im.seed;
+  VG_CHECK(image_.top_p > 0 && image_.top_p <= 1, "generate: image.topP must be in (0, 1], got ", image_.top_p);
+  image_.replay_indices = im.replayed("indices");
+  image_.replay_noise = im.replayed("noise");
+  for (const auto& [name, draws] : im.replay)
+    VG_CHECK(name == "indices" || name == "noise", "generate: image.replay.", name,
+             " is not a VARGPT v1 draw (it replays indices and noise)");
+  if (image_.replay_indices || image_.replay_noise) {
     const VarConfig& v = c.var;
-    VG_CHECK(im.replay_indices.size() == static_cast<size_t>(v.scales()) &&
-                 im.replay_noise.size() == static_cast<size_t>(v.scales()),
+    VG_CHECK(image_.replay_indices && image_.replay_noise && image_.replay_indices->size() == size_t(v.scales()) &&
+                 image_.replay_noise->size() == size_t(v.scales()),
              "generate: image.replay needs ", v.scales(), " indices and noise arrays (one per scale), got ",
-             im.replay_indices.size(), " and ", im.replay_noise.size());
+             image_.replay_indices ? image_.replay_indices->size() : 0, " and ",
+             image_.replay_noise ? image_.replay_noise->size() : 0);
     for (int si = 0; si < v.scales(); ++si) {
-      const size_t l = static_cast<size_t>(v.patch_nums[si]) * v.patch_nums[si];
-      VG_CHECK(im.replay_indices[si].size() == l, "generate: image.replay.indices[", si, "] has ",
-               im.replay_indices[si].size(), " values, expected ", l);
-      VG_CHECK(im.replay_noise[si].size() == l * c.llm.hidden, "generate: image.replay.noise[", si, "] has ",
-               im.replay_noise[si].size(), " values, expected ", l, "x", c.llm.hidden, " = ", l * c.llm.hidden);
-      for (size_t j = 0; j < l; ++j)
-        VG_CHECK(im.replay_indices[si][j] >= 0 && im.replay_indices[si][j] < v.vocab, "generate: image.replay.indices[",
-                 si, "][", j, "] = ", im.replay_indices[si][j], " is outside the codebook [0, ", v.vocab, ")");
+      const Tensor& idx = (*image_.replay_indices)[si];
+      const Tensor& noise = (*image_.replay_noise)[si];
+      const int64_t l = int64_t{v.patch_nums[si]} * v.patch_nums[si];
+      VG_CHECK(idx.dtype() == DType::I32 && idx.numel() == l, "generate: image.replay.indices[", si, "] has ",
+               idx.numel(), " values, expected ", l, " (Int32Array)");
+      VG_CHECK(noise.dtype() == DType::F32 && noise.numel() == l * c.llm.hidden, "generate: image.replay.noise[", si,
+               "] has ", noise.numel(), " values, expected ", l, "x", c.llm.hidden, " = ", l * c.llm.hidden,
+               " (Float32Array)");
+      const int32_t* ids = idx.data<int32_t>();
+      for (int64_t j = 0; j < l; ++j)
+        VG_CHECK(ids[j] >= 0 && ids[j] < v.vocab, "generate: image.replay.indices[", si, "][", j, "] = ", ids[j],
+                 " is outside the codebook [0, ", v.vocab, ")");
     }
   }
 }
@@ -132,7 +147,7 @@ Tensor VargptV1::Run::step(int32_t token) {
   Tensor x = b_.empty(DType::F32, {1, H});
   m_.llm_->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
   Tensor hidden = b_.empty(DType::F32, {1, H});
-  m_.llm_->forward(x, hidden);
+  m_.llm_->forward(x, Positions::sequential(cache_.length(), 1), &cache_, hidden);
   Tensor logits = b_.empty(DType::F32, {1, m_.config_.llm.vocab});
   m_.llm_->logits(hidden, logits);
   return logits;
@@ -168,8 +183,7 @@ void VargptV1::Run::execute() {
   const VargptConfig& c = m_.config_;
   validate();
   check_cancel();
-  Llama& llm = *m_.llm_;
-  llm.reset();
+  DecoderLlm& llm = *m_.llm_;
   history_ = req_.input_ids;
   const int64_t T = static_cast<int64_t>(req_.input_ids.size());
 
@@ -179,7 +193,7 @@ void VargptV1::Run::execute() {
     check_cancel();
     Profiler::Stage stage(prof_, "prefill");
     Tensor hidden = b_.empty(DType::F32, {T, c.llm.hidden});
-    llm.forward(embeds, hidden);
+    llm.forward(embeds, Positions::sequential(0, static_cast<int>(T)), &cache_, hidden);
     llm.logits(hidden.slice(0, T - 1, T), logits);
     if (trace_.enabled()) {
       trace_.add("prefillEmbeds", embeds);
@@ -217,7 +231,7 @@ void VargptV1::Run::execute() {
       res_.stop = StopReason::Eos;
       break;
     }
-    if (generated >= req_.max_new_tokens || llm.length() >= c.llm.max_positions) {
+    if (generated >= req_.max_new_tokens || cache_.length() >= c.llm.max_positions) {
       res_.stop = StopReason::Length;
       break;
     }

@@ -1,0 +1,74 @@
+// The convolutional encoder / decoder towers of taming-style autoencoders (VQGAN, VAR's
+// multi-scale VQ-VAE; the layout the BSQ and SDXL VAEs follow with other tensor names):
+// conv_in, levels of GroupNorm(32)-SiLU-conv resnet blocks with optional single-head attention,
+// stride-2 downsampling (encoder) or nearest-2x upsampling (decoder), a middle block pair around
+// attention, then GroupNorm-SiLU-conv_out.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../common/weights.h"
+
+namespace vargpt {
+
+struct ConvTowerConfig {
+  int ch = 0;                 // base channels; level i has ch * ch_mult[i]
+  std::vector<int> ch_mult;
+  int blocks = 0;             // resnet blocks per level
+  std::vector<bool> attn;     // attention after each block of that level
+  bool mid_attn = false;
+  int in_channels = 0, out_channels = 0;  // encoder: image -> latent; decoder: latent -> image
+  int downsample() const { return 1 << (static_cast<int>(ch_mult.size()) - 1); }
+};
+
+// y [O, H', W'] = conv2d(x [C, H, W]) with "same" padding (k / 2 on every side).
+Tensor conv_same(Backend& backend, const ConvWeights& c, const Tensor& x);
+
+class ConvTower {
+ public:
+  enum class Direction { Encoder, Decoder };
+  // Tensor names under `prefix`: conv_in, down.N / up.N (.block.J, .attn.J, .downsample.conv /
+  // .upsample.conv), mid.block_1, mid.attn_1, mid.block_2, norm_out, conv_out.
+  ConvTower(Direction direction, const ConvTowerConfig& config, WeightLoader& weights, const std::string& prefix);
+
+  // x [in_channels, H, W] -> [out_channels, H', W'] (H' = H / downsample or H * downsample).
+  Tensor run(const Tensor& x);
+  // Same, into a preallocated output.
+  void run(const Tensor& x, const Tensor& y);
+
+ private:
+  struct Resnet {
+    NormWeights norm1, norm2;
+    ConvWeights conv1, conv2, nin;  // nin.w undefined when channels are kept
+  };
+  struct Attn {
+    NormWeights norm;
+    ConvWeights qkv, proj;
+    int channels = 0;
+  };
+  struct Level {
+    std::vector<Resnet> blocks;
+    std::vector<Attn> attn;
+    ConvWeights resample;  // downsample (encoder) / upsample (decoder) conv, or undefined
+  };
+
+  Resnet load_resnet(WeightLoader& w, const std::string& p, int in, int out);
+  Attn load_attn(WeightLoader& w, const std::string& p, int channels);
+  Tensor resnet(const Resnet& r, const Tensor& x);
+  Tensor attention(const Attn& a, const Tensor& x);
+  Tensor norm_silu(const NormWeights& n, const Tensor& x);
+  Tensor level(const Level& lvl, Tensor h);
+  Tensor body(const Tensor& x);  // everything before norm_out
+
+  Backend& backend_;
+  Direction direction_;
+  ConvTowerConfig config_;
+  ConvWeights conv_in_, conv_out_;
+  std::vector<Level> levels_;
+  Resnet mid1_, mid2_;
+  Attn mid_attention_;
+  NormWeights norm_out_;
+};
+
+}  // namespace vargpt

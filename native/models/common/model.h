@@ -1,0 +1,97 @@
+// The interface every model family implements, and the request and result types the binding
+// speaks. A family is a pipeline (native/models/pipelines/) registered in registry.cc; the binding
+// sees only this header, so a new family adds no binding code.
+//
+// Defaults live in TypeScript (lib/families/): a request always carries explicit values, and native
+// code checks only what memory safety and the kernels need.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../backend/backend.h"
+#include "image_out.h"
+#include "info.h"
+
+namespace vargpt {
+
+// Family-specific image options: named numbers (cfg, topK, topP, steps, ...) and recorded random
+// draws to replay (per step: indices, noise, bits, ...). Each family reads the names it knows and
+// rejects a request that lacks one it needs.
+struct ImageOptions {
+  uint64_t seed = 0;
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::vector<Tensor>> replay;  // host tensors (i32 or f32), one per step
+
+  bool has(const std::string& name) const { return numbers.count(name) != 0; }
+  double number(const std::string& name) const;  // throws "generate: image.<name> is required"
+  int integer(const std::string& name, int lo, int hi) const;
+  // The recorded draws named `name`, or nullptr when the request replays nothing of that name.
+  const std::vector<Tensor>* replayed(const std::string& name) const;
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> input_ids;
+  std::vector<Tensor> pixel_values;  // host f32, one per image in the prompt (layout: the family's)
+  bool force_image = false;          // emit the family's image-start token as the first new token
+  int max_new_tokens = 0;
+  float temperature = 0.0f;  // 0 = greedy
+  int top_k = 0;
+  float top_p = 1.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_ids;
+  bool ignore_eos = false;  // only stop_ids and the budget end text (benchmarks)
+  bool has_image_options = false;
+  ImageOptions image;
+  bool trace = false;
+  bool profile = false;
+  std::function<bool()> cancelled;  // polled between tokens and between image steps
+  std::function<void(int32_t token)> on_token;
+  // After every image step: stage ("scale" for next-scale prediction, "step" for a sampler),
+  // the 0-based step, the step count and a preview (the finished image after the last step).
+  std::function<void(const char* stage, int step, int steps, const RgbImage& preview)> on_image_progress;
+};
+
+enum class StopReason { Eos, Length, Image };
+const char* stop_reason_name(StopReason reason);
+
+using TraceList = std::vector<std::pair<std::string, Tensor>>;  // host tensors, in recording order
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // new tokens, including the image-start token (and what follows) for an image
+  StopReason stop = StopReason::Length;
+  int32_t token_after_image_start = -1;
+  bool has_image = false;
+  RgbImage image;
+  TraceList trace;
+  std::vector<std::pair<std::string, double>> profile;  // stage -> seconds
+};
+
+// Discrete image tokens (VQ indices, BSQ bits) as lists of ids, one list per scale.
+using ImageTokens = std::vector<std::vector<int32_t>>;
+
+class Model {
+ public:
+  using LoadProgress = std::function<void(uint64_t loaded, uint64_t total)>;
+  virtual ~Model() = default;
+
+  virtual const char* family() const = 0;  // the registry's name, e.g. "vargpt-v1"
+  virtual const std::string& device() const = 0;
+  // Sizes and token ids for the caller (the binding turns it into a JS object).
+  virtual Info info() const = 0;
+
+  // One assistant turn. Not reentrant: the binding runs one call at a time per model.
+  virtual GenerateResult generate(const GenerateRequest& request) = 0;
+
+  // Image tokenizer, where the family has one. `pixels` is [channels, S, S] in [-1, 1].
+  virtual ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width);
+  virtual RgbImage decode_image_tokens(const ImageTokens& tokens, TraceList* trace);
+};
+
+}  // namespace vargpt

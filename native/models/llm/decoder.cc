@@ -1,0 +1,194 @@
+#include "decoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../../core/error.h"
+#include "../common/config_json.h"
+#include "../common/rope.h"
+
+namespace vargpt {
+
+namespace {
+
+// rope_scaling: absent/null (1D RoPE), or M-RoPE ({"type" | "rope_type": "mrope" or "default",
+// "mrope_section": [t, h, w]}, as Qwen2-VL and Qwen2.5-VL write it). Anything else changes the
+// angles in ways this runtime does not implement, so it is rejected rather than ignored.
+std::vector<int> parse_rope_scaling(const Json& text, const std::string& what) {
+  const Json* scaling = text.find("rope_scaling");
+  if (scaling == nullptr || scaling->is_null()) return {};
+  VG_CHECK(scaling->is_object(), what, ": rope_scaling must be an object or null");
+  std::string type = json_string(*scaling, "type", "", what + " rope_scaling");
+  if (type.empty()) type = json_string(*scaling, "rope_type", "", what + " rope_scaling");
+  const Json* section = scaling->find("mrope_section");
+  VG_CHECK((type == "mrope" || type == "default") && section != nullptr, what, ": rope_scaling type \"", type,
+           "\" is not supported (only M-RoPE: {type: \"mrope\", mrope_section: [t, h, w]})");
+  VG_CHECK(section->is_array() && !section->as_array().empty(), what, ": rope_scaling.mrope_section must be a list");
+  std::vector<int> sections;
+  for (const Json& s : section->as_array()) {
+    VG_CHECK(s.is_integer() && s.as_int() >= 0 && s.as_int() < 4096, what,
+             ": rope_scaling.mrope_section must hold small non-negative integers");
+    sections.push_back(static_cast<int>(s.as_int()));
+  }
+  return sections;
+}
+
+}  // namespace
+
+DecoderConfig parse_decoder_config(const Json& text, const std::string& what, const WeightLoader& w,
+                                   const std::string& prefix) {
+  DecoderConfig c;
+  c.prefix = prefix;
+  const std::string act = json_string(text, "hidden_act", "silu", what);
+  VG_CHECK(act == "silu", what, ": hidden_act \"", act, "\" is not supported (the decoder's MLP is SwiGLU)");
+  c.hidden = config_positive(text, "hidden_size", -1, what);
+  c.layers = config_positive(text, "num_hidden_layers", -1, what);
+  c.heads = config_positive(text, "num_attention_heads", -1, what);
+  c.kv_heads = config_positive(text, "num_key_value_heads", c.heads, what);
+  c.head_dim = config_positive(text, "head_dim", c.hidden / c.heads, what);
+  c.intermediate = config_positive(text, "intermediate_size", -1, what);
+  c.vocab = config_positive(text, "vocab_size", -1, what);
+  c.max_positions = config_positive(text, "max_position_embeddings", 2048, what);
+  c.rms_eps = static_cast<float>(json_number(text, "rms_norm_eps", 1e-6, what));
+  c.rope_theta = static_cast<float>(json_number(text, "rope_theta", 10000.0, what));
+  c.mrope_sections = parse_rope_scaling(text, what);
+  VG_CHECK(c.heads % c.kv_heads == 0, what, ": num_attention_heads ", c.heads, " is not a multiple of num_key_value_heads ",
+           c.kv_heads);
+  VG_CHECK(c.head_dim % 2 == 0, what, ": head_dim ", c.head_dim, " must be even for RoPE");
+  VG_CHECK(c.rope_theta > 0, what, ": rope_theta must be positive");
+  rope_axis_of_pair(c.mrope_sections, c.head_dim);  // checks that the sections cover head_dim / 2
+  const int found = w.count_indexed(prefix + "model.layers.");
+  VG_CHECK(found == c.layers, w.checkpoint().path(), ": config says ", c.layers, " LLM layers, checkpoint has ", prefix,
+           "model.layers.0..", found - 1);
+  // The architectures differ in tensors, not in config keys: read what the checkpoint holds.
+  c.qkv_bias = w.has(prefix + "model.layers.0.self_attn.q_proj.bias");
+  c.tied_embeddings = !w.has(prefix + "lm_head.weight");
+  VG_CHECK(!c.tied_embeddings || json_bool(text, "tie_word_embeddings", false, what), w.checkpoint().path(),
+           ": checkpoint has no ", prefix, "lm_head.weight and ", what, " does not set tie_word_embeddings");
+  return c;
+}
+
+Positions Positions::sequential(int start, int count) {
+  Positions p;
+  p.ids.resize(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) p.ids[i] = start + i;
+  return p;
+}
+
+DecoderLlm::DecoderLlm(const DecoderConfig& config, WeightLoader& w)
+    : backend_(w.backend()),
+      config_(config),
+      inv_freq_(rope_inv_freq(config.rope_theta, config.head_dim)),
+      axis_of_pair_(rope_axis_of_pair(config.mrope_sections, config.head_dim)) {
+  const std::string& prefix = config.prefix;
+  const int64_t H = config.hidden, I = config.intermediate, V = config.vocab;
+  const int64_t q_dim = config.q_dim(), kv_dim = config.kv_dim();
+  embed_tokens_ = w.matrix(prefix + "model.embed_tokens.weight", {V, H});
+  for (int i = 0; i < config.layers; ++i) {
+    const std::string p = prefix + "model.layers." + std::to_string(i) + ".";
+    Layer l;
+    l.input_norm = w.norm(p + "input_layernorm", H, false);
+    l.q = w.matrix(p + "self_attn.q_proj.weight", {q_dim, H});
+    l.k = w.matrix(p + "self_attn.k_proj.weight", {kv_dim, H});
+    l.v = w.matrix(p + "self_attn.v_proj.weight", {kv_dim, H});
+    if (config.qkv_bias) {
+      l.q_bias = w.f32(p + "self_attn.q_proj.bias", {q_dim});
+      l.k_bias = w.f32(p + "self_attn.k_proj.bias", {kv_dim});
+      l.v_bias = w.f32(p + "self_attn.v_proj.bias", {kv_dim});
+    }
+    l.o = w.matrix(p + "self_attn.o_proj.weight", {H, q_dim});
+    l.post_norm = w.norm(p + "post_attention_layernorm", H, false);
+    l.gate = w.matrix(p + "mlp.gate_proj.weight", {I, H});
+    l.up = w.matrix(p + "mlp.up_proj.weight", {I, H});
+    l.down = w.matrix(p + "mlp.down_proj.weight", {H, I});
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = w.norm(prefix + "model.norm", H, false);
+  lm_head_ = config.tied_embeddings ? embed_tokens_ : w.matrix(prefix + "lm_head.weight", {V, H});
+}
+
+KvCache DecoderLlm::new_cache() const {
+  return KvCache(backend_, config_.layers, config_.kv_dim(), config_.max_positions);
+}
+
+void DecoderLlm::embed(const Tensor& ids, const Tensor& out) { backend_.embedding(ids, embed_tokens_, out); }
+
+void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
+                         const LayerHook& layer_hook) {
+  Backend& b = backend_;
+  const DecoderConfig& c = config_;
+  const int64_t H = c.hidden;
+  VG_CHECK(x.rank() == 2 && x.dim(1) == H && x.dim(0) > 0, "DecoderLlm::forward: input ", x.describe(),
+           ", expected [T, ", H, "]");
+  VG_CHECK(hidden.rank() == 2 && hidden.dim(0) == x.dim(0) && hidden.dim(1) == H, "DecoderLlm::forward: output ",
+           hidden.describe(), " does not match input ", x.describe());
+  const int T = static_cast<int>(x.dim(0));
+  VG_CHECK((positions.axes == 1 || positions.axes == c.position_axes()) && positions.count() == T &&
+               static_cast<int64_t>(positions.ids.size()) == int64_t{positions.axes} * T,
+           "DecoderLlm::forward: ", positions.ids.size(), " position ids on ", positions.axes, " axes for ", T,
+           " tokens (the model reads ", c.position_axes(), " axes)");
+  // Text positions (one row) feed every M-RoPE axis alike.
+  std::vector<int32_t> expanded;
+  const int32_t* pos = positions.ids.data();
+  if (positions.axes != c.position_axes()) {
+    for (int a = 0; a < c.position_axes(); ++a) expanded.insert(expanded.end(), positions.ids.begin(), positions.ids.end());
+    pos = expanded.data();
+  }
+  const Tensor table = b.upload(rope_table(inv_freq_, axis_of_pair_, pos, c.position_axes(), T));
+
+  KvCache local(b, c.layers, c.kv_dim(), c.max_positions);
+  KvCache& kv = cache ? *cache : local;
+  const int start = kv.length();
+  kv.reserve(start + T);
+
+  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  Tensor h = b.empty(DType::F32, {T, H});  // residual stream
+  b.copy(x, h);
+  Tensor xn = b.empty(DType::F32, {T, H});
+  Tensor q = b.empty(DType::F32, {T, q_dim});
+  Tensor attn = b.empty(DType::F32, {T, q_dim});
+  Tensor gate = b.empty(DType::F32, {T, c.intermediate});
+  Tensor up = b.empty(DType::F32, {T, c.intermediate});
+  Tensor act = b.empty(DType::F32, {T, c.intermediate});
+
+  AttentionParams ap;
+  ap.q_heads = c.heads;
+  ap.kv_heads = c.kv_heads;
+  ap.head_dim = c.head_dim;
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  ap.mask = AttentionMask::Causal;
+
+  for (int li = 0; li < c.layers; ++li) {
+    const Layer& l = layers_[li];
+    const Tensor k_all = kv.keys(li);  // [capacity, kv_dim]
+    const Tensor v_all = kv.values(li);
+    const Tensor k_new = k_all.slice(0, start, start + T);
+    const Tensor v_new = v_all.slice(0, start, start + T);
+    auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
+
+    b.rms_norm(h, l.input_norm.w, c.rms_eps, xn);
+    b.linear(xn, l.q, bias(l.q_bias), q);
+    b.linear(xn, l.k, bias(l.k_bias), k_new);
+    b.linear(xn, l.v, bias(l.v_bias), v_new);
+    b.rope(q, table, c.head_dim, RopePairing::RotateHalf);
+    b.rope(k_new, table, c.head_dim, RopePairing::RotateHalf);
+    b.attention(q.view({1, T, q_dim}), k_all.slice(0, 0, start + T).view({1, start + T, kv_dim}),
+                v_all.slice(0, 0, start + T).view({1, start + T, kv_dim}), attn.view({1, T, q_dim}), ap);
+    b.linear(attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
+
+    b.rms_norm(h, l.post_norm.w, c.rms_eps, xn);
+    b.linear(xn, l.gate, nullptr, gate);
+    b.linear(xn, l.up, nullptr, up);
+    b.swiglu(gate, up, act);
+    b.linear(act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
+    if (layer_hook) layer_hook(li, h);
+  }
+  b.rms_norm(h, final_norm_.w, c.rms_eps, hidden);
+  kv.advance(T);
+}
+
+void DecoderLlm::logits(const Tensor& hidden, const Tensor& logits) {
+  backend_.linear(hidden, lm_head_, nullptr, logits);
+}
+
+}  // namespace vargpt

@@ -1,0 +1,84 @@
+// Decoder-only LLM of the Llama / Qwen2 / Qwen2.5 kind (HF LlamaForCausalLM, Qwen2ForCausalLM and
+// the text part of Qwen2-VL / Qwen2.5-VL): RMSNorm, RoPE (1D or M-RoPE) from a host-computed table,
+// MHA/GQA attention with optional q/k/v bias, SwiGLU MLP, final RMSNorm, lm_head or tied
+// embeddings. Holds weights only: the KV cache is the caller's (KvCache), positions are explicit.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "../../core/json.h"
+#include "../common/weights.h"
+#include "kv_cache.h"
+
+namespace vargpt {
+
+struct DecoderConfig {
+  std::string prefix;  // tensor names: prefix + "model.layers.N...", prefix + "lm_head.weight"
+  int hidden = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0, vocab = 0;
+  int max_positions = 0;
+  float rms_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  std::vector<int> mrope_sections;  // empty: 1D RoPE; else M-RoPE pairs per position axis (t, h, w)
+  bool qkv_bias = false;            // Qwen2: q_proj, k_proj and v_proj carry a bias
+  bool tied_embeddings = false;     // lm_head is embed_tokens
+  int position_axes() const { return mrope_sections.empty() ? 1 : static_cast<int>(mrope_sections.size()); }
+  int64_t q_dim() const { return static_cast<int64_t>(heads) * head_dim; }
+  int64_t kv_dim() const { return static_cast<int64_t>(kv_heads) * head_dim; }
+};
+
+// Reads a Llama / Qwen2 text config (`text` is config.json or its text_config) and checks it
+// against the checkpoint's tensors under `prefix`: the layer count, q/k/v biases and lm_head.
+DecoderConfig parse_decoder_config(const Json& text, const std::string& what, const WeightLoader& weights,
+                                   const std::string& prefix);
+
+// Token positions for one forward call: `axes` rows of T ids, axis-major (1 row for 1D RoPE,
+// 3 for M-RoPE's t, h, w). One row is accepted by an M-RoPE model and used for every axis (text).
+struct Positions {
+  int axes = 1;
+  std::vector<int32_t> ids;
+  int64_t count() const { return axes > 0 ? static_cast<int64_t>(ids.size()) / axes : 0; }
+  static Positions sequential(int start, int count);  // start, start + 1, ...
+};
+
+class DecoderLlm {
+ public:
+  DecoderLlm(const DecoderConfig& config, WeightLoader& weights);
+
+  const DecoderConfig& config() const { return config_; }
+  // An empty cache for one sequence of this model.
+  KvCache new_cache() const;
+
+  // out [T, hidden] = embed_tokens[ids]; ids i32 [T] on the backend.
+  void embed(const Tensor& ids, const Tensor& out);
+
+  // Runs x [T, hidden] (not modified) at `positions` with the causal mask. With a cache, the
+  // tokens see everything it holds and each other causally, and their keys and values are
+  // appended to it; without one (nullptr) they see only each other. Writes the hidden states
+  // after the final RMSNorm to `hidden` [T, hidden] (HF hidden_states[-1]). `layer_hook(i, h)`
+  // sees the residual stream after layer i.
+  using LayerHook = std::function<void(int layer, const Tensor& h)>;
+  void forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
+               const LayerHook& layer_hook = nullptr);
+
+  // logits [N, vocab] = lm_head(hidden [N, hidden]).
+  void logits(const Tensor& hidden, const Tensor& logits);
+
+ private:
+  struct Layer {
+    NormWeights input_norm, post_norm;
+    Tensor q, k, v, o, gate, up, down;
+    Tensor q_bias, k_bias, v_bias;  // f32, undefined without qkv_bias
+  };
+
+  Backend& backend_;
+  DecoderConfig config_;
+  std::vector<float> inv_freq_;
+  std::vector<int> axis_of_pair_;
+  Tensor embed_tokens_, lm_head_;
+  NormWeights final_norm_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace vargpt

@@ -1,0 +1,41 @@
+// Keys and values of one sequence for every layer of a decoder LLM. Owned by the caller, not the
+// model: one loaded model runs any number of sequences (a chat and its CFG row, batched requests),
+// each with its own cache.
+#pragma once
+
+#include <cstddef>
+
+#include "../../backend/backend.h"
+
+namespace vargpt {
+
+class KvCache {
+ public:
+  // Room grows on demand up to max_positions; nothing is allocated before the first append.
+  KvCache(Backend& backend, int layers, int64_t kv_dim, int max_positions);
+
+  int length() const { return length_; }  // tokens held (the next token's slot)
+  int max_positions() const { return max_positions_; }
+  void reset() { length_ = 0; }  // forget the contents, keep the memory
+  // Drops slots >= length (undo a failed or aborted append).
+  void truncate(int length);
+  // Makes room for `total` slots (throws past max_positions, naming it).
+  void reserve(int total);
+  // Marks `count` more slots as filled (after their keys and values were written).
+  void advance(int count);
+  // [capacity, kv_dim] views of layer `layer`.
+  Tensor keys(int layer) const { return k_.select(layer); }
+  Tensor values(int layer) const { return v_.select(layer); }
+  size_t bytes() const { return k_.defined() ? k_.nbytes() + v_.nbytes() : 0; }
+
+ private:
+  Backend& backend_;
+  int layers_;
+  int64_t kv_dim_;
+  int max_positions_;
+  Tensor k_, v_;  // f32 [layers, capacity, kv_dim]
+  int capacity_ = 0;
+  int length_ = 0;
+};
+
+}  // namespace vargpt
