@@ -222,6 +222,41 @@ export interface NativeAddon {
   preprocessImage(pixels: NativePixels, spec: NativePreprocessSpec): Promise<{ width: number; height: number; data: Float32Array }>;
   loadModel(dir: string, options: NativeLoadOptions): Promise<NativeModel>;
   createCancelToken(): NativeCancelToken;
+  // A checkpoint's decoder LLM alone (native/binding/language_model.cc): parity checks of a
+  // family's LLM and interleaved sequences on one set of weights.
+  loadLanguageModel(dir: string, device?: string): Promise<NativeLanguageModel>;
+}
+
+// A KV cache owned by the caller; opaque.
+export interface NativeLanguageSequence {
+  readonly __languageSequence: never;
+}
+
+export interface NativeLanguageModel {
+  config(): {
+    device: string;
+    hiddenSize: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    vocabSize: number;
+    maxPositions: number;
+    positionAxes: number; // 1 for 1D RoPE, 3 for M-RoPE (t, h, w)
+    qkvBias: boolean;
+    tiedEmbeddings: boolean;
+    ropeTheta: number;
+  };
+  newSequence(): NativeLanguageSequence;
+  // ids or embeds (T x hidden); positions axis-major (axes x T), default: the sequence's next
+  // positions (0.. without a sequence); logits of the last row by default.
+  forward(request: {
+    ids?: Int32Array;
+    embeds?: Float32Array;
+    positions?: Int32Array;
+    sequence?: NativeLanguageSequence;
+    logits?: 'last' | 'all' | 'none';
+  }): Promise<{ hidden: NativeTensor; logits?: NativeTensor }>;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

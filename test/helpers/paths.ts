@@ -24,3 +24,6 @@ export const tinyDir = path.join(fixturesDir, 'vargpt-v1-tiny');
 export const tinyModelDir = path.join(tinyDir, 'model');
 export const tinyBf16Dir = path.join(tinyDir, 'model-bf16-sharded');
 export const tinyExpectedDir = path.join(tinyDir, 'expected');
+export const v11Dir = path.join(fixturesDir, 'vargpt-v1.1-tiny');
+export const v11ModelDir = path.join(v11Dir, 'model');
+export const v11ExpectedDir = path.join(v11Dir, 'expected');
