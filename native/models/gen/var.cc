@@ -124,6 +124,9 @@ void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& lo
   VG_CHECK(start + l <= config_.total_tokens, "VAR: ", start, " cached + ", l, " new tokens exceed ",
            config_.total_tokens);
   const int64_t Lk = start + l;
+  VG_CHECK(cache.k_.empty() || (cache.k_.size() == blocks_.size() && cache.k_[0].dim(1) == config_.total_tokens &&
+                                  cache.k_[0].dim(2) == C),
+           "VAR: the scale cache was made for another decoder");
   if (cache.k_.empty())
     for (size_t i = 0; i < blocks_.size(); ++i) {
       cache.k_.push_back(b.empty(DType::F32, {2, config_.total_tokens, C}));
