@@ -4,9 +4,9 @@
 // VAR-side tensors, 1e-5 for LLM-only ones). Non-replayed runs are checked for reproducibility.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
-import { Expected, expectedJson, loadTiny, reportObserved, addon } from './helpers/model-fixture.js';
-import { expectGenerationReplayParity, imageRequest as fixtureImageRequest } from './helpers/parity.js';
+import type { NativeModel } from '../../lib/native.js';
+import { Expected, expectedJson, loadTiny, reportObserved, addon } from '../helpers/model-fixture.js';
+import { expectGenerationReplayParity, imageRequest as fixtureImageRequest } from '../helpers/parity.js';
 
 describe('VARGPT v1 text-to-image (tiny fixture, f32)', () => {
   let model: NativeModel;
