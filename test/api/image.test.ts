@@ -6,7 +6,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { readCheckpointFiles } from '../../lib/checkpoint-config.js';
+import { readCheckpointFiles } from '../../lib/families/vargpt-v1.js';
 import { clipPixelValues, decodeImage, GeneratedImage, resizeImage, shortestEdgeSize, vqvaePixels } from '../../lib/image.js';
 import { asFloat32, fixtureExpected, fixtureModel, readSafetensors, repoRoot } from '../helpers/fixtures.js';
 import { pattern, pngWithHeader } from '../helpers/images.js';

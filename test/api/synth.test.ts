@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readCheckpointFiles } from '../../lib/checkpoint-config.js';
+import { readCheckpointFiles } from '../../lib/families/vargpt-v1.js';
 import { synthesize } from '../../lib/synth.js';
 import { checkpointLayout, parameterCount, PRESETS } from '../../lib/synth/layout.js';
 import { VargptTokenizer } from '../../lib/tokenizer.js';
