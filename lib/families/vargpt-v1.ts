@@ -30,7 +30,6 @@ import type {
   FamilyModel,
   ImageDefaults,
   ImageTokenCodec,
-  PreparedCall,
   ReadImage,
   RequestHooks,
   SamplingDefaults,
@@ -165,7 +164,6 @@ export function parseModelConfig(raw: JsonObject, file = 'config.json'): ModelCo
     specialTokenIds,
   };
 }
-
 
 // config.json, the processor files and generation_config.json, read and checked.
 export function readFiles(json: CheckpointJson): VargptV1Files {
