@@ -40,7 +40,7 @@ export const FAMILY = 'vargpt-v1';
 const MODEL_TYPES: readonly string[] = ['vargpt_llava'];
 const ARCHITECTURES: readonly string[] = ['VARGPTLlavaForConditionalGeneration'];
 
-// The family's defaults (spec §4.1, §4.4-4.5): text is greedy, as upstream's generate(do_sample=False);
+// The family's defaults (spec §3, §4.2, §4.4-4.5): text is greedy, as upstream's generate(do_sample=False);
 // images sample as VAR's reference setting, which VARGPT reuses: cfg 1.5 (ramped over the scales),
 // top-k 900, top-p 0.96. maxNewTokens is this package's.
 export const SPEC_DEFAULTS: { text: TextDefaults; image: ImageDefaults } = {
