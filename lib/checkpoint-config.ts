@@ -1,6 +1,7 @@
-// Reads the JSON files of a VARGPT v1 checkpoint folder (the Hugging Face layout) into typed,
-// validated objects. Only the fields the TypeScript layer needs are checked; sizes the runtime
-// needs come from the tensors themselves (the native loader reads them).
+// Reads the JSON files of a checkpoint folder (the Hugging Face layout): the JSON readers that name
+// the file and key at fault, the CLIP image processor files that LLaVA-style families share, and
+// the chat template. What config.json means is the family's business (lib/families/). Only the
+// fields the TypeScript layer needs are checked; sizes the runtime needs come from the tensors.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -8,39 +9,6 @@ import { CheckpointError } from './errors.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
-
-export interface TextConfig {
-  hiddenSize: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  intermediateSize: number;
-  vocabSize: number;
-  maxPositions: number;
-  bosTokenId: number | null;
-  eosTokenId: number | null;
-}
-
-export interface VisionConfig {
-  hiddenSize: number;
-  layers: number;
-  heads: number;
-  intermediateSize: number;
-  imageSize: number;
-  patchSize: number;
-}
-
-export interface ModelConfig {
-  raw: JsonObject;
-  text: TextConfig;
-  vision: VisionConfig | null;
-  imageTokenIndex: number;
-  padTokenId: number | null;
-  featureSelectStrategy: 'default' | 'full';
-  // The strings of the image-generation special tokens, keyed as in config.special_tokens.
-  specialTokens: { imageGenStart: string; imageGenEnd: string; imageGenPad: string } | null;
-  specialTokenIds: { imageGenStart: number; imageGenEnd: number; imageGenPad: number } | null;
-}
 
 export interface PreprocessorConfig {
   shortestEdge: number;
@@ -95,7 +63,7 @@ export function isObject(value: unknown): value is JsonObject {
 }
 
 // Field readers: each names the file and the key path at fault.
-class Reader {
+export class Reader {
   constructor(
     readonly file: string,
     readonly object: JsonObject,
@@ -173,68 +141,13 @@ class Reader {
   }
 }
 
-function strategy(value: string | null, where: string): 'default' | 'full' | null {
+// vision_feature_select_strategy, as config.json and processor_config.json write it.
+export function featureSelectStrategy(value: string | null, where: string): 'default' | 'full' | null {
   if (value === null) return null;
   if (value !== 'default' && value !== 'full') {
     throw new CheckpointError(`${where}: vision_feature_select_strategy must be "default" or "full", got "${value}"`);
   }
   return value;
-}
-
-export function parseModelConfig(raw: JsonObject, file = 'config.json'): ModelConfig {
-  const r = new Reader(file, raw);
-  const modelType = r.optionalString('model_type');
-  if (modelType !== null && modelType !== 'vargpt_llava') {
-    throw new CheckpointError(`${file}: model_type is "${modelType}"; this runtime reads VARGPT v1 ("vargpt_llava") checkpoints`);
-  }
-  const t = r.child('text_config');
-  const heads = t.int('num_attention_heads', { min: 1 });
-  const text: TextConfig = {
-    hiddenSize: t.int('hidden_size', { min: 1 }),
-    layers: t.int('num_hidden_layers', { min: 1 }),
-    heads,
-    kvHeads: t.int('num_key_value_heads', { min: 1, fallback: heads }),
-    intermediateSize: t.int('intermediate_size', { min: 1 }),
-    vocabSize: t.int('vocab_size', { min: 1 }),
-    maxPositions: t.int('max_position_embeddings', { min: 1, fallback: 4096 }),
-    bosTokenId: t.optionalInt('bos_token_id'),
-    eosTokenId: t.optionalInt('eos_token_id'),
-  };
-  const v = r.optionalChild('vision_config');
-  const vision: VisionConfig | null = v
-    ? {
-        hiddenSize: v.int('hidden_size', { min: 1 }),
-        layers: v.int('num_hidden_layers', { min: 1 }),
-        heads: v.int('num_attention_heads', { min: 1 }),
-        intermediateSize: v.int('intermediate_size', { min: 1 }),
-        imageSize: v.int('image_size', { min: 1 }),
-        patchSize: v.int('patch_size', { min: 1 }),
-      }
-    : null;
-  if (vision && vision.imageSize % vision.patchSize !== 0) {
-    throw new CheckpointError(`${file}: vision_config.image_size ${vision.imageSize} is not a multiple of patch_size ${vision.patchSize}`);
-  }
-  const s = r.optionalChild('special_tokens');
-  const specialTokens = s
-    ? { imageGenStart: s.string('image_gen_start'), imageGenEnd: s.string('image_gen_end'), imageGenPad: s.string('image_gen_pad') }
-    : null;
-  const specialTokenIds = s
-    ? {
-        imageGenStart: s.int('image_gen_start_token_id', { min: 0 }),
-        imageGenEnd: s.int('image_gen_end_token_id', { min: 0 }),
-        imageGenPad: s.int('image_gen_pad_token_id', { min: 0 }),
-      }
-    : null;
-  return {
-    raw,
-    text,
-    vision,
-    imageTokenIndex: r.int('image_token_index', { min: 0, fallback: 32000 }),
-    padTokenId: r.optionalInt('pad_token_id'),
-    featureSelectStrategy: strategy(r.optionalString('vision_feature_select_strategy'), file) ?? 'default',
-    specialTokens,
-    specialTokenIds,
-  };
 }
 
 export function parsePreprocessorConfig(raw: JsonObject, file = 'preprocessor_config.json'): PreprocessorConfig {
@@ -264,7 +177,7 @@ export function parseProcessorConfig(raw: JsonObject, file = 'processor_config.j
   return {
     imageToken: r.optionalString('image_token'),
     patchSize: r.has('patch_size') ? r.int('patch_size', { min: 1 }) : null,
-    featureSelectStrategy: strategy(r.optionalString('vision_feature_select_strategy'), file),
+    featureSelectStrategy: featureSelectStrategy(r.optionalString('vision_feature_select_strategy'), file),
   };
 }
 
@@ -279,40 +192,51 @@ export async function readChatTemplate(dir: string, tokenizerConfig: JsonObject)
   throw new CheckpointError(`${dir} has no chat template (neither chat_template.json nor "chat_template" in tokenizer_config.json)`);
 }
 
-export interface CheckpointFiles {
+// The JSON files of a checkpoint folder, read but not yet interpreted: config.json decides the
+// family (lib/families/registry.ts), whose adapter reads the rest.
+export interface CheckpointJson {
   dir: string;
-  config: ModelConfig;
+  config: JsonObject;
+  configFile: string;
   tokenizerJson: JsonObject;
   tokenizerConfig: JsonObject;
   chatTemplate: string;
-  preprocessor: PreprocessorConfig | null;
-  processor: ProcessorConfig | null;
+  preprocessor: JsonObject | null;
+  processor: JsonObject | null;
   generationConfig: JsonObject | null;
 }
 
-export async function readCheckpointFiles(dir: string): Promise<CheckpointFiles> {
+export const CHECKPOINT_FILES = {
+  config: 'config.json',
+  preprocessor: 'preprocessor_config.json',
+  processor: 'processor_config.json',
+  generationConfig: 'generation_config.json',
+} as const;
+
+export function readModelConfigJson(dir: string): Promise<JsonObject> {
+  return readJsonFile(path.join(dir, CHECKPOINT_FILES.config), 'model config');
+}
+
+// `config`: config.json when the caller has read it already.
+export async function readCheckpointJson(dir: string, config?: JsonObject): Promise<CheckpointJson> {
   const at = (name: string) => path.join(dir, name);
-  const [configRaw, tokenizerJson, tokenizerConfig, preprocessorRaw, processorRaw, generationConfig] = await Promise.all([
-    readJsonFile(at('config.json'), 'model config'),
+  const [configJson, tokenizerJson, tokenizerConfig, preprocessor, processor, generationConfig] = await Promise.all([
+    config ?? readModelConfigJson(dir),
     readJsonFile(at('tokenizer.json'), 'tokenizer'),
     readJsonFile(at('tokenizer_config.json'), 'tokenizer config'),
-    readOptionalJsonFile(at('preprocessor_config.json'), 'image preprocessor config'),
-    readOptionalJsonFile(at('processor_config.json'), 'processor config'),
-    readOptionalJsonFile(at('generation_config.json'), 'generation config'),
+    readOptionalJsonFile(at(CHECKPOINT_FILES.preprocessor), 'image preprocessor config'),
+    readOptionalJsonFile(at(CHECKPOINT_FILES.processor), 'processor config'),
+    readOptionalJsonFile(at(CHECKPOINT_FILES.generationConfig), 'generation config'),
   ]);
-  const config = parseModelConfig(configRaw, at('config.json'));
-  const preprocessor = preprocessorRaw ? parsePreprocessorConfig(preprocessorRaw, at('preprocessor_config.json')) : null;
-  if (config.vision && !preprocessor) {
-    throw new CheckpointError(`${dir} has a vision tower but no preprocessor_config.json (image mean, std and size)`);
-  }
   return {
     dir,
-    config,
+    config: configJson,
+    configFile: at(CHECKPOINT_FILES.config),
     tokenizerJson,
     tokenizerConfig,
     chatTemplate: await readChatTemplate(dir, tokenizerConfig),
     preprocessor,
-    processor: processorRaw ? parseProcessorConfig(processorRaw, at('processor_config.json')) : null,
+    processor,
     generationConfig,
   };
 }

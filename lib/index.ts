@@ -1,7 +1,10 @@
 // vargpt: VARGPT v1 (image understanding and text-to-image) from Node.js.
 export { loadModel, VargptModel } from './model.js';
 export type { ChatReply, Device, ImageReply, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
-export type { ChatOptions, GenerateImageOptions, ImageProgress, ImageReplay, ImageSamplingOptions, TextOptions, CallOptions } from './options.js';
+export type { ChatOptions, GenerateImageOptions, ImageProgress, ImageProgressBase, ImageReplay, ImageSamplingOptions, TextOptions, CallOptions } from './options.js';
+export { FAMILIES, supportedFamilies } from './families/registry.js';
+export type { FamilyAdapter, ImageDefaults, SamplingDefaults, TextDefaults } from './families/types.js';
+export type { VargptV1ImageProgress, VargptV1ModelInfo } from './families/vargpt-v1.js';
 export type { ChatEvent } from './stream.js';
 export { devices } from './devices.js';
 export type { CpuInfo, CudaInfo, DeviceReport } from './devices.js';

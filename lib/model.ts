@@ -1,23 +1,27 @@
 // The public model: loadModel() and VargptModel (chat, ask, generateImage, streaming, the VQ-VAE
-// token round trip). This layer owns everything the native model should not: the chat template,
-// the tokenizer, image decoding and preprocessing, input validation, text streaming, queueing,
-// cancellation and disposal. The native model receives only checked, plain values.
-import { ChatTemplate, expandImagePlaceholders, imageTokenCount } from './chat-template.js';
-import type { CheckpointFiles } from './checkpoint-config.js';
-import { readCheckpointFiles } from './checkpoint-config.js';
-import { CheckpointError, DisposedError, InputError, abortErrorFrom, throwIfAborted } from './errors.js';
+// token round trip). What a model family means -- its config, defaults, options, prompt, token
+// budget and native request -- is its adapter's (lib/families/); this layer does the rest the same
+// way for every family: the tokenizer, image I/O, text streaming, queueing, cancellation and
+// disposal. The native model receives only checked, plain values.
+import type { ChatTemplate } from './chat-template.js';
+import { DisposedError, InputError, abortErrorFrom, throwIfAborted } from './errors.js';
+import type { CallPlan, FamilyModel, ReadImage, SamplingDefaults } from './families/types.js';
+import type { ImageProgress, ModelInfo } from './families/registry.js';
+import { openCheckpoint } from './families/registry.js';
 import type { ImageLimits } from './image.js';
-import { DEFAULT_IMAGE_LIMITS, GeneratedImage, clipPixelValues, decodeImage, vqvaePixels } from './image.js';
-import type { NativeAddon, NativeGenerateRequest, NativeImage, NativeModel, NativeModelInfo } from './native.js';
+import { DEFAULT_IMAGE_LIMITS, GeneratedImage, decodeImage, vqvaePixels } from './image.js';
+import type { NativeAddon, NativeImage, NativeModel } from './native.js';
 import { native } from './native.js';
-import type { ChatOptions, GenerateImageOptions, ImageProgress, ImageShape, ResolvedImage, ResolvedText, TextOptions } from './options.js';
-import { DEFAULT_MAX_NEW_TOKENS, checkCallbacks, resolveImage, resolveImageIndices, resolveSeed, resolveText } from './options.js';
+import type { ChatOptions, GenerateImageOptions, TextOptions } from './options.js';
+import { checkCallbacks } from './options.js';
 import { CallQueue } from './queue.js';
 import { Tensor } from './tensor.js';
 import { ChatStream } from './stream.js';
 import type { ChatEvent } from './stream.js';
 import { VargptTokenizer } from './tokenizer.js';
 import type { ChatMessage, ContentPart, ImageInput } from './types.js';
+
+export type { ModelInfo };
 
 export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
 
@@ -33,10 +37,6 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   // Limits on every image this model is given (defaults: DEFAULT_IMAGE_LIMITS).
   imageLimits?: Partial<ImageLimits>;
-}
-
-export interface ModelInfo extends NativeModelInfo {
-  dir: string;
 }
 
 export type StopReason = 'eos' | 'length' | 'image';
@@ -107,12 +107,8 @@ export async function loadModelWith(
   }
   const device = resolveDevice(addon, options.device);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
-  const files = await readCheckpointFiles(dir);
-  const tokenizer = VargptTokenizer.fromJSON(files.tokenizerJson, {
-    tokenizerConfig: files.tokenizerConfig,
-    modelConfig: files.config,
-    processorConfig: files.processor,
-  });
+  const { json, checkpoint } = await openCheckpoint(dir);
+  const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
   throwIfAborted(signal, 'loadModel');
   const cancel = addon.createCancelToken();
   const onAbort = () => cancel.cancel();
@@ -131,7 +127,7 @@ export async function loadModelWith(
     signal?.removeEventListener('abort', onAbort);
   }
   try {
-    return new VargptModel(addon, nativeModel, files, tokenizer, limits);
+    return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer), tokenizer, limits);
   } catch (error) {
     nativeModel.dispose();
     throw error;
@@ -140,13 +136,8 @@ export async function loadModelWith(
 
 interface GenerateArgs {
   what: string;
-  messages: readonly ChatMessage[];
-  text: ResolvedText;
-  image: ResolvedImage;
-  forceImage: boolean;
+  plan: CallPlan;
   signal?: AbortSignal;
-  trace: boolean;
-  profile: boolean;
   onToken?: (delta: string, tokenId: number) => void;
   onImageProgress?: (progress: ImageProgress) => void;
 }
@@ -155,48 +146,26 @@ export class VargptModel {
   readonly info: ModelInfo;
   readonly tokenizer: VargptTokenizer;
   readonly template: ChatTemplate;
+  // The defaults of every sampling option for this checkpoint (the family's values, seeded from
+  // its generation_config.json); image is null when the model cannot draw.
+  readonly defaults: SamplingDefaults;
   private readonly queue: CallQueue;
-  private readonly imageShape: ImageShape | null;
+  private readonly readImage: ReadImage;
   private disposePromise: Promise<void> | null = null;
 
   constructor(
     addon: Pick<NativeAddon, 'createCancelToken'>,
     private readonly model: NativeModel,
-    private readonly files: CheckpointFiles,
+    private readonly family: FamilyModel,
     tokenizer: VargptTokenizer,
-    private readonly limits: ImageLimits,
+    limits: ImageLimits,
   ) {
-    const info = model.info();
-    this.info = { ...info, dir: files.dir };
+    this.info = family.info;
     this.tokenizer = tokenizer;
-    this.checkAgreement(info);
-    const s = tokenizer.specialTokens;
-    this.template = new ChatTemplate(files.chatTemplate, {
-      image: s.image?.text ?? null,
-      imageGenStart: s.imageGenStart?.text ?? null,
-      imageGenEnd: s.imageGenEnd?.text ?? null,
-    });
-    this.imageShape = info.var ? { patchNums: info.var.patchNums, codebookSize: info.var.codebookSize, llmHidden: info.llm.hiddenSize } : null;
+    this.template = family.template;
+    this.defaults = family.defaults;
+    this.readImage = (input, what) => decodeImage(input, { limits, what });
     this.queue = new CallQueue(() => addon.createCancelToken());
-  }
-
-  // The checkpoint's JSON files and its tensors were read by two loaders; they must agree.
-  private checkAgreement(info: NativeModelInfo): void {
-    const s = this.tokenizer.specialTokens;
-    const pairs: Array<[string, number | undefined, number]> = [
-      ['bos', s.bos.id, info.bosId],
-      ['eos', s.eos.id, info.eosId],
-    ];
-    if (info.vision) pairs.push(['image', s.image?.id, info.imageTokenId]);
-    if (info.var) pairs.push(['imageGenStart', s.imageGenStart?.id, info.imageGenStartId], ['imageGenEnd', s.imageGenEnd?.id, info.imageGenEndId]);
-    for (const [name, tokenizerId, nativeId] of pairs) {
-      if (tokenizerId !== nativeId) {
-        throw new CheckpointError(`${this.files.dir}: the ${name} token is ${tokenizerId} in the tokenizer files but ${nativeId} in config.json`);
-      }
-    }
-    if (this.tokenizer.size > info.llm.vocabSize) {
-      throw new CheckpointError(`${this.files.dir}: the tokenizer has ${this.tokenizer.size} tokens, the embedding only ${info.llm.vocabSize} rows`);
-    }
   }
 
   get disposed(): boolean {
@@ -207,69 +176,10 @@ export class VargptModel {
     if (this.queue.closed) throw new DisposedError(`${what}: the model has been disposed`);
   }
 
-  // Template, images and tokens: everything before the native call, checked.
-  private async prepare(args: GenerateArgs): Promise<{ inputIds: Int32Array; pixelValues: Float32Array[] }> {
-    const { prompt, images } = this.template.render(args.messages);
-    const vision = this.info.vision;
-    if (images.length > 0 && !vision) {
-      throw new InputError(`${args.what}: this model has no vision tower (no vision_tower.* weights), so it cannot read images; send text only`);
-    }
-    let expanded = prompt;
-    const pixelValues: Float32Array[] = [];
-    if (vision && images.length > 0) {
-      const placeholder = this.tokenizer.specialTokens.image?.text;
-      if (!placeholder) throw new CheckpointError(`${this.files.dir}: no image placeholder token`);
-      const patch = this.files.processor?.patchSize ?? vision.patchSize;
-      const strategy = this.files.processor?.featureSelectStrategy ?? this.files.config.featureSelectStrategy;
-      const perImage = imageTokenCount(vision.imageSize, patch, strategy);
-      if (perImage !== vision.tokens) {
-        throw new CheckpointError(`${this.files.dir}: the processor expands an image to ${perImage} tokens but the vision tower gives ${vision.tokens}`);
-      }
-      expanded = expandImagePlaceholders(prompt, placeholder, images.length, perImage);
-      const pre = this.files.preprocessor;
-      if (!pre) throw new CheckpointError(`${this.files.dir}: no preprocessor_config.json`);
-      for (const [i, input] of images.entries()) {
-        const rgb = await decodeImage(input, { limits: this.limits, what: `image ${i + 1}` });
-        pixelValues.push(await clipPixelValues(rgb, pre, vision.imageSize));
-        throwIfAborted(args.signal, args.what);
-      }
-    }
-    const ids = this.tokenizer.encode(expanded);
-    return { inputIds: Int32Array.from(ids), pixelValues };
-  }
-
-  private budget(args: GenerateArgs, promptTokens: number): number {
-    const max = this.info.llm.maxPositions;
-    const imageTokens = this.info.var ? 1 + this.info.var.patchNums.reduce((a, pn) => a + pn * pn, 0) : 0;
-    if (args.forceImage) {
-      if (promptTokens + imageTokens > max) {
-        throw new InputError(`${args.what}: the prompt has ${promptTokens} tokens; with the ${imageTokens} positions an image takes, that exceeds the model's ${max}`);
-      }
-      return 1;
-    }
-    const room = max - promptTokens - imageTokens;
-    if (room < 1) {
-      throw new InputError(
-        `${args.what}: the prompt has ${promptTokens} tokens, which leaves no room in the model's ${max} positions` +
-          (imageTokens ? ` (an image needs ${imageTokens})` : ''),
-      );
-    }
-    const requested = args.text.maxNewTokens;
-    if (requested === null) return Math.min(DEFAULT_MAX_NEW_TOKENS, room);
-    if (requested > room) {
-      throw new InputError(`${args.what}: maxNewTokens ${requested} does not fit: the prompt has ${promptTokens} tokens and the model ${max} positions, so at most ${room}`);
-    }
-    return requested;
-  }
-
   private async generate(args: GenerateArgs): Promise<ChatReply> {
     this.checkUsable(args.what);
     throwIfAborted(args.signal, args.what);
-    if (args.forceImage && !this.info.var) {
-      throw new InputError(`${args.what}: this model has no image generation weights (vargpt_gen.*, vae_local.*)`);
-    }
-    const { inputIds, pixelValues } = await this.prepare(args);
-    const maxNewTokens = this.budget(args, inputIds.length);
+    const prepared = await args.plan.prepare(this.readImage, args.signal);
     return this.queue.run(args.what, args.signal, async (cancel) => {
       let callbackError: unknown = null;
       // A throwing user callback stops the call and becomes its error (never an uncaught
@@ -286,24 +196,17 @@ export class VargptModel {
           }
         });
       const onToken = guard(args.onToken);
-      const onImageProgress = guard(args.onImageProgress);
-      const startId = this.tokenizer.specialTokens.imageGenStart?.id ?? -1;
+      const userProgress = args.onImageProgress;
+      // Native steps count from 0, the public ones from 1.
+      const onImageProgress = guard(
+        userProgress &&
+          ((stage: string, step: number, steps: number, preview: NativeImage) =>
+            userProgress(this.family.progress(stage, step + 1, steps, toImage(preview)))),
+      );
+      const startId = this.family.imageStartId ?? -1;
       const stream = this.tokenizer.createStreamDecoder();
       let imageStarted = false;
-      const request: NativeGenerateRequest = {
-        inputIds,
-        pixelValues,
-        forceImage: args.forceImage,
-        maxNewTokens,
-        temperature: args.text.temperature,
-        topK: args.text.topK,
-        topP: args.text.topP,
-        repetitionPenalty: args.text.repetitionPenalty,
-        seed: args.text.seed,
-        stopIds: [this.tokenizer.specialTokens.eos.id],
-        image: { cfg: args.image.cfg, topK: args.image.topK, topP: args.image.topP, seed: args.text.seed, replay: args.image.replay },
-        trace: args.trace,
-        profile: args.profile,
+      const request = prepared.request({
         cancel,
         onToken: (id) => {
           if (imageStarted || id === startId) {
@@ -317,8 +220,8 @@ export class VargptModel {
           const delta = stream.push(id);
           if (delta) onToken?.(delta, id);
         },
-        onImageProgress: onImageProgress && ((scale, scales, preview) => onImageProgress({ scale: scale + 1, scales, preview: toImage(preview) })),
-      };
+        onImageProgress,
+      });
       let result;
       try {
         result = await this.model.generate(request);
@@ -342,8 +245,8 @@ export class VargptModel {
         stopReason: result.stopReason,
         images,
         message: { role: 'assistant', content },
-        promptTokens: inputIds.length,
-        seed: args.text.seed,
+        promptTokens: prepared.promptTokens,
+        seed: args.plan.seed,
         tokenAfterImageStart: result.tokenAfterImageStart ?? null,
       };
       if (result.trace) {
@@ -355,20 +258,8 @@ export class VargptModel {
   }
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
-    const o = (options ?? {}) as ChatOptions;
-    if (o.forceImage !== undefined && typeof o.forceImage !== 'boolean') throw new InputError(`${what} options.forceImage must be true or false`);
-    return {
-      what,
-      messages,
-      text: resolveText(options, `${what} options`),
-      image: resolveImage(o.image, `${what} options.image`, this.imageShape),
-      forceImage: o.forceImage ?? false,
-      signal: o.signal,
-      trace: o.trace ?? false,
-      profile: o.profile ?? false,
-      onToken: o.onToken,
-      onImageProgress: o.onImageProgress,
-    };
+    const plan = this.family.planChat(what, messages, options);
+    return { what, plan, signal: options?.signal, onToken: options?.onToken, onImageProgress: options?.onImageProgress };
   }
 
   // One assistant turn for a conversation. Images in user messages are read by the vision tower;
@@ -406,25 +297,13 @@ export class VargptModel {
     return this.generate(this.chatArgs('ask', messages, options));
   }
 
-  // Draws an image for a prompt: the first new token is forced to <|image_gen_start|> (as the
-  // fixture's generation case), then the VAR scales run with the LLM in the loop.
+  // Draws an image for a prompt, as the family draws (VARGPT v1: the first new token is forced to
+  // <|image_gen_start|>, then the VAR scales run with the LLM in the loop).
   async generateImage(prompt: string, options?: GenerateImageOptions): Promise<ImageReply> {
     this.checkUsable('generateImage');
     if (typeof prompt !== 'string' || prompt.trim().length === 0) throw new InputError('generateImage: prompt must be a non-empty string');
-    const o = (options ?? {}) as GenerateImageOptions;
-    const what = 'generateImage options';
-    checkCallbacks(o as Record<string, unknown>, what, ['onImageProgress']);
-    const reply = await this.generate({
-      what: 'generateImage',
-      messages: [{ role: 'user', content: prompt }],
-      text: { maxNewTokens: null, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: resolveSeed(o as Record<string, unknown>, what) },
-      image: resolveImage(o, what, this.imageShape),
-      forceImage: true,
-      signal: o.signal,
-      trace: o.trace ?? false,
-      profile: o.profile ?? false,
-      onImageProgress: o.onImageProgress,
-    });
+    const plan = this.family.planImage('generateImage', [{ role: 'user', content: prompt }], options);
+    const reply = await this.generate({ what: 'generateImage', plan, signal: options?.signal, onImageProgress: options?.onImageProgress });
     const image = reply.images[0];
     if (!image) throw new Error('generateImage: the runtime returned no image');
     return { ...reply, image };
@@ -434,9 +313,8 @@ export class VargptModel {
   // is resized (shortest edge, Lanczos) and centre-cropped to the VQ-VAE's size, mapped to [-1, 1].
   async encodeImageTokens(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
-    this.requireImageShape('encodeImageTokens');
-    const size = this.vqvaeSize('encodeImageTokens');
-    const rgb = await decodeImage(image, { limits: this.limits, what: 'encodeImageTokens: image' });
+    const size = this.family.imageTokens('encodeImageTokens').encoderSize();
+    const rgb = await this.readImage(image, 'encodeImageTokens: image');
     const pixels = await vqvaePixels(rgb, size);
     return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, size, size));
   }
@@ -444,21 +322,8 @@ export class VargptModel {
   // The image of a full multi-scale index list (as encodeImageTokens returns).
   async decodeImageTokens(indices: ArrayLike<number>[], options: { signal?: AbortSignal } = {}): Promise<GeneratedImage> {
     this.checkUsable('decodeImageTokens');
-    const shape = this.requireImageShape('decodeImageTokens');
-    const checked = resolveImageIndices(indices, 'decodeImageTokens: indices', shape);
+    const checked = this.family.imageTokens('decodeImageTokens').checkIndices(indices, 'decodeImageTokens: indices');
     return this.queue.run('decodeImageTokens', options.signal, async () => toImage(await this.model.decodeImageTokens(checked)));
-  }
-
-  private requireImageShape(what: string): ImageShape {
-    if (!this.imageShape) throw new InputError(`${what}: this model has no VQ-VAE / VAR weights`);
-    return this.imageShape;
-  }
-
-  private vqvaeSize(what: string): number {
-    const vq = this.info.vqvae;
-    if (!vq) throw new InputError(`${what}: this model has no VQ-VAE weights`);
-    if (!vq.hasEncoder) throw new InputError(`${what}: this checkpoint has no VQ-VAE encoder weights (vae_local.encoder.*)`);
-    return vq.imageSize;
   }
 
   // Stops the running call (it rejects with a DisposedError), rejects queued ones, frees the

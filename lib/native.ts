@@ -98,6 +98,8 @@ export interface NativeVqvaeInfo {
 }
 
 export interface NativeModelInfo {
+  // The native registry's name of the model family ('vargpt-v1').
+  family: string;
   device: string;
   llm: {
     hiddenSize: number;
@@ -157,9 +159,10 @@ export interface NativeGenerateRequest {
   profile?: boolean; // result.profile: seconds per stage (synchronises the device at stage edges)
   cancel?: NativeCancelToken;
   onToken?: (id: number) => void;
-  // Per scale; previews before the last scale are a small decode of the current f-hat (at most
-  // 4x4 latents, 64x64 pixels); the last call carries the final image.
-  onImageProgress?: (scale: number, scales: number, preview: NativeImage) => void;
+  // Step `step` (0-based) of `steps` of the drawing stage `stage`. VARGPT v1: stage 'scale', one
+  // call per scale; previews before the last scale are a small decode of the current f-hat (at
+  // most 4x4 latents, 64x64 pixels); the last call carries the final image.
+  onImageProgress?: (stage: string, step: number, steps: number, preview: NativeImage) => void;
 }
 
 export interface NativeGenerateResult {

@@ -2,14 +2,21 @@
 // TypeScript, before any native work starts, with messages that name the option at fault.
 import { randomInt } from 'node:crypto';
 
-import { InputError } from './errors.js';
+import { CheckpointError, InputError } from './errors.js';
+import type { ImageProgress } from './families/registry.js';
+import type { ImageDefaults, TextDefaults } from './families/types.js';
 import type { GeneratedImage } from './image.js';
 
-export interface ImageProgress {
-  // Scale k of K, counting from 1 (VARGPT v1: K = 10, 1x1 up to 16x16 tokens).
-  scale: number;
-  scales: number;
-  // The image so far (a cheap low-resolution decode); the full image at the last scale.
+export type { ImageProgress };
+
+// Image progress, whatever the family draws with: step `step` of `steps` (counting from 1) of the
+// stage `stage`. Each family's event adds its own fields (lib/families/registry.ts: ImageProgress).
+export interface ImageProgressBase {
+  // What a step is: 'scale' (VARGPT v1: next-scale prediction).
+  stage: string;
+  step: number;
+  steps: number;
+  // The image so far (a cheap low-resolution decode); the full image at the last step.
   preview: GeneratedImage;
 }
 
@@ -22,9 +29,10 @@ export interface ImageReplay {
 }
 
 export interface ImageSamplingOptions {
-  // Classifier-free guidance strength; the per-scale weight ramps from 0 to cfg (default 1.5).
+  // Classifier-free guidance strength; the per-scale weight ramps from 0 to cfg. Defaults of these
+  // three: model.defaults.image (the family's values, or the checkpoint's generation_config.json).
   cfg?: number;
-  // Top-k over the codebook (default 900) and top-p (default 0.96), as upstream.
+  // Top-k over the codebook and top-p.
   topK?: number;
   topP?: number;
   replay?: ImageReplay;
@@ -42,16 +50,17 @@ export interface CallOptions {
 }
 
 export interface TextOptions extends CallOptions {
-  // Upper bound on new tokens (default 512; the default shrinks to what max_position_embeddings
-  // leaves after the prompt and room for an image).
+  // Defaults of the sampling options: model.defaults.text (the family's values, seeded from the
+  // checkpoint's generation_config.json). Upper bound on new tokens (the default shrinks to what
+  // max_position_embeddings leaves after the prompt and room for an image).
   maxNewTokens?: number;
-  // 0 (the default, as upstream) = greedy.
+  // 0 = greedy.
   temperature?: number;
-  // 0 = off (default).
+  // 0 = off.
   topK?: number;
-  // 1 = off (default).
+  // 1 = off.
   topP?: number;
-  // 1 = off (default).
+  // 1 = off.
   repetitionPenalty?: number;
   // Each decoded text piece as it is generated.
   onToken?: (delta: string, tokenId: number) => void;
@@ -91,26 +100,54 @@ export interface ImageShape {
   llmHidden: number;
 }
 
-export const DEFAULT_MAX_NEW_TOKENS = 512;
-
 function optionObject(value: unknown, what: string): Record<string, unknown> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InputError(`${what} must be an object`);
   return value as Record<string, unknown>;
 }
 
-function num(o: Record<string, unknown>, key: string, what: string, fallback: number, check: (v: number) => boolean, rule: string): number {
+// What a numeric option may be: the one check of each option, for what callers pass and for the
+// defaults a checkpoint's generation_config.json sets.
+export interface Rule {
+  check: (v: number) => boolean;
+  rule: string;
+}
+
+const isInt = (v: number) => Number.isSafeInteger(v);
+
+export const TEXT_RULES: { readonly [K in keyof TextDefaults]: Rule } = {
+  maxNewTokens: { check: (v) => isInt(v) && v >= 1, rule: 'an integer >= 1' },
+  temperature: { check: (v) => v >= 0, rule: 'a number >= 0 (0 = greedy)' },
+  topK: { check: (v) => isInt(v) && v >= 0, rule: 'an integer >= 0 (0 = off)' },
+  topP: { check: (v) => v > 0 && v <= 1, rule: 'a number in (0, 1]' },
+  repetitionPenalty: { check: (v) => v > 0, rule: 'a number > 0 (1 = off)' },
+};
+
+// Image sampling over a codebook of `codebook` codes.
+export function imageRules(codebook: number): { readonly [K in keyof ImageDefaults]: Rule } {
+  return {
+    cfg: { check: (v) => v >= 0, rule: 'a number >= 0' },
+    topK: { check: (v) => isInt(v) && v >= 1 && v <= codebook, rule: `an integer in [1, ${codebook}]` },
+    topP: { check: (v) => v > 0 && v <= 1, rule: 'a number in (0, 1]' },
+  };
+}
+
+function num(o: Record<string, unknown>, key: string, what: string, fallback: number, { check, rule }: Rule): number {
   const v = o[key];
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw new InputError(`${what}.${key} must be ${rule}, got ${JSON.stringify(v) ?? String(v)}`);
   return v;
 }
 
-const isInt = (v: number) => Number.isSafeInteger(v);
+// A default read from a checkpoint file must pass the option's own check.
+export function checkDefault(value: number, rule: Rule, where: string): number {
+  if (!Number.isFinite(value) || !rule.check(value)) throw new CheckpointError(`${where} must be ${rule.rule}, got ${value}`);
+  return value;
+}
 
 export function resolveSeed(o: Record<string, unknown>, what: string): number {
   // 2^48: exact in a double, and far more seeds than anyone will try.
-  return num(o, 'seed', what, randomInt(0, 2 ** 48 - 1), (v) => isInt(v) && v >= 0, 'an integer >= 0');
+  return num(o, 'seed', what, randomInt(0, 2 ** 48 - 1), { check: (v) => isInt(v) && v >= 0, rule: 'an integer >= 0' });
 }
 
 export function checkCallbacks(o: Record<string, unknown>, what: string, keys: readonly string[]): void {
@@ -124,15 +161,17 @@ export function checkCallbacks(o: Record<string, unknown>, what: string, keys: r
   }
 }
 
-export function resolveText(value: unknown, what: string): ResolvedText {
+// Text options over the model's defaults; maxNewTokens stays null when not given (the default
+// shrinks to the room the prompt leaves).
+export function resolveText(value: unknown, what: string, defaults: TextDefaults): ResolvedText {
   const o = optionObject(value, what);
   checkCallbacks(o, what, ['onToken', 'onImageProgress']);
   return {
-    maxNewTokens: o['maxNewTokens'] === undefined ? null : num(o, 'maxNewTokens', what, 0, (v) => isInt(v) && v >= 1, 'an integer >= 1'),
-    temperature: num(o, 'temperature', what, 0, (v) => v >= 0, 'a number >= 0 (0 = greedy)'),
-    topK: num(o, 'topK', what, 0, (v) => isInt(v) && v >= 0, 'an integer >= 0 (0 = off)'),
-    topP: num(o, 'topP', what, 1, (v) => v > 0 && v <= 1, 'a number in (0, 1]'),
-    repetitionPenalty: num(o, 'repetitionPenalty', what, 1, (v) => v > 0, 'a number > 0 (1 = off)'),
+    maxNewTokens: o['maxNewTokens'] === undefined ? null : num(o, 'maxNewTokens', what, 0, TEXT_RULES.maxNewTokens),
+    temperature: num(o, 'temperature', what, defaults.temperature, TEXT_RULES.temperature),
+    topK: num(o, 'topK', what, defaults.topK, TEXT_RULES.topK),
+    topP: num(o, 'topP', what, defaults.topP, TEXT_RULES.topP),
+    repetitionPenalty: num(o, 'repetitionPenalty', what, defaults.repetitionPenalty, TEXT_RULES.repetitionPenalty),
     seed: resolveSeed(o, what),
   };
 }
@@ -173,13 +212,15 @@ export function resolveImageIndices(value: unknown, what: string, shape: ImageSh
   );
 }
 
-export function resolveImage(value: unknown, what: string, shape: ImageShape | null): ResolvedImage {
+// Image sampling options over the model's defaults; `shape` (the model's scales and codebook)
+// checks top-k and the replay.
+export function resolveImage(value: unknown, what: string, shape: ImageShape | null, defaults: ImageDefaults): ResolvedImage {
   const o = optionObject(value, what);
-  const codebook = shape?.codebookSize ?? Number.MAX_SAFE_INTEGER;
+  const rules = imageRules(shape?.codebookSize ?? Number.MAX_SAFE_INTEGER);
   const out: ResolvedImage = {
-    cfg: num(o, 'cfg', what, 1.5, (v) => v >= 0, 'a number >= 0'),
-    topK: num(o, 'topK', what, Math.min(900, codebook), (v) => isInt(v) && v >= 1 && v <= codebook, `an integer in [1, ${codebook}]`),
-    topP: num(o, 'topP', what, 0.96, (v) => v > 0 && v <= 1, 'a number in (0, 1]'),
+    cfg: num(o, 'cfg', what, defaults.cfg, rules.cfg),
+    topK: num(o, 'topK', what, defaults.topK, rules.topK),
+    topP: num(o, 'topP', what, defaults.topP, rules.topP),
   };
   if (o['replay'] !== undefined) {
     if (!shape) throw new InputError(`${what}.replay: this model has no image decoder`);

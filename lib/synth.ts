@@ -7,9 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { parseModelConfig, readJsonFile } from './checkpoint-config.js';
+import { readJsonFile } from './checkpoint-config.js';
 import type { JsonObject } from './checkpoint-config.js';
 import { InputError, throwIfAborted } from './errors.js';
+import { parseModelConfig } from './families/vargpt-v1.js';
 import {
   chatTemplateJson,
   generationConfigJson,

@@ -9,9 +9,10 @@ import path from 'node:path';
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
-import type { JsonObject, ModelConfig, ProcessorConfig } from './checkpoint-config.js';
-import { isObject, parseModelConfig, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
+import type { JsonObject, ProcessorConfig } from './checkpoint-config.js';
+import { isObject, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
 import { CheckpointError, InputError } from './errors.js';
+import { familyFor } from './families/registry.js';
 
 export interface SpecialToken {
   text: string;
@@ -40,10 +41,19 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+// What config.json says about special tokens (each family's adapter reads it: tokenConfig()).
+export interface TokenConfig {
+  // The id of the understanding placeholder; null when config.json has none.
+  imageTokenIndex: number | null;
+  // The strings of the image-generation special tokens, keyed as in config.special_tokens.
+  specialTokens: { imageGenStart: string; imageGenEnd: string; imageGenPad: string } | null;
+  specialTokenIds: { imageGenStart: number; imageGenEnd: number; imageGenPad: number } | null;
+}
+
 // Where the special-token strings come from; each is looked up in tokenizer.json for its id.
 export interface SpecialTokenSources {
   tokenizerConfig: JsonObject;
-  modelConfig?: ModelConfig | null;
+  modelConfig?: TokenConfig | null;
   processorConfig?: ProcessorConfig | null;
 }
 
@@ -75,9 +85,10 @@ export class VargptTokenizer {
       readOptionalJsonFile(path.join(dir, 'config.json'), 'model config'),
       readOptionalJsonFile(path.join(dir, 'processor_config.json'), 'processor config'),
     ]);
+    const configFile = path.join(dir, 'config.json');
     return VargptTokenizer.fromJSON(tokenizerJson, {
       tokenizerConfig,
-      modelConfig: modelConfig ? parseModelConfig(modelConfig, path.join(dir, 'config.json')) : null,
+      modelConfig: modelConfig ? familyFor(modelConfig, configFile).tokenConfig(modelConfig, configFile) : null,
       processorConfig: processorConfig ? parseProcessorConfig(processorConfig, path.join(dir, 'processor_config.json')) : null,
     });
   }
@@ -105,9 +116,10 @@ export class VargptTokenizer {
 
     // The image placeholder: the processor's string, else the token at config.image_token_index.
     let imageText = sources.processorConfig?.imageToken ?? null;
-    if (imageText === null && model) imageText = hf.id_to_token(model.imageTokenIndex) ?? null;
+    const imageIndex = model?.imageTokenIndex ?? null;
+    if (imageText === null && imageIndex !== null) imageText = hf.id_to_token(imageIndex) ?? null;
     const image = lookup(imageText, 'image token');
-    if (image && model && image.id !== model.imageTokenIndex) {
+    if (image && model && imageIndex !== null && image.id !== imageIndex) {
       throw new CheckpointError(`image token "${image.text}" has id ${image.id} in tokenizer.json but config.json says image_token_index ${model.imageTokenIndex}`);
     }
 

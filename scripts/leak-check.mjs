@@ -86,7 +86,7 @@ async function abortedGeneration(seed) {
       seed,
       signal: controller.signal,
       onImageProgress: (p) => {
-        if (p.scale === 2) controller.abort();
+        if (p.step === 2) controller.abort();
       },
     });
     // Progress events arrive asynchronously: a very small model can finish before the abort lands.

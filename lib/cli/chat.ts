@@ -8,8 +8,7 @@ import { createInterface } from 'node:readline';
 import { isAbortError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../types.js';
 import type { Io, TextCommandOptions } from './commands.js';
-import { openModel } from './commands.js';
-import { progressBar } from './progress.js';
+import { drawingBar, openModel } from './commands.js';
 
 export interface ChatCommandOptions extends TextCommandOptions {
   outDir?: string;
@@ -84,7 +83,7 @@ export async function chatCommand(options: ChatCommandOptions, io: Io, input: No
     const content: ContentPart[] = [...attached.map((image) => ({ type: 'image' as const, image })), { type: 'text', text }];
     const turn: ChatMessage[] = [...messages, { role: 'user', content }];
     current = new AbortController();
-    const bar = progressBar('drawing', model.info.var?.patchNums.length ?? 10, { enabled: !options.json, unit: 'scales' });
+    const bar = drawingBar(!options.json);
     let drawing = false;
     io.out('vargpt> ');
     try {
@@ -100,7 +99,7 @@ export async function chatCommand(options: ChatCommandOptions, io: Io, input: No
         onImageProgress: (p) => {
           if (!drawing) io.out('\n');
           drawing = true;
-          bar.update(p.scale);
+          bar.update(p.step, p.steps, { stage: p.stage });
         },
       });
       bar.stop();

@@ -14,6 +14,7 @@ import { synthesize } from '../synth.js';
 import type { SynthDType } from '../synth.js';
 import { defaultModelDir, ensureDefaultModel } from './default-model.js';
 import { formatBytes, progressBar } from './progress.js';
+import type { Progress } from './progress.js';
 
 export interface GlobalOptions {
   model?: string;
@@ -51,6 +52,11 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
   }
 }
 
+// Image progress: step k of K of the family's drawing stage (VARGPT v1: scales).
+export function drawingBar(enabled: boolean): Progress {
+  return progressBar('drawing', 1, { enabled, unit: '{stage}s', payload: { stage: 'step' } });
+}
+
 export interface GenerateCommandOptions extends GlobalOptions {
   output?: string;
   seed?: number;
@@ -62,8 +68,7 @@ export interface GenerateCommandOptions extends GlobalOptions {
 export async function generateCommand(prompt: string, options: GenerateCommandOptions, io: Io): Promise<void> {
   if (options.output) formatFromPath(options.output);
   await using model = await openModel(options, io);
-  const scales = model.info.var?.patchNums.length ?? 10;
-  const bar = progressBar('drawing', scales, { enabled: !options.json, unit: 'scales' });
+  const bar = drawingBar(!options.json);
   const t0 = performance.now();
   let reply;
   try {
@@ -73,7 +78,7 @@ export async function generateCommand(prompt: string, options: GenerateCommandOp
       topK: options.topK,
       topP: options.topP,
       signal: io.signal,
-      onImageProgress: (p) => bar.update(p.scale),
+      onImageProgress: (p) => bar.update(p.step, p.steps, { stage: p.stage }),
     });
   } finally {
     bar.stop();
@@ -114,7 +119,7 @@ export async function askCommand(image: string, question: string, options: TextC
   await using model = await openModel(options, io);
   // With --json the answer comes at the end, so a bar (tokens, tokens/s) shows progress; without,
   // the streamed text is the progress and a summary line follows.
-  const bar = progressBar('answering', options.maxNewTokens ?? 512, { enabled: !!options.json, unit: 'tokens', extra: ' {rate} tok/s' });
+  const bar = progressBar('answering', options.maxNewTokens ?? model.defaults.text.maxNewTokens, { enabled: !!options.json, unit: 'tokens', extra: ' {rate} tok/s' });
   const t0 = performance.now();
   let firstToken = 0;
   let count = 0;

@@ -3,6 +3,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { isAbortError } from '../errors.js';
+import { FAMILIES } from '../families/registry.js';
+import type { SamplingDefaults } from '../families/types.js';
 import { PRESET_NAMES } from '../synth.js';
 import type { SynthDType } from '../synth.js';
 import { chatCommand } from './chat.js';
@@ -22,6 +24,16 @@ function decimal(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number');
   return n;
+}
+
+// Option defaults belong to the model (its family's table, seeded from the checkpoint's
+// generation_config.json): the help names each family's value.
+function modelDefault(pick: (defaults: SamplingDefaults) => number | undefined): string {
+  const values = FAMILIES.flatMap((f) => {
+    const value = pick(f.specDefaults);
+    return value === undefined ? [] : [`${f.title}: ${value}`];
+  });
+  return `model default${values.length ? `; ${values.join(', ')}` : ''}`;
 }
 
 // Ctrl-C stops the work in progress (the model call aborts at the next token or scale and the
@@ -58,7 +70,7 @@ async function run(task: (io: Io) => Promise<void>): Promise<void> {
 const program = new Command();
 program
   .name('vargpt')
-  .description('VARGPT v1 in Node.js: ask about images, draw images from text')
+  .description(`${FAMILIES.map((f) => f.title).join(', ')} in Node.js: ask about images, draw images from text`)
   .version(packageVersion())
   .showHelpAfterError();
 
@@ -71,10 +83,10 @@ function withModel(cmd: Command): Command {
 
 function withText(cmd: Command): Command {
   return cmd
-    .option('--max-new-tokens <n>', 'upper bound on new tokens', integer(1))
-    .option('--temperature <t>', '0 = greedy (default)', decimal)
-    .option('--top-k <k>', 'text top-k (0 = off)', integer(0))
-    .option('--top-p <p>', 'text top-p (1 = off)', decimal)
+    .option('--max-new-tokens <n>', `upper bound on new tokens (${modelDefault((d) => d.text.maxNewTokens)})`, integer(1))
+    .option('--temperature <t>', `0 = greedy (${modelDefault((d) => d.text.temperature)})`, decimal)
+    .option('--top-k <k>', `text top-k, 0 = off (${modelDefault((d) => d.text.topK)})`, integer(0))
+    .option('--top-p <p>', `text top-p, 1 = off (${modelDefault((d) => d.text.topP)})`, decimal)
     .option('--seed <n>', 'random seed', integer(0));
 }
 
@@ -85,9 +97,9 @@ withModel(
     .argument('<prompt>', 'what to draw')
     .option('-o, --output <file>', 'output image (.png, .jpg, .webp); default vargpt-<seed>.png')
     .option('--seed <n>', 'random seed (default: random, printed)', integer(0))
-    .option('--cfg <x>', 'classifier-free guidance (default 1.5)', decimal)
-    .option('--top-k <k>', 'codebook top-k (default 900)', integer(1))
-    .option('--top-p <p>', 'codebook top-p (default 0.96)', decimal),
+    .option('--cfg <x>', `classifier-free guidance (${modelDefault((d) => d.image?.cfg)})`, decimal)
+    .option('--top-k <k>', `codebook top-k (${modelDefault((d) => d.image?.topK)})`, integer(1))
+    .option('--top-p <p>', `codebook top-p (${modelDefault((d) => d.image?.topP)})`, decimal),
 ).action((prompt: string, options: GenerateCommandOptions) => run((io) => generateCommand(prompt, options, io)));
 
 withText(

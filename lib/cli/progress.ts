@@ -9,7 +9,12 @@ export interface Progress {
 
 const NONE: Progress = { update() {}, stop() {} };
 
-export function progressBar(label: string, total: number, options: { enabled: boolean; unit?: string; extra?: string }): Progress {
+// `unit` and `extra` may name payload fields ({stage}); `payload` gives their first values.
+export function progressBar(
+  label: string,
+  total: number,
+  options: { enabled: boolean; unit?: string; extra?: string; payload?: Record<string, string | number> },
+): Progress {
   if (!options.enabled || !process.stderr.isTTY) return NONE;
   const bar = new cliProgress.SingleBar(
     {
@@ -21,7 +26,7 @@ export function progressBar(label: string, total: number, options: { enabled: bo
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0, {});
+  bar.start(total, 0, options.payload ?? {});
   let stopped = false;
   return {
     update(value, newTotal, payload) {

@@ -1,6 +1,6 @@
 # Generates test/goldens/pil-resize.json: SHA-256 of Pillow's Image.resize output for synthetic
 # RGB images, per (input size, output size, filter). The input pattern is the integer formula in
-# pattern() (mirrored in test/image.test.ts), so no image files are stored.
+# pattern() (mirrored in test/api/image.test.ts), so no image files are stored.
 #   PYTHONPATH=<pillow> python3 test/goldens/pil-resize.py > test/goldens/pil-resize.json
 import hashlib, json, sys
 import numpy as np

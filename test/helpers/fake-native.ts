@@ -13,6 +13,7 @@ import type {
 } from '../../lib/native.js';
 
 export const FIXTURE_INFO: NativeModelInfo = {
+  family: 'vargpt-v1',
   device: 'cpu',
   llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096 },
   vision: { hiddenSize: 32, layers: 2, imageSize: 336, patchSize: 14, tokens: 576 },
@@ -111,7 +112,7 @@ export class FakeNativeModel implements NativeModel {
           await sleep(delayMs);
           this.check(request.cancel);
           const last = si === scales - 1;
-          request.onImageProgress?.(si, scales, last ? solidImage(256, 256, request.image?.seed ?? 0) : solidImage(16, 16, si));
+          request.onImageProgress?.('scale', si, scales, last ? solidImage(256, 256, request.image?.seed ?? 0) : solidImage(16, 16, si));
         }
         const after = 2717;
         out.push(after);

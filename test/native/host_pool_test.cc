@@ -1,5 +1,5 @@
 // Unit test of the CPU backend's block cache and scratch scopes (native/backend/cpu/host_pool.h),
-// built and run by test/host-pool.test.ts with AddressSanitizer, whose leak check at exit also
+// built and run by test/api/host-pool.test.ts with AddressSanitizer, whose leak check at exit also
 // proves that every block ends up freed (cached, evicted, closed, or released after the pool was
 // closed).
 #include <cstdio>

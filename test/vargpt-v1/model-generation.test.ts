@@ -4,9 +4,9 @@
 // VAR-side tensors, 1e-5 for LLM-only ones). Non-replayed runs are checked for reproducibility.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
-import { Expected, expectedJson, loadTiny, reportObserved, addon } from './helpers/model-fixture.js';
-import { expectGenerationReplayParity, imageRequest as fixtureImageRequest } from './helpers/parity.js';
+import type { NativeModel } from '../../lib/native.js';
+import { Expected, expectedJson, loadTiny, reportObserved, addon } from '../helpers/model-fixture.js';
+import { expectGenerationReplayParity, imageRequest as fixtureImageRequest } from '../helpers/parity.js';
 
 describe('VARGPT v1 text-to-image (tiny fixture, f32)', () => {
   let model: NativeModel;
@@ -33,7 +33,7 @@ describe('VARGPT v1 text-to-image (tiny fixture, f32)', () => {
     const previews: Array<{ scale: number; scales: number; width: number; data: Uint8Array }> = [];
     const a = await model.generate({
       ...imageRequest(7),
-      onImageProgress: (scale, scales, p) => previews.push({ scale, scales, width: p.width, data: p.data }),
+      onImageProgress: (_stage, scale, scales, p) => previews.push({ scale, scales, width: p.width, data: p.data }),
     });
     const b = await model.generate(imageRequest(7));
     const c = await model.generate(imageRequest(8));
@@ -57,7 +57,7 @@ describe('VARGPT v1 text-to-image (tiny fixture, f32)', () => {
     const aborted = model.generate({
       ...imageRequest(21),
       cancel: token,
-      onImageProgress: (scale) => {
+      onImageProgress: (_stage, scale) => {
         seen.push(scale);
         if (scale === 2) token.cancel();
       },

@@ -9,7 +9,7 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
+import type { NativeModel } from '../../lib/native.js';
 import {
   Expected,
   TINY_BF16,
@@ -26,7 +26,7 @@ import {
   rows,
   traceValues,
   understandingInputs,
-} from './helpers/model-fixture.js';
+} from '../helpers/model-fixture.js';
 
 const TOL_LLM = 2e-2;
 const TOL_VAR = 5e-2;

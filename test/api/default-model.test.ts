@@ -4,7 +4,7 @@ import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { cacheRoot, defaultModelDir, ensureDefaultModel } from '../lib/cli/default-model.js';
+import { cacheRoot, defaultModelDir, ensureDefaultModel } from '../../lib/cli/default-model.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cache-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

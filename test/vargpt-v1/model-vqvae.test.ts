@@ -3,7 +3,7 @@
 // indices must match f-hat and the decoded image within the README tolerance (1e-4 of max|ref|).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
+import type { NativeModel } from '../../lib/native.js';
 import {
   Expected,
   expectClose,
@@ -14,7 +14,7 @@ import {
   reportObserved,
   traceValues,
   truncToU8,
-} from './helpers/model-fixture.js';
+} from '../helpers/model-fixture.js';
 
 const TOL = 1e-4;
 

@@ -5,14 +5,14 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadModelWith } from '../lib/model.js';
-import type { VargptModel } from '../lib/model.js';
-import type { ChatEvent } from '../lib/stream.js';
-import { VargptTokenizer } from '../lib/tokenizer.js';
-import { FIXTURE_INFO, fakeAddon } from './helpers/fake-native.js';
-import type { FakeAddon, Script } from './helpers/fake-native.js';
-import { asFloat32, asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from './helpers/fixtures.js';
-import { pngWithHeader } from './helpers/images.js';
+import { loadModelWith } from '../../lib/model.js';
+import type { VargptModel } from '../../lib/model.js';
+import type { ChatEvent } from '../../lib/stream.js';
+import { VargptTokenizer } from '../../lib/tokenizer.js';
+import { FIXTURE_INFO, fakeAddon } from '../helpers/fake-native.js';
+import type { FakeAddon, Script } from '../helpers/fake-native.js';
+import { asFloat32, asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from '../helpers/fixtures.js';
+import { pngWithHeader } from '../helpers/images.js';
 
 const understanding = readSafetensors(path.join(fixtureExpected, 'understanding.safetensors'));
 const inputPng = path.join(fixtureExpected, 'input.png');

@@ -6,7 +6,7 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { fixtureExpected, fixtureModel, readJson, repoRoot } from './helpers/fixtures.js';
+import { fixtureExpected, fixtureModel, readJson, repoRoot } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cli-'));
 const main = path.join(repoRoot, 'dist/cli/main.js');

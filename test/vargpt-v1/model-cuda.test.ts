@@ -4,10 +4,10 @@
 // loaded addon has no usable CUDA device (helpers/cuda.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
-import { cudaAvailable, cudaTitle } from './helpers/cuda.js';
-import { Expected, TINY_BF16, baseRequest, loadTiny, reportObserved, understandingInputs } from './helpers/model-fixture.js';
-import { expectGenerationReplayParity, expectUnderstandingParity, imageRequest } from './helpers/parity.js';
+import type { NativeModel } from '../../lib/native.js';
+import { cudaAvailable, cudaTitle } from '../helpers/cuda.js';
+import { Expected, TINY_BF16, baseRequest, loadTiny, reportObserved, understandingInputs } from '../helpers/model-fixture.js';
+import { expectGenerationReplayParity, expectUnderstandingParity, imageRequest } from '../helpers/parity.js';
 
 describe.skipIf(!cudaAvailable)(cudaTitle('VARGPT v1 on cuda (tiny fixture, f32)'), () => {
   let model: NativeModel;

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Checkpoint } from '../lib/checkpoint.js';
-import { PRESETS, synthesize } from '../lib/synth.js';
-import type { NativeModel } from '../lib/native.js';
-import { addon, baseRequest, expectClose, traceValues, understandingInputs, TINY_F32 } from './helpers/model-fixture.js';
-import { safetensorsBytes } from './helpers/safetensors-writer.js';
+import { Checkpoint } from '../../lib/checkpoint.js';
+import { PRESETS, synthesize } from '../../lib/synth.js';
+import type { NativeModel } from '../../lib/native.js';
+import { addon, baseRequest, expectClose, traceValues, understandingInputs, TINY_F32 } from '../helpers/model-fixture.js';
+import { safetensorsBytes } from '../helpers/safetensors-writer.js';
 
 const HEADS = 4;
 const KV_HEADS = 2;

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Checkpoint, f32ToBf16 } from '../lib/index.js';
-import { tinyBf16Dir, tinyModelDir } from './helpers/paths.js';
-import { safetensorsBytes, validF32File } from './helpers/safetensors-writer.js';
+import { Checkpoint, f32ToBf16 } from '../../lib/index.js';
+import { tinyBf16Dir, tinyModelDir } from '../helpers/paths.js';
+import { safetensorsBytes, validF32File } from '../helpers/safetensors-writer.js';
 
 // The header as the file states it, parsed independently of the native reader.
 function readHeader(file: string): Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> {

@@ -3,10 +3,10 @@ import path from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { ChatTemplate, expandImagePlaceholders, imageTokenCount } from '../lib/chat-template.js';
-import { VargptTokenizer } from '../lib/tokenizer.js';
-import type { ChatMessage } from '../lib/types.js';
-import { asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from './helpers/fixtures.js';
+import { ChatTemplate, expandImagePlaceholders, imageTokenCount } from '../../lib/chat-template.js';
+import { VargptTokenizer } from '../../lib/tokenizer.js';
+import type { ChatMessage } from '../../lib/types.js';
+import { asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from '../helpers/fixtures.js';
 
 const source = (JSON.parse(readFileSync(path.join(fixtureModel, 'chat_template.json'), 'utf8')) as { chat_template: string }).chat_template;
 const tokens = { image: '<image>', imageGenStart: '<|image_gen_start|>', imageGenEnd: '<|image_gen_end|>' };

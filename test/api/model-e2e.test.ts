@@ -7,12 +7,12 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadModel } from '../lib/model.js';
-import type { ChatReply, VargptModel } from '../lib/model.js';
-import { synthesize } from '../lib/synth.js';
-import type { ChatEvent } from '../lib/stream.js';
-import { asFloat32, asNumbers, fixtureExpected, fixtureModel, fixtureModelBf16, readJson, readSafetensors } from './helpers/fixtures.js';
-import { pngWithHeader } from './helpers/images.js';
+import { loadModel } from '../../lib/model.js';
+import type { ChatReply, VargptModel } from '../../lib/model.js';
+import { synthesize } from '../../lib/synth.js';
+import type { ChatEvent } from '../../lib/stream.js';
+import { asFloat32, asNumbers, fixtureExpected, fixtureModel, fixtureModelBf16, readJson, readSafetensors } from '../helpers/fixtures.js';
+import { pngWithHeader } from '../helpers/images.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-e2e-'));
 const inputPng = path.join(fixtureExpected, 'input.png');

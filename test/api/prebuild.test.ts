@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { repoRoot } from './helpers/paths.js';
+import { repoRoot } from '../helpers/paths.js';
 
 const platformDir = path.join(repoRoot, 'prebuilds', `${process.platform}-${process.arch}`);
 

@@ -6,10 +6,10 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { readCheckpointFiles } from '../lib/checkpoint-config.js';
-import { clipPixelValues, decodeImage, GeneratedImage, resizeImage, shortestEdgeSize, vqvaePixels } from '../lib/image.js';
-import { asFloat32, fixtureExpected, fixtureModel, readSafetensors, repoRoot } from './helpers/fixtures.js';
-import { pattern, pngWithHeader } from './helpers/images.js';
+import { readCheckpointFiles } from '../../lib/families/vargpt-v1.js';
+import { clipPixelValues, decodeImage, GeneratedImage, resizeImage, shortestEdgeSize, vqvaePixels } from '../../lib/image.js';
+import { asFloat32, fixtureExpected, fixtureModel, readSafetensors, repoRoot } from '../helpers/fixtures.js';
+import { pattern, pngWithHeader } from '../helpers/images.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-image-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -4,13 +4,13 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { readCheckpointFiles } from '../lib/checkpoint-config.js';
-import { synthesize } from '../lib/synth.js';
-import { checkpointLayout, parameterCount, PRESETS } from '../lib/synth/layout.js';
-import { VargptTokenizer } from '../lib/tokenizer.js';
-import { native } from '../lib/native.js';
-import { bf16ToF32, f16ToF32 } from '../lib/tensor.js';
-import { asFloat32, asNumbers, fixtureModel, fixtureModelBf16, readSafetensors, readSafetensorsHeader } from './helpers/fixtures.js';
+import { readCheckpointFiles } from '../../lib/families/vargpt-v1.js';
+import { synthesize } from '../../lib/synth.js';
+import { checkpointLayout, parameterCount, PRESETS } from '../../lib/synth/layout.js';
+import { VargptTokenizer } from '../../lib/tokenizer.js';
+import { native } from '../../lib/native.js';
+import { bf16ToF32, f16ToF32 } from '../../lib/tensor.js';
+import { asFloat32, asNumbers, fixtureModel, fixtureModelBf16, readSafetensors, readSafetensorsHeader } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-synth-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

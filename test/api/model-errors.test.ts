@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
+import type { NativeModel } from '../../lib/native.js';
 import {
   Expected,
   TINY_F32,
@@ -17,7 +17,7 @@ import {
   expectedJson,
   loadTiny,
   understandingInputs,
-} from './helpers/model-fixture.js';
+} from '../helpers/model-fixture.js';
 
 // A copy of the tiny checkpoint whose safetensors header (and optionally config.json) is edited.
 function brokenCheckpoint(

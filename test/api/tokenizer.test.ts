@@ -3,8 +3,8 @@ import path from 'node:path';
 import llama from 'llama-tokenizer-js';
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { VargptTokenizer } from '../lib/tokenizer.js';
-import { asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from './helpers/fixtures.js';
+import { VargptTokenizer } from '../../lib/tokenizer.js';
+import { asNumbers, fixtureExpected, fixtureModel, readJson, readSafetensors } from '../helpers/fixtures.js';
 
 interface Understanding {
   prompt: string;

@@ -5,9 +5,9 @@
 // CLIP/LLM tensors).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { NativeModel } from '../lib/native.js';
-import { baseRequest, expectedJson, reportObserved, understandingInputs, loadTiny, TINY_F32, addon } from './helpers/model-fixture.js';
-import { expectUnderstandingParity } from './helpers/parity.js';
+import type { NativeModel } from '../../lib/native.js';
+import { baseRequest, expectedJson, reportObserved, understandingInputs, loadTiny, TINY_F32, addon } from '../helpers/model-fixture.js';
+import { expectUnderstandingParity } from '../helpers/parity.js';
 
 describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
   let model: NativeModel;

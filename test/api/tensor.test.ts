@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { Tensor, bf16ToF32, f16ToF32, f32ToBf16 } from '../lib/index.js';
+import { Tensor, bf16ToF32, f16ToF32, f32ToBf16 } from '../../lib/index.js';
 
 // Round a float32 value to 8 significant bits, ties to even, with float64 arithmetic: an
 // implementation independent of the bit tricks under test.

@@ -6,8 +6,8 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { fixtureModel } from './helpers/fixtures.js';
-import { repoRoot } from './helpers/paths.js';
+import { fixtureModel } from '../helpers/fixtures.js';
+import { repoRoot } from '../helpers/paths.js';
 
 const MB = 1024 * 1024;
 

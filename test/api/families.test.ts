@@ -1,0 +1,61 @@
+// The family registry: config.json `model_type` picks the adapter, `architectures[0]` when there is
+// no model_type, and a checkpoint of another family is refused before any weights load, naming
+// the families this runtime supports.
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { CheckpointError } from '../../lib/errors.js';
+import { FAMILIES, familyFor, supportedFamilies } from '../../lib/families/registry.js';
+import { loadModelWith } from '../../lib/model.js';
+import { VargptTokenizer } from '../../lib/tokenizer.js';
+import { jsonCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
+import { FIXTURE_INFO, fakeAddon } from '../helpers/fake-native.js';
+
+afterAll(removeJsonCheckpoints);
+
+describe('family registry', () => {
+  it('lists each family once, with its model types and architectures', () => {
+    expect(FAMILIES.map((f) => f.family)).toEqual(['vargpt-v1']);
+    expect(new Set(FAMILIES.flatMap((f) => f.modelTypes)).size).toBe(FAMILIES.flatMap((f) => f.modelTypes).length);
+    expect(supportedFamilies()).toBe('vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration)');
+  });
+
+  it('picks the family by model_type, else by architectures[0]', () => {
+    expect(familyFor({ model_type: 'vargpt_llava' }, 'config.json').family).toBe('vargpt-v1');
+    expect(familyFor({ architectures: ['VARGPTLlavaForConditionalGeneration', 'Other'] }, 'config.json').family).toBe('vargpt-v1');
+    expect(familyFor({ model_type: null, architectures: ['VARGPTLlavaForConditionalGeneration'] }, 'config.json').family).toBe('vargpt-v1');
+  });
+
+  it('refuses an unknown model_type, or no model_type and an unknown architecture, listing the supported families', () => {
+    const list = /supports vargpt_llava \(VARGPT v1, VARGPTLlavaForConditionalGeneration\)/;
+    expect(() => familyFor({ model_type: 'qwen2_vl', architectures: ['VARGPTLlavaForConditionalGeneration'] }, 'c.json')).toThrow(list);
+    expect(() => familyFor({ model_type: 'qwen2_vl' }, 'c.json')).toThrow(/c\.json: model_type "qwen2_vl" is not a model family this runtime supports/);
+    expect(() => familyFor({ model_type: 7 }, 'c.json')).toThrow(/model_type 7 is not/);
+    expect(() => familyFor({ architectures: ['LlavaForConditionalGeneration'] }, 'c.json')).toThrow(/no model_type and architectures\[0\] "LlavaForConditionalGeneration"/);
+    expect(() => familyFor({ architectures: ['LlavaForConditionalGeneration'] }, 'c.json')).toThrow(list);
+    expect(() => familyFor({}, 'c.json')).toThrow(/c\.json has neither model_type nor architectures/);
+    expect(() => familyFor({}, 'c.json')).toThrow(CheckpointError);
+  });
+
+  it('loadModel refuses a checkpoint of an unsupported family before loading weights', async () => {
+    const dir = jsonCheckpoint({ config: (c) => (c['model_type'] = 'blip3o_qwen') });
+    const addon = fakeAddon();
+    const load = loadModelWith(addon, dir);
+    await expect(load).rejects.toBeInstanceOf(CheckpointError);
+    await expect(loadModelWith(addon, dir)).rejects.toThrow(/model_type "blip3o_qwen" is not a model family this runtime supports; it supports vargpt_llava \(VARGPT v1/);
+    expect(addon.loads).toBe(0);
+    await expect(VargptTokenizer.fromDir(dir)).rejects.toThrow(/model_type "blip3o_qwen"/);
+  });
+
+  it('loadModel reads a config without model_type through architectures[0]', async () => {
+    const dir = jsonCheckpoint({ config: (c) => delete c['model_type'] });
+    const model = await loadModelWith(fakeAddon(), dir);
+    expect(model.info.family).toBe('vargpt-v1');
+    expect((await model.chat([{ role: 'user', content: 'hi' }])).stopReason).toBe('eos');
+  });
+
+  it('refuses a runtime that loaded the checkpoint as another family', async () => {
+    const addon = fakeAddon({ ...FIXTURE_INFO, family: 'vargpt-v1.1' });
+    await expect(loadModelWith(addon, jsonCheckpoint())).rejects.toThrow(/config\.json is a vargpt-v1 checkpoint, but the runtime loaded it as "vargpt-v1\.1"/);
+    expect(addon.model.disposeCalls).toBe(1);
+  });
+});
