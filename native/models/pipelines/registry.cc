@@ -28,8 +28,9 @@ const ModelFamily& find_model_family(const std::string& dir) {
   };
   for (const ModelFamily& f : model_families())
     if (has(f.model_types, model_type)) return f;
-  for (const ModelFamily& f : model_families())
-    if (has(f.architectures, architecture)) return f;
+  if (model_type.empty())  // architectures[0] names the family only where model_type is absent
+    for (const ModelFamily& f : model_families())
+      if (has(f.architectures, architecture)) return f;
   std::string supported;
   for (const ModelFamily& f : model_families())
     for (const std::string& t : f.model_types) supported += (supported.empty() ? "" : ", ") + t + " (" + f.name + ")";
