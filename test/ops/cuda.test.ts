@@ -22,8 +22,8 @@
 //   counts must be equal (a tie at rounding level is not expected on random logits).
 import { describe, expect, it } from 'vitest';
 
-import type { NativeTensor, NativeTensorInput } from '../lib/native.js';
-import { cudaAvailable, cudaTitle } from './helpers/cuda.js';
+import type { NativeTensor, NativeTensorInput } from '../../lib/native.js';
+import { cudaAvailable, cudaTitle } from '../helpers/cuda.js';
 import {
   EPS32,
   Rng,
@@ -37,7 +37,7 @@ import {
   i32Tensor,
   numel,
   weightTensor,
-} from './helpers/ops-reference.js';
+} from '../helpers/ops-reference.js';
 
 const u = EPS32;
 

@@ -4,7 +4,7 @@
 // (attentionReference, where the bound is derived).
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { type AttentionShape, Rng, addon, asF32, attentionReference, expectClose, f32Tensor, kernelPaths, runOp } from './helpers/ops-reference.js';
+import { type AttentionShape, Rng, addon, asF32, attentionReference, expectClose, f32Tensor, kernelPaths, runOp } from '../helpers/ops-reference.js';
 
 interface AttnCase extends AttentionShape {
   cache?: { length: number; begin: number }; // k/v stored in a [B, length, Hkv*D] cache

@@ -17,8 +17,8 @@
 // needs all three terms of each operand.
 import { afterAll, describe, expect, it } from 'vitest';
 
-import type { NativeTensorInput } from '../lib/native.js';
-import { f32ToBf16 } from '../lib/tensor.js';
+import type { NativeTensorInput } from '../../lib/native.js';
+import { f32ToBf16 } from '../../lib/tensor.js';
 
 import {
   type Act,
@@ -32,7 +32,7 @@ import {
   kernelPaths,
   runOp,
   weightTensor,
-} from './helpers/ops-reference.js';
+} from '../helpers/ops-reference.js';
 
 type WDType = 'f32' | 'bf16' | 'f16';
 
