@@ -1,0 +1,52 @@
+// runOp table, element-wise ops and positions (the list of ops with their inputs and attrs is at the top of ops.cc).
+#include "ops_bind.h"
+
+namespace vargpt::binding {
+
+void add_elementwise_binders(BinderTable& table) {
+  const BinderTable ops = {
+      {"activation",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 1, 1);
+         Tensor x = in[0];
+         const Activation act = parse_activation(c.op, c.attrs.string("act"));
+         Tensor out = be.empty(DType::F32, x.shape());
+         return BoundOp{[&be, x, act, out] { be.activation(x, act, out); }, {out}};
+       }},
+      {"swiglu",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor g = in[0], u = in[1];
+         Tensor out = be.empty(DType::F32, g.shape());
+         return BoundOp{[&be, g, u, out] { be.swiglu(g, u, out); }, {out}};
+       }},
+      {"add",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor a = in[0], b = in[1];
+         Tensor out = be.empty(DType::F32, a.shape());
+         return BoundOp{[&be, a, b, out] { be.add(a, b, out); }, {out}};
+       }},
+      {"axpby",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor a = in[0], b = in[1];
+         const float alpha = static_cast<float>(c.attrs.number("alpha"));
+         const float beta = static_cast<float>(c.attrs.number("beta"));
+         Tensor out = be.empty(DType::F32, a.shape());
+         return BoundOp{[&be, alpha, a, beta, b, out] { be.axpby(alpha, a, beta, b, out); }, {out}};
+       }},
+      {"rope",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor out = copy_of(be, in[0]);
+         Tensor pos = in[1];
+         const int head_dim = c.attrs.int32("headDim");
+         const float theta = static_cast<float>(c.attrs.number("theta"));
+         return BoundOp{[&be, out, pos, head_dim, theta] { be.rope(out, pos, head_dim, theta); }, {out}};
+       }},
+  };
+  table.insert(ops.begin(), ops.end());
+}
+
+}  // namespace vargpt::binding
