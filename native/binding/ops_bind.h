@@ -12,10 +12,10 @@
 namespace vargpt::binding {
 
 inline Activation parse_activation(const std::string& op, const std::string& name) {
-  for (Activation a :
-       {Activation::None, Activation::SiLU, Activation::GeluErf, Activation::GeluTanh, Activation::QuickGelu})
+  for (Activation a : {Activation::None, Activation::SiLU, Activation::GeluErf, Activation::GeluTanh,
+                       Activation::QuickGelu, Activation::Tanh})
     if (name == activation_name(a)) return a;
-  fail(op, ": unknown activation \"", name, "\" (none, silu, gelu, gelu_tanh, quick_gelu)");
+  fail(op, ": unknown activation \"", name, "\" (none, silu, gelu, gelu_tanh, quick_gelu, tanh)");
 }
 
 // Input access with the op's name in every message; inputs are uploaded to the backend once.
@@ -53,6 +53,17 @@ inline Tensor copy_of(Backend& be, const Tensor& t) {
   Tensor out = be.empty(t.dtype(), t.shape());
   be.copy(t, out);
   return out;
+}
+
+// The output shape of a resize: x's leading axes, then attrs.size = [H, W].
+inline Shape resized_shape(const OpCall& c, const Tensor& x) {
+  const auto size = c.attrs.integers("size");
+  VG_CHECK(size.size() == 2 && size[0] > 0 && size[1] > 0, c.op, ": size must be [H, W], positive");
+  VG_CHECK(x.rank() == 3 || x.rank() == 4, c.op, ": x ", x.describe(), " must be [N?, C, H, W]");
+  Shape s = x.shape();
+  s[s.size() - 2] = size[0];
+  s[s.size() - 1] = size[1];
+  return s;
 }
 
 using Binder = std::function<BoundOp(Backend&, const OpCall&)>;

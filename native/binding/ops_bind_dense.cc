@@ -35,6 +35,7 @@ void add_dense_binders(BinderTable& table) {
          p.head_dim = c.attrs.int32("headDim");
          p.scale = static_cast<float>(c.attrs.number("scale"));
          p.mask = c.attrs.boolean("causal", false) ? AttentionMask::Causal : AttentionMask::None;
+         if (c.attrs.has("segments")) p.segments = c.attrs.integers("segments");
          Tensor q = in[0], k = in[1], v = in[2];
          if (c.attrs.has("kvBegin") || c.attrs.has("kvEnd")) {
            const int64_t len = k.rank() >= 2 ? k.dim(-2) : 0;

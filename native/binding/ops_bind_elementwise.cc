@@ -1,4 +1,5 @@
-// runOp table, element-wise ops and positions (the list of ops with their inputs and attrs is at the top of ops.cc).
+// runOp table, element-wise ops, positions and reductions (the list of ops with their inputs and attrs is at the top of ops.cc).
+#include "../backend/op_checks.h"
 #include "ops_bind.h"
 
 namespace vargpt::binding {
@@ -19,6 +20,24 @@ void add_elementwise_binders(BinderTable& table) {
          Tensor g = in[0], u = in[1];
          Tensor out = be.empty(DType::F32, g.shape());
          return BoundOp{[&be, g, u, out] { be.swiglu(g, u, out); }, {out}};
+       }},
+      {"glu",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor g = in[0], u = in[1];
+         const Activation act = parse_activation(c.op, c.attrs.string("act"));
+         Tensor out = be.empty(DType::F32, g.shape());
+         return BoundOp{[&be, g, u, act, out] { be.glu(g, u, act, out); }, {out}};
+       }},
+      {"binary",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 2);
+         Tensor a = in[0], b = in[1];
+         const std::string name = c.attrs.string("op");
+         VG_CHECK(name == "add" || name == "mul", c.op, ": op \"", name, "\" must be add or mul");
+         const BinaryOp op = name == "mul" ? BinaryOp::Mul : BinaryOp::Add;
+         Tensor out = be.empty(DType::F32, broadcast_shape("binary", a, b));
+         return BoundOp{[&be, op, a, b, out] { be.binary(op, a, b, out); }, {out}};
        }},
       {"add",
        [](Backend& be, const OpCall& c) {
@@ -44,6 +63,21 @@ void add_elementwise_binders(BinderTable& table) {
          const int head_dim = c.attrs.int32("headDim");
          const float theta = static_cast<float>(c.attrs.number("theta"));
          return BoundOp{[&be, out, pos, head_dim, theta] { be.rope(out, pos, head_dim, theta); }, {out}};
+       }},
+      {"mean",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 1, 1);
+         Tensor x = in[0];
+         const int axis = c.attrs.int32("axis");
+         const bool keepdim = c.attrs.boolean("keepdim", false);
+         VG_CHECK(x.rank() >= 1 && axis >= -x.rank() && axis < x.rank(), c.op, ": axis ", axis,
+                  " is out of range for x ", x.describe());
+         const int ax = axis < 0 ? axis + x.rank() : axis;
+         Shape s = x.shape();
+         if (keepdim) s[ax] = 1;
+         else s.erase(s.begin() + ax);
+         Tensor out = be.empty(DType::F32, s);
+         return BoundOp{[&be, x, axis, out] { be.mean(x, axis, out); }, {out}};
        }},
   };
   table.insert(ops.begin(), ops.end());

@@ -51,28 +51,20 @@ void add_image_binders(BinderTable& table) {
       {"resize_bicubic",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 1, 1);
-         Tensor x = in[0];
-         const auto size = c.attrs.integers("size");
-         VG_CHECK(size.size() == 2 && size[0] > 0 && size[1] > 0, c.op, ": size must be [H, W], positive");
-         VG_CHECK(x.rank() == 3 || x.rank() == 4, c.op, ": x ", x.describe(), " must be [N?, C, H, W]");
-         Shape s = x.shape();
-         s[s.size() - 2] = size[0];
-         s[s.size() - 1] = size[1];
-         Tensor out = be.empty(DType::F32, s);
+         Tensor x = in[0], out = be.empty(DType::F32, resized_shape(c, x));
          return BoundOp{[&be, x, out] { be.resize_bicubic(x, out); }, {out}};
        }},
       {"resize_area",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 1, 1);
-         Tensor x = in[0];
-         const auto size = c.attrs.integers("size");
-         VG_CHECK(size.size() == 2 && size[0] > 0 && size[1] > 0, c.op, ": size must be [H, W], positive");
-         VG_CHECK(x.rank() == 3 || x.rank() == 4, c.op, ": x ", x.describe(), " must be [N?, C, H, W]");
-         Shape s = x.shape();
-         s[s.size() - 2] = size[0];
-         s[s.size() - 1] = size[1];
-         Tensor out = be.empty(DType::F32, s);
+         Tensor x = in[0], out = be.empty(DType::F32, resized_shape(c, x));
          return BoundOp{[&be, x, out] { be.resize_area(x, out); }, {out}};
+       }},
+      {"resize_bilinear",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 1, 1);
+         Tensor x = in[0], out = be.empty(DType::F32, resized_shape(c, x));
+         return BoundOp{[&be, x, out] { be.resize_bilinear(x, out); }, {out}};
        }},
   };
   table.insert(ops.begin(), ops.end());

@@ -36,12 +36,32 @@ void add_norm_binders(BinderTable& table) {
          Tensor out = be.empty(DType::F32, x.shape());
          return BoundOp{[&be, x, scale, shift, eps, out] { be.adaln_modulate(x, scale, shift, eps, out); }, {out}};
        }},
+      {"norm_modulate",
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 5);
+         Tensor x = in[0], scale = in[1];
+         const Tensor* sp = in.optional(2);
+         const Tensor* wp = in.optional(3);
+         const Tensor* bp = in.optional(4);
+         Tensor shift = sp ? *sp : Tensor(), w = wp ? *wp : Tensor(), b = bp ? *bp : Tensor();
+         const std::string kind = c.attrs.string("norm");
+         VG_CHECK(kind == "layer" || kind == "rms", c.op, ": norm \"", kind, "\" must be layer or rms");
+         const NormKind norm = kind == "rms" ? NormKind::RMSNorm : NormKind::LayerNorm;
+         const float eps = static_cast<float>(c.attrs.number("eps"));
+         Tensor out = be.empty(DType::F32, x.shape());
+         return BoundOp{[&be, x, norm, w, b, eps, scale, shift, out] {
+                          be.norm_modulate(x, norm, w.defined() ? &w : nullptr, b.defined() ? &b : nullptr, eps,
+                                           scale, shift.defined() ? &shift : nullptr, out);
+                        },
+                        {out}};
+       }},
       {"gated_add",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 3, 3);
          Tensor out = copy_of(be, in[0]);
          Tensor y = in[1], gate = in[2];
-         return BoundOp{[&be, out, y, gate] { be.gated_add(out, y, gate); }, {out}};
+         const Activation act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
+         return BoundOp{[&be, out, y, gate, act] { be.gated_add(out, y, gate, act); }, {out}};
        }},
       {"group_norm",
        [](Backend& be, const OpCall& c) {
