@@ -2,11 +2,13 @@
 // non-zero inputs whose sizes do not divide the CUDA tiles (64 x 64 GEMM tiles, 16-row GEMV
 // cutoff, 4-query attention blocks, 32 x 32 transpose tiles). Skipped, saying why, where the
 // loaded addon has no usable CUDA device (see helpers/cuda.ts for how to load the CUDA build).
+// Each case names the Backend ops it covers in brackets at the start of its title ("[glu] ...");
+// cuda-coverage.test.ts fails when a Backend op has no such case.
 //
 // Tolerances (u = 2^-24, the f32 unit roundoff). Each backend is within its own rounding bound of
 // the exact result, so the two may differ by the sum of both bounds:
-// - exact (0): data movement (copy, cast, transpose, upsample, embedding), argmax, add, and the
-//   resize kernels, which repeat the CPU's float operations one by one without fused
+// - exact (0): data movement (copy, cast, transpose, upsample, embedding), argmax, add, binary (one
+//   correctly rounded f32 add or mul on each side), and the resize kernels, which repeat the CPU's float operations one by one without fused
 //   multiply-adds (exact on x86-64, where the CPU build does not contract either).
 // - dot products of K terms (linear, conv2d): f32 accumulation in any order is within
 //   K·u·Σ|x_k w_k| of exact on each side. The tensor-core path (bf16/f16 weights, M > 16) splits
@@ -15,8 +17,11 @@
 //   plus 32u of the result where an activation follows.
 // - row statistics (norms): sums of C terms, C·u relative on each side, amplified by 1/std for the
 //   mean-subtracting norms: 2(2C + 16)·u·(|w|·max|x - mean|/std + |b|) per row.
-// - transcendental functions: CUDA's expf/erff/cosf/sinf are within 2 ulp, the CPU's exp_approx
-//   within 2 ulp: 32u·(|y| + |x|) for activations, 16u·(|x1| + |x2|) for RoPE.
+// - transcendental functions: CUDA's expf/erff/tanhf/cosf/sinf are within 2 ulp, the CPU's
+//   exp_approx within 2 ulp and its tanh within 3: 32u·(|y| + |x|) for activations (glu: the
+//   same through the product with up), 16u·(|x1| + |x2|) for RoPE.
+// - norm_modulate: the row-statistics bound times |1 + scale|, plus 4u of the shift.
+// - mean: double sums on both sides, each then rounded to f32: 2u·|y| + n·2^-51·max|x|.
 // - attention: the bound of attentionReference (helpers/ops-reference.ts).
 // - sampling: the filters and the draw are evaluated in double on both sides, so indices and kept
 //   counts must be equal (a tie at rounding level is not expected on random logits).
