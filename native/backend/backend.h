@@ -3,7 +3,9 @@
 //
 // Conventions shared by every implementation:
 // - Float activations are f32. Weights passed to linear() and embedding() may be f32, bf16 or f16
-//   and are read in their stored type.
+//   and are read in their stored type. The ops that also take bf16 activations (read in their
+//   stored type, results f32) are exactly: linear (x) and attention (q, k, v: a KV cache kept in
+//   bf16). Every other op takes f32 activations.
 // - Outputs are preallocated by the caller (so KV caches and step buffers are reused) and must
 //   not alias inputs unless an op says it works in place.
 // - "[B, L, C]" tensors need dense rows (stride 1 on the last axis); the other strides may be
@@ -21,7 +23,9 @@
 
 namespace vargpt {
 
-enum class Activation : uint8_t { None, SiLU, GeluErf, GeluTanh, QuickGelu };
+// Element functions: silu(x) = x sigmoid(x); gelu (erf) = x/2 (1 + erf(x/sqrt 2)); gelu_tanh =
+// x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); quick_gelu = x sigmoid(1.702 x); tanh.
+enum class Activation : uint8_t { None, SiLU, GeluErf, GeluTanh, QuickGelu, Tanh };
 const char* activation_name(Activation act);
 
 enum class AttentionMask : uint8_t {
@@ -39,7 +43,22 @@ struct AttentionParams {
   int head_dim = 64;
   float scale = 0.125f;  // softmax(scale * q k^T)
   AttentionMask mask = AttentionMask::None;
+  // Segments (cu_seqlens), empty = one segment. Otherwise self-attention over segments: Lq == Lk
+  // = L, segments = {o_0, ..., o_S} with 0 = o_0 < o_1 < ... < o_S = L (host ints), and query i
+  // of segment [o_s, o_s+1) sees only the keys of that segment (with Causal also only keys <= i).
+  // The same offsets apply to every batch row. Qwen2-VL's ViT (several images in one call) and
+  // Qwen2.5-VL's window attention.
+  std::vector<int64_t> segments;
 };
+
+// Normalisation of norm_modulate.
+enum class NormKind : uint8_t {
+  LayerNorm,  // (x - mean) / sqrt(biased var + eps)
+  RMSNorm,    // x / sqrt(mean(x^2) + eps)
+};
+
+// Element-wise operation of binary().
+enum class BinaryOp : uint8_t { Add, Mul };
 
 struct Conv2dParams {
   int stride = 1;
@@ -78,10 +97,13 @@ class Backend {
 
   // ---- dense algebra
   // y[M, N] = act(x[M, K] · w[N, K]^T + bias[N]), or y += that when accumulate (residual add).
+  // x may be f32 or bf16 (read as stored); w and bias f32, bf16 or f16; y f32.
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                       Activation act = Activation::None, bool accumulate = false) = 0;
   // Multi-head attention with online softmax (memory linear in Lk).
-  // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D].
+  // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
+  // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With
+  // params.segments, see AttentionParams.
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                          const AttentionParams& params) = 0;
 
@@ -93,8 +115,18 @@ class Backend {
   // AdaLN: y = LayerNorm(x, no affine) * (1 + scale[b]) + shift[b]; x, y [B, L, C]; scale, shift [B, C].
   virtual void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
                               const Tensor& y) = 0;
-  // Gated residual: x[b] += y[b] * gate[b]; x, y [B, L, C]; gate [B, C]. In place on x.
-  virtual void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) = 0;
+  // Norm + modulate: y = norm(x) [* weight + bias] * (1 + scale[b]) [+ shift[b]]. x, y f32
+  // [B, L, C] (or [L, C], B = 1); scale and shift f32 [B, C] (or [C] when B = 1); weight and bias
+  // [C] in any float type. weight, bias and shift may each be null (absent). y may be x itself
+  // (the same view), not a partly overlapping one. Infinity: LayerNorm, no affine, scale and
+  // shift; Lumina-Next: RMSNorm with weight, scale only.
+  virtual void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                             const Tensor& scale, const Tensor* shift, const Tensor& y) = 0;
+  // Gated residual: x[b] += y[b] * g(gate[b]) with g = gate_act (None: identity; Tanh for
+  // Lumina-Next); x, y f32 [B, L, C] (or [L, C]); gate f32 [B, C] (or [C] when B = 1). In place
+  // on x; y may not overlap x.
+  virtual void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate,
+                         Activation gate_act = Activation::None) = 0;
   // x, y [N, C, H, W] (or [C, H, W]); weight, bias [C].
   virtual void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
                           const Tensor& y) = 0;
@@ -102,8 +134,16 @@ class Backend {
   // ---- element-wise
   virtual void activation(const Tensor& x, Activation act, const Tensor& y) = 0;  // may run in place
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;   // y = silu(gate) * up
+  // GLU: y = act(gate) * up (SiLU: SwiGLU; GeluTanh / GeluErf: GEGLU); gate, up, y f32 of one
+  // shape with dense rows; y may be gate or up itself (the same view).
+  virtual void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) = 0;
   // y = a + b where b's shape is a suffix of a's (b repeats over a's leading axes). May run in place on a.
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  // y = a (+ or *) b with NumPy broadcasting: shapes are aligned at their last axes (the shorter
+  // one padded with leading 1s), each axis pair must be equal or contain a 1, and y's shape must
+  // be exactly the broadcast shape; rank at most 8. a, b, y f32 with any strides. y may be a or
+  // b itself (the same view, so of the full shape), otherwise it may not overlap them.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) = 0;
   // y = alpha * a + beta * b, same shapes. May run in place.
   virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) = 0;
 
@@ -128,8 +168,17 @@ class Backend {
   virtual void resize_bicubic(const Tensor& x, const Tensor& y) = 0;
   // PyTorch F.interpolate(mode="area") = adaptive average pooling.
   virtual void resize_area(const Tensor& x, const Tensor& y) = 0;
+  // PyTorch F.interpolate(mode="bilinear", align_corners=False, antialias=False): half-pixel
+  // centres, source coordinate (in/out) (d + 0.5) - 0.5 clamped below at 0, up or down.
+  virtual void resize_bilinear(const Tensor& x, const Tensor& y) = 0;
   // y[C, R] = x[R, C]^T (or batched [B, R, C] -> [B, C, R]).
   virtual void transpose(const Tensor& x, const Tensor& y) = 0;
+
+  // ---- reductions
+  // y = mean of x over `axis` (negative counts from the end), x f32 of rank 1 to 4, contiguous;
+  // y f32 contiguous, of x's shape with that axis removed or kept as 1 (keepdim). Summed in
+  // double, so y is the f32 rounding of the exact mean to within a few ulp.
+  virtual void mean(const Tensor& x, int axis, const Tensor& y) = 0;
 
   // ---- tokens and codebooks
   // out[n] = table[ids[n]] widened to f32; ids i32 [N], table [V, C]; an id outside [0, V) throws.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../core/error.h"
 #include "../core/tensor.h"
@@ -92,6 +93,16 @@ inline AttentionDims check_attention_args(const char* op, const Tensor& q, const
   check_no_alias(op, "q", q, "out", out);
   check_no_alias(op, "k", k, "out", out);
   check_no_alias(op, "v", v, "out", out);
+  if (!p.segments.empty()) {
+    VG_CHECK(Lq == Lk, op, ": segments need self-attention (as many queries as keys), but q ", q.describe(),
+             " and k ", k.describe(), " differ");
+    const std::vector<int64_t>& o = p.segments;
+    VG_CHECK(o.size() >= 2 && o.front() == 0 && o.back() == Lq, op, ": segments must run from 0 to ", Lq,
+             " (cu_seqlens of the ", Lq, " tokens), got ", o.size(), " offsets from ", o.front(), " to ", o.back());
+    for (size_t s = 1; s < o.size(); ++s)
+      VG_CHECK(o[s] > o[s - 1], op, ": segment offsets must increase strictly, but offset ", s, " = ", o[s],
+               " follows ", o[s - 1]);
+  }
   return {B, Lq, Lk, D, Hq, Hkv};
 }
 
@@ -113,6 +124,17 @@ inline RopeDims check_rope_args(const char* op, const Tensor& x, const Tensor& t
   check_dense_rows(op, "table", table);
   check_no_alias(op, "table", table, "x", x);
   return {x.numel() / x.dim(-1), L, x.dim(-1) / head_dim, head_dim / 2};
+}
+
+// Keys [begin, end) visible to query i of an attention problem: the causal prefix (the queries
+// being the last Lq positions) intersected with the query's segment (AttentionParams::segments,
+// whose search the caller does: `seg_begin` / `seg_end` are the bounds of i's segment, or 0 / Lk).
+struct KeyRange {
+  int64_t begin, end;
+};
+inline KeyRange visible_keys(int64_t i, int64_t Lq, int64_t Lk, bool causal, int64_t seg_begin, int64_t seg_end) {
+  const int64_t causal_end = causal ? Lk - Lq + i + 1 : Lk;
+  return {seg_begin, std::min(seg_end, causal_end)};
 }
 
 // ---- images: [N, C, H, W] or [C, H, W]
@@ -321,6 +343,153 @@ inline int64_t check_batch_vector(const char* op, const char* name, const Tensor
   VG_CHECK(ok, op, ": ", name, " ", t.describe(), " must be [", batch, ", ", C, "] for x ", x.describe());
   check_dense_rows(op, name, t);
   return t.rank() == 2 && batch > 1 ? t.stride(0) : 0;
+}
+
+// ---- same-shape element-wise ops (swiglu, glu, axpby, activation): a, b and y of one shape
+// with dense rows; y may be an input itself (the same view), not a partly overlapping one.
+
+inline bool same_view(const Tensor& s, const Tensor& t) {
+  return s.raw() == t.raw() && s.strides() == t.strides() && s.shape() == t.shape();
+}
+
+inline void check_elementwise_args(const char* op, const char* a_name, const Tensor& a, const char* b_name,
+                                   const Tensor& b, const Tensor& y) {
+  check_same_shape(op, a_name, a, b_name, b);
+  check_same_shape(op, a_name, a, "y", y);
+  check_dense_rows(op, a_name, a);
+  check_dense_rows(op, b_name, b);
+  check_dense_rows(op, "y", y);
+  VG_CHECK(!overlaps(a, y) || same_view(a, y), op, ": y ", y.describe(), " partly overlaps ", a_name, " ",
+           a.describe());
+  VG_CHECK(!overlaps(b, y) || same_view(b, y), op, ": y ", y.describe(), " partly overlaps ", b_name, " ",
+           b.describe());
+}
+
+// ---- binary(op, a, b, y): NumPy broadcasting. The plan walks y's elements in row-major order
+// over `rank` collapsed axes (size-1 axes dropped, axes merged where all three operands step
+// uniformly across them); a broadcast axis has stride 0 in its operand. rank 0 = one element.
+
+constexpr int kMaxBroadcastRank = 8;
+
+struct BroadcastPlan {
+  int rank = 0;
+  int64_t dims[kMaxBroadcastRank] = {};
+  int64_t a_strides[kMaxBroadcastRank] = {}, b_strides[kMaxBroadcastRank] = {}, y_strides[kMaxBroadcastRank] = {};
+  int64_t count = 1;  // elements of y
+};
+
+// The broadcast shape of a and b; throws where an axis pair differs with neither being 1.
+inline Shape broadcast_shape(const char* op, const Tensor& a, const Tensor& b) {
+  const int R = std::max(a.rank(), b.rank());
+  Shape shape(static_cast<size_t>(R));
+  for (int i = 0; i < R; ++i) {
+    const int ia = i - (R - a.rank()), ib = i - (R - b.rank());
+    const int64_t da = ia >= 0 ? a.shape()[ia] : 1, db = ib >= 0 ? b.shape()[ib] : 1;
+    VG_CHECK(da == db || da == 1 || db == 1, op, ": a ", a.describe(), " and b ", b.describe(),
+             " do not broadcast (axis ", i - R, ": ", da, " vs ", db, ")");
+    shape[i] = da == 1 ? db : da;
+  }
+  return shape;
+}
+
+inline BroadcastPlan check_binary_args(const char* op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  const int R = std::max(a.rank(), b.rank());
+  VG_CHECK(R <= kMaxBroadcastRank && y.rank() <= kMaxBroadcastRank, op, ": a ", a.describe(), ", b ", b.describe(),
+           " and y ", y.describe(), " may have at most ", kMaxBroadcastRank, " axes");
+  const Shape expected = broadcast_shape(op, a, b);
+  VG_CHECK(y.shape() == expected, op, ": y ", y.describe(), " must have the broadcast shape ", shape_string(expected),
+           " of a ", a.describe(), " and b ", b.describe());
+  VG_CHECK(!overlaps(a, y) || same_view(a, y), op, ": y ", y.describe(), " partly overlaps a ", a.describe());
+  VG_CHECK(!overlaps(b, y) || same_view(b, y), op, ": y ", y.describe(), " partly overlaps b ", b.describe());
+  BroadcastPlan plan;
+  for (int i = 0; i < R; ++i) {
+    const int64_t n = expected[i];
+    plan.count *= n;
+    if (n == 1) continue;
+    const int ia = i - (R - a.rank()), ib = i - (R - b.rank());
+    const int64_t sa = ia >= 0 && a.shape()[ia] != 1 ? a.strides()[ia] : 0;
+    const int64_t sb = ib >= 0 && b.shape()[ib] != 1 ? b.strides()[ib] : 0;
+    const int64_t sy = y.strides()[i];
+    const int r = plan.rank - 1;
+    // Merge into the previous axis when each operand's stride there is this axis's span.
+    if (r >= 0 && plan.a_strides[r] == sa * n && plan.b_strides[r] == sb * n && plan.y_strides[r] == sy * n) {
+      plan.dims[r] *= n;
+      plan.a_strides[r] = sa;
+      plan.b_strides[r] = sb;
+      plan.y_strides[r] = sy;
+      continue;
+    }
+    plan.dims[plan.rank] = n;
+    plan.a_strides[plan.rank] = sa;
+    plan.b_strides[plan.rank] = sb;
+    plan.y_strides[plan.rank] = sy;
+    ++plan.rank;
+  }
+  return plan;
+}
+
+// ---- norm_modulate(x, norm, weight, bias, eps, scale, shift, y) and adaln_modulate
+
+struct ModulateDims {
+  int64_t batch, len, channels, scale_stride, shift_stride;
+};
+
+inline ModulateDims check_modulate_args(const char* op, const Tensor& x, const Tensor& scale, const Tensor* shift,
+                                        const Tensor& y) {
+  check_rank(op, "x", x, 2, 3);
+  check_same_shape(op, "x", x, "y", y);
+  check_dense_rows(op, "x", x);
+  check_dense_rows(op, "y", y);
+  VG_CHECK(!overlaps(x, y) || same_view(x, y), op, ": y ", y.describe(), " partly overlaps x ", x.describe());
+  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
+  const int64_t scale_stride = check_batch_vector(op, "scale", scale, x, B);
+  const int64_t shift_stride = shift != nullptr ? check_batch_vector(op, "shift", *shift, x, B) : 0;
+  return {B, L, C, scale_stride, shift_stride};
+}
+
+// ---- gated_add(x, y, gate, act): x, y [B, L, C] (or [L, C]), gate [B, C]; y may not overlap x
+
+struct GatedDims {
+  int64_t batch, len, channels, gate_stride;
+};
+
+inline GatedDims check_gated_add_args(const char* op, const Tensor& x, const Tensor& y, const Tensor& gate) {
+  check_rank(op, "x", x, 2, 3);
+  check_same_shape(op, "x", x, "y", y);
+  check_dense_rows(op, "x", x);
+  check_dense_rows(op, "y", y);
+  check_no_alias(op, "y", y, "x", x);
+  const int64_t B = x.rank() == 3 ? x.dim(0) : 1;
+  return {B, x.dim(-2), x.dim(-1), check_batch_vector(op, "gate", gate, x, B)};
+}
+
+// ---- mean(x, axis, y): x [outer..., n, inner...] contiguous -> y [outer..., inner...]
+
+struct MeanDims {
+  int64_t outer, n, inner;
+};
+
+inline MeanDims check_mean_args(const char* op, const Tensor& x, int axis, const Tensor& y) {
+  check_rank(op, "x", x, 1, 4);
+  const int R = x.rank();
+  VG_CHECK(axis >= -R && axis < R, op, ": axis ", axis, " is out of range for x ", x.describe());
+  const int ax = axis < 0 ? axis + R : axis;
+  Shape dropped, kept = x.shape();
+  for (int i = 0; i < R; ++i)
+    if (i != ax) dropped.push_back(x.shape()[i]);
+  kept[ax] = 1;
+  VG_CHECK(y.shape() == dropped || y.shape() == kept, op, ": y ", y.describe(), " must be f32",
+           shape_string(dropped), " or f32", shape_string(kept), " (keepdim) for the mean of x ", x.describe(),
+           " over axis ", axis);
+  VG_CHECK(x.dim(ax) > 0 || y.numel() == 0, op, ": the mean over an empty axis ", axis, " of x ", x.describe(),
+           " is undefined");
+  check_contiguous(op, "x", x);
+  check_contiguous(op, "y", y);
+  check_no_alias(op, "x", x, "y", y);
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < ax; ++i) outer *= x.shape()[i];
+  for (int i = ax + 1; i < R; ++i) inner *= x.shape()[i];
+  return {outer, x.dim(ax), inner};
 }
 
 }  // namespace vargpt

@@ -24,6 +24,7 @@ const char* activation_name(Activation act) {
     case Activation::GeluErf: return "gelu";
     case Activation::GeluTanh: return "gelu_tanh";
     case Activation::QuickGelu: return "quick_gelu";
+    case Activation::Tanh: return "tanh";
   }
   return "?";
 }

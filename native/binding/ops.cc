@@ -16,17 +16,23 @@
 // fill                []                              shape, value                            [y f32]
 // cast                [x]                             dtype                                   [y]
 // transpose           [x [R,C] | [B,R,C]]                                                     [y]
-// linear              [x, w, bias|null?, yInit?]      act?, accumulate? (needs yInit)         [y]
-// attention           [q, k, v]                       qHeads, kvHeads, headDim, scale,        [out]
-//                                                     causal?, kvBegin?, kvEnd? (slice of k/v axis -2)
+// linear              [x (f32|bf16), w, bias|null?,   act?, accumulate? (needs yInit)         [y]
+//                      yInit?]
+// attention           [q, k, v] (f32 or bf16)         qHeads, kvHeads, headDim, scale,        [out]
+//                                                     causal?, kvBegin?, kvEnd? (slice of k/v axis -2),
+//                                                     segments?: [0, o_1, ..., L] (cu_seqlens)
 // rms_norm            [x, weight]                     eps                                     [y]
 // layer_norm          [x, weight|null?, bias|null?]   eps                                     [y]
 // adaln_modulate      [x, scale, shift]               eps                                     [y]
-// gated_add           [x, y, gate]                                                            [x + y * gate]
+// norm_modulate       [x, scale, shift|null?,         norm: "layer" | "rms", eps              [y]
+//                      weight|null?, bias|null?]
+// gated_add           [x, y, gate]                    act? (of the gate, default none)        [x + y * act(gate)]
 // group_norm          [x, weight, bias]               groups, eps                             [y]
 // activation          [x]                             act                                     [y]
 // swiglu              [gate, up]                                                              [y]
+// glu                 [gate, up]                      act                                     [y]
 // add                 [a, b]                                                                  [y]
+// binary              [a, b]                          op: "add" | "mul" (NumPy broadcasting)  [y]
 // axpby               [a, b]                          alpha, beta                             [y]
 // rope                [x, table f32 [L, D]]           headDim, pairing?                       [x rotated]
 // l2_normalize_heads  [x, headScale|null?]            headDim                                 [x normalised]
@@ -34,6 +40,8 @@
 // upsample_nearest2x  [x]                                                                     [y]
 // resize_bicubic      [x]                             size: [H, W]                            [y]
 // resize_area         [x]                             size: [H, W]                            [y]
+// resize_bilinear     [x]                             size: [H, W]                            [y]
+// mean                [x]                             axis, keepdim?                          [y]
 // embedding           [ids i32, table]                                                        [out f32]
 // vq_nearest          [z, codebook]                                                           [idx i32]
 // argmax              [x]                                                                     [idx i32]
@@ -46,7 +54,7 @@
 // device_memory       []  (cuda only)                                                         [i64[5] bytes in use,
 //                                                              cached, peak, free on the device, device total]
 //
-// act: "none" | "silu" | "gelu" | "gelu_tanh" | "quick_gelu". seed and stream: integers below
+// act: "none" | "silu" | "gelu" | "gelu_tanh" | "quick_gelu" | "tanh". seed and stream: integers below
 // 2^53 or BigInts below 2^64.
 #include <chrono>
 #include <map>

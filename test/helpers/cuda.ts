@@ -4,7 +4,7 @@
 // build/Release) has no CUDA library, so on a GPU machine build it with cmake-js and point the
 // tests at it:
 //   npm run build:cuda -- --out build-cuda
-//   VARGPT_ADDON_PATH=build-cuda/Release/vargpt.node npx vitest run test/ops-cuda.test.ts test/vargpt-v1/model-cuda.test.ts
+//   VARGPT_ADDON_PATH=build-cuda/Release/vargpt.node npx vitest run test/ops/cuda.test.ts test/vargpt-v1/model-cuda.test.ts
 import { native } from '../../lib/native.js';
 
 const info = native().devices().cuda;

@@ -186,7 +186,7 @@ export function erf(x: number): number {
   return x < 0 ? erfc - 1 : 1 - erfc;
 }
 
-export type Act = 'none' | 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu';
+export type Act = 'none' | 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu' | 'tanh';
 
 export function actRef(act: Act, x: number): number {
   switch (act) {
@@ -200,6 +200,8 @@ export function actRef(act: Act, x: number): number {
       return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
     case 'quick_gelu':
       return x / (1 + Math.exp(-1.702 * x));
+    case 'tanh':
+      return Math.tanh(x);
   }
 }
 
@@ -214,19 +216,21 @@ export interface AttentionShape {
   D: number;
   scale: number;
   causal: boolean; // query i of Lq sees keys [0, Lk - Lq + i] (backend.h)
+  segments?: number[]; // cu_seqlens (Lq = Lk): query i sees only the keys of its segment
 }
 
 // softmax(scale · q k^T) v per head in float64, with a per-element tolerance for an f32 kernel.
-// q is [B, Lq, Hq*D]; k and v are rows [kvBegin, kvBegin + Lk) of [B, kvLen, Hkv*D] caches.
+// q is [B, Lq, Hq*D]; k and v are rows [kvBegin, kvBegin + Lk) of [B, kvLen, Hkv*D] caches. With
+// segments, query i sees only the keys of its segment (AttentionParams::segments).
 // Tolerance: a score s_j = scale·q·k_j in f32 is off by at most δ ≈ 2D·u·scale·Σ|q_d k_jd|
 // (u = 2^-24); softmax turns score errors δ into relative weight errors of at most 2δ, so the
 // output moves by ≤ 4δ·Σ_j p_j|v_j|; the weighted sum over Lk keys and the exp approximation (a
 // few ulp) add (Lk + D + 8)·u·Σ_j p_j|v_j|. The tolerance is 2x that bound.
 export function attentionReference(
   c: AttentionShape,
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
   kvLen: number,
   kvBegin: number,
 ): { out: Float64Array; tol: Float64Array } {
@@ -238,11 +242,17 @@ export function attentionReference(
     for (let h = 0; h < Hq; h++) {
       const hk = Math.floor(h / group);
       for (let i = 0; i < Lq; i++) {
-        const last = c.causal ? Lk - Lq + i : Lk - 1;
+        let first = 0;
+        let last = c.causal ? Lk - Lq + i : Lk - 1;
+        if (c.segments) {
+          const seg = c.segments.findIndex((o, s) => o <= i && i < c.segments![s + 1]!);
+          first = c.segments[seg]!;
+          last = Math.min(last, c.segments[seg + 1]! - 1);
+        }
         const qOff = (b * Lq + i) * Hq * D + h * D;
         const s: number[] = [];
         let delta = 0;
-        for (let j = 0; j <= last; j++) {
+        for (let j = first; j <= last; j++) {
           const kOff = (b * kvLen + kvBegin + j) * Hkv * D + hk * D;
           let dot = 0;
           let abs = 0;
@@ -259,10 +269,10 @@ export function attentionReference(
         for (let d = 0; d < D; d++) {
           let acc = 0;
           let absAcc = 0;
-          for (let j = 0; j <= last; j++) {
+          for (let j = first; j <= last; j++) {
             const vv = v[(b * kvLen + kvBegin + j) * Hkv * D + hk * D + d]!;
-            acc += (p[j]! / total) * vv;
-            absAcc += (p[j]! / total) * Math.abs(vv);
+            acc += (p[j - first]! / total) * vv;
+            absAcc += (p[j - first]! / total) * Math.abs(vv);
           }
           out[qOff + d] = acc;
           tol[qOff + d] = 2 * (4 * delta + (Lk + D + 8) * EPS32) * absAcc + 1e-30;

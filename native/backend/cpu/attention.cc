@@ -1,6 +1,7 @@
 // Multi-head attention with online softmax (flash-attention style): keys are visited in blocks,
 // each query keeps a running maximum, normaliser and output accumulator, so memory stays linear
-// in Lk whatever the sequence length.
+// in Lk whatever the sequence length. q, k and v may be f32 or bf16 (widened as they are read);
+// with segments (cu_seqlens) each query visits only its segment's keys.
 //
 // Two paths:
 // - blocked (Lq >= 8: prefill, VAR scales, ViT, VQ-VAE), work split over (batch, head, block of
@@ -28,14 +29,32 @@ constexpr int64_t kTileQueries = 128;  // queries per work item on the blocked p
 constexpr int64_t kTileKeys = 128;     // keys per online-softmax step (a multiple of every nr)
 constexpr int64_t kBlockedFrom = 8;    // queries from which the blocked path pays for its packing
 
-struct View3 {  // [B, L, H*D] with dense rows
-  const float* base;
+struct View3 {  // [B, L, H*D] with dense rows, f32 or bf16; strides in elements
+  const char* base;
+  DType dtype;
   int64_t batch_stride, row_stride;
+  size_t item() const { return dtype_size(dtype); }
+  // Element (b, row, col) as a typed pointer.
+  const void* at(int64_t b, int64_t row, int64_t col) const {
+    return base + static_cast<size_t>(b * batch_stride + row * row_stride + col) * item();
+  }
+  // n elements from (b, row, col) as f32: in place when stored as f32, else widened into buf.
+  const float* f32(int64_t b, int64_t row, int64_t col, int64_t n, float* buf) const {
+    const void* p = at(b, row, col);
+    if (dtype == DType::F32) return static_cast<const float*>(p);
+    const uint16_t* src = static_cast<const uint16_t*>(p);
+    for (int64_t e = 0; e < n; ++e) buf[e] = bf16_to_f32(src[e]);
+    return buf;
+  }
+  GemmB gemm_b(int64_t b, int64_t row, int64_t col, bool k_major) const {
+    return GemmB{at(b, row, col), dtype, row_stride, k_major};
+  }
 };
 
 View3 view3(const Tensor& t) {
-  if (t.rank() == 2) return {t.data<float>(), 0, t.dim(0) > 1 ? t.stride(0) : t.dim(1)};
-  return {t.data<float>(), t.stride(0), t.dim(1) > 1 ? t.stride(1) : t.dim(2)};
+  const char* base = static_cast<const char*>(t.raw());
+  if (t.rank() == 2) return {base, t.dtype(), 0, t.dim(0) > 1 ? t.stride(0) : t.dim(1)};
+  return {base, t.dtype(), t.stride(0), t.dim(1) > 1 ? t.stride(1) : t.dim(2)};
 }
 
 struct Problem {
@@ -44,8 +63,13 @@ struct Problem {
   int64_t D, Lq, Lk, group;
   bool causal;
   float scale;
-  // Keys [0, visible_end(i)) are visible to query i.
-  int64_t visible_end(int64_t i) const { return causal ? Lk - Lq + i + 1 : Lk; }
+  const std::vector<int64_t>* segments;  // AttentionParams::segments (empty: one segment)
+  // Keys [begin, end) visible to query i: the causal prefix within i's segment.
+  KeyRange keys(int64_t i) const {
+    if (segments->empty()) return visible_keys(i, Lq, Lk, causal, 0, Lk);
+    const auto it = std::upper_bound(segments->begin(), segments->end(), i);
+    return visible_keys(i, Lq, Lk, causal, *(it - 1), *it);
+  }
 };
 
 // ---- few queries (decode): flash-decoding over chunks of contiguous cache rows.
@@ -62,18 +86,20 @@ constexpr int64_t kMinChunkKeys = 32, kMaxChunkKeys = 512;
 void attend_chunk(const Problem& P, const GemmKernels& kern, int64_t Hq, int64_t b, int64_t i, int64_t j0, int64_t j1,
                   float* part, AlignedBuffer& scratch) {
   const int64_t D = P.D, G = P.group, nk = j1 - j0, stride = D + 2;
-  float* qs = scratch.floats(static_cast<size_t>(Hq * (D + nk)));
-  float* s = qs + Hq * D;
-  // Queries scaled once, so the scores come out already multiplied by `scale`.
-  const float* qrow = P.q.base + b * P.q.batch_stride + i * P.q.row_stride;
-  for (int64_t e = 0; e < Hq * D; ++e) qs[e] = qrow[e] * P.scale;
-  const float* kbase = P.k.base + b * P.k.batch_stride;
-  const float* vbase = P.v.base + b * P.v.batch_stride;
   const int64_t row_floats = Hq / G * D;
+  float* qs = scratch.floats(static_cast<size_t>(Hq * (2 * D + nk) + row_floats));
+  float* s = qs + Hq * D;
+  float* wide = s + Hq * nk;  // a widened bf16 row (query, key or value)
+  // Queries scaled once, so the scores come out already multiplied by `scale`.
+  const float* qrow = P.q.f32(b, i, 0, Hq * D, wide);
+  for (int64_t e = 0; e < Hq * D; ++e) qs[e] = qrow[e] * P.scale;
+  const int64_t item_k = static_cast<int64_t>(P.k.item()), item_v = static_cast<int64_t>(P.v.item());
   for (int64_t j = j0; j < j1; ++j) {
-    const float* krow = kbase + j * P.k.row_stride;
-    if (j + 2 < j1)
-      for (int64_t e = 0; e < row_floats; e += 16) __builtin_prefetch(krow + 2 * P.k.row_stride + e);
+    if (j + 2 < j1) {
+      const char* ahead = static_cast<const char*>(P.k.at(b, j + 2, 0));
+      for (int64_t e = 0; e < row_floats * item_k; e += 64) __builtin_prefetch(ahead + e);
+    }
+    const float* krow = P.k.f32(b, j, 0, row_floats, wide);
     for (int64_t h = 0; h < Hq; ++h) s[h * nk + (j - j0)] = kern.dot(qs + h * D, krow + h / G * D, D);
   }
   for (int64_t h = 0; h < Hq; ++h) {
@@ -84,9 +110,11 @@ void attend_chunk(const Problem& P, const GemmKernels& kern, int64_t Hq, int64_t
     std::fill(part + h * stride + 2, part + (h + 1) * stride, 0.0f);
   }
   for (int64_t j = j0; j < j1; ++j) {
-    const float* vrow = vbase + j * P.v.row_stride;
-    if (j + 2 < j1)
-      for (int64_t e = 0; e < row_floats; e += 16) __builtin_prefetch(vrow + 2 * P.v.row_stride + e);
+    if (j + 2 < j1) {
+      const char* ahead = static_cast<const char*>(P.v.at(b, j + 2, 0));
+      for (int64_t e = 0; e < row_floats * item_v; e += 64) __builtin_prefetch(ahead + e);
+    }
+    const float* vrow = P.v.f32(b, j, 0, row_floats, wide);
     for (int64_t h = 0; h < Hq; ++h) kern.axpy(s[h * nk + (j - j0)], vrow + h / G * D, part + h * stride + 2, D);
   }
 }
@@ -102,7 +130,8 @@ void attention_decode(const Problem& P, const GemmKernels& kern, int64_t B, int6
   parallel_for(B * Lq * chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t c = t % chunks, i = t / chunks % Lq, b = t / (chunks * Lq);
-      const int64_t j0 = c * chunk, j1 = std::min(P.visible_end(i), j0 + chunk);
+      const KeyRange keys = P.keys(i);
+      const int64_t j0 = std::max(keys.begin, c * chunk), j1 = std::min(keys.end, c * chunk + chunk);
       float* part = partials.data() + t * Hq * stride;
       if (j0 >= j1) {  // masked out for this query: contributes nothing
         for (int64_t h = 0; h < Hq; ++h) {
@@ -137,7 +166,8 @@ void attention_decode(const Problem& P, const GemmKernels& kern, int64_t B, int6
   });
 }
 
-// Queries i0 .. i0 + nq (nq <= kTileQueries) of head h in batch b on the GEMM micro-kernels.
+// Queries i0 .. i0 + nq (nq <= kTileQueries, all in one segment) of head h in batch b on the GEMM
+// micro-kernels.
 void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_t h, int64_t i0, int64_t nq,
                     AlignedBuffer& scratch) {
   const int64_t D = P.D, hk = h / P.group, nr = kern.nr;
@@ -150,37 +180,44 @@ void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_
   // Each part starts on a 64-byte boundary: the micro-kernels load packed panels aligned.
   const int64_t ldS = kTileKeys, ldO = Dp;
   auto round16 = [](int64_t n) { return (n + 15) / 16 * 16; };
-  const int64_t sizes[] = {nq * D, kTileKeys * Dp, kTileKeys * Dp, nq * ldS, nq * kTileKeys, nq * ldO, nq, nq};
+  const int64_t sizes[] = {nq * D, kTileKeys * Dp, kTileKeys * Dp, nq * ldS, nq * kTileKeys, nq * ldO, nq, nq, D};
   int64_t total = 0;
   for (int64_t n : sizes) total += round16(n);
   float* part = scratch.floats(static_cast<size_t>(total));
-  float* parts[8];
-  for (int i = 0; i < 8; ++i) {
+  float* parts[9];
+  for (int i = 0; i < 9; ++i) {
     parts[i] = part;
     part += round16(sizes[i]);
   }
   float *Aq = parts[0], *Bk = parts[1], *Bv = parts[2], *S = parts[3], *Ap = parts[4], *O = parts[5];
-  float *run_max = parts[6], *run_sum = parts[7];
+  float *run_max = parts[6], *run_sum = parts[7], *wide = parts[8];
 
-  // Queries scaled once, so the scores come out already multiplied by `scale`.
+  // Queries scaled once, so the scores come out already multiplied by `scale`. bf16 queries are
+  // widened a row at a time and written in the packed panel layout (pack_a's [k][rows]).
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
-    kern.pack_a(P.q.base + b * P.q.batch_stride + (i0 + r0) * P.q.row_stride + h * D, P.q.row_stride,
-                static_cast<int>(rows), D, P.scale, Aq + r0 * D);
+    if (P.q.dtype == DType::F32) {
+      kern.pack_a(static_cast<const float*>(P.q.at(b, i0 + r0, h * D)), P.q.row_stride, static_cast<int>(rows), D,
+                  P.scale, Aq + r0 * D);
+      continue;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = P.q.f32(b, i0 + r0 + r, h * D, D, wide);
+      for (int64_t d = 0; d < D; ++d) Aq[r0 * D + d * rows + r] = row[d] * P.scale;
+    }
   }
   std::fill(O, O + nq * ldO, 0.0f);
   std::fill(run_max, run_max + nq, -std::numeric_limits<float>::infinity());
   std::fill(run_sum, run_sum + nq, 0.0f);
 
-  const float* kbase = P.k.base + b * P.k.batch_stride + hk * D;
-  const float* vbase = P.v.base + b * P.v.batch_stride + hk * D;
-  const int64_t key_end = P.visible_end(i0 + nq - 1);
-  for (int64_t j0 = 0; j0 < key_end; j0 += kTileKeys) {
+  // The queries share a segment: the keys of the first query start where any starts, and the
+  // last query's causal prefix reaches furthest.
+  const int64_t key_begin = P.keys(i0).begin, key_end = P.keys(i0 + nq - 1).end;
+  for (int64_t j0 = key_begin; j0 < key_end; j0 += kTileKeys) {
     const int64_t nk = std::min(kTileKeys, key_end - j0);
     const int64_t key_panels = (nk + nr - 1) / nr;
-    // S = (scale Q) K^T for this tile of keys.
-    kern.pack_b(GemmB{kbase + j0 * P.k.row_stride, DType::F32, P.k.row_stride, false}, 0, nk, 0, D, Bk,
-                static_cast<int>(nr));
+    // S = (scale Q) K^T for this tile of keys (pack_b widens bf16 keys).
+    kern.pack_b(P.k.gemm_b(b, j0, hk * D, false), 0, nk, 0, D, Bk, static_cast<int>(nr));
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
       for (int64_t jp = 0; jp < key_panels; ++jp)
@@ -190,16 +227,18 @@ void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_
     // Online softmax update, row by row; masked keys get probability 0.
     for (int64_t i = 0; i < nq; ++i) {
       float* s = S + i * ldS;
-      const int64_t visible = std::max<int64_t>(0, std::min(nk, P.visible_end(i0 + i) - j0));
-      if (visible == 0) {
+      const KeyRange keys = P.keys(i0 + i);
+      const int64_t lo = std::max<int64_t>(0, keys.begin - j0), hi = std::min(nk, keys.end - j0);
+      if (hi <= lo) {
         std::fill(s, s + nk, 0.0f);
         continue;
       }
-      const float block_max = kern.max_of(s, visible);
+      const float block_max = kern.max_of(s + lo, hi - lo);
       const float new_max = std::max(run_max[i], block_max);
       const float correction = exp_approx(run_max[i] - new_max);
-      const float block_sum = kern.exp_shift_sum(s, visible, new_max);
-      std::fill(s + visible, s + nk, 0.0f);
+      const float block_sum = kern.exp_shift_sum(s + lo, hi - lo, new_max);
+      std::fill(s, s + lo, 0.0f);
+      std::fill(s + hi, s + nk, 0.0f);
       run_sum[i] = run_sum[i] * correction + block_sum;
       run_max[i] = new_max;
       if (correction != 1.0f) kern.scale(correction, O + i * ldO, D);
@@ -209,8 +248,7 @@ void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
       kern.pack_a(S + r0 * ldS, ldS, static_cast<int>(rows), nk, 1.0f, Ap + r0 * kTileKeys);
     }
-    kern.pack_b(GemmB{vbase + j0 * P.v.row_stride, DType::F32, P.v.row_stride, true}, 0, D, 0, nk, Bv,
-                static_cast<int>(nr));
+    kern.pack_b(P.v.gemm_b(b, j0, hk * D, true), 0, D, 0, nk, Bv, static_cast<int>(nr));
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t r0 = panel_row[p], rows = panel_row[p + 1] - r0;
       for (int64_t dp = 0; dp < Dp / nr; ++dp)
@@ -229,25 +267,33 @@ void attend_blocked(const Problem& P, const GemmKernels& kern, int64_t b, int64_
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const AttentionParams& p) {
   const char* op = "attention";
-  check_dtype(op, "q", q, DType::F32);
-  check_dtype(op, "k", k, DType::F32);
-  check_dtype(op, "v", v, DType::F32);
+  check_f32_or_bf16(op, "q", q);
+  check_f32_or_bf16(op, "k", k);
+  check_f32_or_bf16(op, "v", v);
   check_dtype(op, "out", out, DType::F32);
   const AttentionDims dims = check_attention_args(op, q, k, v, out, p);
   const int64_t D = dims.head_dim, Hq = dims.q_heads, Hkv = dims.kv_heads;
   const int64_t B = dims.batch, Lq = dims.q_len, Lk = dims.k_len;
   if (B == 0 || Lq == 0) return;
 
-  const Problem prob{view3(q), view3(k),        view3(v), view3(out), out.data<float>(), D, Lq, Lk, Hq / Hkv,
-                     p.mask == AttentionMask::Causal, p.scale};
+  const Problem prob{view3(q), view3(k), view3(v), view3(out), out.data<float>(), D, Lq, Lk, Hq / Hkv,
+                     p.mask == AttentionMask::Causal, p.scale, &p.segments};
   const GemmKernels& kern = active_gemm_kernels();
   static thread_local AlignedBuffer scratch;
   if (Lq >= kBlockedFrom) {
-    const int64_t q_blocks = (Lq + kTileQueries - 1) / kTileQueries;
+    // Blocks of up to kTileQueries queries, each within one segment.
+    std::vector<std::pair<int64_t, int64_t>> blocks;  // (first query, count)
+    const std::vector<int64_t> whole{0, Lq};
+    const std::vector<int64_t>& seg = p.segments.empty() ? whole : p.segments;
+    for (size_t s = 0; s + 1 < seg.size(); ++s)
+      for (int64_t i0 = seg[s]; i0 < seg[s + 1]; i0 += kTileQueries)
+        blocks.emplace_back(i0, std::min(kTileQueries, seg[s + 1] - i0));
+    const int64_t q_blocks = static_cast<int64_t>(blocks.size());
     parallel_for(B * Hq * q_blocks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq, i0 = t % q_blocks * kTileQueries;
-        attend_blocked(prob, kern, b, h, i0, std::min(kTileQueries, Lq - i0), scratch);
+        const int64_t b = t / (Hq * q_blocks), h = t / q_blocks % Hq;
+        const auto [i0, nq] = blocks[static_cast<size_t>(t % q_blocks)];
+        attend_blocked(prob, kern, b, h, i0, nq, scratch);
       }
     });
     return;

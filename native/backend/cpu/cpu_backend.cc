@@ -76,7 +76,13 @@ class CpuBackend final : public Backend {
                       const Tensor& y) override {
     cpu::adaln_modulate(x, scale, shift, eps, y);
   }
-  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override { cpu::gated_add(x, y, gate); }
+  void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                     const Tensor& scale, const Tensor* shift, const Tensor& y) override {
+    cpu::norm_modulate(x, norm, weight, bias, eps, scale, shift, y);
+  }
+  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act) override {
+    cpu::gated_add(x, y, gate, gate_act);
+  }
   void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
                   const Tensor& y) override {
     cpu::group_norm(x, groups, weight, bias, eps, y);
@@ -84,7 +90,11 @@ class CpuBackend final : public Backend {
 
   void activation(const Tensor& x, Activation act, const Tensor& y) override { cpu::activation(x, act, y); }
   void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override { cpu::swiglu(gate, up, y); }
+  void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) override {
+    cpu::glu(gate, up, act, y);
+  }
   void add(const Tensor& a, const Tensor& b, const Tensor& y) override { cpu::add(a, b, y); }
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) override { cpu::binary(op, a, b, y); }
   void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) override {
     cpu::axpby(alpha, a, beta, b, y);
   }
@@ -104,7 +114,10 @@ class CpuBackend final : public Backend {
   void upsample_nearest2x(const Tensor& x, const Tensor& y) override { cpu::upsample_nearest2x(x, y); }
   void resize_bicubic(const Tensor& x, const Tensor& y) override { cpu::resize_bicubic(x, y); }
   void resize_area(const Tensor& x, const Tensor& y) override { cpu::resize_area(x, y); }
+  void resize_bilinear(const Tensor& x, const Tensor& y) override { cpu::resize_bilinear(x, y); }
   void transpose(const Tensor& x, const Tensor& y) override { cpu::transpose(x, y); }
+
+  void mean(const Tensor& x, int axis, const Tensor& y) override { cpu::mean(x, axis, y); }
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override {
     cpu::embedding(ids, table, out);

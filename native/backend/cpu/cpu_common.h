@@ -37,6 +37,13 @@ inline void check_float(const char* op, const char* name, const Tensor& t) {
   VG_CHECK(dtype_is_float(t.dtype()), op, ": ", name, " ", t.describe(), " must be f32, bf16 or f16");
 }
 
+// Activations that may be kept in bf16 (linear's x, attention's q, k, v: backend.h).
+inline void check_f32_or_bf16(const char* op, const char* name, const Tensor& t) {
+  check_defined(op, name, t);
+  VG_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, op, ": ", name, " ", t.describe(),
+           " must be f32 or bf16");
+}
+
 // check_dense_rows, check_contiguous, check_same_shape, check_rank, overlaps, check_no_alias and
 // the per-op shape contracts: ../op_checks.h, shared with the CUDA backend.
 

@@ -1,6 +1,6 @@
 // Scalar element functions written so the compiler can vectorise loops over them (no calls into
 // libm in the hot ones). exp_approx is accurate to about 2 ulp over the f32 range; the
-// activations built on it stay within a few ulp of the libm formulas the reference uses.
+// activations built on it (and tanh_approx) stay within a few ulp of the libm formulas the reference uses.
 #pragma once
 
 #include <cmath>
@@ -57,6 +57,23 @@ inline float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.707106
 
 inline float quick_gelu(float x) { return x * sigmoid_approx(1.702f * x); }
 
+// tanh as Cephes tanhf: an odd polynomial below |x| = 0.625 (relative error ~1 ulp where
+// 1 - 2 / (e^2x + 1) would cancel), 1 - 2 / (e^2|x| + 1) with the sign of x above; within 3 ulp.
+// Both branches are evaluated and one selected, so loops over it vectorise; NaN propagates.
+constexpr float kTanhSmall = 0.625f;
+inline float tanh_approx(float x) {
+  const float a = x < 0.0f ? -x : x;
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float large = 1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f);
+  return a < kTanhSmall ? small : (x < 0.0f ? -large : large);
+}
+
 inline float apply_activation(Activation act, float x) {
   switch (act) {
     case Activation::None: return x;
@@ -64,6 +81,7 @@ inline float apply_activation(Activation act, float x) {
     case Activation::GeluErf: return gelu_erf(x);
     case Activation::GeluTanh: return gelu_tanh(x);
     case Activation::QuickGelu: return quick_gelu(x);
+    case Activation::Tanh: return tanh_approx(x);
   }
   return x;
 }
@@ -86,6 +104,9 @@ inline void activation_run(Activation act, const float* x, float* y, int64_t n) 
       return;
     case Activation::QuickGelu:
       for (int64_t i = 0; i < n; ++i) y[i] = quick_gelu(x[i]);
+      return;
+    case Activation::Tanh:
+      for (int64_t i = 0; i < n; ++i) y[i] = tanh_approx(x[i]);
       return;
   }
 }

@@ -25,14 +25,18 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y);
 void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y);
 void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y);
-void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate);
+void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                   const Tensor& scale, const Tensor* shift, const Tensor& y);
+void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act);
 void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y);
 void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale);
 
 // elementwise.cc
 void activation(const Tensor& x, Activation act, const Tensor& y);
 void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y);
+void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y);
 void add(const Tensor& a, const Tensor& b, const Tensor& y);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y);
 void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y);
 void rope(const Tensor& x, const Tensor& table, int head_dim, RopePairing pairing);
 
@@ -43,6 +47,10 @@ void upsample_nearest2x(const Tensor& x, const Tensor& y);
 // resize.cc
 void resize_bicubic(const Tensor& x, const Tensor& y);
 void resize_area(const Tensor& x, const Tensor& y);
+void resize_bilinear(const Tensor& x, const Tensor& y);
+
+// reduce.cc
+void mean(const Tensor& x, int axis, const Tensor& y);
 
 // codebook.cc
 void embedding(const Tensor& ids, const Tensor& table, const Tensor& out);

@@ -397,6 +397,23 @@ inline __m256 gelu_tanh8(__m256 x) {
   return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
+// tanh_approx of cpu_math.h, 8 lanes: both branches, selected per lane.
+inline __m256 tanh8(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_andnot_ps(sign, x);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  const __m256 e = exp8(_mm256_add_ps(a, a));
+  __m256 large = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+  large = _mm256_or_ps(large, _mm256_and_ps(x, sign));
+  return _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
 template <typename F>
 void map8(const float* x, float* y, int64_t n, F f) {
   int64_t i = 0;
@@ -415,6 +432,8 @@ void activation(Activation act, const float* x, float* y, int64_t n) {
       return map8(x, y, n, [](__m256 v) { return x_sigmoid8(v, _mm256_set1_ps(1.702f)); });
     case Activation::GeluTanh:
       return map8(x, y, n, [](__m256 v) { return gelu_tanh8(v); });
+    case Activation::Tanh:
+      return map8(x, y, n, [](__m256 v) { return tanh8(v); });
     default:  // None (a copy) and the erf GELU, which needs libm's erf
       return portable_gemm_kernels().activation(act, x, y, n);
   }

@@ -463,6 +463,8 @@ void activation(Activation act, const float* x, float* y, int64_t n) {
       return map16(x, y, n, [](__m512 v) { return x_sigmoid16(v, _mm512_set1_ps(1.702f)); });
     case Activation::GeluTanh:
       return map16(x, y, n, [](__m512 v) { return gelu_tanh16(v); });
+    case Activation::Tanh:
+      return map16(x, y, n, [](__m512 v) { return tanh16(v); });
     default:  // None (a copy) and the erf GELU, which needs libm's erf
       return portable_gemm_kernels().activation(act, x, y, n);
   }

@@ -1,9 +1,10 @@
-// Normalisations and modulation: RMSNorm, LayerNorm, AdaLN, gated residual, GroupNorm and the
+// Normalisations and modulation: RMSNorm, LayerNorm, AdaLN and norm + modulate, gated residual, GroupNorm and the
 // per-head L2 normalisation of VAR's attention.
 #include <cmath>
 
 #include "cpu_common.h"
 #include "cpu_ops.h"
+#include "gemm.h"
 
 namespace vargpt::cpu {
 
@@ -68,14 +69,6 @@ void check_rows_pair(const char* op, const Tensor& x, const Tensor& y) {
   check_dense_rows(op, "y", y);
 }
 
-// Per-batch vectors [B, C] (or [C] / [1, C] when x has no batch axis) for AdaLN and gates.
-const float* batch_vector(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t batch,
-                          int64_t* stride) {
-  check_dtype(op, name, t, DType::F32);
-  *stride = check_batch_vector(op, name, t, x, batch);
-  return t.data<float>();
-}
-
 }  // namespace
 
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y) {
@@ -116,45 +109,76 @@ void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float
   });
 }
 
-void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y) {
-  const char* op = "adaln_modulate";
-  check_rows_pair(op, x, y);
-  check_rank(op, "x", x, 2, 3);
-  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
-  int64_t scale_stride, shift_stride;
-  const float* sc = batch_vector(op, "scale", scale, x, B, &scale_stride);
-  const float* sh = batch_vector(op, "shift", shift, x, B, &shift_stride);
+namespace {
+
+// norm_modulate and adaln_modulate (one kernel; `op` names the caller in messages).
+void modulate(const char* op, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+              const Tensor& scale, const Tensor* shift, const Tensor& y) {
+  check_dtype(op, "x", x, DType::F32);
+  check_dtype(op, "y", y, DType::F32);
+  check_dtype(op, "scale", scale, DType::F32);
+  if (shift != nullptr) check_dtype(op, "shift", *shift, DType::F32);
+  const ModulateDims d = check_modulate_args(op, x, scale, shift, y);
+  const int64_t L = d.len, C = d.channels;
+  std::vector<float> w, b;
+  if (weight != nullptr) w = widen_vector(op, "weight", *weight, C);
+  if (bias != nullptr) b = widen_vector(op, "bias", *bias, C);
+  const float* sc = scale.data<float>();
+  const float* sh = shift != nullptr ? shift->data<float>() : nullptr;
   const Rows xr(x), yr(y);
-  parallel_for(B * L, grain_for(C), [&](int64_t r0, int64_t r1) {
+  parallel_for(d.batch * L, grain_for(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / L;
-      const float* s = sc + b * scale_stride;
-      const float* t = sh + b * shift_stride;
+      const int64_t bi = r / L;
+      const float* s = sc + bi * d.scale_stride;
+      const float* t = sh != nullptr ? sh + bi * d.shift_stride : nullptr;
       const float* xi = xr.row<float>(r);
       float* yi = yr.row<float>(r);
-      float mean, inv;
-      row_moments(xi, C, eps, &mean, &inv);
-      for (int64_t c = 0; c < C; ++c) yi[c] = (xi[c] - mean) * inv * (1.0f + s[c]) + t[c];
+      float mean = 0.0f, inv;
+      if (norm == NormKind::LayerNorm) row_moments(xi, C, eps, &mean, &inv);
+      else inv = 1.0f / std::sqrt(sum_squares(xi, C) / static_cast<float>(C) + eps);
+      for (int64_t c = 0; c < C; ++c) {
+        float v = (xi[c] - mean) * inv;
+        if (weight != nullptr) v *= w[c];
+        if (bias != nullptr) v += b[c];
+        v *= 1.0f + s[c];
+        yi[c] = t != nullptr ? v + t[c] : v;
+      }
     }
   });
 }
 
-void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) {
+}  // namespace
+
+void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y) {
+  modulate("adaln_modulate", x, NormKind::LayerNorm, nullptr, nullptr, eps, scale, &shift, y);
+}
+
+void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                   const Tensor& scale, const Tensor* shift, const Tensor& y) {
+  modulate("norm_modulate", x, norm, weight, bias, eps, scale, shift, y);
+}
+
+void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act) {
   const char* op = "gated_add";
   check_dtype(op, "x", x, DType::F32);
   check_dtype(op, "y", y, DType::F32);
-  check_rank(op, "x", x, 2, 3);
-  check_same_shape(op, "x", x, "y", y);
-  check_dense_rows(op, "x", x);
-  check_dense_rows(op, "y", y);
-  check_no_alias(op, "y", y, "x", x);
-  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
-  int64_t gate_stride;
-  const float* g = batch_vector(op, "gate", gate, x, B, &gate_stride);
+  check_dtype(op, "gate", gate, DType::F32);
+  const GatedDims d = check_gated_add_args(op, x, y, gate);
+  const int64_t L = d.len, C = d.channels;
+  const float* g = gate.data<float>();
+  // g(gate) once per batch row (B x C values), not once per token.
+  std::vector<float> act;
+  if (gate_act != Activation::None) {
+    act.resize(static_cast<size_t>(d.batch * C));
+    for (int64_t bi = 0; bi < d.batch; ++bi)
+      active_gemm_kernels().activation(gate_act, g + bi * d.gate_stride, act.data() + bi * C, C);
+  }
+  const float* gv = gate_act != Activation::None ? act.data() : g;
+  const int64_t gv_stride = gate_act != Activation::None ? C : d.gate_stride;
   const Rows xr(x), yr(y);
-  parallel_for(B * L, grain_for(C), [&](int64_t r0, int64_t r1) {
+  parallel_for(d.batch * L, grain_for(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float* gb = g + r / L * gate_stride;
+      const float* gb = gv + r / L * gv_stride;
       float* xi = xr.row<float>(r);
       const float* yi = yr.row<float>(r);
       for (int64_t c = 0; c < C; ++c) xi[c] += yi[c] * gb[c];

@@ -101,8 +101,12 @@ class CudaBackend final : public Backend {
                       const Tensor& y) override {
     run("adaln_modulate", [&] { cuda::adaln_modulate(ctx_, x, scale, shift, eps, y); });
   }
-  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate) override {
-    run("gated_add", [&] { cuda::gated_add(ctx_, x, y, gate); });
+  void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                     const Tensor& scale, const Tensor* shift, const Tensor& y) override {
+    run("norm_modulate", [&] { cuda::norm_modulate(ctx_, x, norm, weight, bias, eps, scale, shift, y); });
+  }
+  void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act) override {
+    run("gated_add", [&] { cuda::gated_add(ctx_, x, y, gate, gate_act); });
   }
   void group_norm(const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
                   const Tensor& y) override {
@@ -115,8 +119,14 @@ class CudaBackend final : public Backend {
   void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override {
     run("swiglu", [&] { cuda::swiglu(ctx_, gate, up, y); });
   }
+  void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) override {
+    run("glu", [&] { cuda::glu(ctx_, gate, up, act, y); });
+  }
   void add(const Tensor& a, const Tensor& b, const Tensor& y) override {
     run("add", [&] { cuda::add(ctx_, a, b, y); });
+  }
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) override {
+    run("binary", [&] { cuda::binary(ctx_, op, a, b, y); });
   }
   void axpby(float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) override {
     run("axpby", [&] { cuda::axpby(ctx_, alpha, a, beta, b, y); });
@@ -142,8 +152,15 @@ class CudaBackend final : public Backend {
   void resize_area(const Tensor& x, const Tensor& y) override {
     run("resize_area", [&] { cuda::resize_area(ctx_, x, y); });
   }
+  void resize_bilinear(const Tensor& x, const Tensor& y) override {
+    run("resize_bilinear", [&] { cuda::resize_bilinear(ctx_, x, y); });
+  }
   void transpose(const Tensor& x, const Tensor& y) override {
     run("transpose", [&] { cuda::transpose(ctx_, x, y); });
+  }
+
+  void mean(const Tensor& x, int axis, const Tensor& y) override {
+    run("mean", [&] { cuda::mean(ctx_, x, axis, y); });
   }
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override {

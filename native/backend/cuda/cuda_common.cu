@@ -38,6 +38,12 @@ void check_float(const Ctx& ctx, const char* op, const char* name, const Tensor&
   VG_CHECK(dtype_is_float(t.dtype()), op, ": ", name, " ", t.describe(), " must be f32, bf16 or f16");
 }
 
+void check_f32_or_bf16(const Ctx& ctx, const char* op, const char* name, const Tensor& t) {
+  check_device(ctx, op, name, t);
+  VG_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, op, ": ", name, " ", t.describe(),
+           " must be f32 or bf16");
+}
+
 void check_vector(const Ctx& ctx, const char* op, const char* name, const Tensor& t, int64_t expected) {
   check_float(ctx, op, name, t);
   VG_CHECK(t.numel() == expected && t.rank() >= 1 && t.dim(-1) == expected, op, ": ", name, " ", t.describe(),

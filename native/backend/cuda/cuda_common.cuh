@@ -65,6 +65,8 @@ Tensor scratch(const Ctx& ctx, DType dtype, Shape shape, const char* op);
 void check_device(const Ctx& ctx, const char* op, const char* name, const Tensor& t);
 void check_dtype(const Ctx& ctx, const char* op, const char* name, const Tensor& t, DType dtype);
 void check_float(const Ctx& ctx, const char* op, const char* name, const Tensor& t);
+// Activations that may be kept in bf16 (linear's x, attention's q, k, v: backend.h).
+void check_f32_or_bf16(const Ctx& ctx, const char* op, const char* name, const Tensor& t);
 // A small float vector (bias, norm weight) of `expected` elements on one axis, any float dtype.
 void check_vector(const Ctx& ctx, const char* op, const char* name, const Tensor& t, int64_t expected);
 
@@ -192,6 +194,7 @@ __device__ __forceinline__ float apply_activation(Activation act, float x) {
       return x * sigmoidf_(2.0f * u);
     }
     case Activation::QuickGelu: return x * sigmoidf_(1.702f * x);
+    case Activation::Tanh: return tanhf(x);
     default: return x;
   }
 }

@@ -32,7 +32,9 @@ void rms_norm(const Ctx& ctx, const Tensor& x, const Tensor& weight, float eps, 
 void layer_norm(const Ctx& ctx, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y);
 void adaln_modulate(const Ctx& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
                     const Tensor& y);
-void gated_add(const Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& gate);
+void norm_modulate(const Ctx& ctx, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                   const Tensor& scale, const Tensor* shift, const Tensor& y);
+void gated_add(const Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act);
 void group_norm(const Ctx& ctx, const Tensor& x, int groups, const Tensor& weight, const Tensor& bias, float eps,
                 const Tensor& y);
 void l2_normalize_heads(const Ctx& ctx, const Tensor& x, int head_dim, const Tensor* head_scale);
@@ -40,7 +42,9 @@ void l2_normalize_heads(const Ctx& ctx, const Tensor& x, int head_dim, const Ten
 // elementwise.cu
 void activation(const Ctx& ctx, const Tensor& x, Activation act, const Tensor& y);
 void swiglu(const Ctx& ctx, const Tensor& gate, const Tensor& up, const Tensor& y);
+void glu(const Ctx& ctx, const Tensor& gate, const Tensor& up, Activation act, const Tensor& y);
 void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
+void binary(const Ctx& ctx, BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y);
 void axpby(const Ctx& ctx, float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y);
 
 // rope.cu
@@ -54,6 +58,10 @@ void upsample_nearest2x(const Ctx& ctx, const Tensor& x, const Tensor& y);
 // resize.cu
 void resize_bicubic(const Ctx& ctx, const Tensor& x, const Tensor& y);
 void resize_area(const Ctx& ctx, const Tensor& x, const Tensor& y);
+void resize_bilinear(const Ctx& ctx, const Tensor& x, const Tensor& y);
+
+// reduce.cu
+void mean(const Ctx& ctx, const Tensor& x, int axis, const Tensor& y);
 
 // codebook.cu
 void embedding(const Ctx& ctx, const Tensor& ids, const Tensor& table, const Tensor& out);

@@ -1,4 +1,4 @@
-// Element-wise ops: activations, SwiGLU, broadcast add, axpby. One thread per element over the
+// Element-wise ops: activations, SwiGLU and GLU, suffix and NumPy broadcasting add / mul, axpby. One thread per element over the
 // rows of each operand (RowMap), so slices with spaced rows work and in-place calls (y the same
 // view as an input) read each element before writing it.
 #include <algorithm>
@@ -9,7 +9,7 @@ namespace vargpt::cuda {
 
 namespace {
 
-enum class Binary : uint8_t { Swiglu, Axpby };
+enum class Binary : uint8_t { Glu, Axpby };
 
 __global__ void activation_kernel(const float* x, RowMap xr, float* y, RowMap yr, Activation act) {
   const int64_t C = xr.cols, count = xr.rows * C;
@@ -19,13 +19,14 @@ __global__ void activation_kernel(const float* x, RowMap xr, float* y, RowMap yr
   }
 }
 
+// Glu: y = act(a) * b; Axpby: y = alpha a + beta b.
 __global__ void binary_kernel(const float* a, RowMap ar, const float* b, RowMap br, float* y, RowMap yr, Binary kind,
-                              float alpha, float beta) {
+                              Activation act, float alpha, float beta) {
   const int64_t C = ar.cols, count = ar.rows * C;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / C, c = i % C;
     const float av = a[ar.offset(r) + c], bv = b[br.offset(r) + c];
-    y[yr.offset(r) + c] = kind == Binary::Swiglu ? av * sigmoidf_(av) * bv : alpha * av + beta * bv;
+    y[yr.offset(r) + c] = kind == Binary::Glu ? apply_activation(act, av) * bv : alpha * av + beta * bv;
   }
 }
 
@@ -38,31 +39,38 @@ __global__ void add_kernel(const float* a, RowMap ar, const float* b, RowMap br,
   }
 }
 
+// NumPy broadcasting over a collapsed plan (op_checks.h): one thread per element of y.
+template <BinaryOp kOp>
+__global__ void broadcast_kernel(const float* a, const float* b, float* y, BroadcastPlan p) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < p.count; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t oa = 0, ob = 0, oy = 0, rem = i;
+    for (int d = p.rank - 1; d >= 0; --d) {
+      const int64_t idx = rem % p.dims[d];
+      rem /= p.dims[d];
+      oa += idx * p.a_strides[d];
+      ob += idx * p.b_strides[d];
+      oy += idx * p.y_strides[d];
+    }
+    y[oy] = kOp == BinaryOp::Mul ? __fmul_rn(a[oa], b[ob]) : __fadd_rn(a[oa], b[ob]);
+  }
+}
+
 // Same-shape f32 operands with dense rows; `y` may alias an input only exactly (in place).
 void check_binary(const Ctx& ctx, const char* op, const char* a_name, const Tensor& a, const char* b_name,
                   const Tensor& b, const Tensor& y) {
   check_dtype(ctx, op, a_name, a, DType::F32);
   check_dtype(ctx, op, b_name, b, DType::F32);
   check_dtype(ctx, op, "y", y, DType::F32);
-  check_same_shape(op, a_name, a, b_name, b);
-  check_same_shape(op, a_name, a, "y", y);
-  check_dense_rows(op, a_name, a);
-  check_dense_rows(op, b_name, b);
-  check_dense_rows(op, "y", y);
-  auto same_view = [](const Tensor& s, const Tensor& t) { return s.raw() == t.raw() && s.strides() == t.strides(); };
-  VG_CHECK(!overlaps(a, y) || same_view(a, y), op, ": y ", y.describe(), " partly overlaps ", a_name, " ",
-           a.describe());
-  VG_CHECK(!overlaps(b, y) || same_view(b, y), op, ": y ", y.describe(), " partly overlaps ", b_name, " ",
-           b.describe());
+  check_elementwise_args(op, a_name, a, b_name, b, y);
 }
 
 void launch_binary(const Ctx& ctx, const char* op, const Tensor& a, const Tensor& b, const Tensor& y, Binary kind,
-                   float alpha, float beta) {
+                   Activation act, float alpha, float beta) {
   const RowMap ar = row_map(op, "a", a), br = row_map(op, "b", b), yr = row_map(op, "y", y);
   const int64_t count = ar.rows * ar.cols;
   if (count == 0) return;
   binary_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(a.data<float>(), ar, b.data<float>(), br,
-                                                              y.data<float>(), yr, kind, alpha, beta);
+                                                              y.data<float>(), yr, kind, act, alpha, beta);
   VG_CUDA_LAUNCHED(op, "binary_kernel");
 }
 
@@ -79,12 +87,32 @@ void activation(const Ctx& ctx, const Tensor& x, Activation act, const Tensor& y
 
 void swiglu(const Ctx& ctx, const Tensor& gate, const Tensor& up, const Tensor& y) {
   check_binary(ctx, "swiglu", "gate", gate, "up", up, y);
-  launch_binary(ctx, "swiglu", gate, up, y, Binary::Swiglu, 0.0f, 0.0f);
+  launch_binary(ctx, "swiglu", gate, up, y, Binary::Glu, Activation::SiLU, 0.0f, 0.0f);
+}
+
+void glu(const Ctx& ctx, const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) {
+  check_binary(ctx, "glu", "gate", gate, "up", up, y);
+  launch_binary(ctx, "glu", gate, up, y, Binary::Glu, act, 0.0f, 0.0f);
+}
+
+void binary(const Ctx& ctx, BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y) {
+  const char* name = "binary";
+  check_dtype(ctx, name, "a", a, DType::F32);
+  check_dtype(ctx, name, "b", b, DType::F32);
+  check_dtype(ctx, name, "y", y, DType::F32);
+  const BroadcastPlan plan = check_binary_args(name, a, b, y);
+  if (plan.count == 0) return;
+  const float* ap = static_cast<const float*>(a.raw());
+  const float* bp = static_cast<const float*>(b.raw());
+  float* yp = static_cast<float*>(y.raw());
+  if (op == BinaryOp::Mul) broadcast_kernel<BinaryOp::Mul><<<grid_for(plan.count), kThreads, 0, ctx.stream>>>(ap, bp, yp, plan);
+  else broadcast_kernel<BinaryOp::Add><<<grid_for(plan.count), kThreads, 0, ctx.stream>>>(ap, bp, yp, plan);
+  VG_CUDA_LAUNCHED(name, "broadcast_kernel");
 }
 
 void axpby(const Ctx& ctx, float alpha, const Tensor& a, float beta, const Tensor& b, const Tensor& y) {
   check_binary(ctx, "axpby", "a", a, "b", b, y);
-  launch_binary(ctx, "axpby", a, b, y, Binary::Axpby, alpha, beta);
+  launch_binary(ctx, "axpby", a, b, y, Binary::Axpby, Activation::None, alpha, beta);
 }
 
 void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y) {

@@ -289,7 +289,7 @@ void run_gemm(const Ctx& ctx, int M, int N, int K, const float* x, int64_t ldx, 
 void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
             bool accumulate) {
   const char* op = "linear";
-  check_dtype(ctx, op, "x", x, DType::F32);
+  check_f32_or_bf16(ctx, op, "x", x);
   check_float(ctx, op, "w", w);
   check_dtype(ctx, op, "y", y, DType::F32);
   const LinearDims dims = check_linear_args("linear", x, w, y);
@@ -320,8 +320,15 @@ void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias
 
   // Rows evenly spaced (one stride) run in place; other layouts (a slice of a slice) go through
   // dense copies around the GEMM.
-  const bool x_uniform = xr.lead <= 1, y_uniform = yr.lead <= 1;
-  const Tensor xd = x_uniform ? x : contiguous(ctx, x, op);
+  // bf16 activations are widened once into a dense f32 copy (exact), the kernels' x.
+  const bool x_uniform = xr.lead <= 1 && x.dtype() == DType::F32, y_uniform = yr.lead <= 1;
+  Tensor xd = x;
+  if (x.dtype() != DType::F32) {
+    xd = scratch(ctx, DType::F32, x.shape(), op);
+    cast(ctx, x, xd);
+  } else if (!x_uniform) {
+    xd = contiguous(ctx, x, op);
+  }
   Tensor yd = y;
   if (!y_uniform) {
     yd = scratch(ctx, DType::F32, y.shape(), op);

@@ -1,4 +1,4 @@
-// Normalisations and modulation: RMSNorm, LayerNorm, AdaLN, gated residual, GroupNorm and the
+// Normalisations and modulation: RMSNorm, LayerNorm, AdaLN and norm + modulate, gated residual, GroupNorm and the
 // per-head L2 normalisation of VAR's attention. Row statistics use one block per row (two
 // passes over the row, as the CPU twin: mean first, then the centred squares, no cancellation);
 // GroupNorm accumulates in double like its twin, its groups hold up to ~330k values.
@@ -61,29 +61,46 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_kernel(const float* __
   }
 }
 
+// norm_modulate (and adaln_modulate): y = norm(x) [* w + b] * (1 + scale[b]) [+ shift[b]].
 __global__ void __launch_bounds__(kRowThreads)
-    adaln_kernel(const float* __restrict__ x, RowMap xr, float* y, RowMap yr, const float* __restrict__ scale,
-                 int64_t scale_stride, const float* __restrict__ shift, int64_t shift_stride, int64_t L, float eps) {
+    modulate_kernel(const float* __restrict__ x, RowMap xr, float* y, RowMap yr, bool rms, FloatPtr w, FloatPtr bias,
+                    const float* __restrict__ scale, int64_t scale_stride, const float* __restrict__ shift,
+                    int64_t shift_stride, int64_t L, float eps) {
   __shared__ float shared[32];
   const int64_t C = xr.cols;
   for (int64_t r = blockIdx.x; r < xr.rows; r += gridDim.x) {
     const int64_t b = r / L;
     const float* s = scale + b * scale_stride;
-    const float* t = shift + b * shift_stride;
+    const float* t = shift != nullptr ? shift + b * shift_stride : nullptr;
     const float* xi = x + xr.offset(r);
     float* yi = y + yr.offset(r);
-    float mean, inv;
-    row_moments(xi, C, eps, shared, &mean, &inv);
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yi[c] = (xi[c] - mean) * inv * (1.0f + s[c]) + t[c];
+    float mean = 0.0f, inv;
+    if (rms) {
+      float ss = 0.0f;
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += xi[c] * xi[c];
+      inv = 1.0f / sqrtf(block_sum(ss, shared) / static_cast<float>(C) + eps);
+    } else {
+      row_moments(xi, C, eps, shared, &mean, &inv);
+    }
+    // Every thread has read its values of the row (the block sums above synchronise), so y may
+    // be x itself.
+    __syncthreads();
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      float v = (xi[c] - mean) * inv;
+      if (w.data != nullptr) v *= load_float(w, c);
+      if (bias.data != nullptr) v += load_float(bias, c);
+      v *= 1.0f + s[c];
+      yi[c] = t != nullptr ? v + t[c] : v;
+    }
   }
 }
 
 __global__ void gated_add_kernel(float* x, RowMap xr, const float* __restrict__ y, RowMap yr,
-                                 const float* __restrict__ gate, int64_t gate_stride, int64_t L) {
+                                 const float* __restrict__ gate, int64_t gate_stride, int64_t L, Activation act) {
   const int64_t C = xr.cols, count = xr.rows * C;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / C, c = i % C;
-    x[xr.offset(r) + c] += y[yr.offset(r) + c] * gate[r / L * gate_stride + c];
+    x[xr.offset(r) + c] += y[yr.offset(r) + c] * apply_activation(act, gate[r / L * gate_stride + c]);
   }
 }
 
@@ -140,12 +157,24 @@ void check_rows_pair(const Ctx& ctx, const char* op, const Tensor& x, const Tens
   check_dense_rows(op, "y", y);
 }
 
-// Per-batch vectors [B, C] (or [C] / [1, C] when x has no batch axis) for AdaLN and gates.
-const float* batch_vector(const Ctx& ctx, const char* op, const char* name, const Tensor& t, const Tensor& x,
-                          int64_t batch, int64_t* stride) {
-  check_dtype(ctx, op, name, t, DType::F32);
-  *stride = check_batch_vector(op, name, t, x, batch);
-  return t.data<float>();
+// norm_modulate and adaln_modulate (`op` names the caller in messages).
+void modulate(const Ctx& ctx, const char* op, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias,
+              float eps, const Tensor& scale, const Tensor* shift, const Tensor& y) {
+  check_dtype(ctx, op, "x", x, DType::F32);
+  check_dtype(ctx, op, "y", y, DType::F32);
+  check_dtype(ctx, op, "scale", scale, DType::F32);
+  if (shift != nullptr) check_dtype(ctx, op, "shift", *shift, DType::F32);
+  const ModulateDims d = check_modulate_args(op, x, scale, shift, y);
+  if (weight != nullptr) check_vector(ctx, op, "weight", *weight, d.channels);
+  if (bias != nullptr) check_vector(ctx, op, "bias", *bias, d.channels);
+  const RowMap xr = row_map(op, "x", x), yr = row_map(op, "y", y);
+  if (xr.rows == 0 || d.channels == 0) return;
+  const FloatPtr w = weight ? FloatPtr{weight->raw(), weight->dtype()} : FloatPtr{};
+  const FloatPtr b = bias ? FloatPtr{bias->raw(), bias->dtype()} : FloatPtr{};
+  modulate_kernel<<<row_blocks(xr.rows), kRowThreads, 0, ctx.stream>>>(
+      x.data<float>(), xr, y.data<float>(), yr, norm == NormKind::RMSNorm, w, b, scale.data<float>(), d.scale_stride,
+      shift != nullptr ? shift->data<float>() : nullptr, d.shift_stride, d.len, eps);
+  VG_CUDA_LAUNCHED(op, "modulate_kernel");
 }
 
 }  // namespace
@@ -177,37 +206,25 @@ void layer_norm(const Ctx& ctx, const Tensor& x, const Tensor* weight, const Ten
 
 void adaln_modulate(const Ctx& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
                     const Tensor& y) {
-  const char* op = "adaln_modulate";
-  check_rows_pair(ctx, op, x, y);
-  check_rank(op, "x", x, 2, 3);
-  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2), C = x.dim(-1);
-  int64_t scale_stride, shift_stride;
-  const float* sc = batch_vector(ctx, op, "scale", scale, x, B, &scale_stride);
-  const float* sh = batch_vector(ctx, op, "shift", shift, x, B, &shift_stride);
-  const RowMap xr = row_map(op, "x", x), yr = row_map(op, "y", y);
-  if (xr.rows == 0 || C == 0) return;
-  adaln_kernel<<<row_blocks(xr.rows), kRowThreads, 0, ctx.stream>>>(x.data<float>(), xr, y.data<float>(), yr, sc,
-                                                                   scale_stride, sh, shift_stride, L, eps);
-  VG_CUDA_LAUNCHED(op, "adaln_kernel");
+  modulate(ctx, "adaln_modulate", x, NormKind::LayerNorm, nullptr, nullptr, eps, scale, &shift, y);
 }
 
-void gated_add(const Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& gate) {
+void norm_modulate(const Ctx& ctx, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
+                   const Tensor& scale, const Tensor* shift, const Tensor& y) {
+  modulate(ctx, "norm_modulate", x, norm, weight, bias, eps, scale, shift, y);
+}
+
+void gated_add(const Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act) {
   const char* op = "gated_add";
   check_dtype(ctx, op, "x", x, DType::F32);
   check_dtype(ctx, op, "y", y, DType::F32);
-  check_rank(op, "x", x, 2, 3);
-  check_same_shape(op, "x", x, "y", y);
-  check_dense_rows(op, "x", x);
-  check_dense_rows(op, "y", y);
-  check_no_alias(op, "y", y, "x", x);
-  const int64_t B = x.rank() == 3 ? x.dim(0) : 1, L = x.dim(-2);
-  int64_t gate_stride;
-  const float* g = batch_vector(ctx, op, "gate", gate, x, B, &gate_stride);
+  check_dtype(ctx, op, "gate", gate, DType::F32);
+  const GatedDims d = check_gated_add_args(op, x, y, gate);
   const RowMap xr = row_map(op, "x", x), yr = row_map(op, "y", y);
   const int64_t count = xr.rows * xr.cols;
   if (count == 0) return;
-  gated_add_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(x.data<float>(), xr, y.data<float>(), yr, g,
-                                                                 gate_stride, L);
+  gated_add_kernel<<<grid_for(count), kThreads, 0, ctx.stream>>>(x.data<float>(), xr, y.data<float>(), yr,
+                                                                 gate.data<float>(), d.gate_stride, d.len, gate_act);
   VG_CUDA_LAUNCHED(op, "gated_add_kernel");
 }
 

@@ -1,6 +1,6 @@
 // Image resizing exactly as the CPU twin (cpu/resize.cc), itself PyTorch's F.interpolate:
-// bicubic (align_corners=False, A = -0.75, unclamped) and area (adaptive average pooling). One
-// thread per output pixel. Every float operation is written with the _rn intrinsics, which the
+// bilinear and bicubic (align_corners=False; bicubic A = -0.75, unclamped) and area (adaptive
+// average pooling). One thread per output pixel. Every float operation is written with the _rn intrinsics, which the
 // compiler may not fuse into FMAs, in the CPU twin's order: the results are bit-identical to the
 // CPU's wherever the CPU build does not contract either (x86-64 builds without -mfma do not).
 #include "cuda_ops.cuh"
@@ -81,6 +81,36 @@ __global__ void area_kernel(const float* __restrict__ x, float* __restrict__ y, 
   }
 }
 
+// ATen's compute_indices_weights_linear: src = scale (d + 0.5) - 0.5 clamped below at 0, index
+// min(floor(src), in - 1), the second tap one further unless at the edge, lambda in [0, 1].
+struct LinearTaps {
+  int64_t index[2];
+  float weight[2];
+};
+
+__device__ __forceinline__ LinearTaps linear_taps(int64_t d, int64_t in, int64_t out) {
+  const float scale = __fdiv_rn(static_cast<float>(in), static_cast<float>(out));
+  const float src = fmaxf(sub(mul(scale, add(static_cast<float>(d), 0.5f)), 0.5f), 0.0f);
+  const int64_t i0 = min(static_cast<int64_t>(floorf(src)), in - 1);
+  const float lambda = fminf(fmaxf(sub(src, static_cast<float>(i0)), 0.0f), 1.0f);
+  return {{i0, i0 + (i0 < in - 1 ? 1 : 0)}, {sub(1.0f, lambda), lambda}};
+}
+
+__global__ void bilinear_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t planes, int64_t H,
+                                int64_t W, int64_t Ho, int64_t Wo) {
+  const int64_t count = planes * Ho * Wo;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t ox = i % Wo, oy = i / Wo % Ho, plane = i / (Wo * Ho);
+    const float* src = x + plane * H * W;
+    const LinearTaps cx = linear_taps(ox, W, Wo), cy = linear_taps(oy, H, Ho);
+    const float* line0 = src + cy.index[0] * W;
+    const float* line1 = src + cy.index[1] * W;
+    const float row0 = add(mul(line0[cx.index[0]], cx.weight[0]), mul(line0[cx.index[1]], cx.weight[1]));
+    const float row1 = add(mul(line1[cx.index[0]], cx.weight[0]), mul(line1[cx.index[1]], cx.weight[1]));
+    y[i] = add(mul(row0, cy.weight[0]), mul(row1, cy.weight[1]));
+  }
+}
+
 struct Planes {
   int64_t planes, H, W, Ho, Wo;
 };
@@ -100,6 +130,14 @@ void resize_bicubic(const Ctx& ctx, const Tensor& x, const Tensor& y) {
   bicubic_kernel<<<grid_for(y.numel()), kThreads, 0, ctx.stream>>>(x.data<float>(), y.data<float>(), p.planes, p.H,
                                                                    p.W, p.Ho, p.Wo);
   VG_CUDA_LAUNCHED("resize_bicubic", "bicubic_kernel");
+}
+
+void resize_bilinear(const Ctx& ctx, const Tensor& x, const Tensor& y) {
+  const Planes p = check_resize(ctx, "resize_bilinear", x, y);
+  if (y.numel() == 0) return;
+  bilinear_kernel<<<grid_for(y.numel()), kThreads, 0, ctx.stream>>>(x.data<float>(), y.data<float>(), p.planes, p.H,
+                                                                    p.W, p.Ho, p.Wo);
+  VG_CUDA_LAUNCHED("resize_bilinear", "bilinear_kernel");
 }
 
 void resize_area(const Ctx& ctx, const Tensor& x, const Tensor& y) {

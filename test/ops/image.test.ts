@@ -21,7 +21,7 @@ import {
   numel,
   runOp,
   weightTensor,
-} from './helpers/ops-reference.js';
+} from '../helpers/ops-reference.js';
 
 const initialPath = addon.devices().cpu.kernels;
 afterAll(() => {

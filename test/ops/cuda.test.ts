@@ -2,11 +2,13 @@
 // non-zero inputs whose sizes do not divide the CUDA tiles (64 x 64 GEMM tiles, 16-row GEMV
 // cutoff, 4-query attention blocks, 32 x 32 transpose tiles). Skipped, saying why, where the
 // loaded addon has no usable CUDA device (see helpers/cuda.ts for how to load the CUDA build).
+// Each case names the Backend ops it covers in brackets at the start of its title ("[glu] ...");
+// cuda-coverage.test.ts fails when a Backend op has no such case.
 //
 // Tolerances (u = 2^-24, the f32 unit roundoff). Each backend is within its own rounding bound of
 // the exact result, so the two may differ by the sum of both bounds:
-// - exact (0): data movement (copy, cast, transpose, upsample, embedding), argmax, add, and the
-//   resize kernels, which repeat the CPU's float operations one by one without fused
+// - exact (0): data movement (copy, cast, transpose, upsample, embedding), argmax, add, binary (one
+//   correctly rounded f32 add or mul on each side), and the resize kernels, which repeat the CPU's float operations one by one without fused
 //   multiply-adds (exact on x86-64, where the CPU build does not contract either).
 // - dot products of K terms (linear, conv2d): f32 accumulation in any order is within
 //   K·u·Σ|x_k w_k| of exact on each side. The tensor-core path (bf16/f16 weights, M > 16) splits
@@ -15,18 +17,23 @@
 //   plus 32u of the result where an activation follows.
 // - row statistics (norms): sums of C terms, C·u relative on each side, amplified by 1/std for the
 //   mean-subtracting norms: 2(2C + 16)·u·(|w|·max|x - mean|/std + |b|) per row.
-// - transcendental functions: CUDA's expf/erff/cosf/sinf are within 2 ulp, the CPU's exp_approx
-//   within 2 ulp: 32u·(|y| + |x|) for activations, 16u·(|x1| + |x2|) for RoPE.
+// - transcendental functions: CUDA's expf/erff/tanhf/cosf/sinf are within 2 ulp, the CPU's
+//   exp_approx within 2 ulp and its tanh within 3: 32u·(|y| + |x|) for activations (glu: the
+//   same through the product with up), 16u·(|x1| + |x2|) for RoPE.
+// - norm_modulate: the row-statistics bound times |1 + scale|, plus 4u of the shift.
+// - mean: double sums on both sides, each then rounded to f32: 2u·|y| + n·2^-51·max|x|.
 // - attention: the bound of attentionReference (helpers/ops-reference.ts).
 // - sampling: the filters and the draw are evaluated in double on both sides, so indices and kept
 //   counts must be equal (a tie at rounding level is not expected on random logits).
 import { describe, expect, it } from 'vitest';
 
-import type { NativeTensor, NativeTensorInput } from '../lib/native.js';
-import { cudaAvailable, cudaTitle } from './helpers/cuda.js';
+import type { NativeTensor, NativeTensorInput } from '../../lib/native.js';
+import { cudaAvailable, cudaTitle } from '../helpers/cuda.js';
 import {
+  type Act,
   EPS32,
   Rng,
+  actRef,
   addon,
   asF32,
   asI32,
@@ -37,7 +44,7 @@ import {
   i32Tensor,
   numel,
   weightTensor,
-} from './helpers/ops-reference.js';
+} from '../helpers/ops-reference.js';
 
 const u = EPS32;
 
@@ -71,7 +78,7 @@ async function close(label: string, op: string, inputs: (NativeTensorInput | nul
 }
 
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: memory and layout'), () => {
-  it('copy, including into and out of slices (strided rows)', async () => {
+  it('[copy] including into and out of slices (strided rows)', async () => {
     const rng = new Rng(1);
     const x = f32Tensor([3, 37, 45], rng.f32(3 * 37 * 45));
     await exact('copy dense', 'copy', [x]);
@@ -82,7 +89,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: memory and layo
     await exact('copy bf16 slice', 'copy', [bits], { slice: [1, 1, 69] });
   });
 
-  it('fill and cast f32 <-> bf16 <-> f16 (round to nearest even, bit-exact)', async () => {
+  it('[fill, cast] f32 <-> bf16 <-> f16 (round to nearest even, bit-exact)', async () => {
     await exact('fill', 'fill', [], { shape: [5, 77], value: -1.25 });
     const rng = new Rng(2);
     const x = rng.f32(1001, -70000, 70000); // beyond the f16 range too: overflow to inf on both sides
@@ -92,7 +99,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: memory and layo
     for (const dtype of ['bf16', 'f32']) await exact(`cast f16->${dtype}`, 'cast', [h], { dtype });
   });
 
-  it('transpose [R, C] and [B, R, C] off the 32 x 32 tile, f32 and bf16', async () => {
+  it('[transpose] [R, C] and [B, R, C] off the 32 x 32 tile, f32 and bf16', async () => {
     const rng = new Rng(3);
     await exact('transpose 2d', 'transpose', [f32Tensor([45, 70], rng.f32(45 * 70))]);
     await exact('transpose 3d', 'transpose', [f32Tensor([3, 33, 65], rng.f32(3 * 33 * 65))]);
@@ -129,7 +136,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
     [67, 129, 65], // one row and one column past the 64 x 64 tile
     [130, 600, 257], // several K steps and tiles
   ];
-  it.each(['f32', 'bf16', 'f16'] as const)('%s weights over GEMV, tensor-core and CUDA-core shapes, with bias and activations', async (dtype) => {
+  it.each(['f32', 'bf16', 'f16'] as const)('[linear] %s weights over GEMV, tensor-core and CUDA-core shapes, with bias and activations', async (dtype) => {
     let seed = 100;
     const acts = ['none', 'silu', 'gelu_tanh', 'gelu', 'quick_gelu'];
     for (const [M, K, N] of shapes) {
@@ -143,7 +150,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
     }
   });
 
-  it('accumulates into y and reads x from a slice (rows spaced by a larger stride)', async () => {
+  it('[linear] accumulates into y and reads x from a slice (rows spaced by a larger stride)', async () => {
     const rng = new Rng(7);
     for (const [M, dtype] of [[3, 'f32'], [40, 'bf16'], [40, 'f32']] as const) {
       const K = 77, N = 45;
@@ -156,7 +163,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
     }
   });
 
-  it('f16 weights with activations far outside the f16 range (per-row power-of-two scaling)', async () => {
+  it('[linear] f16 weights with activations far outside the f16 range (per-row power-of-two scaling)', async () => {
     const rng = new Rng(8);
     const M = 33, K = 96, N = 70;
     const x = rng.f32(M * K, -1, 1);
@@ -165,7 +172,18 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
     await close('linear f16 wide-range x', 'linear', [f32Tensor([M, K], x), w.tensor], {}, dotBound(x, w.values, M, K, N, null, 'none'));
   });
 
-  it('rejects host-side errors with the CPU twin messages', async () => {
+  it('[linear] bf16 activations (x stored as bf16) over GEMV and tiled shapes', async () => {
+    let seed = 300;
+    for (const [M, K, N, dtype] of [[3, 70, 45, 'f32'], [40, 77, 70, 'bf16'], [67, 129, 65, 'f32'], [20, 96, 33, 'f16']] as const) {
+      const rng = new Rng(++seed);
+      const x = weightTensor(rng, 'bf16', [M, K]);
+      const w = weightTensor(rng, dtype, [N, K]);
+      const xf = Float32Array.from(x.values);
+      await close(`linear bf16 x, ${dtype} w M=${M}`, 'linear', [x.tensor, w.tensor], { act: 'tanh' }, dotBound(xf, w.values, M, K, N, null, 'tanh'));
+    }
+  });
+
+  it('[linear] rejects host-side errors with the CPU twin messages', async () => {
     const rng = new Rng(9);
     await expect(
       addon.runOp('cuda', 'linear', [f32Tensor([3, 64], rng.f32(192)), weightTensor(rng, 'bf16', [128, 63]).tensor], {}),
@@ -177,6 +195,8 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
 
 type AttnCase = Omit<AttentionShape, 'scale'> & {
   cache?: number; // k/v rows stored in a cache of this length, the keys being rows [2, 2 + Lk)
+  qDtype?: 'f32' | 'bf16';
+  kvDtype?: 'f32' | 'bf16'; // a bf16 KV cache
 };
 
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), () => {
@@ -188,26 +208,28 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: attention'), ()
     ['VQ-VAE-like: one head of 512', { B: 1, Lq: 17, Lk: 17, Hq: 1, Hkv: 1, D: 512, causal: false }],
     ['one head of 640 (the largest the kernel takes)', { B: 1, Lq: 5, Lk: 11, Hq: 1, Hkv: 1, D: 640, causal: false }],
     ['head_dim 24 (not a multiple of 32)', { B: 1, Lq: 7, Lk: 7, Hq: 2, Hkv: 1, D: 24, causal: true }],
+    // Segments whose bounds fall inside the kernel's 4-query blocks and 64-key tiles.
+    ['segments (cu_seqlens) [0, 5, 6, 71, 90], no mask', { B: 1, Lq: 90, Lk: 90, Hq: 2, Hkv: 2, D: 80, causal: false, segments: [0, 5, 6, 71, 90] }],
+    ['segments with a causal mask, batch 2, GQA 4/2', { B: 2, Lq: 37, Lk: 37, Hq: 4, Hkv: 2, D: 32, causal: true, segments: [0, 13, 37] }],
+    ['bf16 KV cache, decode over a cache slice', { B: 1, Lq: 1, Lk: 70, Hq: 8, Hkv: 2, D: 64, causal: true, cache: 80, kvDtype: 'bf16' }],
+    ['bf16 q, k and v, prefill', { B: 1, Lq: 21, Lk: 21, Hq: 2, Hkv: 2, D: 48, causal: true, qDtype: 'bf16', kvDtype: 'bf16' }],
   ];
-  it.each(cases)('%s', async (_label, c) => {
+  it.each(cases)('[attention] %s', async (_label, c) => {
     const rng = new Rng(c.Lq * 31 + c.Lk + c.D);
     const kvLen = c.cache ?? c.Lk;
     const kvBegin = c.cache ? 2 : 0;
-    const q = rng.f32(c.B * c.Lq * c.Hq * c.D, -2, 2);
-    const k = rng.f32(c.B * kvLen * c.Hkv * c.D, -2, 2);
-    const v = rng.f32(c.B * kvLen * c.Hkv * c.D);
+    const q = weightTensor(rng, c.qDtype ?? 'f32', [c.B, c.Lq, c.Hq * c.D], 2);
+    const k = weightTensor(rng, c.kvDtype ?? 'f32', [c.B, kvLen, c.Hkv * c.D], 2);
+    const v = weightTensor(rng, c.kvDtype ?? 'f32', [c.B, kvLen, c.Hkv * c.D]);
     const scale = 1 / Math.sqrt(c.D);
     const attrs: Record<string, unknown> = { qHeads: c.Hq, kvHeads: c.Hkv, headDim: c.D, scale, causal: c.causal };
     if (c.cache) Object.assign(attrs, { kvBegin, kvEnd: kvBegin + c.Lk });
-    const inputs = [
-      f32Tensor([c.B, c.Lq, c.Hq * c.D], q),
-      f32Tensor([c.B, kvLen, c.Hkv * c.D], k),
-      f32Tensor([c.B, kvLen, c.Hkv * c.D], v),
-    ];
-    await close(`attention ${_label}`, 'attention', inputs, attrs, attentionReference({ ...c, scale }, q, k, v, kvLen, kvBegin).tol);
+    if (c.segments) attrs['segments'] = c.segments;
+    const tol = attentionReference({ ...c, scale }, q.values, k.values, v.values, kvLen, kvBegin).tol;
+    await close(`attention ${_label}`, 'attention', [q.tensor, k.tensor, v.tensor], attrs, tol);
   });
 
-  it('rejects a head_dim beyond the kernel limit with a clear message', async () => {
+  it('[attention] rejects a head_dim beyond the kernel limit with a clear message', async () => {
     const rng = new Rng(5);
     const x = f32Tensor([1, 2, 1024], rng.f32(2048));
     await expect(addon.runOp('cuda', 'attention', [x, x, x], { qHeads: 1, kvHeads: 1, headDim: 1024, scale: 1 })).rejects.toThrow(
@@ -237,7 +259,7 @@ function normBound(x: Float32Array, R: number, C: number, w: Float32Array | null
 }
 
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation and element-wise'), () => {
-  it('rms_norm and layer_norm (f32 and bf16 weights, with and without affine)', async () => {
+  it('[rms_norm, layer_norm] f32 and bf16 weights, with and without affine', async () => {
     for (const [R, C] of [[3, 7], [5, 300], [2, 4097]] as const) {
       const rng = new Rng(R * C);
       const x = rng.f32(R * C, -2, 4);
@@ -252,7 +274,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     }
   });
 
-  it('adaln_modulate and gated_add over [B, L, C]', async () => {
+  it('[adaln_modulate, gated_add] over [B, L, C]', async () => {
     const rng = new Rng(11);
     const B = 2, L = 5, C = 130;
     const x = rng.f32(B * L * C, -2, 3);
@@ -266,7 +288,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     await close('gated_add', 'gated_add', [f32Tensor([B, L, C], x), f32Tensor([B, L, C], y), f32Tensor([B, C], gate)], {}, gtol);
   });
 
-  it('group_norm over [N, C, H, W] and [C, H, W] (double moments on both sides)', async () => {
+  it('[group_norm] over [N, C, H, W] and [C, H, W] (double moments on both sides)', async () => {
     for (const shape of [[2, 8, 5, 7], [12, 9, 11]]) {
       const rng = new Rng(numel(shape));
       const C = shape[shape.length - 3]!;
@@ -277,7 +299,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     }
   });
 
-  it('l2_normalize_heads with and without per-head scale', async () => {
+  it('[l2_normalize_heads] with and without per-head scale', async () => {
     const rng = new Rng(12);
     const R = 9, H = 3, D = 40;
     const x = rng.f32(R * H * D);
@@ -287,11 +309,11 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     await close('l2_normalize_heads', 'l2_normalize_heads', [f32Tensor([R, H * D], x)], { headDim: D }, tol);
   });
 
-  it('activations, swiglu, add (suffix broadcast) and axpby', async () => {
+  it('[activation, swiglu, add, axpby] activations (tanh too), swiglu, add (suffix broadcast) and axpby', async () => {
     const rng = new Rng(13);
     const x = rng.f32(37 * 29, -12, 12);
     const actTol = Float64Array.from(x, (v) => 32 * u * 2 * Math.abs(v) + 1e-30);
-    for (const act of ['none', 'silu', 'gelu', 'gelu_tanh', 'quick_gelu'])
+    for (const act of ['none', 'silu', 'gelu', 'gelu_tanh', 'quick_gelu', 'tanh'])
       await close(`activation ${act}`, 'activation', [f32Tensor([37, 29], x)], { act }, actTol);
     const up = rng.f32(37 * 29);
     const sTol = Float64Array.from(x, (v, i) => 32 * u * Math.abs(v * up[i]!) + 1e-30);
@@ -303,7 +325,81 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     await close('axpby', 'axpby', [f32Tensor([1000], a), f32Tensor([1000], b)], { alpha: 1.5, beta: -0.25 }, abTol);
   });
 
-  it.each(['rotate_half', 'interleaved'] as const)('rope from a cos | sin table, %s pairing', async (pairing) => {
+  it('[norm_modulate] LayerNorm / RMSNorm, with and without affine and shift, [B, L, C] and [L, C]', async () => {
+    const rng = new Rng(21);
+    const cases = [
+      { B: 2, L: 5, C: 130, norm: 'layer', w: false, b: false, shift: true }, // Infinity
+      { B: 3, L: 4, C: 67, norm: 'rms', w: true, b: false, shift: false }, // Lumina-Next
+      { B: 1, L: 3, C: 1031, norm: 'layer', w: true, b: true, shift: true },
+      { B: 1, L: 6, C: 33, norm: 'rms', w: true, b: true, shift: true },
+    ] as const;
+    for (const c of cases) {
+      const { B, L, C } = c;
+      const x = rng.f32(B * L * C, -2, 3);
+      const scale = rng.f32(B * C, -0.9, 0.9), shift = rng.f32(B * C);
+      const w = weightTensor(rng, c.w && C > 1000 ? 'bf16' : 'f32', [C], 1.5);
+      const wf = Float32Array.from(w.values);
+      const b = rng.f32(C);
+      // normBound of each side, through the modulation, plus the shift's rounding.
+      const tol = normBound(x, B * L, C, c.w ? wf : null, c.b ? b : null, 1e-6, c.norm === 'layer').map((t, i) => {
+        const bi = Math.floor(i / (L * C)), ch = i % C;
+        return t * (1 + Math.abs(scale[bi * C + ch]!)) + 4 * u * (c.shift ? Math.abs(shift[bi * C + ch]!) : 0) + 1e-30;
+      });
+      const xs = B === 1 ? [L, C] : [B, L, C];
+      const vs = B === 1 ? [C] : [B, C];
+      await close(
+        `norm_modulate ${c.norm} ${B}x${L}x${C}`,
+        'norm_modulate',
+        [f32Tensor(xs, x), f32Tensor(vs, scale), c.shift ? f32Tensor(vs, shift) : null, c.w ? w.tensor : null, c.b ? f32Tensor([C], b) : null],
+        { norm: c.norm, eps: 1e-6 },
+        tol,
+      );
+    }
+  });
+
+  it('[gated_add] with a tanh gate (Lumina-Next)', async () => {
+    const rng = new Rng(22);
+    const B = 2, L = 7, C = 67;
+    const x = rng.f32(B * L * C, -2, 2), y = rng.f32(B * L * C, -2, 2), gate = rng.f32(B * C, -3, 3);
+    const tol = Float64Array.from(x, (xv, i) => {
+      const p = Math.abs(y[i]! * Math.tanh(gate[Math.floor(i / (L * C)) * C + (i % C)]!));
+      return 32 * u * p + 4 * u * (Math.abs(xv) + p) + 1e-30;
+    });
+    await close('gated_add tanh', 'gated_add', [f32Tensor([B, L, C], x), f32Tensor([B, L, C], y), f32Tensor([B, C], gate)], { act: 'tanh' }, tol);
+  });
+
+  it('[glu] SwiGLU and GEGLU (tanh and erf) and a tanh gate over rows off the vector widths', async () => {
+    const rng = new Rng(23);
+    const g = rng.f32(9 * 131, -6, 6), up = rng.f32(9 * 131, -2, 2);
+    for (const act of ['silu', 'gelu_tanh', 'gelu', 'tanh']) {
+      // Each side's activation within 16u·|act| + 4u·|g| (norm.test.ts), then one product.
+      const tol = Float64Array.from(g, (v, i) => 2 * (16 * u * Math.abs(actRef(act as Act, v)) + 4 * u * Math.abs(v)) * Math.abs(up[i]!) + 1e-30);
+      await close(`glu ${act}`, 'glu', [f32Tensor([9, 131], g), f32Tensor([9, 131], up)], { act }, tol);
+    }
+  });
+
+  it('[binary] NumPy broadcasting add and mul (one correctly rounded operation: exact)', async () => {
+    const rng = new Rng(24);
+    const shapes: [number[], number[]][] = [[[5, 37], [37]], [[5, 1], [1, 37]], [[2, 3, 9, 11], [1, 3, 1, 1]], [[2, 1, 7, 1], [3, 1, 5]], [[3, 4], []], [[4, 33], [4, 33]]];
+    for (const [as, bs] of shapes)
+      for (const op of ['add', 'mul'])
+        await exact(`binary ${op} ${as} ${bs}`, 'binary', [f32Tensor(as, rng.f32(numel(as))), f32Tensor(bs, rng.f32(numel(bs)))], { op });
+  });
+
+  it('[mean] over every axis of a 4-d tensor (double sums on both sides)', async () => {
+    const rng = new Rng(25);
+    const shape = [3, 5, 67, 9];
+    const x = rng.f32(numel(shape), -2, 5);
+    for (let axis = -4; axis < 4; axis++) {
+      const { cpu, gpu } = await both('mean', [f32Tensor(shape, x)], { axis, keepdim: axis % 2 === 0 });
+      const ref = asF32(cpu[0]!);
+      const n = shape[(axis + 4) % 4]!;
+      // Each side is the f32 rounding of a double sum (n·2^-53 relative of Σ|x| <= 5n).
+      expectClose(asF32(gpu[0]!), ref, Float64Array.from(ref, (v) => 2 * u * Math.abs(v) + n * 2 ** -51 * 5 + 1e-30), `mean axis ${axis}`);
+    }
+  });
+
+  it.each(['rotate_half', 'interleaved'] as const)('[rope] from a cos | sin table, %s pairing', async (pairing) => {
     const rng = new Rng(14);
     const L = 11, H = 3, D = 66;
     const x = rng.f32(2 * L * H * D);
@@ -325,7 +421,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: images'), () =>
     ['3x3 stride 2, asymmetric padding [0, 1, 0, 1]', [1, 6, 17, 16], [9, 6, 3, 3], 2, [0, 1, 0, 1], false, 'f32'],
     ['patch embedding 14x14 stride 14, bf16 weights', [3, 42, 42], [65, 3, 14, 14], 14, 0, false, 'bf16'],
   ];
-  it.each(convs)('conv2d %s', async (_label, xs, ws, stride, padding, hasBias, dtype) => {
+  it.each(convs)('[conv2d] %s', async (_label, xs, ws, stride, padding, hasBias, dtype) => {
     const rng = new Rng(numel(xs) + numel(ws));
     const x = rng.f32(numel(xs));
     const w = weightTensor(rng, dtype, ws, 0.5);
@@ -337,7 +433,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: images'), () =>
     expectClose(asF32(gpu[0]!), asF32(cpu[0]!), tol, `conv2d ${_label}`);
   });
 
-  it('upsample_nearest2x and resize bicubic / area (bit-exact on x86-64)', async () => {
+  it('[upsample_nearest2x, resize_bicubic, resize_area, resize_bilinear] bit-exact on x86-64', async () => {
     const rng = new Rng(15);
     await exact('upsample_nearest2x', 'upsample_nearest2x', [f32Tensor([2, 3, 5, 7], rng.f32(210))]);
     const x = f32Tensor([1, 4, 13, 13], rng.f32(4 * 13 * 13));
@@ -348,6 +444,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: images'), () =>
     for (const size of [[16, 16], [7, 7], [1, 1], [26, 5], [13, 13]]) {
       await resize('resize_bicubic', size);
       await resize('resize_area', size);
+      await resize('resize_bilinear', size);
     }
   });
 });
@@ -355,7 +452,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: images'), () =>
 // ---- tokens, codebooks, sampling
 
 describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and sampling'), () => {
-  it.each(['f32', 'bf16', 'f16'] as const)('embedding of %s rows (exact), and a bad id rejected before any write', async (dtype) => {
+  it.each(['f32', 'bf16', 'f16'] as const)('[embedding] %s rows (exact), and a bad id rejected before any write', async (dtype) => {
     const rng = new Rng(16);
     const table = weightTensor(rng, dtype, [50, 33]).tensor;
     await exact(`embedding ${dtype}`, 'embedding', [i32Tensor([7], [0, 49, 3, 3, 17, 48, 1]), table]);
@@ -365,7 +462,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and samp
     await expect(addon.runOp('cuda', 'embedding', [i32Tensor([2], [1, -1]), table], {})).rejects.toThrow(/ids\[1\] = -1 is outside/);
   });
 
-  it('vq_nearest picks a codeword at the smallest distance (to within rounding of the distances)', async () => {
+  it('[vq_nearest] picks a codeword at the smallest distance (to within rounding of the distances)', async () => {
     const rng = new Rng(17);
     const N = 70, C = 32, V = 300;
     const z = rng.f32(N * C);
@@ -387,7 +484,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and samp
     expect(differ, 'rows choosing a different (equally near) codeword').toBeLessThanOrEqual(1);
   });
 
-  it('argmax: first maximum, ties included', async () => {
+  it('[argmax] first maximum, ties included', async () => {
     const rng = new Rng(18);
     const N = 9, V = 1001;
     const x = rng.f32(N * V);
@@ -405,7 +502,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and samp
     ['top-k 1 (greedy)', { topK: 1, topP: 1, temperature: 1 }, 100],
     ['top-p 0 keeps only the largest', { topK: 0, topP: 0, temperature: 1 }, 100],
   ];
-  it.each(configs)('sample %s: the same indices and kept counts as the CPU for the same seed', async (_label, p, V) => {
+  it.each(configs)('[sample] %s: the same indices and kept counts as the CPU for the same seed', async (_label, p, V) => {
     const N = V > 10000 ? 4 : 64;
     const rng = new Rng(V + (p.topK ?? 0));
     const logits = new Float32Array(N * V);
@@ -413,13 +510,13 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: tokens and samp
     await exact(`sample ${_label}`, 'sample', [f32Tensor([N, V], logits)], { ...p, seed: 1234567890123n, stream: (2n << 32n) | 5n });
   });
 
-  it('sample rejects NaN logits naming the position', async () => {
+  it('[sample] rejects NaN logits naming the position', async () => {
     await expect(addon.runOp('cuda', 'sample', [f32Tensor([2, 3], new Float32Array([0, 1, 2, 1, NaN, 0]))], { seed: 1 })).rejects.toThrow(
       /sample: logits\[1, 1\] is NaN/,
     );
   });
 
-  it('randn: philox_normal in double on both sides (equal to within one f32 ulp)', async () => {
+  it('[randn] philox_normal in double on both sides (equal to within one f32 ulp)', async () => {
     const { cpu, gpu } = await both('randn', [], { shape: [7, 1111], seed: 42n, stream: 7 });
     const ref = asF32(cpu[0]!);
     expectClose(asF32(gpu[0]!), ref, Float64Array.from(ref, (v) => 2 * u * Math.abs(v) + 1e-30), 'randn');

@@ -3,8 +3,8 @@
 // and the filters in float64, so every kept count and every sampled index must agree exactly.
 import { describe, expect, it } from 'vitest';
 
-import { bf16ToF32 } from '../lib/tensor.js';
-import { EPS32, Rng, asF32, asI32, f32Tensor, i32Tensor, runOp, weightTensor } from './helpers/ops-reference.js';
+import { bf16ToF32 } from '../../lib/tensor.js';
+import { EPS32, Rng, asF32, asI32, f32Tensor, i32Tensor, runOp, weightTensor } from '../helpers/ops-reference.js';
 
 // ---- Philox4x32-10 as in native/core/rng.h
 

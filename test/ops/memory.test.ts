@@ -3,8 +3,8 @@
 // the op, and the process must stay alive.
 import { describe, expect, it } from 'vitest';
 
-import { bf16ToF32, f16ToF32, f32ToBf16 } from '../lib/tensor.js';
-import { Rng, addon, asF32, f32Tensor, f32ToF16, runOp } from './helpers/ops-reference.js';
+import { bf16ToF32, f16ToF32, f32ToBf16 } from '../../lib/tensor.js';
+import { Rng, addon, asF32, f32Tensor, f32ToF16, runOp } from '../helpers/ops-reference.js';
 
 describe('copy, fill, cast', () => {
   it('copies a strided slice of the source into a contiguous tensor', async () => {

@@ -24,7 +24,7 @@ import {
   kernelPaths,
   numel,
   runOp,
-} from './helpers/ops-reference.js';
+} from '../helpers/ops-reference.js';
 
 const u = EPS32;
 
