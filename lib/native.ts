@@ -250,7 +250,7 @@ export interface NativeLanguageModel {
     tiedEmbeddings: boolean;
     ropeTheta: number;
   };
-  newSequence(): NativeLanguageSequence;
+  newSequence(options?: { kvDtype?: 'f32' | 'bf16' }): NativeLanguageSequence;
   // ids or embeds (T x hidden); positions axis-major (axes x T), default: the sequence's next
   // positions (0.. without a sequence); logits of the last row by default.
   forward(request: {

@@ -77,10 +77,17 @@ class LanguageModelWrap : public Napi::ObjectWrap<LanguageModelWrap> {
     return out;
   }
 
+  // newSequence({ kvDtype?: 'f32' | 'bf16' })
   Napi::Value new_sequence(const Napi::CallbackInfo& info) {
+    DType dtype = DType::F32;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "newSequence(options): options must be an object");
+      const Napi::Value d = info[0].As<Napi::Object>().Get("kvDtype");
+      if (!d.IsUndefined()) dtype = guarded_dtype(info.Env(), d);
+    }
     auto seq = std::make_shared<SequenceState>();
     seq->owner = state_;
-    seq->cache = std::make_unique<KvCache>(state_->model->llm().new_cache());
+    seq->cache = std::make_unique<KvCache>(state_->model->llm().new_cache(dtype));
     auto external = Napi::External<std::shared_ptr<SequenceState>>::New(
         info.Env(), new std::shared_ptr<SequenceState>(seq),
         [](Napi::Env, std::shared_ptr<SequenceState>* p) { delete p; });
@@ -179,6 +186,16 @@ class LanguageModelWrap : public Napi::ObjectWrap<LanguageModelWrap> {
           if (r.logits.defined()) out.Set("logits", tensor_to_js(env, r.logits));
           return out;
         });
+  }
+
+  static DType guarded_dtype(Napi::Env env, const Napi::Value& v) {
+    try {
+      const DType d = parse_dtype(v, "newSequence: kvDtype");
+      VG_CHECK(d == DType::F32 || d == DType::BF16, "newSequence: kvDtype must be 'f32' or 'bf16'");
+      return d;
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
   }
 
   static std::vector<int32_t> int32_values(const Napi::Value& v, const char* what) {

@@ -149,6 +149,36 @@ describe('VARGPT-v1.1 LLM (Qwen2, M-RoPE) through DecoderLlm', () => {
     expect(f32(noCache.hidden)).toEqual(f32(aloneGen[0]!.hidden));
   });
 
+  it('a bf16 KV cache stays within bf16 rounding of the f32 run and decodes the same greedy tokens', async () => {
+    const embeds = asFloat32(get(understanding, 'prefill_inputs_embeds'));
+    const positions = Int32Array.from(asNumbers(get(understanding, 'mrope_position_ids')));
+    const generated = asNumbers(get(understanding, 'generated_ids'));
+    const stepIds = asNumbers(get(understanding, 'step_position_ids'));
+    const run = async (kvDtype: 'f32' | 'bf16') => {
+      const seq = llm.newSequence({ kvDtype });
+      const outs = [await llm.forward({ embeds, positions, sequence: seq })];
+      for (let s = 0; s + 1 < generated.length; s++)
+        outs.push(await llm.forward({ ids: Int32Array.of(generated[s]!), positions: stepPositions(stepIds, s), sequence: seq }));
+      return outs;
+    };
+    const f32Run = await run('f32');
+    const bf16Run = await run('bf16');
+    let differs = false;
+    for (let i = 0; i < f32Run.length; i++) {
+      const a = f32(bf16Run[i]!.hidden), b = f32(f32Run[i]!.hidden);
+      // Keys and values rounded to bf16 (8 significant bits: relative 2^-8) move each attention
+      // output by at most that much of the values it mixes; two layers and the final norm keep the
+      // hidden states within a few of those steps of max|ref|.
+      expectClose(`bf16 cache hidden ${i}`, a, b, 4 * 2 ** -8);
+      expectClose(`bf16 cache logits ${i}`, f32(bf16Run[i]!.logits!), f32(f32Run[i]!.logits!), 4 * 2 ** -8);
+      expect(argmax(f32(bf16Run[i]!.logits!)), `greedy token ${i}`).toBe(generated[i]);
+      differs ||= a.some((v, j) => v !== b[j]);
+    }
+    // The cache really is bf16: the results are not the f32 run's to the bit.
+    expect(differs).toBe(true);
+    expect(() => llm.newSequence({ kvDtype: 'f16' as 'bf16' })).toThrow(/kvDtype must be 'f32' or 'bf16'/);
+  });
+
   it('rejects bad requests and stays usable', async () => {
     await expect(llm.forward({ ids: Int32Array.of(152064) })).rejects.toThrow(/ids\[0\] = 152064 is outside the vocabulary/);
     await expect(llm.forward({ ids: Int32Array.of(1, 2), positions: Int32Array.of(0, 1, 2) })).rejects.toThrow(

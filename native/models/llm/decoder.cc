@@ -107,8 +107,8 @@ DecoderLlm::DecoderLlm(const DecoderConfig& config, WeightLoader& w)
   lm_head_ = config.tied_embeddings ? embed_tokens_ : w.matrix(prefix + "lm_head.weight", {V, H});
 }
 
-KvCache DecoderLlm::new_cache() const {
-  return KvCache(backend_, config_.layers, config_.kv_dim(), config_.max_positions);
+KvCache DecoderLlm::new_cache(DType dtype) const {
+  return KvCache(backend_, config_.layers, config_.kv_dim(), config_.max_positions, dtype);
 }
 
 void DecoderLlm::embed(const Tensor& ids, const Tensor& out) { backend_.embedding(ids, embed_tokens_, out); }
@@ -150,6 +150,10 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
   Tensor gate = b.empty(DType::F32, {T, c.intermediate});
   Tensor up = b.empty(DType::F32, {T, c.intermediate});
   Tensor act = b.empty(DType::F32, {T, c.intermediate});
+  // A bf16 cache receives this step's keys (after RoPE) and values by a cast from f32 rows.
+  const bool staged = kv.dtype() != DType::F32;
+  Tensor k_f32 = staged ? b.empty(DType::F32, {T, kv_dim}) : Tensor();
+  Tensor v_f32 = staged ? b.empty(DType::F32, {T, kv_dim}) : Tensor();
 
   AttentionParams ap;
   ap.q_heads = c.heads;
@@ -162,8 +166,10 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
     const Layer& l = layers_[li];
     const Tensor k_all = kv.keys(li);  // [capacity, kv_dim]
     const Tensor v_all = kv.values(li);
-    const Tensor k_new = k_all.slice(0, start, start + T);
-    const Tensor v_new = v_all.slice(0, start, start + T);
+    const Tensor k_slot = k_all.slice(0, start, start + T);
+    const Tensor v_slot = v_all.slice(0, start, start + T);
+    const Tensor& k_new = staged ? k_f32 : k_slot;
+    const Tensor& v_new = staged ? v_f32 : v_slot;
     auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
 
     b.rms_norm(h, l.input_norm.w, c.rms_eps, xn);
@@ -172,6 +178,10 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
     b.linear(xn, l.v, bias(l.v_bias), v_new);
     b.rope(q, table, c.head_dim, RopePairing::RotateHalf);
     b.rope(k_new, table, c.head_dim, RopePairing::RotateHalf);
+    if (staged) {
+      b.cast(k_f32, k_slot);
+      b.cast(v_f32, v_slot);
+    }
     b.attention(q.view({1, T, q_dim}), k_all.slice(0, 0, start + T).view({1, start + T, kv_dim}),
                 v_all.slice(0, 0, start + T).view({1, start + T, kv_dim}), attn.view({1, T, q_dim}), ap);
     b.linear(attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);

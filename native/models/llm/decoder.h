@@ -47,15 +47,15 @@ class DecoderLlm {
   DecoderLlm(const DecoderConfig& config, WeightLoader& weights);
 
   const DecoderConfig& config() const { return config_; }
-  // An empty cache for one sequence of this model.
-  KvCache new_cache() const;
+  // An empty cache for one sequence of this model (f32 or bf16).
+  KvCache new_cache(DType dtype = DType::F32) const;
 
   // out [T, hidden] = embed_tokens[ids]; ids i32 [T] on the backend.
   void embed(const Tensor& ids, const Tensor& out);
 
   // Runs x [T, hidden] (not modified) at `positions` with the causal mask. With a cache, the
   // tokens see everything it holds and each other causally, and their keys and values are
-  // appended to it; without one (nullptr) they see only each other. Writes the hidden states
+  // appended to it; without one (nullptr) they see only each other (in f32). Writes the hidden states
   // after the final RMSNorm to `hidden` [T, hidden] (HF hidden_states[-1]). `layer_hook(i, h)`
   // sees the residual stream after layer i.
   using LayerHook = std::function<void(int layer, const Tensor& h)>;
