@@ -112,9 +112,6 @@ class Backend {
   // weight and bias may be null (no affine).
   virtual void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                           const Tensor& y) = 0;
-  // AdaLN: y = LayerNorm(x, no affine) * (1 + scale[b]) + shift[b]; x, y [B, L, C]; scale, shift [B, C].
-  virtual void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
-                              const Tensor& y) = 0;
   // Norm + modulate: y = norm(x) [* weight + bias] * (1 + scale[b]) [+ shift[b]]. x, y f32
   // [B, L, C] (or [L, C], B = 1); scale and shift f32 [B, C] (or [C] when B = 1); weight and bias
   // [C] in any float type. weight, bias and shift may each be null (absent). y may be x itself
@@ -133,7 +130,6 @@ class Backend {
 
   // ---- element-wise
   virtual void activation(const Tensor& x, Activation act, const Tensor& y) = 0;  // may run in place
-  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;   // y = silu(gate) * up
   // GLU: y = act(gate) * up (SiLU: SwiGLU; GeluTanh / GeluErf: GEGLU); gate, up, y f32 of one
   // shape with dense rows; y may be gate or up itself (the same view).
   virtual void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) = 0;

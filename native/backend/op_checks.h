@@ -333,7 +333,7 @@ inline void check_add_args(const char* op, const Tensor& a, const Tensor& b, con
            " must span a's last axis");
 }
 
-// ---- per-batch vectors of adaln_modulate and gated_add: [B, C], or [C] / [1, C] when x has one
+// ---- per-batch vectors of norm_modulate and gated_add: [B, C], or [C] / [1, C] when x has one
 // batch row. Returns the stride between batch rows (0 when one row serves every batch).
 
 inline int64_t check_batch_vector(const char* op, const char* name, const Tensor& t, const Tensor& x, int64_t batch) {
@@ -345,7 +345,7 @@ inline int64_t check_batch_vector(const char* op, const char* name, const Tensor
   return t.rank() == 2 && batch > 1 ? t.stride(0) : 0;
 }
 
-// ---- same-shape element-wise ops (swiglu, glu, axpby, activation): a, b and y of one shape
+// ---- same-shape element-wise ops (glu, axpby, activation): a, b and y of one shape
 // with dense rows; y may be an input itself (the same view), not a partly overlapping one.
 
 inline bool same_view(const Tensor& s, const Tensor& t) {
@@ -428,7 +428,7 @@ inline BroadcastPlan check_binary_args(const char* op, const Tensor& a, const Te
   return plan;
 }
 
-// ---- norm_modulate(x, norm, weight, bias, eps, scale, shift, y) and adaln_modulate
+// ---- norm_modulate(x, norm, weight, bias, eps, scale, shift, y)
 
 struct ModulateDims {
   int64_t batch, len, channels, scale_stride, shift_stride;

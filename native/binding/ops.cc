@@ -23,13 +23,11 @@
 //                                                     segments?: [0, o_1, ..., L] (cu_seqlens)
 // rms_norm            [x, weight]                     eps                                     [y]
 // layer_norm          [x, weight|null?, bias|null?]   eps                                     [y]
-// adaln_modulate      [x, scale, shift]               eps                                     [y]
 // norm_modulate       [x, scale, shift|null?,         norm: "layer" | "rms", eps              [y]
 //                      weight|null?, bias|null?]
 // gated_add           [x, y, gate]                    act? (of the gate, default none)        [x + y * act(gate)]
 // group_norm          [x, weight, bias]               groups, eps                             [y]
 // activation          [x]                             act                                     [y]
-// swiglu              [gate, up]                                                              [y]
 // glu                 [gate, up]                      act                                     [y]
 // add                 [a, b]                                                                  [y]
 // binary              [a, b]                          op: "add" | "mul" (NumPy broadcasting)  [y]

@@ -14,13 +14,6 @@ void add_elementwise_binders(BinderTable& table) {
          Tensor out = be.empty(DType::F32, x.shape());
          return BoundOp{[&be, x, act, out] { be.activation(x, act, out); }, {out}};
        }},
-      {"swiglu",
-       [](Backend& be, const OpCall& c) {
-         Inputs in(be, c, 2, 2);
-         Tensor g = in[0], u = in[1];
-         Tensor out = be.empty(DType::F32, g.shape());
-         return BoundOp{[&be, g, u, out] { be.swiglu(g, u, out); }, {out}};
-       }},
       {"glu",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 2, 2);

@@ -28,14 +28,6 @@ void add_norm_binders(BinderTable& table) {
                         },
                         {out}};
        }},
-      {"adaln_modulate",
-       [](Backend& be, const OpCall& c) {
-         Inputs in(be, c, 3, 3);
-         Tensor x = in[0], scale = in[1], shift = in[2];
-         const float eps = static_cast<float>(c.attrs.number("eps"));
-         Tensor out = be.empty(DType::F32, x.shape());
-         return BoundOp{[&be, x, scale, shift, eps, out] { be.adaln_modulate(x, scale, shift, eps, out); }, {out}};
-       }},
       {"norm_modulate",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 2, 5);

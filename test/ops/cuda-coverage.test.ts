@@ -3,7 +3,7 @@
 // without a case. Runs everywhere (no GPU needed): it checks the source, not the device.
 //
 // Marker convention: a case in cuda.test.ts covers the Backend ops named in brackets at the start
-// of its title, e.g. it('[adaln_modulate, gated_add] over [B, L, C]', ...) or
+// of its title, e.g. it('[norm_modulate, gated_add] over [B, L, C]', ...) or
 // it.each(cases)('[attention] %s', ...). Every name in a marker must be a Backend op (no stale
 // markers).
 import { readFileSync } from 'node:fs';

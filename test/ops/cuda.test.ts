@@ -274,7 +274,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     }
   });
 
-  it('[adaln_modulate, gated_add] over [B, L, C]', async () => {
+  it('[norm_modulate, gated_add] AdaLN and gated residual over [B, L, C]', async () => {
     const rng = new Rng(11);
     const B = 2, L = 5, C = 130;
     const x = rng.f32(B * L * C, -2, 3);
@@ -283,7 +283,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
       const b = Math.floor(i / (L * C)), c = i % C;
       return t * (1 + Math.abs(scale[b * C + c]!)) + 4 * u * Math.abs(shift[b * C + c]!);
     });
-    await close('adaln_modulate', 'adaln_modulate', [f32Tensor([B, L, C], x), f32Tensor([B, C], scale), f32Tensor([B, C], shift)], { eps: 1e-6 }, tol);
+    await close('norm_modulate (AdaLN)', 'norm_modulate', [f32Tensor([B, L, C], x), f32Tensor([B, C], scale), f32Tensor([B, C], shift)], { norm: 'layer', eps: 1e-6 }, tol);
     const gtol = Float64Array.from(x, (xv, i) => 4 * u * (Math.abs(xv) + Math.abs(y[i]! * gate[Math.floor(i / (L * C)) * C + (i % C)]!)));
     await close('gated_add', 'gated_add', [f32Tensor([B, L, C], x), f32Tensor([B, L, C], y), f32Tensor([B, C], gate)], {}, gtol);
   });
@@ -309,7 +309,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
     await close('l2_normalize_heads', 'l2_normalize_heads', [f32Tensor([R, H * D], x)], { headDim: D }, tol);
   });
 
-  it('[activation, swiglu, add, axpby] activations (tanh too), swiglu, add (suffix broadcast) and axpby', async () => {
+  it('[activation, add, axpby] activations (tanh too), SwiGLU through glu, add (suffix broadcast) and axpby', async () => {
     const rng = new Rng(13);
     const x = rng.f32(37 * 29, -12, 12);
     const actTol = Float64Array.from(x, (v) => 32 * u * 2 * Math.abs(v) + 1e-30);
@@ -317,7 +317,7 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: normalisation a
       await close(`activation ${act}`, 'activation', [f32Tensor([37, 29], x)], { act }, actTol);
     const up = rng.f32(37 * 29);
     const sTol = Float64Array.from(x, (v, i) => 32 * u * Math.abs(v * up[i]!) + 1e-30);
-    await close('swiglu', 'swiglu', [f32Tensor([37, 29], x), f32Tensor([37, 29], up)], {}, sTol);
+    await close('glu silu', 'glu', [f32Tensor([37, 29], x), f32Tensor([37, 29], up)], { act: 'silu' }, sTol);
     await exact('add suffix [29]', 'add', [f32Tensor([37, 29], x), f32Tensor([29], rng.f32(29))]);
     await exact('add suffix [5, 29]', 'add', [f32Tensor([3, 5, 29], rng.f32(3 * 5 * 29)), f32Tensor([5, 29], rng.f32(5 * 29))]);
     const a = rng.f32(1000), b = rng.f32(1000);

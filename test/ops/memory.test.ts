@@ -71,7 +71,7 @@ describe('runOp: bad calls reject with a clear message and the process lives', (
   });
 
   it('wrong input counts, malformed tensors and attribute types', async () => {
-    await expect(runOp('swiglu', [f32Tensor([2], new Float32Array([1, 2]))])).rejects.toThrow(/swiglu: expected 2 inputs, got 1/);
+    await expect(runOp('glu', [f32Tensor([2], new Float32Array([1, 2]))], { act: 'silu' })).rejects.toThrow(/glu: expected 2 inputs, got 1/);
     await expect(runOp('activation', [{ dtype: 'f64' as never, shape: [1], data: new Float64Array(1) }], { act: 'silu' })).rejects.toThrow(
       /unknown dtype "f64"/,
     );

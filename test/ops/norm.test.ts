@@ -93,7 +93,7 @@ describe('normalisations', () => {
     expectClose(asF32(y!), ref, tol, `layer_norm ${R}x${C}`);
   });
 
-  it('adaln_modulate: LayerNorm(x) * (1 + scale[b]) + shift[b] over [B, L, C]', async () => {
+  it('norm_modulate as AdaLN (VAR, Infinity): LayerNorm(x) * (1 + scale[b]) + shift[b] over [B, L, C]', async () => {
     const B = 2, L = 5, C = 33;
     const rng = new Rng(77);
     const x = rng.f32(B * L * C, -2, 3);
@@ -120,11 +120,11 @@ describe('normalisations', () => {
       }
     });
     const [y] = await runOp(
-      'adaln_modulate',
+      'norm_modulate',
       [f32Tensor([B, L, C], x), f32Tensor([B, C], scale), f32Tensor([B, C], shift)],
-      { eps },
+      { norm: 'layer', eps },
     );
-    expectClose(asF32(y!), ref, tol, 'adaln_modulate');
+    expectClose(asF32(y!), ref, tol, 'norm_modulate (AdaLN)');
   });
 
   it('gated_add: x[b] += y[b] * gate[b]', async () => {
@@ -219,13 +219,13 @@ describe('element-wise', () => {
     expectClose(asF32(y!), ref, tol, `activation ${act}`);
   });
 
-  it('swiglu = silu(gate) * up', async () => {
+  it('glu with silu (SwiGLU) = silu(gate) * up', async () => {
     const rng = new Rng(8);
     const g = rng.f32(2 * 300, -8, 8), up = rng.f32(2 * 300);
     const ref = new Float64Array(600).map((_, i) => actRef('silu', g[i]!) * up[i]!);
     const tol = new Float64Array(600).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(g[i]! * up[i]!));
-    const [y] = await runOp('swiglu', [f32Tensor([2, 300], g), f32Tensor([2, 300], up)]);
-    expectClose(asF32(y!), ref, tol, 'swiglu');
+    const [y] = await runOp('glu', [f32Tensor([2, 300], g), f32Tensor([2, 300], up)], { act: 'silu' });
+    expectClose(asF32(y!), ref, tol, 'glu silu');
   });
 
   it.each([[[2, 3, 5], [5]], [[2, 3, 5], [3, 5]], [[4, 17], [4, 17]], [[6], [6]]] as const)(
@@ -303,8 +303,8 @@ describe('normalisation and element-wise: bad input', () => {
         eps: 1e-6,
       }),
     ).rejects.toThrow(/group_norm: 4 groups do not divide the 6 channels/);
-    await expect(runOp('swiglu', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([3, 2], rng.f32(6))])).rejects.toThrow(
-      /swiglu: gate f32\[2, 3\] and up f32\[3, 2\] must have the same shape/,
+    await expect(runOp('glu', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([3, 2], rng.f32(6))], { act: 'silu' })).rejects.toThrow(
+      /glu: gate f32\[2, 3\] and up f32\[3, 2\] must have the same shape/,
     );
     await expect(runOp('add', [f32Tensor([2, 3], rng.f32(6)), f32Tensor([2], rng.f32(2))])).rejects.toThrow(
       /add: b f32\[2\] is not a suffix of a f32\[2, 3\]/,
@@ -343,15 +343,15 @@ describe.each(kernelPaths())('element-wise on the %s path', (path) => {
     }
   });
 
-  it('swiglu, lengths 1..100 (tails)', async () => {
+  it('glu with silu (SwiGLU), lengths 1..100 (tails)', async () => {
     addon.setCpuKernels(path);
     for (const n of lengths) {
       const rng = new Rng(n + 77);
       const g = rng.f32(2 * n, -30, 30), up = rng.f32(2 * n);
       const ref = new Float64Array(2 * n).map((_, i) => actRef('silu', g[i]!) * up[i]!);
       const tol = new Float64Array(2 * n).map((_, i) => 16 * u * Math.abs(ref[i]!) + 4 * u * Math.abs(g[i]! * up[i]!) + 1e-37);
-      const [y] = await runOp('swiglu', [f32Tensor([2, n], g), f32Tensor([2, n], up)]);
-      expectClose(asF32(y!), ref, tol, `${path} swiglu n=${n}`);
+      const [y] = await runOp('glu', [f32Tensor([2, n], g), f32Tensor([2, n], up)], { act: 'silu' });
+      expectClose(asF32(y!), ref, tol, `${path} glu silu n=${n}`);
     }
   });
 });

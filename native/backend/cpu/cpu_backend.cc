@@ -72,10 +72,6 @@ class CpuBackend final : public Backend {
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y) override {
     cpu::layer_norm(x, weight, bias, eps, y);
   }
-  void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
-                      const Tensor& y) override {
-    cpu::adaln_modulate(x, scale, shift, eps, y);
-  }
   void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
                      const Tensor& scale, const Tensor* shift, const Tensor& y) override {
     cpu::norm_modulate(x, norm, weight, bias, eps, scale, shift, y);
@@ -89,7 +85,6 @@ class CpuBackend final : public Backend {
   }
 
   void activation(const Tensor& x, Activation act, const Tensor& y) override { cpu::activation(x, act, y); }
-  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override { cpu::swiglu(gate, up, y); }
   void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) override {
     cpu::glu(gate, up, act, y);
   }

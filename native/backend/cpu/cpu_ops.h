@@ -24,7 +24,6 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
 // norm.cc
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, const Tensor& y);
 void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y);
-void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y);
 void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
                    const Tensor& scale, const Tensor* shift, const Tensor& y);
 void gated_add(const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act);
@@ -33,7 +32,6 @@ void l2_normalize_heads(const Tensor& x, int head_dim, const Tensor* head_scale)
 
 // elementwise.cc
 void activation(const Tensor& x, Activation act, const Tensor& y);
-void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y);
 void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y);
 void add(const Tensor& a, const Tensor& b, const Tensor& y);
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y);

@@ -93,12 +93,6 @@ void activation(const Tensor& x, Activation act, const Tensor& y) {
   for_rows3(x, x, y, [&](const float* xi, const float*, float* yi, int64_t n) { kern.activation(act, xi, yi, n); });
 }
 
-void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) {
-  check_binary("swiglu", "gate", gate, "up", up, y);
-  const GemmKernels& kern = active_gemm_kernels();
-  for_rows3(gate, up, y, [&](const float* g, const float* u, float* yi, int64_t n) { kern.swiglu(g, u, yi, n); });
-}
-
 void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) {
   check_binary("glu", "gate", gate, "up", up, y);
   const GemmKernels& kern = active_gemm_kernels();

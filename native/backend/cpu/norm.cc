@@ -111,7 +111,7 @@ void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float
 
 namespace {
 
-// norm_modulate and adaln_modulate (one kernel; `op` names the caller in messages).
+// norm_modulate (`op` names the caller in messages).
 void modulate(const char* op, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
               const Tensor& scale, const Tensor* shift, const Tensor& y) {
   check_dtype(op, "x", x, DType::F32);
@@ -148,10 +148,6 @@ void modulate(const char* op, const Tensor& x, NormKind norm, const Tensor* weig
 }
 
 }  // namespace
-
-void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, const Tensor& y) {
-  modulate("adaln_modulate", x, NormKind::LayerNorm, nullptr, nullptr, eps, scale, &shift, y);
-}
 
 void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
                    const Tensor& scale, const Tensor* shift, const Tensor& y) {

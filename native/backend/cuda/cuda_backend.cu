@@ -97,10 +97,6 @@ class CudaBackend final : public Backend {
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y) override {
     run("layer_norm", [&] { cuda::layer_norm(ctx_, x, weight, bias, eps, y); });
   }
-  void adaln_modulate(const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
-                      const Tensor& y) override {
-    run("adaln_modulate", [&] { cuda::adaln_modulate(ctx_, x, scale, shift, eps, y); });
-  }
   void norm_modulate(const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
                      const Tensor& scale, const Tensor* shift, const Tensor& y) override {
     run("norm_modulate", [&] { cuda::norm_modulate(ctx_, x, norm, weight, bias, eps, scale, shift, y); });
@@ -115,9 +111,6 @@ class CudaBackend final : public Backend {
 
   void activation(const Tensor& x, Activation act, const Tensor& y) override {
     run("activation", [&] { cuda::activation(ctx_, x, act, y); });
-  }
-  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override {
-    run("swiglu", [&] { cuda::swiglu(ctx_, gate, up, y); });
   }
   void glu(const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) override {
     run("glu", [&] { cuda::glu(ctx_, gate, up, act, y); });

@@ -30,8 +30,6 @@ void attention(const Ctx& ctx, const Tensor& q, const Tensor& k, const Tensor& v
 // norm.cu
 void rms_norm(const Ctx& ctx, const Tensor& x, const Tensor& weight, float eps, const Tensor& y);
 void layer_norm(const Ctx& ctx, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, const Tensor& y);
-void adaln_modulate(const Ctx& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
-                    const Tensor& y);
 void norm_modulate(const Ctx& ctx, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,
                    const Tensor& scale, const Tensor* shift, const Tensor& y);
 void gated_add(const Ctx& ctx, const Tensor& x, const Tensor& y, const Tensor& gate, Activation gate_act);
@@ -41,7 +39,6 @@ void l2_normalize_heads(const Ctx& ctx, const Tensor& x, int head_dim, const Ten
 
 // elementwise.cu
 void activation(const Ctx& ctx, const Tensor& x, Activation act, const Tensor& y);
-void swiglu(const Ctx& ctx, const Tensor& gate, const Tensor& up, const Tensor& y);
 void glu(const Ctx& ctx, const Tensor& gate, const Tensor& up, Activation act, const Tensor& y);
 void add(const Ctx& ctx, const Tensor& a, const Tensor& b, const Tensor& y);
 void binary(const Ctx& ctx, BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& y);

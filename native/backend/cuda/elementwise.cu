@@ -85,11 +85,6 @@ void activation(const Ctx& ctx, const Tensor& x, Activation act, const Tensor& y
   VG_CUDA_LAUNCHED("activation", "activation_kernel");
 }
 
-void swiglu(const Ctx& ctx, const Tensor& gate, const Tensor& up, const Tensor& y) {
-  check_binary(ctx, "swiglu", "gate", gate, "up", up, y);
-  launch_binary(ctx, "swiglu", gate, up, y, Binary::Glu, Activation::SiLU, 0.0f, 0.0f);
-}
-
 void glu(const Ctx& ctx, const Tensor& gate, const Tensor& up, Activation act, const Tensor& y) {
   check_binary(ctx, "glu", "gate", gate, "up", up, y);
   launch_binary(ctx, "glu", gate, up, y, Binary::Glu, act, 0.0f, 0.0f);

@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kRowThreads) layer_norm_kernel(const float* __
   }
 }
 
-// norm_modulate (and adaln_modulate): y = norm(x) [* w + b] * (1 + scale[b]) [+ shift[b]].
+// norm_modulate: y = norm(x) [* w + b] * (1 + scale[b]) [+ shift[b]].
 __global__ void __launch_bounds__(kRowThreads)
     modulate_kernel(const float* __restrict__ x, RowMap xr, float* y, RowMap yr, bool rms, FloatPtr w, FloatPtr bias,
                     const float* __restrict__ scale, int64_t scale_stride, const float* __restrict__ shift,
@@ -157,7 +157,7 @@ void check_rows_pair(const Ctx& ctx, const char* op, const Tensor& x, const Tens
   check_dense_rows(op, "y", y);
 }
 
-// norm_modulate and adaln_modulate (`op` names the caller in messages).
+// norm_modulate (`op` names the caller in messages).
 void modulate(const Ctx& ctx, const char* op, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias,
               float eps, const Tensor& scale, const Tensor* shift, const Tensor& y) {
   check_dtype(ctx, op, "x", x, DType::F32);
@@ -202,11 +202,6 @@ void layer_norm(const Ctx& ctx, const Tensor& x, const Tensor* weight, const Ten
   layer_norm_kernel<<<row_blocks(xr.rows), kRowThreads, 0, ctx.stream>>>(x.data<float>(), xr, y.data<float>(), yr, w,
                                                                         b, eps);
   VG_CUDA_LAUNCHED("layer_norm", "layer_norm_kernel");
-}
-
-void adaln_modulate(const Ctx& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps,
-                    const Tensor& y) {
-  modulate(ctx, "adaln_modulate", x, NormKind::LayerNorm, nullptr, nullptr, eps, scale, &shift, y);
 }
 
 void norm_modulate(const Ctx& ctx, const Tensor& x, NormKind norm, const Tensor* weight, const Tensor* bias, float eps,

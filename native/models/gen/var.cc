@@ -149,7 +149,7 @@ void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& lo
     const Block& blk = blocks_[bi];
     const Tensor& k_cache = cache.k_[bi];
     const Tensor& v_cache = cache.v_[bi];
-    b.adaln_modulate(x, blk.scale1, blk.shift1, eps, xn);
+    b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, blk.scale1, &blk.shift1, xn);
     b.linear(xn, blk.qkv_w, &blk.qkv_bias, qkv);
     const Tensor q = qkv.slice(2, 0, C);
     const Tensor k = qkv.slice(2, C, 2 * C);
@@ -161,13 +161,13 @@ void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& lo
     b.attention(q, k_cache.slice(1, 0, Lk), v_cache.slice(1, 0, Lk), attn, ap);
     b.linear(attn, blk.proj.w, &blk.proj.b, y);
     b.gated_add(x, y, blk.gamma1);
-    b.adaln_modulate(x, blk.scale2, blk.shift2, eps, xn);
+    b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, blk.scale2, &blk.shift2, xn);
     b.linear(xn, blk.fc1.w, &blk.fc1.b, mlp, Activation::GeluTanh);
     b.linear(mlp, blk.fc2.w, &blk.fc2.b, y);
     b.gated_add(x, y, blk.gamma2);
     if (block_hook) block_hook(static_cast<int>(bi), x);
   }
-  b.adaln_modulate(x, head_scale_, head_shift_, eps, xn);
+  b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, head_scale_, &head_shift_, xn);
   b.linear(xn, head_.w, &head_.b, logits);
   cache.length_ = static_cast<int>(Lk);
 }

@@ -189,7 +189,7 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
     b.rms_norm(h, l.post_norm.w, c.rms_eps, xn);
     b.linear(xn, l.gate, nullptr, gate);
     b.linear(xn, l.up, nullptr, up);
-    b.swiglu(gate, up, act);
+    b.glu(gate, up, Activation::SiLU, act);
     b.linear(act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
     if (layer_hook) layer_hook(li, h);
   }
