@@ -1,0 +1,45 @@
+// The native family registry (native/models/pipelines/registry.cc), reached through the addon's
+// loadModel directly: the TypeScript registry refuses unknown families first, so this checks the
+// native side on its own. It must agree with lib/families/registry.ts.
+import path from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { native } from '../../lib/native.js';
+import { jsonCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
+import { fixturesDir, tinyModelDir } from '../helpers/paths.js';
+
+afterAll(removeJsonCheckpoints);
+
+const supported = /is not a supported family; supported model types: vargpt_llava \(vargpt-v1\)/;
+
+describe('native family registry', () => {
+  it('loads a VARGPT v1 checkpoint as the vargpt-v1 family', async () => {
+    const model = await native().loadModel(tinyModelDir, { device: 'cpu' });
+    expect(model.info().family).toBe('vargpt-v1');
+    await model.dispose();
+  });
+
+  it('refuses another family by its model_type, listing the supported ones', async () => {
+    await expect(native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(
+      /model_type "blip3o_qwen" \(architectures\[0\] "blip3oQwenForCausalLM"\) is not a supported family/,
+    );
+    await expect(native().loadModel(path.join(fixturesDir, 'vargpt-v1.1-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(supported);
+  });
+
+  it('reads architectures[0] only where model_type is absent', async () => {
+    // A known architecture under an unknown model_type is refused ...
+    const unknownType = jsonCheckpoint({ config: (c) => void (c['model_type'] = 'llava') });
+    await expect(native().loadModel(unknownType, { device: 'cpu' })).rejects.toThrow(supported);
+    // ... and without a model_type it picks the family, which then fails on the missing weights
+    // (these copies hold only the JSON files), not on the family.
+    const noType = jsonCheckpoint({ config: (c) => void delete c['model_type'] });
+    const error = await native().loadModel(noType, { device: 'cpu' }).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.message).not.toMatch(/supported family/);
+    expect(error!.message).toMatch(/safetensors/);
+  });
+});
