@@ -228,6 +228,13 @@ export interface NativeAddon {
   // A checkpoint's decoder LLM alone (native/binding/language_model.cc): parity checks of a
   // family's LLM and interleaved sequences on one set of weights.
   loadLanguageModel(dir: string, device?: string): Promise<NativeLanguageModel>;
+  // A checkpoint's Qwen2-VL vision tower alone (native/binding/vision_tower.cc).
+  loadVisionTower(dir: string, device?: string): Promise<NativeVisionTower>;
+}
+
+export interface NativeVisionTower {
+  // patches [N x patch_values] of every image, window-major; grids (t, h, w) per image.
+  encode(patches: Float32Array, grids: Int32Array): Promise<{ patchEmbed: NativeTensor; blockOut: NativeTensor; features: NativeTensor }>;
 }
 
 // A KV cache owned by the caller; opaque.

@@ -15,6 +15,13 @@
 
 namespace vargpt::binding {
 
+// A promise already rejected with `message` (argument errors found on the JS thread).
+inline Napi::Promise rejected_promise(Napi::Env env, const std::string& message) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Reject(Napi::Error::New(env, message).Value());
+  return deferred.Promise();
+}
+
 template <typename Result>
 class PromiseWorker final : public Napi::AsyncWorker {
  public:
@@ -80,6 +87,26 @@ Napi::Value guarded(Napi::Env env, Body&& body) {
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
+}
+
+// loadX(dir, device?) for the component probes (language_model.cc, vision_tower.cc): checks the
+// arguments, runs `load(dir, device)` on a worker and wraps the state it returns in `wrapper`
+// (an ObjectWrap class constructed from an External of the state).
+template <typename State, typename Load>
+Napi::Value load_component(const Napi::CallbackInfo& info, const char* call, Load load,
+                           Napi::FunctionReference& (*wrapper)(Napi::Env)) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString() || (info.Length() > 1 && !info[1].IsString()))
+    return rejected_promise(env, std::string(call) + "(dir, device?): dir and device must be strings");
+  const std::string dir = info[0].As<Napi::String>().Utf8Value();
+  const std::string device = info.Length() > 1 ? info[1].As<Napi::String>().Utf8Value() : "cpu";
+  using Result = std::shared_ptr<State>;
+  return PromiseWorker<Result>::start(
+      env, call, [dir, device, load]() -> Result { return load(dir, device); },
+      [wrapper](Napi::Env env, Result& state) -> Napi::Value {
+        auto external = Napi::External<Result>::New(env, new Result(state), [](Napi::Env, Result* p) { delete p; });
+        return wrapper(env).New({external});
+      });
 }
 
 }  // namespace vargpt::binding

@@ -146,9 +146,7 @@ class LanguageModelWrap : public Napi::ObjectWrap<LanguageModelWrap> {
                  "forward: logits must be 'last', 'all' or 'none', got \"", logits_mode, "\"");
       }
     } catch (const std::exception& e) {
-      auto deferred = Napi::Promise::Deferred::New(env);
-      deferred.Reject(Napi::Error::New(env, e.what()).Value());
-      return deferred.Promise();
+      return rejected_promise(env, e.what());
     }
     auto state = state_;
     return PromiseWorker<ForwardResult>::start(
@@ -209,26 +207,14 @@ class LanguageModelWrap : public Napi::ObjectWrap<LanguageModelWrap> {
 };
 
 Napi::Value load_language_model(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString() || (info.Length() > 1 && !info[1].IsString())) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Reject(Napi::Error::New(env, "loadLanguageModel(dir, device?): dir and device must be strings").Value());
-    return deferred.Promise();
-  }
-  const std::string dir = info[0].As<Napi::String>().Utf8Value();
-  const std::string device = info.Length() > 1 ? info[1].As<Napi::String>().Utf8Value() : "cpu";
-  using Result = std::shared_ptr<LanguageModelState>;
-  return PromiseWorker<Result>::start(
-      env, "vargpt.loadLanguageModel",
-      [dir, device]() {
+  return load_component<LanguageModelState>(
+      info, "loadLanguageModel",
+      [](const std::string& dir, const std::string& device) {
         auto state = std::make_shared<LanguageModelState>();
         state->model = TextModel::load(dir, device, nullptr);
         return state;
       },
-      [](Napi::Env env, Result& state) -> Napi::Value {
-        auto external = Napi::External<Result>::New(env, new Result(state), [](Napi::Env, Result* p) { delete p; });
-        return addon_data(env).language_model_class.New({external});
-      });
+      [](Napi::Env env) -> Napi::FunctionReference& { return addon_data(env).language_model_class; });
 }
 
 }  // namespace

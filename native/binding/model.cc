@@ -232,12 +232,6 @@ Napi::Value info_to_js(Napi::Env env, const Info& info) {
   return out;
 }
 
-Napi::Promise rejected(Napi::Env env, const std::string& message) {
-  auto deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(Napi::Error::New(env, message).Value());
-  return deferred.Promise();
-}
-
 // ---- cancel tokens
 
 class CancelTokenWrap : public Napi::ObjectWrap<CancelTokenWrap> {
@@ -294,7 +288,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (state_->disposed()) return rejected(env, "model is disposed");
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
     std::shared_ptr<std::atomic<bool>> cancel;
     StreamCallbacks callbacks;
     bool want_progress = false;
@@ -303,7 +297,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       request = std::make_shared<GenerateRequest>(
           parse_request(env, info.Length() > 0 ? info[0] : env.Undefined(), cancel, callbacks, want_progress));
     } catch (const std::exception& e) {
-      return rejected(env, e.what());
+      return rejected_promise(env, e.what());
     }
     const bool stream_tokens = !callbacks.on_token.IsEmpty();
     auto state = state_;
@@ -337,7 +331,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value encode_image_tokens(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (state_->disposed()) return rejected(env, "model is disposed");
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
     std::vector<float> pixels;
     int height = 0, width = 0;
     try {
@@ -347,7 +341,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       height = info[1].As<Napi::Number>().Int32Value();
       width = info[2].As<Napi::Number>().Int32Value();
     } catch (const std::exception& e) {
-      return rejected(env, e.what());
+      return rejected_promise(env, e.what());
     }
     auto state = state_;
     std::shared_ptr<Model> model = state_->acquire();
@@ -371,7 +365,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value decode_image_tokens(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (state_->disposed()) return rejected(env, "model is disposed");
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
     std::vector<std::vector<int32_t>> indices;
     bool trace = false;
     try {
@@ -379,7 +373,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    [&](const Napi::Value& e, const std::string& name) { indices.push_back(int32_array(e, name)); });
       if (info.Length() > 1 && info[1].IsObject()) trace = bool_field(info[1].As<Napi::Object>(), "trace", "decodeImageTokens: options");
     } catch (const std::exception& e) {
-      return rejected(env, e.what());
+      return rejected_promise(env, e.what());
     }
     auto state = state_;
     std::shared_ptr<Model> model = state_->acquire();
@@ -434,7 +428,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       cancel = cancel_field(env, o, "loadModel: options");
     }
   } catch (const std::exception& e) {
-    return rejected(env, e.what());
+    return rejected_promise(env, e.what());
   }
   const bool report = !callbacks.on_load_progress.IsEmpty();
   using Result = std::shared_ptr<ModelState>;
