@@ -22,7 +22,6 @@ class MultiScaleVq {
                const std::string& prefix);
 
   int latent_size() const { return patch_nums_.back(); }
-  const std::vector<int>& phi_index() const { return phi_index_; }
 
   // h [Z, pn, pn] = codebook[idx] laid out as a map (token j -> row j / pn, column j % pn).
   void lookup(const Tensor& idx, int pn, const Tensor& h);

@@ -26,8 +26,6 @@ class MlpProjector {
 
   // x [..., in] -> y [..., out]
   void run(const Tensor& x, const Tensor& y) const;
-  int in() const { return static_cast<int>(first_.in()); }
-  int out() const { return static_cast<int>(second_.out()); }
 
  private:
   Backend& backend_;

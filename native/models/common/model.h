@@ -28,7 +28,6 @@ struct ImageOptions {
   std::map<std::string, double> numbers;
   std::map<std::string, std::vector<Tensor>> replay;  // host tensors (i32 or f32), one per step
 
-  bool has(const std::string& name) const { return numbers.count(name) != 0; }
   double number(const std::string& name) const;  // throws "generate: image.<name> is required"
   int integer(const std::string& name, int lo, int hi) const;
   // The recorded draws named `name`, or nullptr when the request replays nothing of that name.

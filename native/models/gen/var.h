@@ -29,7 +29,6 @@ struct VarConfig {
 class VarScaleCache {
  public:
   int length() const { return length_; }  // tokens of the scales already run
-  void reset() { length_ = 0; }
 
  private:
   friend class VarDecoder;

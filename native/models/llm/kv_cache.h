@@ -4,8 +4,6 @@
 // upstream run has: keys are rounded after RoPE, values after the projection).
 #pragma once
 
-#include <cstddef>
-
 #include "../../backend/backend.h"
 
 namespace vargpt {
@@ -16,7 +14,6 @@ class KvCache {
   KvCache(Backend& backend, int layers, int64_t kv_dim, int max_positions, DType dtype = DType::F32);
 
   int length() const { return length_; }  // tokens held (the next token's slot)
-  int max_positions() const { return max_positions_; }
   DType dtype() const { return dtype_; }
   void reset() { length_ = 0; }  // forget the contents, keep the memory
   // Drops slots >= length (undo a failed or aborted append).
@@ -28,7 +25,6 @@ class KvCache {
   // [capacity, kv_dim] views of layer `layer`.
   Tensor keys(int layer) const { return k_.select(layer); }
   Tensor values(int layer) const { return v_.select(layer); }
-  size_t bytes() const { return k_.defined() ? k_.nbytes() + v_.nbytes() : 0; }
 
  private:
   Backend& backend_;
