@@ -1,10 +1,8 @@
 // One assistant turn: prompt embedding (with image features), prefill, and the token loop that
 // either stops on EOS / budget or hands over to the image branch on <|image_gen_start|>.
-#include <algorithm>
-#include <cmath>
 #include <set>
 
-#include "../../core/rng.h"
+#include "../common/text_sampling.h"
 #include "vargpt_v1_run.h"
 
 namespace vargpt {
@@ -12,17 +10,10 @@ namespace vargpt {
 void VargptV1::Run::validate() {
   const VargptConfig& c = m_.config_;
   const GenerateRequest& r = req_;
+  check_text_request(r, c.llm.vocab);
+  VG_CHECK(r.image_grids.empty(), "generate: imageGrids is for vision towers that read images at their own size; "
+                                  "VARGPT v1's CLIP takes fixed-size pixelValues");
   const int T = static_cast<int>(r.input_ids.size());
-  VG_CHECK(T > 0, "generate: inputIds is empty");
-  for (int i = 0; i < T; ++i)
-    VG_CHECK(r.input_ids[i] >= 0 && r.input_ids[i] < c.llm.vocab, "generate: inputIds[", i, "] = ", r.input_ids[i],
-             " is outside the vocabulary [0, ", c.llm.vocab, ")");
-  VG_CHECK(r.max_new_tokens >= 0, "generate: maxNewTokens must be >= 0, got ", r.max_new_tokens);
-  VG_CHECK(std::isfinite(r.temperature) && r.temperature >= 0, "generate: temperature must be >= 0, got ", r.temperature);
-  VG_CHECK(r.top_k >= 0, "generate: topK must be >= 0, got ", r.top_k);
-  VG_CHECK(r.top_p > 0 && r.top_p <= 1, "generate: topP must be in (0, 1], got ", r.top_p);
-  VG_CHECK(std::isfinite(r.repetition_penalty) && r.repetition_penalty > 0,
-           "generate: repetitionPenalty must be > 0, got ", r.repetition_penalty);
 
   // Each <image> must already be expanded to the vision token count; runs of image tokens are
   // filled in order by pixelValues (adjacent images make one run of a multiple of that count).
@@ -143,40 +134,7 @@ void VargptV1::Run::emit(int32_t token) {
 }
 
 Tensor VargptV1::Run::step(int32_t token) {
-  const int64_t H = m_.config_.llm.hidden;
-  Tensor x = b_.empty(DType::F32, {1, H});
-  m_.llm_->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
-  Tensor hidden = b_.empty(DType::F32, {1, H});
-  m_.llm_->forward(x, Positions::sequential(cache_.length(), 1), &cache_, hidden);
-  Tensor logits = b_.empty(DType::F32, {1, m_.config_.llm.vocab});
-  m_.llm_->logits(hidden, logits);
-  return logits;
-}
-
-int32_t VargptV1::Run::choose_token(const Tensor& raw_logits, int step_index) {
-  Tensor logits = raw_logits;
-  if (req_.repetition_penalty != 1.0f) {
-    // HF RepetitionPenaltyLogitsProcessor over every id seen so far (prompt included): positive
-    // logits are divided by the penalty, negative ones multiplied. A V-float host round trip.
-    Tensor host = b_.to_host(raw_logits);
-    float* v = host.data<float>();
-    const float p = req_.repetition_penalty;
-    for (int32_t id : std::set<int32_t>(history_.begin(), history_.end())) v[id] = v[id] < 0 ? v[id] * p : v[id] / p;
-    logits = b_.upload(host);
-  }
-  Tensor idx = b_.empty(DType::I32, {1});
-  if (req_.temperature == 0.0f) {
-    b_.argmax(logits, idx);
-  } else {
-    SamplingParams sp;
-    sp.top_k = std::min(req_.top_k, m_.config_.llm.vocab);
-    sp.top_p = req_.top_p;
-    sp.temperature = req_.temperature;
-    sp.seed = req_.seed;
-    sp.stream = rng_stream(RngPurpose::TextSampling, static_cast<uint32_t>(step_index));
-    b_.sample(logits, sp, idx, nullptr);
-  }
-  return b_.to_host(idx).data<int32_t>()[0];
+  return m_.llm_->next_logits(token, Positions::sequential(cache_.length(), 1), cache_);
 }
 
 void VargptV1::Run::execute() {
@@ -217,7 +175,7 @@ void VargptV1::Run::execute() {
       token = c.tokens.image_gen_start;
     } else {
       Profiler::Stage stage(prof_, "sampleText");
-      token = choose_token(logits, generated);
+      token = choose_text_token(b_, logits, req_, history_, generated, c.llm.vocab);
       if (trace_.enabled()) step_logits_.push_back(logits.view({c.llm.vocab}));
     }
     emit(token);

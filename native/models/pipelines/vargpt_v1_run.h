@@ -42,7 +42,6 @@ class VargptV1::Run {
     if (req_.cancelled && req_.cancelled()) throw Cancelled();
   }
   Tensor embed_prompt();
-  int32_t choose_token(const Tensor& logits, int step);
   void emit(int32_t token);
   // Feeds one token at the next position; returns its logits [1, vocab].
   Tensor step(int32_t token);
