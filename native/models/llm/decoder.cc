@@ -201,4 +201,31 @@ void DecoderLlm::logits(const Tensor& hidden, const Tensor& logits) {
   backend_.linear(hidden, lm_head_, nullptr, logits);
 }
 
+Tensor DecoderLlm::next_logits(int32_t token, const Positions& positions, KvCache& cache) {
+  Backend& b = backend_;
+  const int64_t H = config_.hidden;
+  Tensor x = b.empty(DType::F32, {1, H});
+  embed(b.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
+  Tensor hidden = b.empty(DType::F32, {1, H});
+  forward(x, positions, &cache, hidden);
+  Tensor out = b.empty(DType::F32, {1, config_.vocab});
+  logits(hidden, out);
+  return out;
+}
+
+Info DecoderLlm::info() const {
+  const DecoderConfig& c = config_;
+  Info out = Info::object();
+  out.set("hiddenSize", c.hidden)
+      .set("layers", c.layers)
+      .set("heads", c.heads)
+      .set("kvHeads", c.kv_heads)
+      .set("headDim", c.head_dim)
+      .set("intermediateSize", c.intermediate)
+      .set("vocabSize", c.vocab)
+      .set("maxPositions", c.max_positions);
+  if (!c.mrope_sections.empty()) out.set("ropeTheta", static_cast<double>(c.rope_theta)).set("mropeSection", Info::numbers(c.mrope_sections));
+  return out;
+}
+
 }  // namespace vargpt

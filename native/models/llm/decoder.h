@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../../core/json.h"
+#include "../common/info.h"
 #include "../common/weights.h"
 #include "kv_cache.h"
 
@@ -64,6 +65,13 @@ class DecoderLlm {
 
   // logits [N, vocab] = lm_head(hidden [N, hidden]).
   void logits(const Tensor& hidden, const Tensor& logits);
+
+  // One decode step: `token` at `positions` (one token) after what `cache` holds; returns its
+  // logits [1, vocab].
+  Tensor next_logits(int32_t token, const Positions& positions, KvCache& cache);
+
+  // Sizes for Model::info() ("llm": hiddenSize, layers, heads, ...).
+  Info info() const;
 
  private:
   struct Layer {

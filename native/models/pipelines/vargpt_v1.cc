@@ -49,15 +49,7 @@ Info VargptV1::info() const {
   const VargptConfig& c = config_;
   Info out = Info::object();
   out.set("family", family()).set("device", device_);
-  out.set("llm", Info::object()
-                     .set("hiddenSize", c.llm.hidden)
-                     .set("layers", c.llm.layers)
-                     .set("heads", c.llm.heads)
-                     .set("kvHeads", c.llm.kv_heads)
-                     .set("headDim", c.llm.head_dim)
-                     .set("intermediateSize", c.llm.intermediate)
-                     .set("vocabSize", c.llm.vocab)
-                     .set("maxPositions", c.llm.max_positions));
+  out.set("llm", llm_->info());
   if (c.has_vision) {
     out.set("vision", Info::object()
                           .set("hiddenSize", c.vision.hidden)
