@@ -136,6 +136,12 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
       const std::vector<float> px = float32_array(e, name);
       r.pixel_values.push_back(Tensor::from_host(DType::F32, {static_cast<int64_t>(px.size())}, px.data()));
     });
+  const Napi::Value grids = o.Get("imageGrids");
+  if (!grids.IsUndefined() && !grids.IsNull()) {
+    const std::vector<int32_t> thw = int32_array(grids, "generate: request.imageGrids");
+    VG_CHECK(thw.size() % 3 == 0, "generate: request.imageGrids must hold (t, h, w) triples, got ", thw.size(), " values");
+    for (size_t i = 0; i < thw.size(); i += 3) r.image_grids.push_back({thw[i], thw[i + 1], thw[i + 2]});
+  }
   r.force_image = bool_field(o, "forceImage", what);
   r.max_new_tokens = static_cast<int>(int_field(o, "maxNewTokens", what, 0, 1 << 30));
   r.temperature = static_cast<float>(number_field(o, "temperature", what));

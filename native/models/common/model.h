@@ -6,6 +6,7 @@
 // code checks only what memory safety and the kernels need.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,9 @@ struct ImageOptions {
 struct GenerateRequest {
   std::vector<int32_t> input_ids;
   std::vector<Tensor> pixel_values;  // host f32, one per image in the prompt (layout: the family's)
+  // Per image, its patch grid (t, h, w), for families that read images at their own resolution
+  // (Qwen2-VL); empty for fixed-size vision towers.
+  std::vector<std::array<int32_t, 3>> image_grids;
   bool force_image = false;          // emit the family's image-start token as the first new token
   int max_new_tokens = 0;
   float temperature = 0.0f;  // 0 = greedy

@@ -5,12 +5,14 @@
 #include "../../core/error.h"
 #include "../common/config_json.h"
 #include "vargpt_v1.h"
+#include "vargpt_v1_1.h"
 
 namespace vargpt {
 
 const std::vector<ModelFamily>& model_families() {
   static const std::vector<ModelFamily> families = {
       {"vargpt-v1", {"vargpt_llava"}, {"VARGPTLlavaForConditionalGeneration"}, &VargptV1::load},
+      {"vargpt-v1.1", {"vargpt_qwen2_vl"}, {"VARGPTQwen2VLForConditionalGeneration"}, &VargptV11::load},
   };
   return families;
 }
