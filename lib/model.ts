@@ -293,8 +293,7 @@ export class VargptModel {
     this.checkUsable('ask');
     if (typeof question !== 'string') throw new InputError(`ask: question must be a string, got ${typeof question}`);
     if (image === undefined || image === null) throw new InputError('ask: image is missing');
-    const messages: ChatMessage[] = [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: question }] }];
-    return this.generate(this.chatArgs('ask', messages, options));
+    return this.generate(this.chatArgs('ask', [this.family.askMessage(image, question)], options));
   }
 
   // Draws an image for a prompt, as the family draws (VARGPT v1: the first new token is forced to

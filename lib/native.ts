@@ -97,20 +97,22 @@ export interface NativeVqvaeInfo {
   phiIndex: number[]; // scale -> phi conv
 }
 
-export interface NativeModelInfo {
-  // The native registry's name of the model family ('vargpt-v1').
-  family: string;
+interface NativeLlmInfo {
+  hiddenSize: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim?: number;
+  intermediateSize?: number;
+  vocabSize: number;
+  maxPositions: number;
+}
+
+// info() of a VARGPT v1 model (native/models/pipelines/vargpt_v1.cc).
+export interface NativeVargptV1Info {
+  family: 'vargpt-v1';
   device: string;
-  llm: {
-    hiddenSize: number;
-    layers: number;
-    heads: number;
-    kvHeads: number;
-    headDim?: number;
-    intermediateSize?: number;
-    vocabSize: number;
-    maxPositions: number;
-  };
+  llm: NativeLlmInfo;
   vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
   var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
   vqvae: NativeVqvaeInfo | null;
@@ -121,6 +123,43 @@ export interface NativeModelInfo {
   bosId: number;
 }
 
+// The Qwen2-VL vision tower of a VARGPT-v1.1 model.
+export interface NativeQwen2VlVisionInfo {
+  embedDim: number;
+  depth: number;
+  heads: number;
+  patchSize: number;
+  temporalPatchSize: number;
+  mergeSize: number;
+  channels: number;
+  // Values per patch: channels x temporalPatchSize x patchSize^2 (1176).
+  patchValues: number;
+  // The merger's output width (the LLM's hidden size).
+  outHidden: number;
+}
+
+// info() of a VARGPT-v1.1 model (native/models/pipelines/vargpt_v1_1.cc). Token ids are -1 where
+// config.json has none.
+export interface NativeVargptV11Info {
+  family: 'vargpt-v1.1';
+  device: string;
+  llm: NativeLlmInfo & { ropeTheta: number; mropeSection: number[] };
+  vision: NativeQwen2VlVisionInfo | null;
+  // The checkpoint holds the Infinity decoder and BSQ VAE (vargpt_gen.*, vae_local.*); this
+  // runtime does not draw with them yet.
+  hasImageGenerationWeights: boolean;
+  bosId: number;
+  eosIds: number[];
+  imageTokenId: number;
+  visionStartId: number;
+  visionEndId: number;
+  imageGenStartId: number;
+  imageGenEndId: number;
+}
+
+// info() of a loaded model; `family` tells the kinds apart.
+export type NativeModelInfo = NativeVargptV1Info | NativeVargptV11Info;
+
 export interface NativeImage {
   width: number;
   height: number;
@@ -129,7 +168,11 @@ export interface NativeImage {
 
 export interface NativeGenerateRequest {
   inputIds: Int32Array; // rendered prompt, every <image> already expanded to vision.tokens ids
-  pixelValues?: Float32Array[]; // f32 [3, S, S] CLIP-normalised, one per run of image tokens
+  // One per image, in prompt order. VARGPT v1: f32 [3, S, S] CLIP-normalised. VARGPT-v1.1:
+  // f32 [patches, 1176] in the Qwen2-VL processor's window-major order.
+  pixelValues?: Float32Array[];
+  // VARGPT-v1.1: (t, h, w) patch counts per image, 3 values each (image_grid_thw).
+  imageGrids?: Int32Array;
   forceImage?: boolean; // append <|image_gen_start|> right after the prompt
   maxNewTokens: number;
   temperature: number; // 0 = greedy

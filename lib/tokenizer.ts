@@ -20,7 +20,8 @@ export interface SpecialToken {
 }
 
 export interface SpecialTokens {
-  bos: SpecialToken;
+  // null where the tokenizer has none (Qwen2: prompts start without a BOS token).
+  bos: SpecialToken | null;
   eos: SpecialToken;
   unk: SpecialToken | null;
   pad: SpecialToken | null;
@@ -134,7 +135,7 @@ export class VargptTokenizer {
     };
 
     const specialTokens: SpecialTokens = {
-      bos: required(tokenText(tc['bos_token']), 'bos_token'),
+      bos: lookup(tokenText(tc['bos_token']), 'bos_token'),
       eos: required(tokenText(tc['eos_token']), 'eos_token'),
       unk: lookup(tokenText(tc['unk_token']), 'unk_token'),
       pad: lookup(tokenText(tc['pad_token']), 'pad_token'),

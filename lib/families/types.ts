@@ -72,6 +72,8 @@ export interface FamilyModel {
   readonly imageStartId: number | null;
   planChat(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): CallPlan;
   planImage(what: string, messages: readonly ChatMessage[], options: GenerateImageOptions | undefined): CallPlan;
+  // The user message ask(image, question) sends: the family's own order of image and question.
+  askMessage(image: ImageInput, question: string): ChatMessage;
   // The public progress event of native step `step` (already 1-based) of `steps`.
   progress(stage: string, step: number, steps: number, preview: GeneratedImage): ImageProgress;
   // Throws an InputError naming `what` when this model has no discrete image tokens.

@@ -4,7 +4,8 @@
 // the prompt and its image placeholders, the position budget, and the native request.
 import path from 'node:path';
 
-import { ChatTemplate, expandImagePlaceholders, imageTokenCount } from '../chat-template.js';
+import type { ChatTemplate } from '../chat-template.js';
+import { expandImagePlaceholders, imageTokenCount } from '../chat-template.js';
 import type { CheckpointJson, JsonObject, PreprocessorConfig, ProcessorConfig } from '../checkpoint-config.js';
 import {
   CHECKPOINT_FILES,
@@ -17,11 +18,12 @@ import {
 import { CheckpointError, InputError, throwIfAborted } from '../errors.js';
 import type { GeneratedImage } from '../image.js';
 import { clipPixelValues } from '../image.js';
-import type { NativeGenerateRequest, NativeModelInfo } from '../native.js';
+import type { NativeGenerateRequest, NativeModelInfo, NativeVargptV1Info } from '../native.js';
 import type { ChatOptions, GenerateImageOptions, ImageProgressBase, ImageShape, ResolvedImage, ResolvedText } from '../options.js';
 import { checkCallbacks, imageRules, resolveImage, resolveImageIndices, resolveSeed, resolveText } from '../options.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
-import type { ChatMessage } from '../types.js';
+import type { ChatMessage, ImageInput } from '../types.js';
+import { chatTemplateFor, newTokenBudget } from './common.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -94,8 +96,7 @@ export interface VargptV1Files {
 }
 
 // info() of a VARGPT v1 model.
-export interface VargptV1ModelInfo extends Omit<NativeModelInfo, 'family'> {
-  family: typeof FAMILY;
+export interface VargptV1ModelInfo extends NativeVargptV1Info {
   // The checkpoint folder.
   dir: string;
 }
@@ -231,14 +232,10 @@ class VargptV1Model implements FamilyModel {
     if (info.family !== FAMILY) {
       throw new CheckpointError(`${files.dir}: config.json is a ${FAMILY} checkpoint, but the runtime loaded it as "${String(info.family)}"`);
     }
-    this.info = { ...info, family: FAMILY, dir: files.dir };
+    this.info = { ...info, dir: files.dir };
     this.checkAgreement(info);
     const s = tokenizer.specialTokens;
-    this.template = new ChatTemplate(files.chatTemplate, {
-      image: s.image?.text ?? null,
-      imageGenStart: s.imageGenStart?.text ?? null,
-      imageGenEnd: s.imageGenEnd?.text ?? null,
-    });
+    this.template = chatTemplateFor(files.chatTemplate, tokenizer);
     this.imageStartId = s.imageGenStart?.id ?? null;
     const v = info.var;
     this.imageShape = v ? { patchNums: v.patchNums, codebookSize: v.codebookSize, llmHidden: info.llm.hiddenSize } : null;
@@ -249,10 +246,10 @@ class VargptV1Model implements FamilyModel {
   }
 
   // The checkpoint's JSON files and its tensors were read by two loaders; they must agree.
-  private checkAgreement(info: NativeModelInfo): void {
+  private checkAgreement(info: NativeVargptV1Info): void {
     const s = this.tokenizer.specialTokens;
     const pairs: Array<[string, number | undefined, number]> = [
-      ['bos', s.bos.id, info.bosId],
+      ['bos', s.bos?.id, info.bosId],
       ['eos', s.eos.id, info.eosId],
     ];
     if (info.vision) pairs.push(['image', s.image?.id, info.imageTokenId]);
@@ -296,6 +293,11 @@ class VargptV1Model implements FamilyModel {
       trace: o.trace ?? false,
       profile: o.profile ?? false,
     });
+  }
+
+  // LLaVA's order, as upstream's demo: the image, then the question.
+  askMessage(image: ImageInput, question: string): ChatMessage {
+    return { role: 'user', content: [{ type: 'image', image }, { type: 'text', text: question }] };
   }
 
   private plan(call: V1Call): CallPlan {
@@ -353,19 +355,7 @@ class VargptV1Model implements FamilyModel {
       }
       return 1;
     }
-    const room = max - promptTokens - imageTokens;
-    if (room < 1) {
-      throw new InputError(
-        `${call.what}: the prompt has ${promptTokens} tokens, which leaves no room in the model's ${max} positions` +
-          (imageTokens ? ` (an image needs ${imageTokens})` : ''),
-      );
-    }
-    const requested = call.text.maxNewTokens;
-    if (requested === null) return Math.min(this.defaults.text.maxNewTokens, room);
-    if (requested > room) {
-      throw new InputError(`${call.what}: maxNewTokens ${requested} does not fit: the prompt has ${promptTokens} tokens and the model ${max} positions, so at most ${room}`);
-    }
-    return requested;
+    return newTokenBudget(call.what, promptTokens, max, call.text.maxNewTokens, this.defaults.text.maxNewTokens, imageTokens);
   }
 
   private request(call: V1Call, inputIds: Int32Array, pixelValues: Float32Array[], maxNewTokens: number, hooks: RequestHooks): NativeGenerateRequest {

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CheckpointError } from '../../lib/errors.js';
 import { FAMILIES, familyFor, supportedFamilies } from '../../lib/families/registry.js';
 import { loadModelWith } from '../../lib/model.js';
+import type { NativeVargptV1Info } from '../../lib/native.js';
 import { VargptTokenizer } from '../../lib/tokenizer.js';
 import { jsonCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
 import { FIXTURE_INFO, fakeAddon } from '../helpers/fake-native.js';
@@ -14,15 +15,19 @@ afterAll(removeJsonCheckpoints);
 
 describe('family registry', () => {
   it('lists each family once, with its model types and architectures', () => {
-    expect(FAMILIES.map((f) => f.family)).toEqual(['vargpt-v1']);
+    expect(FAMILIES.map((f) => f.family)).toEqual(['vargpt-v1', 'vargpt-v1.1']);
     expect(new Set(FAMILIES.flatMap((f) => f.modelTypes)).size).toBe(FAMILIES.flatMap((f) => f.modelTypes).length);
-    expect(supportedFamilies()).toBe('vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration)');
+    expect(supportedFamilies()).toBe(
+      'vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration), vargpt_qwen2_vl (VARGPT-v1.1, VARGPTQwen2VLForConditionalGeneration)',
+    );
   });
 
   it('picks the family by model_type, else by architectures[0]', () => {
     expect(familyFor({ model_type: 'vargpt_llava' }, 'config.json').family).toBe('vargpt-v1');
     expect(familyFor({ architectures: ['VARGPTLlavaForConditionalGeneration', 'Other'] }, 'config.json').family).toBe('vargpt-v1');
     expect(familyFor({ model_type: null, architectures: ['VARGPTLlavaForConditionalGeneration'] }, 'config.json').family).toBe('vargpt-v1');
+    expect(familyFor({ model_type: 'vargpt_qwen2_vl' }, 'config.json').family).toBe('vargpt-v1.1');
+    expect(familyFor({ architectures: ['VARGPTQwen2VLForConditionalGeneration'] }, 'config.json').family).toBe('vargpt-v1.1');
   });
 
   it('refuses an unknown model_type, or no model_type and an unknown architecture, listing the supported families', () => {
@@ -54,7 +59,7 @@ describe('family registry', () => {
   });
 
   it('refuses a runtime that loaded the checkpoint as another family', async () => {
-    const addon = fakeAddon({ ...FIXTURE_INFO, family: 'vargpt-v1.1' });
+    const addon = fakeAddon({ ...FIXTURE_INFO, family: 'vargpt-v1.1' } as unknown as NativeVargptV1Info);
     await expect(loadModelWith(addon, jsonCheckpoint())).rejects.toThrow(/config\.json is a vargpt-v1 checkpoint, but the runtime loaded it as "vargpt-v1\.1"/);
     expect(addon.model.disposeCalls).toBe(1);
   });

@@ -7,11 +7,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { native } from '../../lib/native.js';
 import { jsonCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
-import { fixturesDir, tinyModelDir } from '../helpers/paths.js';
+import { fixturesDir, tinyModelDir, v11ModelDir } from '../helpers/paths.js';
 
 afterAll(removeJsonCheckpoints);
 
-const supported = /is not a supported family; supported model types: vargpt_llava \(vargpt-v1\)/;
+const supported = /is not a supported family; supported model types: vargpt_llava \(vargpt-v1\), vargpt_qwen2_vl \(vargpt-v1\.1\)/;
 
 describe('native family registry', () => {
   it('loads a VARGPT v1 checkpoint as the vargpt-v1 family', async () => {
@@ -20,11 +20,17 @@ describe('native family registry', () => {
     await model.dispose();
   });
 
+  it('loads a VARGPT-v1.1 checkpoint as the vargpt-v1.1 family', async () => {
+    const model = await native().loadModel(v11ModelDir, { device: 'cpu' });
+    expect(model.info().family).toBe('vargpt-v1.1');
+    await model.dispose();
+  });
+
   it('refuses another family by its model_type, listing the supported ones', async () => {
     await expect(native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(
       /model_type "blip3o_qwen" \(architectures\[0\] "blip3oQwenForCausalLM"\) is not a supported family/,
     );
-    await expect(native().loadModel(path.join(fixturesDir, 'vargpt-v1.1-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(supported);
+    await expect(native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(supported);
   });
 
   it('reads architectures[0] only where model_type is absent', async () => {

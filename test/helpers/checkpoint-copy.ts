@@ -29,3 +29,41 @@ export function jsonCheckpoint(edits: { config?: (config: Json) => void; generat
 export function removeJsonCheckpoints(): void {
   for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
+
+// A temporary copy of a single-file checkpoint (`src`) keeping the tensors `keep` accepts (bytes
+// copied as they are), with config.json edited: a checkpoint without one of its parts.
+export function filteredCheckpoint(src: string, keep: (name: string) => boolean, config?: (config: Json) => void): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vargpt-filtered-'));
+  made.push(dir);
+  for (const f of readdirSync(src)) if (f.endsWith('.json')) copyFileSync(path.join(src, f), path.join(dir, f));
+  if (config) {
+    const file = path.join(dir, 'config.json');
+    const value = JSON.parse(readFileSync(file, 'utf8')) as Json;
+    config(value);
+    writeFileSync(file, JSON.stringify(value));
+  }
+  const bytes = readFileSync(path.join(src, 'model.safetensors'));
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const body = 8 + headerLength;
+  const outHeader: Record<string, unknown> = {};
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      outHeader[name] = info;
+      continue;
+    }
+    if (!keep(name)) continue;
+    const data = bytes.subarray(body + info.data_offsets[0], body + info.data_offsets[1]);
+    outHeader[name] = { dtype: info.dtype, shape: info.shape, data_offsets: [offset, offset + data.length] };
+    chunks.push(data);
+    offset += data.length;
+  }
+  let json = JSON.stringify(outHeader);
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([length, Buffer.from(json), ...chunks]));
+  return dir;
+}

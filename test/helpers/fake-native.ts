@@ -9,10 +9,10 @@ import type {
   NativeGenerateResult,
   NativeImage,
   NativeModel,
-  NativeModelInfo,
+  NativeVargptV1Info,
 } from '../../lib/native.js';
 
-export const FIXTURE_INFO: NativeModelInfo = {
+export const FIXTURE_INFO: NativeVargptV1Info = {
   family: 'vargpt-v1',
   device: 'cpu',
   llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096 },
@@ -78,11 +78,11 @@ export class FakeNativeModel implements NativeModel {
   cancelsSeen = 0;
 
   constructor(
-    private readonly infoValue: NativeModelInfo,
+    private readonly infoValue: NativeVargptV1Info,
     public script: (request: NativeGenerateRequest) => Script,
   ) {}
 
-  info(): NativeModelInfo {
+  info(): NativeVargptV1Info {
     return structuredClone(this.infoValue);
   }
 
@@ -169,7 +169,7 @@ export class FakeNativeModel implements NativeModel {
 
 export type FakeAddon = Pick<NativeAddon, 'devices' | 'loadModel' | 'createCancelToken'> & { model: FakeNativeModel; loads: number };
 
-export function fakeAddon(info: NativeModelInfo = FIXTURE_INFO, script: (r: NativeGenerateRequest) => Script = () => ({ tokens: [450, 2] })): FakeAddon {
+export function fakeAddon(info: NativeVargptV1Info = FIXTURE_INFO, script: (r: NativeGenerateRequest) => Script = () => ({ tokens: [450, 2] })): FakeAddon {
   const model = new FakeNativeModel(info, script);
   const addon: FakeAddon = {
     model,

@@ -15,6 +15,7 @@ import {
   type NativeGenerateRequest,
   type NativeModel,
   type NativeTensor,
+  type NativeVargptV1Info,
 } from '../../lib/native.js';
 
 export const addon = native();
@@ -201,4 +202,11 @@ export function f32ToF16(value: number): number {
   const rem = mant & 0x1fff;
   if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++;
   return sign | half;
+}
+
+// info() of a native model the test loaded from a VARGPT v1 checkpoint, narrowed to that family.
+export function v1Info(model: NativeModel): NativeVargptV1Info {
+  const info = model.info();
+  if (info.family !== 'vargpt-v1') throw new Error(`expected a vargpt-v1 model, the runtime loaded "${info.family}"`);
+  return info;
 }

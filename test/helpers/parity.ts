@@ -17,6 +17,7 @@ import {
   traceValues,
   truncToU8,
   understandingInputs,
+  v1Info,
 } from './model-fixture.js';
 
 export const TOL_LLM = 1e-5; // CLIP / LLM tensors, of max|ref|
@@ -113,7 +114,7 @@ export async function expectGenerationReplayParity(model: NativeModel, ex: Expec
   let allowedTies = 0;
   for (let si = 0; si < SN; si++) allowedTies += manifest.cases.generation.tensors[`s${si}.kept_count`].f32_vs_f64.num_rows_differing ?? 0;
   let ties = 0;
-  const V: number = model.info().var!.codebookSize;
+  const V: number = v1Info(model).var!.codebookSize;
 
   for (let si = 0; si < SN; si++) {
     const k = `s${si}.`;

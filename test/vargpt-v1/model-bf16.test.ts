@@ -26,6 +26,7 @@ import {
   rows,
   traceValues,
   understandingInputs,
+  v1Info,
 } from '../helpers/model-fixture.js';
 
 const TOL_LLM = 2e-2;
@@ -45,7 +46,7 @@ describe('VARGPT v1 from bf16 shards (tiny fixture)', () => {
   });
 
   it('loads the sharded bf16 checkpoint with the same sizes', () => {
-    const info = model.info();
+    const info = v1Info(model);
     expect(info.llm.hiddenSize).toBe(64);
     expect(info.var?.patchNums).toEqual(meta.patch_nums);
     expect(info.vqvae?.phiIndex).toEqual(meta.phi_index_per_scale);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { NativeModel } from '../../lib/native.js';
-import { baseRequest, expectedJson, reportObserved, understandingInputs, loadTiny, TINY_F32, addon } from '../helpers/model-fixture.js';
+import { baseRequest, expectedJson, reportObserved, understandingInputs, loadTiny, TINY_F32, addon, v1Info } from '../helpers/model-fixture.js';
 import { expectUnderstandingParity } from '../helpers/parity.js';
 
 describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
@@ -22,7 +22,7 @@ describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
   it('derives sizes from config.json and tensor shapes', async () => {
     const cfg = expectedJson('../model/config.json');
     const gen = expectedJson('generation.json');
-    const info = model.info();
+    const info = v1Info(model);
     expect(info.device).toBe('cpu');
     expect(info.llm).toMatchObject({
       hiddenSize: cfg.text_config.hidden_size,
