@@ -4,7 +4,9 @@
 // the still image repeated over the temporal patch, and patches of channels x temporal x patch x
 // patch values in window-major order (each merge x merge window's patches consecutive, as the
 // vision tower's PatchMerger reads them).
-import { InputError } from './errors.js';
+import type { JsonObject } from './checkpoint-config.js';
+import { Reader } from './checkpoint-config.js';
+import { CheckpointError, InputError } from './errors.js';
 import type { RgbImage } from './image.js';
 import { native } from './native.js';
 
@@ -18,6 +20,46 @@ export interface Qwen2VlImageConfig {
   rescaleFactor: number;
   mean: readonly [number, number, number];
   std: readonly [number, number, number];
+}
+
+// transformers' Qwen2VLImageProcessor defaults, for keys a preprocessor_config.json leaves out.
+const QWEN2_VL_DEFAULTS = { minPixels: 56 * 56, maxPixels: 28 * 28 * 1280 } as const;
+const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
+// preprocessor_config.json of a Qwen2-VL processor. Pixel limits are read where transformers
+// reads them: min_pixels / max_pixels, else size.min_pixels / size.max_pixels, else
+// size.shortest_edge / size.longest_edge (the newer spelling of the same two limits).
+export function parseQwen2VlImageConfig(raw: JsonObject, file = 'preprocessor_config.json'): Qwen2VlImageConfig {
+  const r = new Reader(file, raw);
+  for (const key of ['do_resize', 'do_rescale', 'do_normalize', 'do_convert_rgb']) {
+    if (!r.bool(key, true)) throw new CheckpointError(`${file}: "${key}" is false; this runtime preprocesses Qwen2-VL images only as the model was trained (resize, rescale, normalise)`);
+  }
+  const size = r.optionalChild('size');
+  const limit = (key: 'min_pixels' | 'max_pixels', edge: string, fallback: number): number => {
+    if (r.has(key)) return r.int(key, { min: 1 });
+    if (size?.has(key)) return size.int(key, { min: 1 });
+    if (size?.has(edge)) return size.int(edge, { min: 1 });
+    return fallback;
+  };
+  const minPixels = limit('min_pixels', 'shortest_edge', QWEN2_VL_DEFAULTS.minPixels);
+  const maxPixels = limit('max_pixels', 'longest_edge', QWEN2_VL_DEFAULTS.maxPixels);
+  if (minPixels > maxPixels) throw new CheckpointError(`${file}: min_pixels ${minPixels} is above max_pixels ${maxPixels}`);
+  const resample = r.int('resample', { fallback: 3 });
+  if (resample < 0 || resample > 5) throw new CheckpointError(`${file}: "resample" ${resample} is not a PIL filter id (0-5)`);
+  const std = r.has('image_std') ? r.triple('image_std') : CLIP_STD;
+  if (std.some((x) => x <= 0)) throw new CheckpointError(`${file}: "image_std" values must be positive`);
+  return {
+    patchSize: r.int('patch_size', { min: 1, fallback: 14 }),
+    mergeSize: r.int('merge_size', { min: 1, fallback: 2 }),
+    temporalPatchSize: r.int('temporal_patch_size', { min: 1, fallback: 2 }),
+    minPixels,
+    maxPixels,
+    resample,
+    rescaleFactor: r.number('rescale_factor', 1 / 255),
+    mean: r.has('image_mean') ? r.triple('image_mean') : CLIP_MEAN,
+    std,
+  };
 }
 
 export interface Qwen2VlPixels {
@@ -34,7 +76,9 @@ function roundHalfEven(x: number): number {
 }
 
 // transformers' smart_resize, in double as Python computes it. Throws an InputError for a side
-// below `factor` or an aspect ratio past 200, as upstream does.
+// below `factor` (as the transformers 4.46 VARGPT-v1.1 pins) or an aspect ratio past 200. Shrinking
+// to max_pixels keeps each side at least `factor`, as later transformers do: without that, a long
+// thin image would shrink to zero rows.
 export function smartResize(height: number, width: number, factor: number, minPixels: number, maxPixels: number): { height: number; width: number } {
   if (height < factor || width < factor) {
     throw new InputError(`image ${width}x${height}: both sides must be at least ${factor} pixels (Qwen2-VL patches and merges ${factor}x${factor})`);
@@ -46,8 +90,8 @@ export function smartResize(height: number, width: number, factor: number, minPi
   let w = roundHalfEven(width / factor) * factor;
   if (h * w > maxPixels) {
     const beta = Math.sqrt((height * width) / maxPixels);
-    h = Math.floor(height / beta / factor) * factor;
-    w = Math.floor(width / beta / factor) * factor;
+    h = Math.max(factor, Math.floor(height / beta / factor) * factor);
+    w = Math.max(factor, Math.floor(width / beta / factor) * factor);
   } else if (h * w < minPixels) {
     const beta = Math.sqrt(minPixels / (height * width));
     h = Math.ceil((height * beta) / factor) * factor;
