@@ -1,5 +1,10 @@
 // npm run bench -- model --preset <checkpoint-dir | tiny | small | medium | vargpt-v1> [--dtype f32|bf16]
 //                        [--device cpu|cuda|cuda:N] [--prompt 595] [--tokens 32] [--no-warmup] [--json]
+// npm run bench -- model --family vargpt-v1.1 --preset <dir | tiny | small | medium | full> [--dtype f32|bf16]
+//                        [--image 448x448] [--tokens 32] [--runs 3]
+//                        [--upstream <VARGPT-v1.1 checkout> --python <venv python>] [--threads 2]
+//   (VARGPT-v1.1: bench/_vargpt-v1.1.mjs; with --upstream the upstream PyTorch code is timed on the
+//   same checkpoint in the same run, see bench/upstream/README.md)
 //
 // A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
 // has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
@@ -23,13 +28,30 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+import { measureVargptV11, upstreamVargptV11 } from './_vargpt-v1.1.mjs';
 import { loadAddon, root } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
 const addon = loadAddon();
 
 function parseArgs(args) {
-  const opts = { preset: undefined, dtype: 'f32', device: 'cpu', prompt: 595, tokens: 32, json: false, seed: 1, warmup: true };
+  const opts = {
+    family: 'vargpt-v1',
+    preset: undefined,
+    dtype: 'f32',
+    device: 'cpu',
+    prompt: 595,
+    tokens: 32,
+    json: false,
+    seed: 1,
+    warmup: true,
+    runs: 3,
+    imageSize: { width: 448, height: 448 },
+    question: 'What is shown in this image?',
+    upstream: undefined,
+    python: 'python3',
+    threads: 2,
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const next = () => {
@@ -37,6 +59,15 @@ function parseArgs(args) {
       return args[++i];
     };
     if (a === '--preset') opts.preset = next();
+    else if (a === '--family') opts.family = next();
+    else if (a === '--runs') opts.runs = Number(next());
+    else if (a === '--image') {
+      const [w, h] = next().split('x').map(Number);
+      opts.imageSize = { width: w, height: h ?? w };
+    } else if (a === '--question') opts.question = next();
+    else if (a === '--upstream') opts.upstream = next();
+    else if (a === '--python') opts.python = next();
+    else if (a === '--threads') opts.threads = Number(next());
     else if (a === '--device') opts.device = next();
     else if (a === '--dtype') opts.dtype = next();
     else if (a === '--prompt') opts.prompt = Number(next());
@@ -50,17 +81,16 @@ function parseArgs(args) {
   return opts;
 }
 
-async function resolvePreset(preset, dtype) {
+async function resolvePreset(preset, dtype, family) {
   const dir = path.resolve(preset);
   if (existsSync(dir) && statSync(dir).isDirectory()) return dir;
   const dist = path.join(root, 'dist', 'index.js');
   if (!existsSync(dist)) throw new Error(`--preset ${preset}: not a folder, and dist/ is missing to synthesize it (npm run build:ts)`);
-  const { synthesize, PRESET_NAMES } = await import(pathToFileURL(dist).href);
-  if (!PRESET_NAMES.includes(preset)) throw new Error(`--preset ${preset}: neither a checkpoint folder nor one of ${PRESET_NAMES.join(', ')}`);
-  const out = path.join(root, 'bench', 'out', 'presets', `${preset}-${dtype}`);
+  const { synthesize } = await import(pathToFileURL(dist).href);
+  const out = path.join(root, 'bench', 'out', 'presets', family === 'vargpt-v1' ? `${preset}-${dtype}` : `${family}-${preset}-${dtype}`);
   if (!existsSync(path.join(out, 'config.json'))) {
-    console.error(`synthesizing the ${preset} preset (${dtype}) into ${out} ...`);
-    await synthesize({ preset, out, dtype, seed: 0, overwrite: true });
+    console.error(`synthesizing the ${family} ${preset} preset (${dtype}) into ${out} ...`);
+    await synthesize({ family, preset, out, dtype, seed: 0, overwrite: true });
   }
   return out;
 }
@@ -114,7 +144,7 @@ const fmt = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(
 
 export async function run(args) {
   const opts = parseArgs(args);
-  const dir = await resolvePreset(opts.preset, opts.dtype);
+  const dir = await resolvePreset(opts.preset, opts.dtype, opts.family);
   const out = { checkpoint: dir, device: opts.device, date: new Date().toISOString() };
 
   let t = performance.now();
@@ -122,6 +152,7 @@ export async function run(args) {
   out.loadSeconds = (performance.now() - t) / 1000;
   const info = model.info();
   out.info = info;
+  if (info.family === 'vargpt-v1.1') return runVargptV11(model, info, dir, opts, out);
   const { llmLinear, dtype } = await weightBytes(dir);
   out.weights = { llmLinearBytes: llmLinear, dtype };
 
@@ -293,4 +324,45 @@ export async function run(args) {
   if (out.vqvaeEncodeSeconds !== undefined) rows.push(['VQ-VAE encode alone', fmt(out.vqvaeEncodeSeconds), '', '']);
   table(rows);
   return out;
+}
+
+async function cpuCeilings() {
+  const cpu = addon.devices().cpu;
+  const [peakT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1 });
+  const [bwT] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
+  return { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], threads: cpu.threads, kernels: cpu.kernels };
+}
+
+async function runVargptV11(model, info, dir, opts, out) {
+  if (opts.device !== 'cpu') throw new Error('the VARGPT-v1.1 benchmark runs on the CPU (the CUDA backend has not run this family)');
+  out.understanding = await measureVargptV11(addon, model, info, dir, opts);
+  out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  model.dispose();
+  out.ceilings = await cpuCeilings();
+  if (opts.upstream) out.upstream = await upstreamVargptV11(dir, opts);
+  if (opts.json) {
+    console.log(JSON.stringify(out, null, 2));
+    return out;
+  }
+  const u = out.understanding;
+  const c = out.ceilings;
+  const up = out.upstream;
+  console.log(`checkpoint ${dir} (VARGPT-v1.1, ${u.dtype} LLM weights, ${(u.llmLinearBytes / 1e9).toFixed(3)} GB of LLM linear weights + head), device cpu`);
+  console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads, kernels ${c.kernels}`);
+  console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB; image ${u.image.requested.width}x${u.image.requested.height} -> ${u.image.resized.width}x${u.image.resized.height}, ${u.image.patches} patches, ${u.image.imageTokens} tokens; medians of ${u.runs} runs`);
+  if (up) console.log(`upstream: torch ${up.versions?.torch ?? '?'}, transformers ${up.versions?.transformers ?? '?'}, ${up.threads ?? '?'} threads, attention ${up.attn_implementation ?? '?'}`);
+  console.log('');
+  const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(up ? ['upstream s', 'speed-up'] : [])]];
+  const vs = (ours, theirs) => (theirs === undefined ? ['-', '-'] : [fmt(theirs), `${(theirs / ours).toFixed(2)}x`]);
+  const upstream = up ? upstreamStages(up) : {};
+  rows.push([`ViT + merger (${u.image.patches} patches)`, fmt(u.visionSeconds), `≈${fmt(u.visionGflops, 1)} GFLOP/s`, `${fmt((100 * u.visionGflops) / c.gflops, 0)}% peak`, ...(up ? vs(u.visionSeconds, upstream.vision) : [])]);
+  rows.push([`prefill (${u.promptTokens} tokens)`, fmt(u.prefillSeconds), `${fmt(u.prefillTokensPerSecond, 1)} tok/s, ≈${fmt(u.prefillGflops, 1)} GFLOP/s`, `${fmt((100 * u.prefillGflops) / c.gflops, 0)}% peak`, ...(up ? vs(u.prefillSeconds, upstream.prefill) : [])]);
+  rows.push([`decode (${u.decodeTokens} steps)`, fmt(u.decodeSeconds), `${fmt(u.decodeTokensPerSecond, 2)} tok/s, ${fmt(u.decodeGBps, 1)} GB/s`, `${fmt((100 * u.decodeGBps) / c.gbps, 0)}% bw`, ...(up ? vs(u.decodeSeconds, upstream.decode) : [])]);
+  table(rows);
+  return out;
+}
+
+// The upstream script's stage medians, in this benchmark's stages (seconds).
+function upstreamStages(up) {
+  return { vision: up.vit?.median_s, prefill: up.prefill?.llm_only_median_s, decode: up.decode?.median_s };
 }

@@ -1,10 +1,11 @@
-// vargpt: VARGPT v1 (image understanding and text-to-image) from Node.js.
+// vargpt: the VARGPT family (image understanding and text-to-image) from Node.js.
 export { loadModel, VargptModel } from './model.js';
 export type { ChatReply, Device, ImageReply, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
 export type { ChatOptions, GenerateImageOptions, ImageProgress, ImageProgressBase, ImageReplay, ImageSamplingOptions, TextOptions, CallOptions } from './options.js';
 export { FAMILIES, supportedFamilies } from './families/registry.js';
 export type { FamilyAdapter, ImageDefaults, SamplingDefaults, TextDefaults } from './families/types.js';
 export type { VargptV1ImageProgress, VargptV1ModelInfo } from './families/vargpt-v1.js';
+export type { VargptV11ModelInfo } from './families/vargpt-v1.1.js';
 export type { ChatEvent } from './stream.js';
 export { devices } from './devices.js';
 export type { CpuInfo, CudaInfo, DeviceReport } from './devices.js';
@@ -18,6 +19,8 @@ export { VargptTokenizer, StreamDecoder } from './tokenizer.js';
 export type { SpecialToken, SpecialTokens } from './tokenizer.js';
 export { ChatTemplate } from './chat-template.js';
 export { DEFAULT_IMAGE_LIMITS, GeneratedImage, clipPixelValues, decodeImage, resizeImage, vqvaePixels } from './image.js';
+export { parseQwen2VlImageConfig, qwen2VlPixels, smartResize } from './qwen2-vl-image.js';
+export type { Qwen2VlImageConfig, Qwen2VlPixels } from './qwen2-vl-image.js';
 export type { EncodeOptions, ImageFormat, ImageLimits, RgbImage } from './image.js';
 export { AbortError, CheckpointError, DisposedError, InputError, isAbortError } from './errors.js';
 export type { ChatMessage, ContentPart, ImageInput, ImagePart, RawImage, Role, TextPart } from './types.js';
