@@ -60,6 +60,24 @@ describe('VARGPT-v1.1 bad input through the public API', () => {
     await stillAnswers();
   });
 
+  it('stops between tokens on abort, and two concurrent calls both answer as alone', async () => {
+    const controller = new AbortController();
+    let seen = 0;
+    const aborted = model.ask(imagePath, QUESTION, {
+      maxNewTokens: 8,
+      signal: controller.signal,
+      onToken: () => {
+        if (++seen === 2) controller.abort();
+      },
+    });
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    // Token callbacks reach JS asynchronously, so one already decoded may still arrive.
+    expect(seen).toBeLessThan(caseJson.generated_ids.length);
+    const [a, b] = await Promise.all([model.ask(imagePath, QUESTION, { maxNewTokens: 8 }), model.ask(imagePath, QUESTION, { maxNewTokens: 8 })]);
+    expect(Array.from(a.tokens)).toEqual(caseJson.generated_ids);
+    expect(Array.from(b.tokens)).toEqual(caseJson.generated_ids);
+  });
+
   it('refuses image placeholder text typed into a message', async () => {
     await expect(model.chat([{ role: 'user', content: 'look: <|image_pad|>' }])).rejects.toThrow(/image placeholder "<\|image_pad\|>"/);
   });
