@@ -18,14 +18,14 @@ import {
   preprocessorConfigJson,
   processorConfigJson,
   specialTokensMapJson,
-  TORCH_DTYPE,
   tokenizerConfigJson,
   tokenizerJson,
-} from './synth/files.js';
-import type { SynthDType } from './synth/files.js';
-import type { ModelSizes, PresetName, VqvaeSizes } from './synth/layout.js';
-import { checkpointLayout, FULL_VQVAE, parameterCount, PRESET_NAMES, PRESETS, varOfDepth } from './synth/layout.js';
+} from './synth/vargpt-v1-files.js';
 import { planShards, tensorBytes, writeSafetensors } from './synth/safetensors-writer.js';
+import { parameterCount, TORCH_DTYPE } from './synth/tensors.js';
+import type { SynthDType } from './synth/tensors.js';
+import type { ModelSizes, PresetName, VqvaeSizes } from './synth/vargpt-v1.js';
+import { checkpointLayout, FULL_VQVAE, PRESET_NAMES, PRESETS, varOfDepth } from './synth/vargpt-v1.js';
 
 export type { ModelSizes, PresetName, SynthDType, VqvaeSizes };
 export { PRESET_NAMES, PRESETS };
