@@ -108,6 +108,12 @@ interface Plan {
   files: () => Promise<Array<{ name: string; json: JsonObject; compact?: boolean }>>;
 }
 
+// A preset of another family is the likely mistake: name that family.
+function otherFamilyHint(preset: string, family: SynthFamily): string {
+  const other = SYNTH_FAMILIES.find((f) => f !== family && FAMILY_PRESET_NAMES[f].includes(preset));
+  return other ? `; "${preset}" is a ${other} preset (family: '${other}', --family ${other})` : '';
+}
+
 function isPresetName(value: string): value is PresetName {
   return (PRESET_NAMES as readonly string[]).includes(value);
 }
@@ -120,7 +126,7 @@ async function resolveSizes(options: SynthesizeV1Options): Promise<{ sizes: Mode
     sizes = { llm: { ...p.llm }, vision: p.vision ? { ...p.vision } : null, var: { ...p.var, patchNums: [...p.var.patchNums] }, vqvae: { ...p.vqvae } };
   } else {
     if (!options.preset.endsWith('.json')) {
-      throw new InputError(`preset "${options.preset}" is neither ${PRESET_NAMES.join(', ')} nor the path of a config.json`);
+      throw new InputError(`preset "${options.preset}" is neither ${PRESET_NAMES.join(', ')} nor the path of a config.json${otherFamilyHint(options.preset, 'vargpt-v1')}`);
     }
     config = await readJsonFile(options.preset, 'preset config');
     const parsed = parseModelConfig(config, options.preset);
@@ -213,7 +219,7 @@ function v11Sizes(options: SynthesizeV11Options): V11Sizes {
     if (v1Only[key] !== undefined) throw new InputError(`synthesize: ${key} applies to family vargpt-v1 only, not vargpt-v1.1`);
   }
   if (typeof options.preset !== 'string' || !isV11PresetName(options.preset)) {
-    throw new InputError(`synthesize: preset "${String(options.preset)}" is not a vargpt-v1.1 preset (${V11_PRESET_NAMES.join(', ')})`);
+    throw new InputError(`synthesize: preset "${String(options.preset)}" is not a vargpt-v1.1 preset (${V11_PRESET_NAMES.join(', ')})${otherFamilyHint(String(options.preset), 'vargpt-v1.1')}`);
   }
   return copyV11Sizes(V11_PRESETS[options.preset]);
 }
