@@ -228,7 +228,7 @@ function planV11(sizes: V11Sizes, dtype: SynthDType): Plan {
   const files = async () => [
     { name: 'config.json', json: v11ModelConfigJson(sizes, dtype) },
     { name: 'generation_config.json', json: v11GenerationConfigJson() },
-    // 150k vocabulary entries and merges: one line, as the released file.
+    // Compact: indenting 150k vocabulary entries and merge pairs would triple its size.
     { name: 'tokenizer.json', json: await v11TokenizerJson(), compact: true },
     { name: 'tokenizer_config.json', json: v11TokenizerConfigJson() },
     { name: 'special_tokens_map.json', json: v11SpecialTokensMapJson() },

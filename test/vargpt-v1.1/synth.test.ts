@@ -132,6 +132,26 @@ describe('synthesize vargpt-v1.1 tiny (the fixture sizes)', () => {
   });
 });
 
+describe('the synthesized VARGPT-v1.1 checkpoint in the runtime', () => {
+  it('loads (sharded f32) through the LLM and vision-tower loaders, sizes from config.json, activations in range', async () => {
+    const dir = path.join(work, 'tiny-f32-sharded');
+    const llm = await native().loadLanguageModel(dir, 'cpu');
+    expect(llm.config()).toMatchObject({ hiddenSize: 32, layers: 2, heads: 2, kvHeads: 1, headDim: 16, vocabSize: 152064, positionAxes: 3, qkvBias: true, tiedEmbeddings: false });
+    const rms = (v: Float32Array) => Math.sqrt(v.reduce((a, b) => a + b * b, 0) / v.length);
+    const out = await llm.forward({ ids: Int32Array.of(151644, 872, 198, 9707, 0, 151645), sequence: llm.newSequence() });
+    const hidden = new Float32Array(out.hidden.data);
+    expect(hidden.every(Number.isFinite)).toBe(true);
+    expect(rms(hidden)).toBeGreaterThan(0.3);
+    expect(rms(hidden)).toBeLessThan(3);
+    const vit = await native().loadVisionTower(dir, 'cpu');
+    const pixels = new Float32Array(16 * 1176).map((_, i) => Math.sin(i * 0.37));
+    const features = new Float32Array((await vit.encode(pixels, Int32Array.of(1, 4, 4))).features.data);
+    expect(features.length).toBe(4 * 32); // 16 patches merged 2x2, to the LLM width
+    expect(features.every(Number.isFinite)).toBe(true);
+    expect(rms(features)).toBeGreaterThan(0.1);
+  });
+});
+
 describe('the synthesized VARGPT-v1.1 tokenizer', () => {
   const dir = path.join(work, 'tiny-bf16');
   const load = (d: string) => new Tokenizer(json(d, 'tokenizer.json'), json(d, 'tokenizer_config.json'));
