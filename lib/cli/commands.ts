@@ -6,11 +6,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { devices } from '../devices.js';
+import { InputError } from '../errors.js';
 import { formatFromPath } from '../image.js';
 import type { Device } from '../model.js';
 import { loadModel } from '../model.js';
 import type { VargptModel } from '../model.js';
-import { InputError } from '../errors.js';
 import { synthesize } from '../synth.js';
 import type { SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { defaultModelDir, ensureDefaultModel } from './default-model.js';
