@@ -9,8 +9,26 @@ export type { VargptV11ModelInfo } from './families/vargpt-v1.1.js';
 export type { ChatEvent } from './stream.js';
 export { devices } from './devices.js';
 export type { CpuInfo, CudaInfo, DeviceReport } from './devices.js';
-export { synthesize, PRESETS, PRESET_NAMES } from './synth.js';
-export type { ModelSizes, PresetName, SynthDType, SynthesizeOptions, SynthesizeResult } from './synth.js';
+export { synthesize, FAMILY_PRESET_NAMES, PRESETS, PRESET_NAMES, SYNTH_FAMILIES, V11_PRESETS, V11_PRESET_NAMES } from './synth.js';
+export type {
+  BsqVaeSizes,
+  ImageProcessorSizes,
+  InfinitySizes,
+  ModelSizes,
+  PresetName,
+  QwenLlmSizes,
+  QwenVisionSizes,
+  SynthDType,
+  SynthFamily,
+  SynthesizeOptions,
+  SynthesizeResult,
+  SynthesizeV1Options,
+  SynthesizeV1Result,
+  SynthesizeV11Options,
+  SynthesizeV11Result,
+  V11PresetName,
+  V11Sizes,
+} from './synth.js';
 export { Tensor, DTYPE_BYTES, bf16ToF32, f16ToF32, f32ToBf16, isDType, shapeSize } from './tensor.js';
 export { Checkpoint } from './checkpoint.js';
 export type { TensorEntry } from './checkpoint.js';

@@ -1,5 +1,7 @@
-// synthesize(): writes a random-weight VARGPT v1 checkpoint in the real Hugging Face layout --
-// the built-in default model of the CLI, the benchmark presets, and test inputs of any size.
+// synthesize(): writes a random-weight checkpoint of a VARGPT family (v1, v1.1) in the real
+// Hugging Face layout -- the built-in default model of the CLI, the benchmark presets, and test
+// inputs of any size. Each family has a layout module (lib/synth/vargpt-v1.ts, vargpt-v1.1.ts)
+// and a files module; this file only picks one and writes what it plans.
 //
 // The folder is assembled in a temporary sibling directory and renamed into place at the end, so
 // a crash or an abort never leaves a half-written checkpoint under `out`.
@@ -18,28 +20,42 @@ import {
   preprocessorConfigJson,
   processorConfigJson,
   specialTokensMapJson,
-  TORCH_DTYPE,
   tokenizerConfigJson,
   tokenizerJson,
-} from './synth/files.js';
-import type { SynthDType } from './synth/files.js';
-import type { ModelSizes, PresetName, VqvaeSizes } from './synth/layout.js';
-import { checkpointLayout, FULL_VQVAE, parameterCount, PRESET_NAMES, PRESETS, varOfDepth } from './synth/layout.js';
+} from './synth/vargpt-v1-files.js';
 import { planShards, tensorBytes, writeSafetensors } from './synth/safetensors-writer.js';
+import { parameterCount, TORCH_DTYPE } from './synth/tensors.js';
+import type { SynthDType, TensorSpec } from './synth/tensors.js';
+import type { ModelSizes, PresetName, VqvaeSizes } from './synth/vargpt-v1.js';
+import { checkpointLayout, FULL_VQVAE, PRESET_NAMES, PRESETS, varOfDepth } from './synth/vargpt-v1.js';
+import {
+  v11ChatTemplateJson,
+  v11GenerationConfigJson,
+  v11ModelConfigJson,
+  v11PreprocessorConfigJson,
+  v11SpecialTokensMapJson,
+  v11TokenizerConfigJson,
+  v11TokenizerJson,
+} from './synth/vargpt-v1.1-files.js';
+import type { BsqVaeSizes, ImageProcessorSizes, InfinitySizes, QwenLlmSizes, QwenVisionSizes, V11PresetName, V11Sizes } from './synth/vargpt-v1.1.js';
+import { copyV11Sizes, V11_PRESET_NAMES, V11_PRESETS, v11CheckpointLayout } from './synth/vargpt-v1.1.js';
 
-export type { ModelSizes, PresetName, SynthDType, VqvaeSizes };
-export { PRESET_NAMES, PRESETS };
+export type { BsqVaeSizes, ImageProcessorSizes, InfinitySizes, ModelSizes, PresetName, QwenLlmSizes, QwenVisionSizes, SynthDType, V11PresetName, V11Sizes, VqvaeSizes };
+export { PRESET_NAMES, PRESETS, V11_PRESET_NAMES, V11_PRESETS };
 
-export interface SynthesizeOptions {
-  // A preset name, or the path of a config.json (LLM and vision sizes from it; VAR-d30 and the
-  // full VQ-VAE unless overridden, as the released model; no vision_config = no vision tower).
-  preset: PresetName | string;
+export type SynthFamily = 'vargpt-v1' | 'vargpt-v1.1';
+export const SYNTH_FAMILIES: readonly SynthFamily[] = ['vargpt-v1', 'vargpt-v1.1'];
+
+// Each family's preset names, for help texts and errors.
+export const FAMILY_PRESET_NAMES: Readonly<Record<SynthFamily, readonly string[]>> = {
+  'vargpt-v1': PRESET_NAMES,
+  'vargpt-v1.1': V11_PRESET_NAMES,
+};
+
+interface CommonSynthesizeOptions {
   out: string;
   dtype?: SynthDType; // default 'f32'
   seed?: number; // default 0
-  // Overrides of the VAR depth (width 64*depth, heads = depth) and VQ-VAE sizes.
-  varDepth?: number;
-  vqvae?: Partial<VqvaeSizes>;
   // Shard above this many bytes of tensor data (default 2e9, as "2GB" in transformers).
   maxShardBytes?: number;
   // Replace an existing non-empty `out` (default false: refuse).
@@ -48,20 +64,61 @@ export interface SynthesizeOptions {
   signal?: AbortSignal;
 }
 
-export interface SynthesizeResult {
+export interface SynthesizeV1Options extends CommonSynthesizeOptions {
+  family?: 'vargpt-v1';
+  // A preset name, or the path of a config.json (LLM and vision sizes from it; VAR-d30 and the
+  // full VQ-VAE unless overridden, as the released model; no vision_config = no vision tower).
+  preset: PresetName | string;
+  // Overrides of the VAR depth (width 64*depth, heads = depth) and VQ-VAE sizes.
+  varDepth?: number;
+  vqvae?: Partial<VqvaeSizes>;
+}
+
+export interface SynthesizeV11Options extends CommonSynthesizeOptions {
+  family: 'vargpt-v1.1';
+  preset: V11PresetName;
+}
+
+export type SynthesizeOptions = SynthesizeV1Options | SynthesizeV11Options;
+
+interface CommonSynthesizeResult {
   dir: string;
-  sizes: ModelSizes;
   parameters: number;
   tensors: number;
   bytes: number;
   files: string[];
 }
 
+export interface SynthesizeV1Result extends CommonSynthesizeResult {
+  family: 'vargpt-v1';
+  sizes: ModelSizes;
+}
+
+export interface SynthesizeV11Result extends CommonSynthesizeResult {
+  family: 'vargpt-v1.1';
+  sizes: V11Sizes;
+}
+
+export type SynthesizeResult = SynthesizeV1Result | SynthesizeV11Result;
+
+// What one family writes: the tensors, and the JSON files in write order.
+interface Plan {
+  specs: TensorSpec[];
+  patchNums?: readonly number[];
+  files: () => Promise<Array<{ name: string; json: JsonObject; compact?: boolean }>>;
+}
+
+// A preset of another family is the likely mistake: name that family.
+function otherFamilyHint(preset: string, family: SynthFamily): string {
+  const other = SYNTH_FAMILIES.find((f) => f !== family && FAMILY_PRESET_NAMES[f].includes(preset));
+  return other ? `; "${preset}" is a ${other} preset (family: '${other}', --family ${other})` : '';
+}
+
 function isPresetName(value: string): value is PresetName {
   return (PRESET_NAMES as readonly string[]).includes(value);
 }
 
-async function resolveSizes(options: SynthesizeOptions): Promise<{ sizes: ModelSizes; config: JsonObject | null }> {
+async function resolveSizes(options: SynthesizeV1Options): Promise<{ sizes: ModelSizes; config: JsonObject | null }> {
   let sizes: ModelSizes;
   let config: JsonObject | null = null;
   if (isPresetName(options.preset)) {
@@ -69,7 +126,7 @@ async function resolveSizes(options: SynthesizeOptions): Promise<{ sizes: ModelS
     sizes = { llm: { ...p.llm }, vision: p.vision ? { ...p.vision } : null, var: { ...p.var, patchNums: [...p.var.patchNums] }, vqvae: { ...p.vqvae } };
   } else {
     if (!options.preset.endsWith('.json')) {
-      throw new InputError(`preset "${options.preset}" is neither ${PRESET_NAMES.join(', ')} nor the path of a config.json`);
+      throw new InputError(`preset "${options.preset}" is neither ${PRESET_NAMES.join(', ')} nor the path of a config.json${otherFamilyHint(options.preset, 'vargpt-v1')}`);
     }
     config = await readJsonFile(options.preset, 'preset config');
     const parsed = parseModelConfig(config, options.preset);
@@ -134,8 +191,62 @@ async function checkOut(out: string, overwrite: boolean): Promise<void> {
   }
 }
 
+async function planV1(options: SynthesizeV1Options, dtype: SynthDType): Promise<{ plan: Plan; sizes: ModelSizes }> {
+  const { sizes, config } = await resolveSizes(options);
+  const files = async () => {
+    const list = [
+      { name: 'config.json', json: config ? { ...config, torch_dtype: TORCH_DTYPE[dtype] } : modelConfigJson(sizes, dtype) },
+      { name: 'generation_config.json', json: generationConfigJson() },
+      { name: 'tokenizer.json', json: tokenizerJson() },
+      { name: 'tokenizer_config.json', json: tokenizerConfigJson() },
+      { name: 'special_tokens_map.json', json: specialTokensMapJson() },
+      { name: 'chat_template.json', json: chatTemplateJson() },
+      { name: 'processor_config.json', json: processorConfigJson(sizes.vision?.patchSize ?? 14) },
+    ];
+    if (sizes.vision) list.push({ name: 'preprocessor_config.json', json: preprocessorConfigJson(sizes.vision.imageSize) });
+    return list;
+  };
+  return { plan: { specs: checkpointLayout(sizes), patchNums: sizes.var.patchNums, files }, sizes };
+}
+
+function isV11PresetName(value: string): value is V11PresetName {
+  return (V11_PRESET_NAMES as readonly string[]).includes(value);
+}
+
+function v11Sizes(options: SynthesizeV11Options): V11Sizes {
+  const v1Only = options as unknown as { varDepth?: unknown; vqvae?: unknown };
+  for (const key of ['varDepth', 'vqvae'] as const) {
+    if (v1Only[key] !== undefined) throw new InputError(`synthesize: ${key} applies to family vargpt-v1 only, not vargpt-v1.1`);
+  }
+  if (typeof options.preset !== 'string' || !isV11PresetName(options.preset)) {
+    throw new InputError(`synthesize: preset "${String(options.preset)}" is not a vargpt-v1.1 preset (${V11_PRESET_NAMES.join(', ')})${otherFamilyHint(String(options.preset), 'vargpt-v1.1')}`);
+  }
+  return copyV11Sizes(V11_PRESETS[options.preset]);
+}
+
+function planV11(sizes: V11Sizes, dtype: SynthDType): Plan {
+  const files = async () => [
+    { name: 'config.json', json: v11ModelConfigJson(sizes, dtype) },
+    { name: 'generation_config.json', json: v11GenerationConfigJson() },
+    // Compact: indenting 150k vocabulary entries and merge pairs would triple its size.
+    { name: 'tokenizer.json', json: await v11TokenizerJson(), compact: true },
+    { name: 'tokenizer_config.json', json: v11TokenizerConfigJson() },
+    { name: 'special_tokens_map.json', json: v11SpecialTokensMapJson() },
+    { name: 'chat_template.json', json: v11ChatTemplateJson() },
+    { name: 'preprocessor_config.json', json: v11PreprocessorConfigJson(sizes) },
+  ];
+  return { specs: v11CheckpointLayout(sizes), files };
+}
+
+export function synthesize(options: SynthesizeV1Options): Promise<SynthesizeV1Result>;
+export function synthesize(options: SynthesizeV11Options): Promise<SynthesizeV11Result>;
+export function synthesize(options: SynthesizeOptions): Promise<SynthesizeResult>;
 export async function synthesize(options: SynthesizeOptions): Promise<SynthesizeResult> {
   if (typeof options !== 'object' || options === null) throw new InputError('synthesize(options): options must be an object');
+  const family: unknown = options.family ?? 'vargpt-v1';
+  if (typeof family !== 'string' || !(SYNTH_FAMILIES as readonly string[]).includes(family)) {
+    throw new InputError(`synthesize: family must be ${SYNTH_FAMILIES.join(' or ')}, got "${String(family)}"`);
+  }
   const { out, signal } = options;
   const dtype = options.dtype ?? 'f32';
   const seed = options.seed ?? 0;
@@ -144,13 +255,25 @@ export async function synthesize(options: SynthesizeOptions): Promise<Synthesize
   if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`synthesize: seed must be a non-negative integer, got ${seed}`);
   const maxShardBytes = options.maxShardBytes ?? 2e9;
   if (!(maxShardBytes > 0)) throw new InputError(`synthesize: maxShardBytes must be positive, got ${maxShardBytes}`);
-  if (typeof options.preset !== 'string') throw new InputError(`synthesize: preset must be ${PRESET_NAMES.join(', ')} or a config.json path`);
+  if (typeof options.preset !== 'string') {
+    throw new InputError(`synthesize: preset must be ${family === 'vargpt-v1.1' ? V11_PRESET_NAMES.join(', ') : `${PRESET_NAMES.join(', ')} or a config.json path`}`);
+  }
+  const v11 = options.family === 'vargpt-v1.1' ? v11Sizes(options) : null;
   throwIfAborted(signal, 'synthesize');
 
   const target = path.resolve(out);
   await checkOut(target, options.overwrite ?? false);
-  const { sizes, config } = await resolveSizes(options);
-  const specs = checkpointLayout(sizes);
+  let plan: Plan;
+  let result: { family: 'vargpt-v1'; sizes: ModelSizes } | { family: 'vargpt-v1.1'; sizes: V11Sizes };
+  if (v11) {
+    plan = planV11(v11, dtype);
+    result = { family: 'vargpt-v1.1', sizes: v11 };
+  } else {
+    const v1 = await planV1(options as SynthesizeV1Options, dtype);
+    plan = v1.plan;
+    result = { family: 'vargpt-v1', sizes: v1.sizes };
+  }
+  const { specs } = plan;
   const shards = planShards(specs, dtype, maxShardBytes);
   const totalBytes = shards.reduce((n, s) => n + s.bytes, 0);
 
@@ -158,16 +281,9 @@ export async function synthesize(options: SynthesizeOptions): Promise<Synthesize
   const temp = `${target}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   await mkdir(temp);
   try {
-    const json = (name: string, value: JsonObject) => writeFile(path.join(temp, name), `${JSON.stringify(value, null, 2)}\n`);
-    const modelConfig = config ? { ...config, torch_dtype: TORCH_DTYPE[dtype] } : modelConfigJson(sizes, dtype);
-    await json('config.json', modelConfig);
-    await json('generation_config.json', generationConfigJson());
-    await json('tokenizer.json', tokenizerJson());
-    await json('tokenizer_config.json', tokenizerConfigJson());
-    await json('special_tokens_map.json', specialTokensMapJson());
-    await json('chat_template.json', chatTemplateJson());
-    await json('processor_config.json', processorConfigJson(sizes.vision?.patchSize ?? 14));
-    if (sizes.vision) await json('preprocessor_config.json', preprocessorConfigJson(sizes.vision.imageSize));
+    const json = (name: string, value: JsonObject, compact = false) =>
+      writeFile(path.join(temp, name), compact ? JSON.stringify(value) : `${JSON.stringify(value, null, 2)}\n`);
+    for (const file of await plan.files()) await json(file.name, file.json, file.compact);
 
     let bytes = 0;
     const onBytes = (n: number) => {
@@ -175,7 +291,7 @@ export async function synthesize(options: SynthesizeOptions): Promise<Synthesize
       options.onProgress?.({ bytes, totalBytes });
     };
     for (const shard of shards) {
-      await writeSafetensors(path.join(temp, shard.file), shard.specs, { dtype, seed, patchNums: sizes.var.patchNums, signal, onBytes });
+      await writeSafetensors(path.join(temp, shard.file), shard.specs, { dtype, seed, patchNums: plan.patchNums, signal, onBytes });
     }
     if (shards.length > 1) {
       const weightMap: JsonObject = {};
@@ -192,8 +308,8 @@ export async function synthesize(options: SynthesizeOptions): Promise<Synthesize
   }
   const files = (await readdir(target)).sort();
   return {
+    ...result,
     dir: target,
-    sizes,
     parameters: parameterCount(specs),
     tensors: specs.length,
     bytes: specs.reduce((n, s) => n + tensorBytes(s, dtype), 0),

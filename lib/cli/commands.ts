@@ -6,12 +6,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { devices } from '../devices.js';
+import { InputError } from '../errors.js';
 import { formatFromPath } from '../image.js';
 import type { Device } from '../model.js';
 import { loadModel } from '../model.js';
 import type { VargptModel } from '../model.js';
 import { synthesize } from '../synth.js';
-import type { SynthDType } from '../synth.js';
+import type { SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { defaultModelDir, ensureDefaultModel } from './default-model.js';
 import { formatBytes, progressBar } from './progress.js';
 import type { Progress } from './progress.js';
@@ -195,6 +196,7 @@ export async function infoCommand(options: GlobalOptions, io: Io): Promise<void>
 }
 
 export interface SynthCommandOptions {
+  family?: SynthFamily; // default vargpt-v1
   preset: string;
   out: string;
   dtype?: SynthDType;
@@ -206,21 +208,27 @@ export interface SynthCommandOptions {
 }
 
 export async function synthCommand(options: SynthCommandOptions, io: Io): Promise<void> {
+  const family = options.family ?? 'vargpt-v1';
+  if (family !== 'vargpt-v1' && options.varDepth !== undefined) throw new InputError(`--var-depth applies to --family vargpt-v1 only, not ${family}`);
   const bar = progressBar('writing', 1, { enabled: !options.json, unit: 'bytes' });
   const t0 = performance.now();
+  const common = {
+    out: options.out,
+    dtype: options.dtype ?? 'f32',
+    seed: options.seed ?? 0,
+    maxShardBytes: options.maxShardBytes,
+    overwrite: options.force ?? false,
+    signal: io.signal,
+    onProgress: ({ bytes, totalBytes }: { bytes: number; totalBytes: number }) => bar.update(bytes, totalBytes),
+  };
+  // synthesize() checks the preset against the family's list.
+  const request: SynthesizeOptions =
+    family === 'vargpt-v1.1'
+      ? { ...common, family, preset: options.preset as V11PresetName }
+      : { ...common, family, preset: options.preset, varDepth: options.varDepth };
   let result;
   try {
-    result = await synthesize({
-      preset: options.preset,
-      out: options.out,
-      dtype: options.dtype ?? 'f32',
-      seed: options.seed ?? 0,
-      varDepth: options.varDepth,
-      maxShardBytes: options.maxShardBytes,
-      overwrite: options.force ?? false,
-      signal: io.signal,
-      onProgress: ({ bytes, totalBytes }) => bar.update(bytes, totalBytes),
-    });
+    result = await synthesize(request);
   } finally {
     bar.stop();
   }

@@ -5,8 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { isAbortError } from '../errors.js';
 import { FAMILIES } from '../families/registry.js';
 import type { SamplingDefaults } from '../families/types.js';
-import { PRESET_NAMES } from '../synth.js';
-import type { SynthDType } from '../synth.js';
+import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
+import type { SynthDType, SynthFamily } from '../synth.js';
 import { chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
 import { askCommand, generateCommand, infoCommand, packageVersion, synthCommand } from './commands.js';
@@ -129,16 +129,20 @@ program
 
 program
   .command('synth')
-  .description('write a random-weight VARGPT v1 checkpoint')
-  .requiredOption('--preset <preset>', `${PRESET_NAMES.join(', ')} or a config.json path`)
+  .description('write a random-weight checkpoint of a VARGPT family in the released layout')
+  .addOption(new Option('--family <family>', 'model family').choices(SYNTH_FAMILIES).default('vargpt-v1'))
+  .requiredOption(
+    '--preset <preset>',
+    `vargpt-v1: ${FAMILY_PRESET_NAMES['vargpt-v1'].join(', ')} or a config.json path; vargpt-v1.1: ${FAMILY_PRESET_NAMES['vargpt-v1.1'].join(', ')}`,
+  )
   .requiredOption('--out <dir>', 'output folder (must be empty or absent)')
   .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['f32', 'bf16', 'f16']).default('f32'))
   .option('--seed <n>', 'random seed', integer(0), 0)
-  .option('--var-depth <n>', 'VAR depth override (width 64*depth)', integer(1))
+  .option('--var-depth <n>', 'VAR depth override (width 64*depth; vargpt-v1 only)', integer(1))
   .option('--max-shard-size <bytes>', 'shard above this many bytes (default 2e9)', integer(1))
   .option('-f, --force', 'replace a non-empty output folder')
   .option('--json', 'print JSON')
-  .action((options: SynthCommandOptions & { dtype: SynthDType; maxShardSize?: number }) =>
+  .action((options: SynthCommandOptions & { dtype: SynthDType; family: SynthFamily; maxShardSize?: number }) =>
     run((io) => synthCommand({ ...options, maxShardBytes: options.maxShardSize }, io)),
   );
 

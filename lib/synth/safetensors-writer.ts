@@ -8,10 +8,9 @@ import { endianness } from 'node:os';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import { abortErrorFrom } from '../errors.js';
-import type { SynthDType } from './files.js';
-import type { TensorSpec } from './layout.js';
-import { elementCount } from './layout.js';
 import { TensorRng } from './rng.js';
+import { elementCount } from './tensors.js';
+import type { SynthDType, TensorSpec } from './tensors.js';
 
 const ST_DTYPE: Readonly<Record<SynthDType | 'i64', string>> = { f32: 'F32', bf16: 'BF16', f16: 'F16', i64: 'I64' };
 const ELEMENT_BYTES: Readonly<Record<SynthDType | 'i64', number>> = { f32: 4, bf16: 2, f16: 2, i64: 8 };
@@ -94,7 +93,8 @@ function fillChunk(spec: TensorSpec, rng: TensorRng, out: Float32Array, start: n
       return;
     }
     case 'lvl':
-      throw new Error('lvl_1L is written as int64');
+    case 'bitMask':
+      throw new Error(`${spec.name} is written as int64`);
   }
 }
 
@@ -108,10 +108,25 @@ export function levelOfToken(patchNums: readonly number[]): Int32Array {
   return out;
 }
 
+// The values of an int64 buffer (all small: one per token or per bit).
+function intValues(spec: TensorSpec, lvl: Int32Array): BigInt64Array {
+  const n = elementCount(spec);
+  switch (spec.init.kind) {
+    case 'lvl':
+      if (n !== lvl.length) throw new Error(`${spec.name}: ${n} elements but patch_nums give ${lvl.length} tokens`);
+      return BigInt64Array.from(lvl, (v) => BigInt(v));
+    case 'bitMask':
+      return BigInt64Array.from({ length: n }, (_, i) => 1n << BigInt(n - 1 - i));
+    default:
+      throw new Error(`${spec.name}: no int64 values for init "${spec.init.kind}"`);
+  }
+}
+
 export interface WriteContext {
   dtype: SynthDType;
   seed: number;
-  patchNums: readonly number[];
+  // VAR's scale sizes, for lvl_1L and attn_bias_for_masking (VARGPT v1 only).
+  patchNums?: readonly number[];
   signal?: AbortSignal;
   // Called after each chunk with the number of tensor bytes it added.
   onBytes?: (bytes: number) => void;
@@ -154,13 +169,12 @@ export async function writeSafetensors(file: string, specs: readonly TensorSpec[
     await writeAll(fh, header);
     const f32 = new Float32Array(CHUNK);
     const u16 = new Uint16Array(CHUNK);
-    const lvl = levelOfToken(ctx.patchNums);
+    const lvl = levelOfToken(ctx.patchNums ?? []);
     let sinceYield = 0;
     for (const spec of ordered) {
       const n = elementCount(spec);
-      if (spec.init.kind === 'lvl') {
-        if (n !== lvl.length) throw new Error(`${spec.name}: ${n} elements but patch_nums give ${lvl.length} tokens`);
-        await writeAll(fh, new Uint8Array(BigInt64Array.from(lvl, (v) => BigInt(v)).buffer));
+      if (spec.type === 'i64') {
+        await writeAll(fh, new Uint8Array(intValues(spec, lvl).buffer));
         ctx.onBytes?.(n * 8);
         continue;
       }

@@ -76,6 +76,32 @@ describe('vargpt CLI', () => {
     expect(existsSync(path.join(work, 'g'))).toBe(false);
   });
 
+  it('synth --family vargpt-v1.1: writes the tiny layout; help lists families and presets; wrong input is a clear error', () => {
+    const out = path.join(work, 'tiny-v11');
+    const r = cli(['synth', '--family', 'vargpt-v1.1', '--preset', 'tiny', '--out', out, '--dtype', 'bf16', '--json']);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { family: string; dir: string; parameters: number; tensors: number; dtype: string; files: string[] };
+    expect(result).toMatchObject({ family: 'vargpt-v1.1', dir: out, tensors: 442, parameters: 32472971, dtype: 'bf16' });
+    expect(result.files).toContain('tokenizer.json');
+    expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')).model_type).toBe('vargpt_qwen2_vl');
+    const help = cli(['synth', '--help']).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('"vargpt-v1", "vargpt-v1.1"');
+    expect(help).toContain('vargpt-v1.1: tiny, small, medium, full');
+    const wrong = cli(['synth', '--family', 'vargpt-v1.1', '--preset', 'vargpt-v1', '--out', path.join(work, 'w')]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('preset "vargpt-v1" is not a vargpt-v1.1 preset (tiny, small, medium, full); "vargpt-v1" is a vargpt-v1 preset');
+    const v1 = cli(['synth', '--preset', 'full', '--out', path.join(work, 'w')]);
+    expect(v1.code).toBe(1);
+    expect(v1.stderr).toContain('"full" is a vargpt-v1.1 preset (family: \'vargpt-v1.1\', --family vargpt-v1.1)');
+    const family = cli(['synth', '--family', 'vargpt-v3', '--preset', 'tiny', '--out', path.join(work, 'w')]);
+    expect(family.code).not.toBe(0);
+    expect(family.stderr).toMatch(/Allowed choices are vargpt-v1, vargpt-v1\.1/);
+    const depth = cli(['synth', '--family', 'vargpt-v1.1', '--preset', 'tiny', '--var-depth', '2', '--out', path.join(work, 'w')]);
+    expect(depth.code).toBe(1);
+    expect(depth.stderr).toContain('--var-depth applies to --family vargpt-v1 only');
+    expect(existsSync(path.join(work, 'w'))).toBe(false);
+  });
+
   it('ask: a missing image is a clear error', () => {
     const r = cli(['ask', path.join(work, 'missing.png'), 'what?']);
     expect(r.code).toBe(1);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { readCheckpointFiles } from '../../lib/families/vargpt-v1.js';
 import { synthesize } from '../../lib/synth.js';
-import { checkpointLayout, parameterCount, PRESETS } from '../../lib/synth/layout.js';
+import { checkpointLayout, parameterCount, PRESETS } from '../../lib/synth/vargpt-v1.js';
 import { VargptTokenizer } from '../../lib/tokenizer.js';
 import { native } from '../../lib/native.js';
 import { bf16ToF32, f16ToF32 } from '../../lib/tensor.js';

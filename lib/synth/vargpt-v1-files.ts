@@ -5,11 +5,9 @@
 import llama from 'llama-tokenizer-js';
 
 import type { JsonObject } from '../checkpoint-config.js';
-import type { ModelSizes } from './layout.js';
-
-export type SynthDType = 'f32' | 'bf16' | 'f16';
-
-export const TORCH_DTYPE: Readonly<Record<SynthDType, string>> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
+import { TORCH_DTYPE } from './tensors.js';
+import type { SynthDType } from './tensors.js';
+import type { ModelSizes } from './vargpt-v1.js';
 
 // VARGPT v1's added tokens, in id order (spec §2.1).
 export const ADDED_TOKENS: ReadonlyArray<{ id: number; content: string }> = [

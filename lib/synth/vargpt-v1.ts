@@ -1,21 +1,15 @@
-// The sizes of each synthesis preset and the full tensor layout of a VARGPT v1 checkpoint (spec
-// §11): every key upstream's state_dict holds, with its shape and how synthesis fills it.
-//
-// How weights are filled (deterministic per seed and tensor name, see rng.ts), chosen so a forward
-// pass stays in a sane range at any depth, not to imitate trained statistics:
-//   matrices and conv kernels  N(0, 1/fan_in)  (unit-variance outputs for unit-variance inputs);
-//                              layers that write into a residual stream (o_proj, down_proj,
-//                              out_proj, fc2, proj) are further scaled by 1/sqrt(2 * layers)
-//   token / class embeddings,  N(0, 1)
-//   codebook
-//   position embeddings        N(0, 0.02^2 * 25) = N(0, 0.1^2)
-//   norm weights               1 + N(0, 0.02^2)  (not exactly 1, so a runtime that ignores them
-//                                                  is caught by a cross-check)
-//   biases                     N(0, 0.02^2)
+// The sizes of each VARGPT v1 synthesis preset and the full tensor layout of a VARGPT v1
+// checkpoint (spec §11): every key upstream's state_dict holds, with its shape and how synthesis
+// fills it (the shared scheme of tensors.ts, plus):
 //   scale_mul_1H11             ln 4, upstream's initial value
 //   buffers                    as upstream computes them: lvl_1L (int64 scale index per token),
 //                              attn_bias_for_masking (0 / -inf block-causal), zero_k_bias (0),
 //                              ema_vocab_hit_SV (0)
+import { BIAS, checkPositive, EMBED, NORM, POS, TensorLayout } from './tensors.js';
+import type { TensorSpec } from './tensors.js';
+
+export type { Init, TensorSpec } from './tensors.js';
+export { elementCount, parameterCount } from './tensors.js';
 
 export interface LlmSizes {
   hidden: number;
@@ -104,62 +98,7 @@ export const PRESETS: Readonly<Record<PresetName, ModelSizes>> = {
   'vargpt-v1': { llm: llm(4096, 32, 32, 11008), vision: CLIP_L_336, var: varOfDepth(30), vqvae: FULL_VQVAE },
 };
 
-export type Init =
-  | { kind: 'normal'; std: number; mean?: number }
-  | { kind: 'const'; value: number }
-  | { kind: 'lvl' } // lvl_1L
-  | { kind: 'blockCausal' }; // attn_bias_for_masking
-
-export interface TensorSpec {
-  name: string;
-  shape: number[];
-  // 'float' tensors take the requested dtype; lvl_1L stays int64 (as upstream's bf16 cast keeps it).
-  type: 'float' | 'i64';
-  init: Init;
-  // A registered buffer (lvl_1L, attn_bias_for_masking, zero_k_bias, ema_vocab_hit_SV): stored in
-  // the checkpoint but not a parameter.
-  buffer: boolean;
-}
-
-const BIAS: Init = { kind: 'normal', std: 0.02 };
-const NORM: Init = { kind: 'normal', mean: 1, std: 0.02 };
-const POS: Init = { kind: 'normal', std: 0.1 };
-const EMBED: Init = { kind: 'normal', std: 1 };
-
-function fanIn(shape: number[]): number {
-  return shape.slice(1).reduce((a, b) => a * b, 1);
-}
-
-class Layout {
-  readonly specs: TensorSpec[] = [];
-
-  add(name: string, shape: number[], init: Init, type: 'float' | 'i64' = 'float', buffer = false): void {
-    this.specs.push({ name, shape, type, init, buffer });
-  }
-
-  // A weight matrix / conv kernel; `residualLayers` > 0 marks a residual-stream writer.
-  weight(name: string, shape: number[], residualLayers = 0): void {
-    const std = 1 / Math.sqrt(fanIn(shape)) / (residualLayers > 0 ? Math.sqrt(2 * residualLayers) : 1);
-    this.add(name, shape, { kind: 'normal', std });
-  }
-
-  linear(prefix: string, out: number, inp: number, options: { bias?: boolean; residualLayers?: number } = {}): void {
-    this.weight(`${prefix}.weight`, [out, inp], options.residualLayers ?? 0);
-    if (options.bias ?? true) this.add(`${prefix}.bias`, [out], BIAS);
-  }
-
-  conv(prefix: string, out: number, inp: number, k: number): void {
-    this.weight(`${prefix}.weight`, [out, inp, k, k]);
-    this.add(`${prefix}.bias`, [out], BIAS);
-  }
-
-  norm(prefix: string, c: number, bias = true): void {
-    this.add(`${prefix}.weight`, [c], NORM);
-    if (bias) this.add(`${prefix}.bias`, [c], BIAS);
-  }
-}
-
-function addLlm(l: Layout, s: LlmSizes): void {
+function addLlm(l: TensorLayout, s: LlmSizes): void {
   const headDim = s.hidden / s.heads;
   const p = 'language_model.model';
   l.add(`${p}.embed_tokens.weight`, [s.vocab, s.hidden], EMBED);
@@ -179,7 +118,7 @@ function addLlm(l: Layout, s: LlmSizes): void {
   l.linear('language_model.lm_head', s.vocab, s.hidden, { bias: false });
 }
 
-function addVision(l: Layout, s: VisionSizes, llmHidden: number): void {
+function addVision(l: TensorLayout, s: VisionSizes, llmHidden: number): void {
   const p = 'vision_tower.vision_model';
   const patches = (s.imageSize / s.patchSize) ** 2;
   l.add(`${p}.embeddings.class_embedding`, [s.hidden], EMBED);
@@ -200,7 +139,7 @@ function addVision(l: Layout, s: VisionSizes, llmHidden: number): void {
   l.linear('multi_modal_projector.linear_2', llmHidden, llmHidden);
 }
 
-function addGenProjectors(l: Layout, llmHidden: number, varWidth: number): void {
+function addGenProjectors(l: TensorLayout, llmHidden: number, varWidth: number): void {
   // GenPatchMerger: ln_q exists but is never applied (spec §8.6).
   l.norm('image_gen_projector.ln_q', varWidth);
   l.linear('image_gen_projector.mlp.0', varWidth, varWidth);
@@ -210,7 +149,7 @@ function addGenProjectors(l: Layout, llmHidden: number, varWidth: number): void 
   l.linear('image_gen_projector_out.mlp.2', varWidth, llmHidden);
 }
 
-function addVar(l: Layout, s: VarSizes, cvae: number, codebook: number): void {
+function addVar(l: TensorLayout, s: VarSizes, cvae: number, codebook: number): void {
   const p = 'vargpt_gen';
   const C = s.width;
   const L = s.patchNums.reduce((a, pn) => a + pn * pn, 0);
@@ -237,7 +176,7 @@ function addVar(l: Layout, s: VarSizes, cvae: number, codebook: number): void {
   l.linear(`${p}.head`, codebook, C);
 }
 
-function resnet(l: Layout, prefix: string, cin: number, cout: number): void {
+function resnet(l: TensorLayout, prefix: string, cin: number, cout: number): void {
   l.norm(`${prefix}.norm1`, cin);
   l.conv(`${prefix}.conv1`, cout, cin, 3);
   l.norm(`${prefix}.norm2`, cout);
@@ -245,7 +184,7 @@ function resnet(l: Layout, prefix: string, cin: number, cout: number): void {
   if (cin !== cout) l.conv(`${prefix}.nin_shortcut`, cout, cin, 1);
 }
 
-function attnBlock(l: Layout, prefix: string, c: number): void {
+function attnBlock(l: TensorLayout, prefix: string, c: number): void {
   l.norm(`${prefix}.norm`, c);
   l.conv(`${prefix}.qkv`, 3 * c, c, 1);
   l.conv(`${prefix}.proj_out`, c, c, 1);
@@ -253,7 +192,7 @@ function attnBlock(l: Layout, prefix: string, c: number): void {
 
 // VAR's basic_vae Encoder/Decoder (taming layout) with attention at the lowest resolution and in
 // the middle (using_sa, using_mid_sa), plus the multi-scale quantizer (spec §6).
-function addVqvae(l: Layout, s: VqvaeSizes, patchLevels: number): void {
+function addVqvae(l: TensorLayout, s: VqvaeSizes, patchLevels: number): void {
   const e = 'vae_local.encoder';
   const levels = s.chMult.length;
   l.conv(`${e}.conv_in`, s.ch, 3, 3);
@@ -300,7 +239,7 @@ function addVqvae(l: Layout, s: VqvaeSizes, patchLevels: number): void {
 
 export function checkpointLayout(sizes: ModelSizes): TensorSpec[] {
   validateSizes(sizes);
-  const l = new Layout();
+  const l = new TensorLayout();
   if (sizes.vision) addVision(l, sizes.vision, sizes.llm.hidden);
   addLlm(l, sizes.llm);
   addGenProjectors(l, sizes.llm.hidden, sizes.var.width);
@@ -309,31 +248,19 @@ export function checkpointLayout(sizes: ModelSizes): TensorSpec[] {
   return l.specs;
 }
 
-export function elementCount(spec: TensorSpec): number {
-  return spec.shape.reduce((a, b) => a * b, 1);
-}
-
-// Parameters only (buffers left out), the count upstream and shared/bench/README.md quote.
-export function parameterCount(specs: readonly TensorSpec[]): number {
-  return specs.reduce((n, s) => n + (s.buffer ? 0 : elementCount(s)), 0);
-}
-
 function validateSizes(s: ModelSizes): void {
-  const positive = (what: string, v: number) => {
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`synthesize: ${what} must be a positive integer, got ${v}`);
-  };
-  for (const [k, v] of Object.entries(s.llm)) positive(`llm.${k}`, v);
+  for (const [k, v] of Object.entries(s.llm)) checkPositive(`llm.${k}`, v);
   if (s.llm.hidden % s.llm.heads !== 0) throw new RangeError(`synthesize: llm.hidden ${s.llm.hidden} is not a multiple of heads ${s.llm.heads}`);
   if (s.llm.heads % s.llm.kvHeads !== 0) throw new RangeError(`synthesize: llm.heads ${s.llm.heads} is not a multiple of kvHeads ${s.llm.kvHeads}`);
   if (s.vision) {
-    for (const [k, v] of Object.entries(s.vision)) positive(`vision.${k}`, v);
+    for (const [k, v] of Object.entries(s.vision)) checkPositive(`vision.${k}`, v);
     if (s.vision.imageSize % s.vision.patchSize !== 0) throw new RangeError('synthesize: vision.imageSize must be a multiple of patchSize');
   }
-  for (const k of ['depth', 'width', 'heads', 'mlp', 'classes'] as const) positive(`var.${k}`, s.var[k]);
+  for (const k of ['depth', 'width', 'heads', 'mlp', 'classes'] as const) checkPositive(`var.${k}`, s.var[k]);
   if (s.var.width % s.var.heads !== 0) throw new RangeError(`synthesize: var.width ${s.var.width} is not a multiple of heads ${s.var.heads}`);
   if (s.var.patchNums.length === 0) throw new RangeError('synthesize: var.patchNums is empty');
-  s.var.patchNums.forEach((pn) => positive('var.patchNums[]', pn));
-  for (const k of ['ch', 'resBlocks', 'z', 'codebook', 'phis'] as const) positive(`vqvae.${k}`, s.vqvae[k]);
+  s.var.patchNums.forEach((pn) => checkPositive('var.patchNums[]', pn));
+  for (const k of ['ch', 'resBlocks', 'z', 'codebook', 'phis'] as const) checkPositive(`vqvae.${k}`, s.vqvae[k]);
   if (s.vqvae.chMult.length === 0) throw new RangeError('synthesize: vqvae.chMult is empty');
-  s.vqvae.chMult.forEach((m) => positive('vqvae.chMult[]', m));
+  s.vqvae.chMult.forEach((m) => checkPositive('vqvae.chMult[]', m));
 }
