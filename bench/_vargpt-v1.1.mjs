@@ -31,7 +31,10 @@ async function understandingRequest(dir, info, opts) {
   const pre = parseQwen2VlImageConfig(JSON.parse(readFileSync(path.join(dir, 'preprocessor_config.json'), 'utf8')));
   const v = info.vision;
   const { width, height } = opts.imageSize;
-  const resized = smartResize(height, width, v.patchSize * v.mergeSize, pre.minPixels, pre.maxPixels);
+  // The requested size is what is timed: the checkpoint's pixel limits are widened to include it
+  // (as the upstream timing script does), so a tiny checkpoint's max_pixels does not shrink it.
+  const pixels = width * height;
+  const resized = smartResize(height, width, v.patchSize * v.mergeSize, Math.min(pre.minPixels, pixels), Math.max(pre.maxPixels, pixels));
   const grid = [1, resized.height / v.patchSize, resized.width / v.patchSize];
   const patches = grid[0] * grid[1] * grid[2];
   const imageTokens = patches / (v.mergeSize * v.mergeSize);

@@ -350,19 +350,39 @@ async function runVargptV11(model, info, dir, opts, out) {
   console.log(`checkpoint ${dir} (VARGPT-v1.1, ${u.dtype} LLM weights, ${(u.llmLinearBytes / 1e9).toFixed(3)} GB of LLM linear weights + head), device cpu`);
   console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads, kernels ${c.kernels}`);
   console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB; image ${u.image.requested.width}x${u.image.requested.height} -> ${u.image.resized.width}x${u.image.resized.height}, ${u.image.patches} patches, ${u.image.imageTokens} tokens; medians of ${u.runs} runs`);
-  if (up) console.log(`upstream: torch ${up.versions?.torch ?? '?'}, transformers ${up.versions?.transformers ?? '?'}, ${up.threads ?? '?'} threads, attention ${up.attn_implementation ?? '?'}`);
+  if (up) console.log(`upstream PyTorch: torch ${up.versions?.torch ?? '?'}, transformers ${up.versions?.transformers ?? '?'}, ${up.threads ?? '?'} threads, ${up.dtype}, attention ${up.attn_implementation ?? '?'}; medians of ${up.runs} runs`);
   console.log('');
-  const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(up ? ['upstream s', 'speed-up'] : [])]];
-  const vs = (ours, theirs) => (theirs === undefined ? ['-', '-'] : [fmt(theirs), `${(theirs / ours).toFixed(2)}x`]);
-  const upstream = up ? upstreamStages(up) : {};
-  rows.push([`ViT + merger (${u.image.patches} patches)`, fmt(u.visionSeconds), `≈${fmt(u.visionGflops, 1)} GFLOP/s`, `${fmt((100 * u.visionGflops) / c.gflops, 0)}% peak`, ...(up ? vs(u.visionSeconds, upstream.vision) : [])]);
-  rows.push([`prefill (${u.promptTokens} tokens)`, fmt(u.prefillSeconds), `${fmt(u.prefillTokensPerSecond, 1)} tok/s, ≈${fmt(u.prefillGflops, 1)} GFLOP/s`, `${fmt((100 * u.prefillGflops) / c.gflops, 0)}% peak`, ...(up ? vs(u.prefillSeconds, upstream.prefill) : [])]);
-  rows.push([`decode (${u.decodeTokens} steps)`, fmt(u.decodeSeconds), `${fmt(u.decodeTokensPerSecond, 2)} tok/s, ${fmt(u.decodeGBps, 1)} GB/s`, `${fmt((100 * u.decodeGBps) / c.gbps, 0)}% bw`, ...(up ? vs(u.decodeSeconds, upstream.decode) : [])]);
+  const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(up ? ['upstream', 'speed-up'] : [])]];
+  const upstream = up ? upstreamStages(up) : null;
+  if (upstream && upstream.promptTokens !== u.promptTokens) {
+    console.log(`note: upstream's prompt has ${upstream.promptTokens} tokens, this runtime's ${u.promptTokens}`);
+  }
+  const vs = (ours, theirs, unit = 's') => (upstream ? [`${fmt(theirs)} ${unit}`, `${(theirs / ours).toFixed(2)}x`] : []);
+  const perToken = u.decodeSeconds / u.decodeTokens;
+  rows.push([`ViT + merger (${u.image.patches} patches)`, `${fmt(u.visionSeconds)} s`, `≈${fmt(u.visionGflops, 1)} GFLOP/s`, `${fmt((100 * u.visionGflops) / c.gflops, 0)}% peak`, ...vs(u.visionSeconds, upstream?.vision)]);
+  rows.push([`prefill (${u.promptTokens} tokens)`, `${fmt(u.prefillSeconds)} s`, `${fmt(u.prefillTokensPerSecond, 1)} tok/s, ≈${fmt(u.prefillGflops, 1)} GFLOP/s`, `${fmt((100 * u.prefillGflops) / c.gflops, 0)}% peak`, ...vs(u.prefillSeconds, upstream?.prefill)]);
+  rows.push(['first token (ViT + prefill)', `${fmt(u.visionSeconds + u.prefillSeconds)} s`, '', '', ...vs(u.visionSeconds + u.prefillSeconds, upstream?.firstToken)]);
+  rows.push([`decode (${u.decodeTokens} steps)`, `${fmt(perToken * 1e3, 2)} ms/tok`, `${fmt(u.decodeTokensPerSecond, 2)} tok/s, ${fmt(u.decodeGBps, 1)} GB/s`, `${fmt((100 * u.decodeGBps) / c.gbps, 0)}% bw`, ...vs(perToken * 1e3, upstream ? upstream.decodePerToken * 1e3 : undefined, 'ms/tok')]);
+  if (upstream) {
+    console.log(
+      "upstream's prefill is its LLM forward on the prompt embeddings, with lm_head over every prompt position as upstream's generate computes it; " +
+        "its first token is its whole first forward (ViT included). Peak RSS: upstream " +
+        `${fmt(upstream.peakRssMiB, 0)} MiB during inference.`,
+    );
+  }
   table(rows);
   return out;
 }
 
 // The upstream script's stage medians, in this benchmark's stages (seconds).
 function upstreamStages(up) {
-  return { vision: up.vit?.median_s, prefill: up.prefill?.llm_only_median_s, decode: up.decode?.median_s };
+  const t = up.timings_ms;
+  return {
+    vision: t.vit_encode_merger / 1e3,
+    prefill: t.prefill_llm_only / 1e3,
+    firstToken: t.prefill_full_forward / 1e3,
+    decodePerToken: t.decode_per_token / 1e3,
+    promptTokens: up.prompt_tokens,
+    peakRssMiB: up.memory_mb?.peak_rss_process,
+  };
 }
