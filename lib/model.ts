@@ -156,16 +156,21 @@ export class VargptModel {
   constructor(
     addon: Pick<NativeAddon, 'createCancelToken'>,
     private readonly model: NativeModel,
-    private readonly family: FamilyModel,
+    private readonly adapter: FamilyModel,
     tokenizer: VargptTokenizer,
     limits: ImageLimits,
   ) {
-    this.info = family.info;
+    this.info = adapter.info;
     this.tokenizer = tokenizer;
-    this.template = family.template;
-    this.defaults = family.defaults;
+    this.template = adapter.template;
+    this.defaults = adapter.defaults;
     this.readImage = (input, what) => decodeImage(input, { limits, what });
     this.queue = new CallQueue(() => addon.createCancelToken());
+  }
+
+  // The family the checkpoint loaded as ('vargpt-v1', 'vargpt-v1.1'); the same as info.family.
+  get family(): ModelInfo['family'] {
+    return this.info.family;
   }
 
   get disposed(): boolean {
@@ -201,9 +206,9 @@ export class VargptModel {
       const onImageProgress = guard(
         userProgress &&
           ((stage: string, step: number, steps: number, preview: NativeImage) =>
-            userProgress(this.family.progress(stage, step + 1, steps, toImage(preview)))),
+            userProgress(this.adapter.progress(stage, step + 1, steps, toImage(preview)))),
       );
-      const startId = this.family.imageStartId ?? -1;
+      const startId = this.adapter.imageStartId ?? -1;
       const stream = this.tokenizer.createStreamDecoder();
       let imageStarted = false;
       const request = prepared.request({
@@ -258,7 +263,7 @@ export class VargptModel {
   }
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
-    const plan = this.family.planChat(what, messages, options);
+    const plan = this.adapter.planChat(what, messages, options);
     return { what, plan, signal: options?.signal, onToken: options?.onToken, onImageProgress: options?.onImageProgress };
   }
 
@@ -293,7 +298,7 @@ export class VargptModel {
     this.checkUsable('ask');
     if (typeof question !== 'string') throw new InputError(`ask: question must be a string, got ${typeof question}`);
     if (image === undefined || image === null) throw new InputError('ask: image is missing');
-    return this.generate(this.chatArgs('ask', [this.family.askMessage(image, question)], options));
+    return this.generate(this.chatArgs('ask', [this.adapter.askMessage(image, question)], options));
   }
 
   // Draws an image for a prompt, as the family draws (VARGPT v1: the first new token is forced to
@@ -301,7 +306,7 @@ export class VargptModel {
   async generateImage(prompt: string, options?: GenerateImageOptions): Promise<ImageReply> {
     this.checkUsable('generateImage');
     if (typeof prompt !== 'string' || prompt.trim().length === 0) throw new InputError('generateImage: prompt must be a non-empty string');
-    const plan = this.family.planImage('generateImage', [{ role: 'user', content: prompt }], options);
+    const plan = this.adapter.planImage('generateImage', [{ role: 'user', content: prompt }], options);
     const reply = await this.generate({ what: 'generateImage', plan, signal: options?.signal, onImageProgress: options?.onImageProgress });
     const image = reply.images[0];
     if (!image) throw new Error('generateImage: the runtime returned no image');
@@ -312,7 +317,7 @@ export class VargptModel {
   // is resized (shortest edge, Lanczos) and centre-cropped to the VQ-VAE's size, mapped to [-1, 1].
   async encodeImageTokens(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
-    const size = this.family.imageTokens('encodeImageTokens').encoderSize();
+    const size = this.adapter.imageTokens('encodeImageTokens').encoderSize();
     const rgb = await this.readImage(image, 'encodeImageTokens: image');
     const pixels = await vqvaePixels(rgb, size);
     return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, size, size));
@@ -321,7 +326,7 @@ export class VargptModel {
   // The image of a full multi-scale index list (as encodeImageTokens returns).
   async decodeImageTokens(indices: ArrayLike<number>[], options: { signal?: AbortSignal } = {}): Promise<GeneratedImage> {
     this.checkUsable('decodeImageTokens');
-    const checked = this.family.imageTokens('decodeImageTokens').checkIndices(indices, 'decodeImageTokens: indices');
+    const checked = this.adapter.imageTokens('decodeImageTokens').checkIndices(indices, 'decodeImageTokens: indices');
     return this.queue.run('decodeImageTokens', options.signal, async () => toImage(await this.model.decodeImageTokens(checked)));
   }
 

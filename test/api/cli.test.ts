@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { fixtureExpected, fixtureModel, readJson, repoRoot } from '../helpers/fixtures.js';
+import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cli-'));
 const main = path.join(repoRoot, 'dist/cli/main.js');
@@ -136,6 +137,15 @@ describe('vargpt CLI', () => {
     const json = cli([...args, '--json']);
     const result = JSON.parse(json.stdout) as { text: string; tokens: number[]; stopReason: string; promptTokens: number };
     expect(result).toMatchObject({ text: u.generated_text, tokens: u.generated_ids, stopReason: 'length', promptTokens: 595 });
+  });
+
+  it('ask --model <VARGPT-v1.1 checkpoint>: the fixture tokens of the v1.1 understanding case', () => {
+    const u = readJson<{ generated_ids: number[] }>(path.join(v11ExpectedDir, 'understanding.json'));
+    const args = ['ask', path.join(v11ExpectedDir, 'input.png'), 'What is shown in this image?', '--model', v11ModelDir, '--max-new-tokens', '8', '--json'];
+    const r = cli(args);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { tokens: number[]; stopReason: string; promptTokens: number };
+    expect(result).toMatchObject({ tokens: u.generated_ids, stopReason: 'length', promptTokens: 40 });
   });
 
   it('chat: reads lines, attaches images, saves drawn images and prints their paths', () => {

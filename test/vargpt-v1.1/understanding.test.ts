@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type VargptModel } from '../../lib/index.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
+import { filteredCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
 import { expectClose } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
@@ -63,6 +64,7 @@ describe('VARGPT-v1.1 understanding (fixture vargpt-v1.1-tiny, understanding cas
 
   it('loads as the vargpt-v1.1 family with sizes from config.json and the tensors', () => {
     expect(model.info.family).toBe('vargpt-v1.1');
+    expect(model.family).toBe('vargpt-v1.1');
     if (model.info.family !== 'vargpt-v1.1') return;
     expect(model.info.llm).toMatchObject({ hiddenSize: 32, layers: 2, heads: 2, kvHeads: 1, mropeSection: [2, 3, 3] });
     expect(model.info.vision).toMatchObject({ embedDim: 32, depth: 2, patchValues: 1176, mergeSize: 2, outHidden: 32 });
@@ -117,6 +119,31 @@ describe('VARGPT-v1.1 understanding (fixture vargpt-v1.1-tiny, understanding cas
     expect(reply.text).toBe(model.tokenizer.decode(caseJson.generated_ids));
   });
 
+  it('keeps a multi-turn conversation with an image in each user turn', async () => {
+    const first = [{ role: 'user' as const, content: [{ type: 'text' as const, text: question }, { type: 'image' as const, image: imagePath }] }];
+    const turn1 = await model.chat(first, { maxNewTokens: 4 });
+    const second = [...first, turn1.message, { role: 'user' as const, content: [{ type: 'image' as const, image: imagePath }, { type: 'text' as const, text: 'And now?' }] }];
+    const turn2 = await model.chat(second, { maxNewTokens: 4, trace: true });
+    const t = turn2.trace!;
+    // Both images, each expanded to its own 12 tokens; the second turn's prompt holds the first answer.
+    expect(ints(traced(t, 'image_grid_thw'))).toEqual([...asNumbers(ref('image_grid_thw')), ...asNumbers(ref('image_grid_thw'))]);
+    const rendered = model.template.render(second).prompt;
+    expect(rendered).toContain(`${turn1.text}<|im_end|>`);
+    expect(rendered.split('<|vision_start|>').length - 1).toBe(2);
+    // Positions after both images continue from the largest one: the rope delta grows per image.
+    expect(ints(traced(t, 'rope_deltas'))[0]).toBe(2 * asNumbers(ref('rope_deltas'))[0]!);
+  });
+
+  it('samples reproducibly with a seed (temperature, top-k, top-p, repetition penalty)', async () => {
+    const options = { maxNewTokens: 6, temperature: 0.9, topK: 40, topP: 0.95, repetitionPenalty: 1.1, seed: 42 };
+    const a = await model.ask(imagePath, question, options);
+    const b = await model.ask(imagePath, question, options);
+    const c = await model.ask(imagePath, question, { ...options, seed: 43 });
+    expect(Array.from(a.tokens)).toEqual(Array.from(b.tokens));
+    expect(a.seed).toBe(42);
+    expect(Array.from(c.tokens)).not.toEqual(Array.from(a.tokens));
+  });
+
   it('streams the same text with chatStream, token by token', async () => {
     const messages = [{ role: 'user' as const, content: [{ type: 'text' as const, text: question }, { type: 'image' as const, image: readFileSync(imagePath) }] }];
     let text = '';
@@ -127,5 +154,19 @@ describe('VARGPT-v1.1 understanding (fixture vargpt-v1.1-tiny, understanding cas
     }
     expect(Array.from(end!.tokens)).toEqual(caseJson.generated_ids);
     expect(text).toBe(reply.text);
+  });
+
+  it('ends the answer on any EOS id config.json lists', async () => {
+    const first = caseJson.generated_ids[0]!;
+    const dir = filteredCheckpoint(v11ModelDir, () => true, (config) => void (config['eos_token_id'] = [config['eos_token_id'] as number, first]));
+    const eosModel = await loadModel(dir, { device: 'cpu' });
+    try {
+      const r = await eosModel.ask(imagePath, question, { maxNewTokens: 8 });
+      expect(Array.from(r.tokens)).toEqual([first]);
+      expect(r.stopReason).toBe('eos');
+    } finally {
+      await eosModel.dispose();
+      removeJsonCheckpoints();
+    }
   });
 });
