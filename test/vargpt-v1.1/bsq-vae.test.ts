@@ -3,6 +3,8 @@
 // the bits (bilinear sum of each scale's codes, decoder, clamp) against upstream. Bits must be
 // identical; tensors within 4x each one's float32-vs-float64 spread, never tighter than 1e-5 of
 // max|ref|.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import { native, type NativeBsqVae, type NativeTensor } from '../../lib/native.j
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
 import { expectClose, expectEqualInts, reportObserved } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir, tinyModelDir } from '../helpers/paths.js';
+import { validF32File } from '../helpers/safetensors-writer.js';
 
 const expected = readSafetensors(path.join(v11ExpectedDir, 'bsq_vae.safetensors'));
 const manifest = readJson<{
@@ -135,5 +138,96 @@ describe('VARGPT-v1.1 BSQ VAE against the fixture', () => {
 
     const out = await vae.encode(pixels, H, W, scales);
     expectEqualInts(`bits_s${S - 1} after the errors`, out.bits[S - 1]!, asNumbers(get(`bits_s${S - 1}`)));
+  });
+});
+
+// A BSQ VAE of sizes no fixture has: 16 bits per token, 48 and 96 channels (48 takes flux's
+// 24-group GroupNorm), one res block per encoder level, three levels of which only one resamples
+// (patch 2). Random weights, so no reference: the sizes must come out of the tensor shapes, and
+// decoding the encoder's bits must give back the encoder's code sum.
+function synthVae(dir: string, opts: { bits: number; base: number; chMult: number[]; blocks: number; resampleLevels: number[] }): void {
+  let seed = 12345;
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648 - 0.5;
+  };
+  const tensors: Record<string, { shape: number[]; values: Float32Array }> = {};
+  const fill = (n: number, f: () => number) => Float32Array.from({ length: n }, f);
+  const conv = (name: string, o: number, i: number, k: number) => {
+    const scale = 2 * Math.sqrt(3 / (i * k * k));
+    tensors[`${name}.conv.weight`] = { shape: [o, i, k, k], values: fill(o * i * k * k, () => scale * rand()) };
+    tensors[`${name}.conv.bias`] = { shape: [o], values: fill(o, () => 0.1 * rand()) };
+  };
+  const norm = (name: string, c: number) => {
+    tensors[`${name}.norm.weight`] = { shape: [c], values: fill(c, () => 1 + 0.2 * rand()) };
+    tensors[`${name}.norm.bias`] = { shape: [c], values: fill(c, () => 0.2 * rand()) };
+  };
+  const resnet = (p: string, cin: number, cout: number) => {
+    norm(`${p}.norm1`, cin);
+    conv(`${p}.conv1`, cout, cin, 3);
+    norm(`${p}.norm2`, cout);
+    conv(`${p}.conv2`, cout, cout, 3);
+    if (cin !== cout) conv(`${p}.nin_shortcut`, cout, cin, 1);
+  };
+  const { bits, base, chMult, blocks, resampleLevels } = opts;
+  const ch = (i: number) => base * chMult[i]!;
+  const L = chMult.length;
+  const e = 'vae_local.encoder';
+  conv(`${e}.conv_in`, base, 3, 3);
+  let c = base;
+  for (let i = 0; i < L; i++) {
+    for (let j = 0; j < blocks; j++, c = ch(i)) resnet(`${e}.down.${i}.block.${j}`, c, ch(i));
+    if (resampleLevels.includes(i)) conv(`${e}.down.${i}.downsample.conv`, c, c, 3);
+  }
+  resnet(`${e}.mid.block_1`, c, c);
+  resnet(`${e}.mid.block_2`, c, c);
+  norm(`${e}.norm_out`, c);
+  conv(`${e}.conv_out`, bits, c, 3);
+  const d = 'vae_local.decoder';
+  conv(`${d}.conv_in`, c, bits, 3);
+  resnet(`${d}.mid.block_1`, c, c);
+  resnet(`${d}.mid.block_2`, c, c);
+  for (let i = L - 1; i >= 0; i--) {
+    for (let j = 0; j < blocks + 1; j++, c = ch(i)) resnet(`${d}.up.${i}.block.${j}`, c, ch(i));
+    // The decoder resamples one level up from the encoder (flux: 1 <= level <= max_up).
+    if (resampleLevels.includes(i - 1)) conv(`${d}.up.${i}.upsample.conv`, c, c, 3);
+  }
+  norm(`${d}.norm_out`, c);
+  conv(`${d}.conv_out`, 3, c, 3);
+  writeFileSync(path.join(dir, 'model.safetensors'), validF32File(tensors));
+}
+
+describe('BSQ VAE of other sizes', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vargpt-bsq-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('16 bits, 48 / 96 channels, patch 2: sizes from shapes, encode and decode agree', async () => {
+    synthVae(dir, { bits: 16, base: 48, chMult: [1, 2, 2], blocks: 1, resampleLevels: [0] });
+    const vae = await native().loadBsqVae(dir, 'cpu');
+    const c = vae.config();
+    expect(c).toMatchObject({ bits: 16, imageChannels: 3, downsample: 2 });
+    expect(c.encoder).toMatchObject({ ch: 48, chMult: [1, 2, 2], blocks: 1, scaleFactor: 2 });
+    expect(c.decoder).toMatchObject({ ch: 48, chMult: [1, 2, 2], blocks: 2, scaleFactor: 2 });
+    const h = 12, w = 10;
+    const pixels = Float32Array.from({ length: 3 * h * w }, (_, i) => Math.sin(i * 0.37) * 0.9);
+    const sched = Int32Array.of(1, 1, 2, 3, 4, 4, h / 2, w / 2);
+    const enc = await vae.encode(pixels, h, w, sched);
+    expect(enc.encoderOut.shape).toEqual([16, h / 2, w / 2]);
+    expect(enc.bits.map((b) => b.length)).toEqual([1, 6, 16, 30].map((n) => 16 * n));
+    let ones = 0;
+    for (const b of enc.bits) for (const v of b) {
+      expect(v === 0 || v === 1).toBe(true);
+      ones += v;
+    }
+    expect(ones).toBeGreaterThan(0);
+    expect(enc.nextInputs.map((t) => t.shape)).toEqual([[16, 2, 3], [16, 4, 4], [16, h / 2, w / 2]]);
+    const dec = await vae.decode(enc.bits, sched);
+    expectClose('16-bit summed codes of the encoder bits', f32(dec.summedCodes), f32(enc.quantizedSum), 1e-5);
+    expect(dec.image.shape).toEqual([3, h, w]);
+  });
+
+  it('rejects channel counts no GroupNorm group count divides', async () => {
+    synthVae(dir, { bits: 8, base: 40, chMult: [1], blocks: 1, resampleLevels: [] });
+    await expect(native().loadBsqVae(dir, 'cpu')).rejects.toThrow(/no GroupNorm group count \(32, 24\) divides 40 channels/);
   });
 });
