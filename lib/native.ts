@@ -273,11 +273,43 @@ export interface NativeAddon {
   loadLanguageModel(dir: string, device?: string): Promise<NativeLanguageModel>;
   // A checkpoint's Qwen2-VL vision tower alone (native/binding/vision_tower.cc).
   loadVisionTower(dir: string, device?: string): Promise<NativeVisionTower>;
+  // A VARGPT-v1.1 checkpoint's BSQ VAE alone (native/binding/bsq_vae.cc, tensors under vae_local.).
+  loadBsqVae(dir: string, device?: string): Promise<NativeBsqVae>;
 }
 
 export interface NativeVisionTower {
   // patches [N x patch_values] of every image, window-major; grids (t, h, w) per image.
   encode(patches: Float32Array, grids: Int32Array): Promise<{ patchEmbed: NativeTensor; blockOut: NativeTensor; features: NativeTensor }>;
+}
+
+export interface NativeConvTowerInfo {
+  ch: number;
+  chMult: number[];
+  blocks: number; // res blocks per level
+  scaleFactor: number; // the tower's total down- or upsampling
+}
+
+export interface NativeBsqVae {
+  config(): {
+    device: string;
+    bits: number; // d: bits per token = latent channels
+    imageChannels: number;
+    downsample: number; // image pixels per latent position along each axis
+    decoder: NativeConvTowerInfo;
+    encoder: NativeConvTowerInfo | null;
+  };
+  // pixels [C, H, W] in [-1, 1]; scales: (h, w) pairs that never shrink, the last one the latent
+  // size (H / downsample, W / downsample). bits[s] holds h * w * d values, bit j of token k (raster
+  // order) at k * d + j; nextInputs[s] is the running code sum area-resampled to scale s + 1.
+  encode(
+    pixels: Float32Array,
+    height: number,
+    width: number,
+    scales: Int32Array,
+  ): Promise<{ encoderOut: NativeTensor; bits: Int32Array[]; nextInputs: NativeTensor[]; quantizedSum: NativeTensor }>;
+  // bits per scale (0 / 1, layout of encode's) -> the codes summed on the last scale's grid and the
+  // decoded image [C, h * downsample, w * downsample] clamped to [-1, 1].
+  decode(bits: ReadonlyArray<Uint8Array | Int32Array>, scales: Int32Array): Promise<{ summedCodes: NativeTensor; image: NativeTensor }>;
 }
 
 // A KV cache owned by the caller; opaque.

@@ -7,7 +7,6 @@
 namespace vargpt {
 
 namespace {
-constexpr int kGroups = 32;  // Normalize() = GroupNorm(32, C, eps 1e-6)
 constexpr float kGroupEps = 1e-6f;
 
 // Downsample2x: F.pad(x, (0, 1, 0, 1)) then a stride-2 convolution without padding.
@@ -23,6 +22,56 @@ Tensor conv_down(Backend& b, const ConvWeights& c, const Tensor& x) {
 }
 }  // namespace
 
+int ConvTowerGroups::for_channels(int64_t channels) const {
+  for (int g : choices)
+    if (g > 0 && channels % g == 0) return g;
+  std::string list;
+  for (int g : choices) list += (list.empty() ? "" : ", ") + std::to_string(g);
+  fail("ConvTower: no GroupNorm group count (", list, ") divides ", channels, " channels");
+}
+
+bool ConvTowerConfig::resamples(int level, bool encoder) const {
+  if (!resample.empty()) return resample[level];
+  return encoder ? level != static_cast<int>(ch_mult.size()) - 1 : level != 0;
+}
+
+int ConvTowerConfig::downsample() const {
+  if (resample.empty()) return 1 << (static_cast<int>(ch_mult.size()) - 1);
+  int factor = 1;
+  for (bool r : resample)
+    if (r) factor *= 2;
+  return factor;
+}
+
+ConvTowerConfig derive_conv_tower(const WeightLoader& w, const std::string& p, bool decoder, int ch,
+                                  const ConvTowerNames& names) {
+  ConvTowerConfig t;
+  const std::string& path = w.checkpoint().path();
+  t.ch = ch;
+  t.names = names;
+  const std::string levels_key = p + (decoder ? "up." : "down.");
+  const int levels = w.count_indexed(levels_key);
+  VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
+  t.blocks = w.count_indexed(levels_key + "0.block.");
+  for (int i = 0; i < levels; ++i) {
+    const std::string lp = levels_key + std::to_string(i);
+    const std::string conv2 = lp + ".block.0.conv2" + names.conv + ".weight";
+    const Shape shape = w.shape(conv2);
+    VG_CHECK(shape.size() == 4 && shape[0] % ch == 0, path, ": ", conv2, " has shape ", shape_string(shape),
+             ", expected a multiple of ch = ", ch, " output channels");
+    t.ch_mult.push_back(static_cast<int>(shape[0] / ch));
+    const int blocks = w.count_indexed(lp + ".block.");
+    VG_CHECK(blocks == t.blocks, path, ": ", lp, " has ", blocks, " res blocks, ", levels_key, "0 has ", t.blocks);
+    const int attn = w.count_indexed(lp + ".attn.");
+    VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", lp, " has ", attn, " attention blocks for ", t.blocks,
+             " res blocks");
+    t.attn.push_back(attn > 0);
+    t.resample.push_back(w.has(lp + (decoder ? ".upsample.conv" : ".downsample.conv") + names.conv + ".weight"));
+  }
+  t.mid_attn = w.has(p + "mid.attn_1.qkv" + names.conv + ".weight");
+  return t;
+}
+
 Tensor conv_same(Backend& b, const ConvWeights& c, const Tensor& x) {
   const int pad = static_cast<int>(c.w.dim(2) / 2);
   Conv2dParams p;
@@ -36,12 +85,14 @@ Tensor conv_same(Backend& b, const ConvWeights& c, const Tensor& x) {
 ConvTower::ConvTower(Direction direction, const ConvTowerConfig& c, WeightLoader& w, const std::string& p)
     : backend_(w.backend()), direction_(direction), config_(c) {
   const int levels = static_cast<int>(c.ch_mult.size());
-  VG_CHECK(levels > 0 && static_cast<int>(c.attn.size()) == levels, "ConvTower ", p, ": ", levels, " levels, ",
-           c.attn.size(), " attention flags");
+  VG_CHECK(levels > 0 && static_cast<int>(c.attn.size()) == levels &&
+               (c.resample.empty() || static_cast<int>(c.resample.size()) == levels),
+           "ConvTower ", p, ": ", levels, " levels, ", c.attn.size(), " attention flags, ", c.resample.size(),
+           " resample flags");
   levels_.resize(levels);
   const bool encoder = direction == Direction::Encoder;
   int block_in = encoder ? c.ch : c.ch * c.ch_mult.back();
-  conv_in_ = w.conv(p + "conv_in", block_in, c.in_channels, 3, true);
+  conv_in_ = conv(w, p + "conv_in", block_in, c.in_channels, 3);
   auto load_mid = [&] {
     mid1_ = load_resnet(w, p + "mid.block_1", block_in, block_in);
     if (c.mid_attn) mid_attention_ = load_attn(w, p + "mid.attn_1", block_in);
@@ -58,36 +109,45 @@ ConvTower::ConvTower(Direction direction, const ConvTowerConfig& c, WeightLoader
       block_in = block_out;
       if (c.attn[i]) lvl.attn.push_back(load_attn(w, lp + "attn." + std::to_string(j), block_in));
     }
-    if (encoder && i != levels - 1) lvl.resample = w.conv(lp + "downsample.conv", block_in, block_in, 3, true);
-    if (!encoder && i != 0) lvl.resample = w.conv(lp + "upsample.conv", block_in, block_in, 3, true);
+    if (c.resamples(i, encoder))
+      lvl.resample = conv(w, lp + (encoder ? "downsample.conv" : "upsample.conv"), block_in, block_in, 3);
   }
   if (encoder) load_mid();
-  norm_out_ = w.norm(p + "norm_out", block_in, true);
-  conv_out_ = w.conv(p + "conv_out", c.out_channels, block_in, 3, true);
+  norm_out_ = norm(w, p + "norm_out", block_in);
+  conv_out_ = conv(w, p + "conv_out", c.out_channels, block_in, 3);
+}
+
+ConvWeights ConvTower::conv(WeightLoader& w, const std::string& name, int out, int in, int k) {
+  return w.conv(name + config_.names.conv, out, in, k, true);
+}
+
+NormWeights ConvTower::norm(WeightLoader& w, const std::string& name, int channels) {
+  config_.groups.for_channels(channels);  // a tower it cannot normalise fails at load, not mid-run
+  return w.norm(name + config_.names.norm, channels, true);
 }
 
 ConvTower::Resnet ConvTower::load_resnet(WeightLoader& w, const std::string& p, int in, int out) {
   Resnet r;
-  r.norm1 = w.norm(p + ".norm1", in, true);
-  r.conv1 = w.conv(p + ".conv1", out, in, 3, true);
-  r.norm2 = w.norm(p + ".norm2", out, true);
-  r.conv2 = w.conv(p + ".conv2", out, out, 3, true);
-  if (in != out) r.nin = w.conv(p + ".nin_shortcut", out, in, 1, true);
+  r.norm1 = norm(w, p + ".norm1", in);
+  r.conv1 = conv(w, p + ".conv1", out, in, 3);
+  r.norm2 = norm(w, p + ".norm2", out);
+  r.conv2 = conv(w, p + ".conv2", out, out, 3);
+  if (in != out) r.nin = conv(w, p + ".nin_shortcut", out, in, 1);
   return r;
 }
 
 ConvTower::Attn ConvTower::load_attn(WeightLoader& w, const std::string& p, int channels) {
   Attn a;
   a.channels = channels;
-  a.norm = w.norm(p + ".norm", channels, true);
-  a.qkv = w.conv(p + ".qkv", 3 * channels, channels, 1, true);
-  a.proj = w.conv(p + ".proj_out", channels, channels, 1, true);
+  a.norm = norm(w, p + ".norm", channels);
+  a.qkv = conv(w, p + ".qkv", 3 * channels, channels, 1);
+  a.proj = conv(w, p + ".proj_out", channels, channels, 1);
   return a;
 }
 
 Tensor ConvTower::norm_silu(const NormWeights& n, const Tensor& x) {
   Tensor y = backend_.empty(DType::F32, x.shape());
-  backend_.group_norm(x, kGroups, n.w, n.b, kGroupEps, y);
+  backend_.group_norm(x, config_.groups.for_channels(x.dim(0)), n.w, n.b, kGroupEps, y);
   backend_.activation(y, Activation::SiLU, y);
   return y;
 }
@@ -105,7 +165,7 @@ Tensor ConvTower::attention(const Attn& a, const Tensor& x) {
   Backend& b = backend_;
   const int64_t C = a.channels, H = x.dim(1), W = x.dim(2), N = H * W;
   Tensor normed = b.empty(DType::F32, x.shape());
-  b.group_norm(x, kGroups, a.norm.w, a.norm.b, kGroupEps, normed);
+  b.group_norm(x, config_.groups.for_channels(C), a.norm.w, a.norm.b, kGroupEps, normed);
   const Tensor qkv = conv_same(b, a.qkv, normed);  // [3C, H, W] = [q | k | v] along channels
   Tensor tokens = b.empty(DType::F32, {N, 3 * C});
   b.transpose(qkv.view({3 * C, N}), tokens);

@@ -1,5 +1,5 @@
 // The convolutional encoder / decoder towers of taming-style autoencoders (VQGAN, VAR's
-// multi-scale VQ-VAE; the layout the BSQ and SDXL VAEs follow with other tensor names):
+// multi-scale VQ-VAE, Infinity's BSQ VAE; the SDXL VAE follows the layout with other tensor names):
 // conv_in, levels of GroupNorm(32)-SiLU-conv resnet blocks with optional single-head attention,
 // stride-2 downsampling (encoder) or nearest-2x upsampling (decoder), a middle block pair around
 // attention, then GroupNorm-SiLU-conv_out.
@@ -12,6 +12,21 @@
 
 namespace vargpt {
 
+// Suffixes between a module's name and ".weight" / ".bias": VQGAN stores "conv_in.weight", the
+// BSQ VAE wraps every conv and norm in a module of its own ("conv_in.conv.weight",
+// "norm1.norm.weight").
+struct ConvTowerNames {
+  std::string conv;
+  std::string norm;
+};
+
+// GroupNorm group counts to try, first one that divides the channels: taming's Normalize is
+// always 32 groups; the BSQ VAE's falls back to 24 for channel counts 32 does not divide.
+struct ConvTowerGroups {
+  std::vector<int> choices{32};
+  int for_channels(int64_t channels) const;  // throws when none divides
+};
+
 struct ConvTowerConfig {
   int ch = 0;                 // base channels; level i has ch * ch_mult[i]
   std::vector<int> ch_mult;
@@ -19,8 +34,21 @@ struct ConvTowerConfig {
   std::vector<bool> attn;     // attention after each block of that level
   bool mid_attn = false;
   int in_channels = 0, out_channels = 0;  // encoder: image -> latent; decoder: latent -> image
-  int downsample() const { return 1 << (static_cast<int>(ch_mult.size()) - 1); }
+  // Which levels resample (downsample.conv / upsample.conv). Empty: every level but the innermost
+  // (the last encoder level, decoder level 0), as taming lays them out.
+  std::vector<bool> resample;
+  ConvTowerNames names;
+  ConvTowerGroups groups;
+  bool resamples(int level, bool encoder) const;
+  int downsample() const;
 };
+
+// Sizes from tensor shapes under `prefix` (".../encoder." or ".../decoder."): ch_mult from each
+// level's first block (channels / ch), blocks per level and attention from the module lists,
+// resampling levels from the resample convs present. in_channels / out_channels are left to the
+// caller, which knows the latent width.
+ConvTowerConfig derive_conv_tower(const WeightLoader& weights, const std::string& prefix, bool decoder, int ch,
+                                  const ConvTowerNames& names = {});
 
 // y [O, H', W'] = conv2d(x [C, H, W]) with "same" padding (k / 2 on every side).
 Tensor conv_same(Backend& backend, const ConvWeights& c, const Tensor& x);
@@ -29,7 +57,8 @@ class ConvTower {
  public:
   enum class Direction { Encoder, Decoder };
   // Tensor names under `prefix`: conv_in, down.N / up.N (.block.J, .attn.J, .downsample.conv /
-  // .upsample.conv), mid.block_1, mid.attn_1, mid.block_2, norm_out, conv_out.
+  // .upsample.conv), mid.block_1, mid.attn_1, mid.block_2, norm_out, conv_out, each followed by
+  // config.names' suffix.
   ConvTower(Direction direction, const ConvTowerConfig& config, WeightLoader& weights, const std::string& prefix);
 
   // x [in_channels, H, W] -> [out_channels, H', W'] (H' = H / downsample or H * downsample).
@@ -53,6 +82,8 @@ class ConvTower {
     ConvWeights resample;  // downsample (encoder) / upsample (decoder) conv, or undefined
   };
 
+  ConvWeights conv(WeightLoader& w, const std::string& name, int out, int in, int k);
+  NormWeights norm(WeightLoader& w, const std::string& name, int channels);
   Resnet load_resnet(WeightLoader& w, const std::string& p, int in, int out);
   Attn load_attn(WeightLoader& w, const std::string& p, int channels);
   Tensor resnet(const Resnet& r, const Tensor& x);

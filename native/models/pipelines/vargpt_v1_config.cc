@@ -98,31 +98,6 @@ VarConfig derive_var(const WeightLoader& w, int null_class) {
   return c;
 }
 
-// The towers' sizes from tensor shapes: levels = up.* count, ch_mult from each level's first
-// block, blocks per level from the block lists, attention from the attn lists.
-ConvTowerConfig derive_tower(const WeightLoader& w, const std::string& p, bool decoder, int ch) {
-  ConvTowerConfig t;
-  const std::string& path = w.checkpoint().path();
-  t.ch = ch;
-  const std::string levels_key = p + (decoder ? "up." : "down.");
-  const int levels = w.count_indexed(levels_key);
-  VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
-  t.blocks = w.count_indexed(levels_key + "0.block.");
-  for (int i = 0; i < levels; ++i) {
-    const std::string lp = levels_key + std::to_string(i);
-    const Shape conv2 = w.shape(lp + ".block.0.conv2.weight");
-    VG_CHECK(conv2.size() == 4 && conv2[0] % ch == 0, path, ": ", lp, ".block.0.conv2.weight has shape ",
-             shape_string(conv2), ", expected a multiple of ch = ", ch, " output channels");
-    t.ch_mult.push_back(static_cast<int>(conv2[0] / ch));
-    const int attn = w.count_indexed(lp + ".attn.");
-    VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", lp, " has ", attn, " attention blocks for ", t.blocks,
-             " res blocks");
-    t.attn.push_back(attn > 0);
-  }
-  t.mid_attn = w.has(p + "mid.attn_1.qkv.weight");
-  return t;
-}
-
 VqvaeConfig derive_vqvae(const WeightLoader& w, const VarConfig& var) {
   VqvaeConfig c;
   const std::string& path = w.checkpoint().path();
@@ -136,12 +111,12 @@ VqvaeConfig derive_vqvae(const WeightLoader& w, const VarConfig& var) {
   VG_CHECK(out.size() == 4, path, ": vae_local.decoder.conv_out.weight has shape ", shape_string(out));
   c.in_channels = static_cast<int>(out[0]);
   const int ch = static_cast<int>(out[1]);
-  c.decoder = derive_tower(w, "vae_local.decoder.", true, ch);
+  c.decoder = derive_conv_tower(w, "vae_local.decoder.", true, ch);
   c.decoder.in_channels = c.z_channels;
   c.decoder.out_channels = c.in_channels;
   c.has_encoder = w.has("vae_local.encoder.conv_in.weight");
   if (c.has_encoder) {
-    c.encoder = derive_tower(w, "vae_local.encoder.", false, ch);
+    c.encoder = derive_conv_tower(w, "vae_local.encoder.", false, ch);
     VG_CHECK(c.encoder.ch_mult.size() == c.decoder.ch_mult.size(), path,
              ": VQ-VAE encoder and decoder level counts differ");
     c.encoder.in_channels = c.in_channels;
