@@ -46,6 +46,14 @@ class InfinityDecoder;
 // the scales run.
 class InfinityScaleCache {
  public:
+  // Move-only: a copy would share the key/value storage with the original, and running both would
+  // overwrite each other's scales.
+  InfinityScaleCache() = default;
+  InfinityScaleCache(InfinityScaleCache&&) = default;
+  InfinityScaleCache& operator=(InfinityScaleCache&&) = default;
+  InfinityScaleCache(const InfinityScaleCache&) = delete;
+  InfinityScaleCache& operator=(const InfinityScaleCache&) = delete;
+
   int length() const { return length_; }  // tokens of the scales already run
   int64_t context_length(int row) const { return ca_len_[row]; }
 
