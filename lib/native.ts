@@ -313,6 +313,9 @@ export interface NativeInfinity {
   ): Promise<{ cond: NativeTensor; gss: NativeTensor; startInput: NativeTensor }>;
   // cfg_uncond[0:L] [L, contextDim]: the default unconditional rows.
   uncondRows(L: number): Promise<NativeTensor>;
+  // word_embed(codes) [n, C] of a scale's codes [n x bits] (tokens in raster order): the next
+  // scale's tokens before the bridge into the LLM.
+  embedCodes(codes: Float32Array): Promise<NativeTensor>;
   // cond [2 x C] from condition(); context [L x contextDim] of the conditional row;
   // contextUncond defaults to cfg_uncond[0:L].
   newCache(options: {

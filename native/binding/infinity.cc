@@ -85,6 +85,7 @@ class InfinityWrap : public Napi::ObjectWrap<InfinityWrap> {
                        {InstanceMethod("config", &InfinityWrap::config),
                         InstanceMethod("condition", &InfinityWrap::condition),
                         InstanceMethod("uncondRows", &InfinityWrap::uncond_rows),
+                        InstanceMethod("embedCodes", &InfinityWrap::embed_codes),
                         InstanceMethod("newCache", &InfinityWrap::new_cache),
                         InstanceMethod("forward", &InfinityWrap::forward)});
   }
@@ -184,6 +185,31 @@ class InfinityWrap : public Napi::ObjectWrap<InfinityWrap> {
                    state->decoder->config().uncond_rows, "]");
           Tensor out = b.empty(DType::F32, {L, state->decoder->config().context_dim});
           state->decoder->uncond_rows(L, out);
+          return b.to_host(out);
+        },
+        [](Napi::Env env, Tensor& t) -> Napi::Value { return tensor_to_js(env, t); });
+  }
+
+  // embedCodes(codes: Float32Array [n x bits]) -> Promise<tensor [n, C]>: word_embed of a scale's codes.
+  Napi::Value embed_codes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<float> codes;
+    try {
+      VG_CHECK(info.Length() == 1, "embedCodes(codes): one argument");
+      codes = float_values(info[0], "embedCodes: codes");
+    } catch (const std::exception& e) {
+      return rejected_promise(env, e.what());
+    }
+    auto state = state_;
+    return PromiseWorker<Tensor>::start(
+        env, "vargpt.infinity.embedCodes",
+        [state, codes]() {
+          std::lock_guard<std::mutex> lock(state->call_mutex);
+          Backend& b = *state->backend;
+          const InfinityConfig& c = state->decoder->config();
+          const int64_t n = row_count(codes, c.bits, "embedCodes: codes");
+          Tensor out = b.empty(DType::F32, {n, c.width});
+          state->decoder->embed_codes(b.upload(Tensor::from_host(DType::F32, {n, c.bits}, codes.data())), out);
           return b.to_host(out);
         },
         [](Napi::Env env, Tensor& t) -> Napi::Value { return tensor_to_js(env, t); });

@@ -126,6 +126,19 @@ describe('VARGPT-v1.1 Infinity decoder against the fixture', () => {
       expect(Array.from(f32(u))).toEqual(Array.from(values(c, 'ca_context_uncond')));
     });
 
+    it('word_embed of each scale\'s codes (the next input map, channel-major in the fixture)', async () => {
+      for (let si = 1; si < c.json.scale_schedule.length; si++) {
+        const map = get(c, `s${si - 1}.next_input`);
+        const [d, h, w] = map.shape as [number, number, number];
+        const planes = asFloat32(map);
+        const rows = new Float32Array(d * h * w);
+        for (let ch = 0; ch < d; ch++) for (let t = 0; t < h * w; t++) rows[t * d + ch] = planes[ch * h * w + t]!;
+        const out = await inf.embedCodes(rows);
+        expect(out.shape).toEqual(get(c, `s${si}.word_embed_out`).shape);
+        expectClose(`${c.name}.s${si}.word_embed_out`, f32(out), values(c, `s${si}.word_embed_out`), tolerance(c, `s${si}.word_embed_out`));
+      }
+    });
+
     it('every scale through one cache: each block and both rows of logits', async () => {
       const cache = await newCache(inf, c);
       expect(cache.length).toBe(0);
@@ -209,6 +222,7 @@ describe('VARGPT-v1.1 Infinity decoder against the fixture', () => {
     ).rejects.toThrow(/kvDtype must be 'f32' or 'bf16'/);
     await expect(inf.condition(new Float32Array(100))).rejects.toThrow(/rowsCond has 100 values, expected a positive multiple of 128/);
     await expect(inf.condition(new Float32Array(0))).rejects.toThrow(/rowsCond has 0 values/);
+    await expect(inf.embedCodes(new Float32Array(33))).rejects.toThrow(/codes has 33 values, expected a positive multiple of 32/);
     await expect(inf.uncondRows(0)).rejects.toThrow(/L = 0 outside \[1, 512\]/);
     // Nothing above touched the cache: the scales still run and match.
     expect(cache.length).toBe(0);

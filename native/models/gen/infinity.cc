@@ -104,6 +104,7 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
   pool_proj_ = w.linear(pool + "proj", C, C, true);
   pos_start_ = w.f32(prefix + "pos_start", {1, 1, C}).view({C});
   lvl_embed_ = w.f32(prefix + "lvl_embed.weight", {config.levels, C});
+  word_embed_ = w.linear(prefix + "word_embed", C, config.bits, true);
   shared_ada_ = w.linear(prefix + "shared_ada_lin.1", 6 * C, C, true);
   head_ada_ = w.linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
   head_ = w.linear(prefix + "head", config.logits(), C, true);
@@ -202,6 +203,12 @@ void InfinityDecoder::uncond_rows(int64_t L, const Tensor& out) {
 
 void InfinityDecoder::start_input(const Tensor& cond, const Tensor& out) {
   backend_.add(cond, pos_start_, out);
+}
+
+void InfinityDecoder::embed_codes(const Tensor& codes, const Tensor& out) {
+  VG_CHECK(codes.rank() == 2 && codes.dim(1) == config_.bits && codes.dtype() == DType::F32, "Infinity: codes ",
+           codes.describe(), ", expected f32 [n, ", config_.bits, "]");
+  backend_.linear(codes, word_embed_.w, &word_embed_.b, out);
 }
 
 void InfinityDecoder::add_level_embedding(int scale, const Tensor& x) {

@@ -87,10 +87,13 @@ class InfinityDecoder {
   void condition(const Tensor& rows_cond, const Tensor& rows_uncond, const Tensor& cond);
   // gss [2, 6C] = shared_ada_lin(cond): the modulation every block adds to its own ada_gss.
   void shared_modulation(const Tensor& cond, const Tensor& gss);
-  // out [L, uncond_dim] = cfg_uncond[0:L], the unconditional rows (raw, as upstream feeds them).
+  // out [L, context_dim] = cfg_uncond[0:L], the unconditional rows (raw, as upstream feeds them).
   void uncond_rows(int64_t L, const Tensor& out);
   // out [2, C] = cond + pos_start: the scale-0 input before the bridge projects it into the LLM.
   void start_input(const Tensor& cond, const Tensor& out);
+  // out [n, C] = word_embed(codes [n, bits]): a scale's codes (tokens in raster order) on their way
+  // to the next scale's input.
+  void embed_codes(const Tensor& codes, const Tensor& out);
   // x[b, t] += lvl_embed[scale] for x [2, n, C]: upstream adds it once, before the first block.
   void add_level_embedding(int scale, const Tensor& x);
 
@@ -130,7 +133,7 @@ class InfinityDecoder {
   LinearWeights pool_kv_, pool_proj_;
   Tensor pos_start_;  // [C] f32
   Tensor lvl_embed_;  // [levels, C] stored dtype
-  LinearWeights shared_ada_, head_ada_, head_;
+  LinearWeights word_embed_, shared_ada_, head_ada_, head_;
   std::vector<Block> blocks_;
   std::vector<float> rope_freq_;  // head_dim / 4 frequencies, shared by the row and column halves
 };
