@@ -275,6 +275,8 @@ export interface NativeAddon {
   loadVisionTower(dir: string, device?: string): Promise<NativeVisionTower>;
   // A VARGPT-v1.1 checkpoint's BSQ VAE alone (native/binding/bsq_vae.cc, tensors under vae_local.).
   loadBsqVae(dir: string, device?: string): Promise<NativeBsqVae>;
+  // A VARGPT-v1.1 checkpoint's Infinity decoder alone (native/binding/infinity.cc).
+  loadInfinity(dir: string, device?: string): Promise<NativeInfinity>;
 }
 
 export interface NativeVisionTower {
@@ -310,6 +312,61 @@ export interface NativeBsqVae {
   // bits per scale (0 / 1, layout of encode's) -> the codes summed on the last scale's grid and the
   // decoded image [C, h * downsample, w * downsample] clamped to [-1, 1].
   decode(bits: ReadonlyArray<Uint8Array | Int32Array>, scales: Int32Array): Promise<{ summedCodes: NativeTensor; image: NativeTensor }>;
+}
+
+// One image being drawn by an Infinity decoder: its AdaLN condition, the cross-attention keys and
+// values of its two contexts and the self-attention keys and values of the scales run so far.
+export interface NativeInfinityCache {
+  readonly length: number; // tokens of the scales already run
+}
+
+export interface NativeInfinityConfig {
+  device: string;
+  depth: number;
+  width: number; // C
+  heads: number;
+  headDim: number;
+  mlpHidden: number;
+  bits: number; // d: bits per token; the head gives 2*d logits
+  contextDim: number; // columns of the cross-attention context rows
+  textDim: number; // columns of the condition rows (text_norm, attentive pool)
+  uncondRows: number; // cfg_uncond rows: the longest default unconditional context
+  levels: number; // lvl_embed rows: the most scales
+}
+
+export interface NativeInfinity {
+  config(): NativeInfinityConfig;
+  // The AdaLN condition of both CFG rows: the attentive pool of text_norm(rows). rowsCond
+  // [L x textDim]; rowsUncond defaults to cfg_uncond[0:L]. gss = shared_ada_lin(cond);
+  // startInput = cond + pos_start (the scale-0 token before the bridge).
+  condition(
+    rowsCond: Float32Array,
+    rowsUncond?: Float32Array,
+  ): Promise<{ cond: NativeTensor; gss: NativeTensor; startInput: NativeTensor }>;
+  // cfg_uncond[0:L] [L, contextDim]: the default unconditional rows.
+  uncondRows(L: number): Promise<NativeTensor>;
+  // word_embed(codes) [n, C] of a scale's codes [n x bits] (tokens in raster order): the next
+  // scale's tokens before the bridge into the LLM.
+  embedCodes(codes: Float32Array): Promise<NativeTensor>;
+  // cond [2 x C] from condition(); context [L x contextDim] of the conditional row;
+  // contextUncond defaults to cfg_uncond[0:L].
+  newCache(options: {
+    cond: Float32Array;
+    context: Float32Array;
+    contextUncond?: Float32Array;
+    kvDtype?: 'f32' | 'bf16';
+  }): Promise<NativeInfinityCache>;
+  // One scale of h x w tokens (raster order) for both CFG rows: x [2 x h*w x C]. With `scale`,
+  // lvl_embed[scale] is added first (x is the scale's input before the level embedding);
+  // without it x is the first block's input. Appends the scale to the cache.
+  forward(request: {
+    x: Float32Array;
+    h: number;
+    w: number;
+    cache: NativeInfinityCache;
+    scale?: number;
+    blockOutputs?: boolean;
+  }): Promise<{ blockOut?: NativeTensor; logitsCond: NativeTensor; logitsUncond: NativeTensor }>;
 }
 
 // A KV cache owned by the caller; opaque.

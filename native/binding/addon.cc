@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vargpt::binding::init_language_model(env, exports);
   vargpt::binding::init_vision_tower(env, exports);
   vargpt::binding::init_bsq_vae(env, exports);
+  vargpt::binding::init_infinity(env, exports);
   return exports;
 }
 }  // namespace
