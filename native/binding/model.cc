@@ -180,8 +180,24 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
           each_element(ro.Get(name), std::string(iw) + ".replay." + name,
                        [&](const Napi::Value& e, const std::string& label) { steps.push_back(host_tensor_1d(e, label)); });
         }
+      } else if (v.IsArray()) {
+        std::vector<double>& list = r.image.lists[key];
+        const auto a = v.As<Napi::Array>();
+        for (uint32_t j = 0; j < a.Length(); ++j) {
+          const Napi::Value e = a.Get(j);
+          if (e.IsArray()) {
+            const auto inner = e.As<Napi::Array>();
+            for (uint32_t k = 0; k < inner.Length(); ++k) {
+              VG_CHECK(inner.Get(k).IsNumber(), iw, ".", key, "[", j, "][", k, "] must be a number");
+              list.push_back(inner.Get(k).As<Napi::Number>().DoubleValue());
+            }
+          } else {
+            VG_CHECK(e.IsNumber(), iw, ".", key, "[", j, "] must be a number or an array of numbers");
+            list.push_back(e.As<Napi::Number>().DoubleValue());
+          }
+        }
       } else if (!v.IsUndefined()) {
-        VG_CHECK(v.IsNumber(), iw, ".", key, " must be a number");
+        VG_CHECK(v.IsNumber(), iw, ".", key, " must be a number or an array of numbers");
         r.image.numbers[key] = v.As<Napi::Number>().DoubleValue();
       }
     }

@@ -28,6 +28,9 @@ struct ImageOptions {
   uint64_t seed = 0;
   std::map<std::string, double> numbers;
   std::map<std::string, std::vector<Tensor>> replay;  // host tensors (i32 or f32), one per step
+  // Options that are lists of numbers (an array of numbers, or of arrays of numbers flattened in
+  // order), e.g. VARGPT-v1.1's scale schedule "scales" [h0, w0, h1, w1, ...].
+  std::map<std::string, std::vector<double>> lists;
 
   double number(const std::string& name) const;  // throws "generate: image.<name> is required"
   int integer(const std::string& name, int lo, int hi) const;
