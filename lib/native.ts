@@ -187,8 +187,12 @@ export interface NativeGenerateRequest {
     topK: number;
     topP: number;
     seed: number;
-    // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per scale.
-    replay?: { indices: Int32Array[]; noise: Float32Array[] };
+    // VARGPT-v1.1: logits temperature and the scale schedule, one [h, w] token grid per scale.
+    tau?: number;
+    scales?: number[][];
+    // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per
+    // scale; VARGPT-v1.1: bits[si], h*w*bits values 0/1, token-major.
+    replay?: { indices?: Int32Array[]; noise?: Float32Array[]; bits?: Int32Array[] };
   };
   // result.trace: host tensors by name. Understanding: pixelValues [n,3,S,S], visionFeatures [n,N,Cv]
   // (hidden_states[vision_feature_layer], CLS dropped), imageFeatures [n,N,H] (projected),

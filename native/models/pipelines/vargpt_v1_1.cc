@@ -1,6 +1,8 @@
 // Loading and info of VargptV11.
 #include "vargpt_v1_1.h"
 
+#include <cstring>
+
 #include "../../core/error.h"
 #include "../common/config_json.h"
 #include "vargpt_v1_1_run.h"
@@ -65,6 +67,43 @@ VargptV11Config load_vargpt_v1_1_config(const std::string& dir, const WeightLoad
 
 VargptV11::~VargptV11() = default;
 
+void VargptV11::load_image_gen(WeightLoader& w) {
+  const VargptV11Config& c = config_;
+  const int start = c.tokens.image_gen_start;
+  VG_CHECK(start >= 0, "VARGPT-v1.1: the checkpoint has image-generation weights but config.json names no "
+                       "special_tokens.image_gen_start_token_id");
+  infinity_ = std::make_unique<InfinityDecoder>(parse_infinity_config(w, "vargpt_gen."), w, "vargpt_gen.");
+  vae_ = std::make_unique<BsqVae>(derive_bsq_vae_config(w, "vae_local."), w, "vae_local.");
+  const InfinityConfig& ic = infinity_->config();
+  VG_CHECK(vae_->config().bits == ic.bits, "VARGPT-v1.1: the BSQ VAE has ", vae_->config().bits,
+           " bits per token but the Infinity head draws ", ic.bits);
+  gen_in_ = std::make_unique<MlpProjector>(
+      MlpProjector::gen_patch_merger(ic.width, c.llm.hidden, w, "image_gen_projector."));
+  gen_out_ = std::make_unique<MlpProjector>(
+      MlpProjector::gen_patch_merger(c.llm.hidden, ic.context_dim, w, "image_gen_projector_out."));
+  // Only the <|image_gen_start|> row of sos_embedding is ever read: take it from the mapped bytes
+  // rather than widening the whole table.
+  const std::string name = "sos_embedding.weight";
+  const Shape shape = w.shape(name);
+  VG_CHECK(shape.size() == 2 && shape[0] > start && shape[1] == ic.text_dim, name, " has shape ", shape_string(shape),
+           ", expected more than ", start, " rows of ", ic.text_dim);
+  const Tensor table = w.checkpoint().get(name);
+  Tensor row = Tensor::empty_host(DType::F32, {1, shape[1]});
+  float* out = row.data<float>();
+  const int64_t base = static_cast<int64_t>(start) * shape[1];
+  if (table.dtype() == DType::F32) {
+    for (int64_t i = 0; i < shape[1]; ++i) out[i] = table.data<float>()[base + i];
+  } else {
+    VG_CHECK(table.dtype() == DType::BF16, name, " must be f32 or bf16");
+    const uint16_t* raw = static_cast<const uint16_t*>(table.raw());
+    for (int64_t i = 0; i < shape[1]; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(raw[base + i]) << 16;
+      std::memcpy(&out[i], &bits, sizeof bits);
+    }
+  }
+  sos_row_ = backend_->upload(row);
+}
+
 std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<Backend> backend,
                                        const LoadProgress& progress, const std::function<bool()>& cancelled) {
   std::unique_ptr<VargptV11> m(new VargptV11());
@@ -74,6 +113,7 @@ std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<B
   m->config_ = load_vargpt_v1_1_config(dir, w);
   m->llm_ = std::make_unique<DecoderLlm>(m->config_.llm, w);
   if (m->config_.has_vision) m->vision_ = std::make_unique<Qwen2VlVision>(m->config_.vision, w, "visual.");
+  if (m->config_.has_image_gen) m->load_image_gen(w);
   m->backend_->synchronize();
   w.finish();
   return m;
@@ -106,7 +146,6 @@ Info VargptV11::info() const {
   } else {
     out.set("vision", Info::null());
   }
-  // The drawing half is not part of this runtime yet: the checkpoint's weights are only reported.
   out.set("hasImageGenerationWeights", c.has_image_gen);
   const VargptV11Tokens& t = c.tokens;
   out.set("bosId", t.bos)

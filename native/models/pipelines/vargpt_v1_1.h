@@ -1,15 +1,18 @@
 // VARGPT-v1.1 (model_type "vargpt_qwen2_vl", spec/vargpt-v1.1.md): a Qwen2-VL ViT reads images at
 // their own resolution, and a Qwen2 decoder with multimodal RoPE answers. This is the
-// understanding half; the checkpoint's Infinity image decoder and BSQ VAE (vargpt_gen.*,
-// vae_local.*) are reported by info() but not loaded, and a turn that reaches
-// <|image_gen_start|> ends there.
+// understanding half plus, when the checkpoint carries them (vargpt_gen.*, vae_local.*), the
+// Infinity image decoder and BSQ VAE that draw an image after <|image_gen_start|>
+// (vargpt_v1_1_image.cc).
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "../ae/bsq_vae.h"
+#include "../common/mlp_projector.h"
 #include "../common/model.h"
+#include "../gen/infinity.h"
 #include "../llm/decoder.h"
 #include "../vision/qwen2_vl.h"
 
@@ -47,12 +50,18 @@ class VargptV11 final : public Model {
  private:
   VargptV11() = default;
   class Run;  // state of one generate() call (vargpt_v1_1_run.h)
+  void load_image_gen(WeightLoader& w);
 
   std::shared_ptr<Backend> backend_;
   std::string device_;
   VargptV11Config config_;
   std::unique_ptr<DecoderLlm> llm_;
   std::unique_ptr<Qwen2VlVision> vision_;
+  // The drawing half (null without vargpt_gen.* weights).
+  std::unique_ptr<InfinityDecoder> infinity_;
+  std::unique_ptr<BsqVae> vae_;
+  std::unique_ptr<MlpProjector> gen_in_, gen_out_;  // image_gen_projector, image_gen_projector_out
+  Tensor sos_row_;  // [1, text_dim] f32: sos_embedding[<|image_gen_start|>], the AdaLN condition's source
 };
 
 }  // namespace vargpt

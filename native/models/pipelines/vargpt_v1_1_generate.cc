@@ -13,8 +13,12 @@ void VargptV11::Run::validate() {
   const VargptV11Config& c = m_.config_;
   const GenerateRequest& r = req_;
   check_text_request(r, c.llm.vocab);
-  VG_CHECK(!r.force_image, "generate: forceImage: this runtime reads VARGPT-v1.1 images but does not draw them yet");
-  VG_CHECK(!r.has_image_options, "generate: request.image: this runtime does not draw VARGPT-v1.1 images yet");
+  VG_CHECK(c.has_image_gen || !r.force_image,
+           "generate: forceImage: this checkpoint has no image-generation weights (vargpt_gen.*, vae_local.*)");
+  VG_CHECK(c.has_image_gen || !r.has_image_options,
+           "generate: request.image: this checkpoint has no image-generation weights (vargpt_gen.*, vae_local.*)");
+  VG_CHECK(!r.force_image || r.has_image_options, "generate: forceImage needs request.image (cfg, tau, topK, topP, scales)");
+  if (r.has_image_options) check_image_options();
   const int64_t T = static_cast<int64_t>(r.input_ids.size());
   const bool has_image_tokens = std::find(r.input_ids.begin(), r.input_ids.end(), c.tokens.image) != r.input_ids.end();
   VG_CHECK(c.has_vision || (!has_image_tokens && r.pixel_values.empty()),
@@ -106,7 +110,17 @@ void VargptV11::Run::emit(int32_t token) {
 Tensor VargptV11::Run::step(int32_t token) {
   const Positions pos = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
   if (trace_.enabled()) step_positions_.insert(step_positions_.end(), pos.ids.begin(), pos.ids.end());
-  return m_.llm_->next_logits(token, pos, cache_);
+  if (!req_.has_image_options) return m_.llm_->next_logits(token, pos, cache_);
+  // A turn that may draw keeps every hidden state: they become the cross-attention context.
+  const int64_t H = m_.config_.llm.hidden;
+  Tensor x = b_.empty(DType::F32, {1, H});
+  m_.llm_->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
+  Tensor hidden = b_.empty(DType::F32, {1, H});
+  m_.llm_->forward(x, pos, &cache_, hidden);
+  ctx_hidden_.push_back(hidden);
+  Tensor logits = b_.empty(DType::F32, {1, m_.config_.llm.vocab});
+  m_.llm_->logits(hidden, logits);
+  return logits;
 }
 
 void VargptV11::Run::execute() {
@@ -125,6 +139,7 @@ void VargptV11::Run::execute() {
     Tensor hidden = b_.empty(DType::F32, {T, c.llm.hidden});
     m_.llm_->forward(embeds, mrope_.positions, &cache_, hidden);
     m_.llm_->logits(hidden.slice(0, T - 1, T), logits);
+    if (req_.has_image_options) ctx_hidden_.push_back(hidden);
     if (trace_.enabled()) {
       trace_.add("mrope_position_ids", Tensor::from_host(DType::I32, {3, T}, mrope_.positions.ids.data()));
       const int32_t delta = static_cast<int32_t>(mrope_.rope_delta);
@@ -138,7 +153,11 @@ void VargptV11::Run::execute() {
   std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
   if (!req_.ignore_eos) stops.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
   int generated = 0;
-  while (generated < req_.max_new_tokens) {
+  if (req_.force_image) {
+    emit(c.tokens.image_gen_start);
+    draw_image();
+  }
+  while (!req_.force_image && generated < req_.max_new_tokens) {
     check_cancel();
     int32_t token;
     {
@@ -149,6 +168,10 @@ void VargptV11::Run::execute() {
     emit(token);
     ++generated;
     // Upstream hands over to the image decoder here; text ends either way.
+    if (token == c.tokens.image_gen_start && req_.has_image_options) {
+      draw_image();
+      break;
+    }
     if (stops.count(token) || token == c.tokens.image_gen_start) {
       res_.stop = StopReason::Eos;
       break;
@@ -161,7 +184,7 @@ void VargptV11::Run::execute() {
     logits = step(token);
     prof_.count("decodeTokens", 1);
   }
-  if (req_.max_new_tokens == 0) res_.stop = StopReason::Length;
+  if (req_.max_new_tokens == 0 && !res_.has_image) res_.stop = StopReason::Length;
   trace_.stack("step_logits", step_logits_);
   // One [t, h, w] row per decode step (each step's axis-major positions of one token).
   if (trace_.enabled() && !step_positions_.empty())

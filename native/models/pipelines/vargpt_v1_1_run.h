@@ -30,7 +30,11 @@ class VargptV11::Run {
   }
   Tensor embed_prompt();
   void emit(int32_t token);
-  Tensor step(int32_t token);  // feeds one token after the cache; returns its logits [1, vocab]
+  // Feeds one token after the cache; returns its logits [1, vocab] and keeps its hidden state for
+  // the image's cross-attention context.
+  Tensor step(int32_t token);
+  void check_image_options();
+  void draw_image();  // vargpt_v1_1_image.cc
 
   VargptV11& m_;
   Backend& b_;
@@ -44,6 +48,13 @@ class VargptV11::Run {
   std::vector<int32_t> history_;  // prompt + generated ids (repetition penalty)
   std::vector<Tensor> step_logits_;
   std::vector<int32_t> step_positions_;  // [steps, 3]
+  std::vector<Tensor> ctx_hidden_;  // H_ctx: post-norm hidden of every token fed, in order
+  struct Scale {
+    int h, w;
+  };
+  std::vector<Scale> scales_;  // the image's schedule (request.image.scales)
+  float cfg_ = 0, tau_ = 1, top_p_ = 1;
+  int top_k_ = 0;
 };
 
 }  // namespace vargpt
