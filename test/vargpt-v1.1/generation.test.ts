@@ -129,12 +129,49 @@ describe('VARGPT-v1.1 text-to-image (fixture vargpt-v1.1-tiny, generation case)'
     expect(worst).toBeLessThanOrEqual(2);
   });
 
-  it('a seeded run without replay repeats itself bit for bit', async () => {
-    const a = await model.generate({ ...request({ seed: 7 }), trace: true });
+  it('a seeded run without replay repeats itself bit for bit, differs for another seed, and streams previews', async () => {
+    const SN = json.scale_schedule.length;
+    const previews: Array<{ scale: number; scales: number; width: number; data: Uint8Array }> = [];
+    const a = await model.generate({
+      ...request({ seed: 7 }),
+      trace: true,
+      onImageProgress: (_stage, scale, n, p) => previews.push({ scale, scales: n, width: p.width, data: p.data }),
+    });
     const b = await model.generate({ ...request({ seed: 7 }), trace: true });
-    const last = json.scale_schedule.length - 1;
-    expect(i32(traced(a.trace, `s${last}.bits`))).toEqual(i32(traced(b.trace, `s${last}.bits`)));
+    const c = await model.generate({ ...request({ seed: 8 }), trace: true });
+    const bits = (r: NativeGenerateResult) => json.scale_schedule.flatMap((_, si) => i32(traced(r.trace, `s${si}.bits`)));
+    expect(bits(a)).toEqual(bits(b));
+    expect(bits(a)).not.toEqual(bits(c));
     expect(Array.from(a.image!.data)).toEqual(Array.from(b.image!.data));
+    // Where top-p kept a single class the bit is the guided argmax, whatever the seed.
+    for (let si = 0; si < SN; si++) {
+      const drawn = i32(traced(a.trace, `s${si}.bit_sampled`));
+      const guided = f32(traced(a.trace, `s${si}.logits_combined`));
+      const got = i32(traced(a.trace, `s${si}.bits`));
+      for (let k = 0; k < drawn.length; k++)
+        if (!drawn[k]) expect(got[k]).toBe(guided[2 * k + 1]! > guided[2 * k]! ? 1 : 0);
+    }
+    expect(previews.map((p) => p.scale)).toEqual(json.scale_schedule.map((_, i) => i));
+    for (const p of previews) expect(p.scales).toBe(SN);
+    for (let si = 0; si + 1 < SN; si++) expect(previews[si]!.width).toBe(Math.min(json.scale_schedule[si]![2], 4) * 16);
+    expect(Array.from(previews[SN - 1]!.data)).toEqual(Array.from(a.image!.data));
+  });
+
+  it('aborts between scales with an AbortError and stays usable', async () => {
+    const token = native().createCancelToken();
+    const seen: number[] = [];
+    const aborted = model.generate({
+      ...request({ replay: { bits: replayBits() } }),
+      cancel: token,
+      onImageProgress: (_stage, scale) => {
+        seen.push(scale);
+        if (scale === 1) token.cancel();
+      },
+    });
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    expect(seen.length).toBeLessThan(json.scale_schedule.length);
+    const after = await model.generate(request({ replay: { bits: replayBits() } }));
+    expect(Array.from(after.image!.data)).toEqual(Array.from(result.image!.data));
   });
 
   it('refuses bad image options clearly and stays usable', async () => {

@@ -66,6 +66,23 @@ void VargptV11::Run::check_image_options() {
            m_.config_.llm.max_positions, " positions (max_position_embeddings)");
 }
 
+namespace {
+// Previews decode the running sum area-downsampled to at most this many latent cells per side:
+// a small fraction of a full decode, cheap next to one scale.
+constexpr int kPreviewLatent = 4;
+}  // namespace
+
+RgbImage VargptV11::Run::preview(const Tensor& summed, int h, int w) {
+  BsqVae& vae = *m_.vae_;
+  const int64_t D = vae.config().bits, ds = vae.config().downsample();
+  const int64_t ph = std::min(kPreviewLatent, h), pw = std::min(kPreviewLatent, w);
+  Tensor small = b_.empty(DType::F32, {D, ph, pw});
+  b_.resize_area(summed, small);
+  Tensor image = b_.empty(DType::F32, {vae.config().image_channels, ph * ds, pw * ds});
+  vae.decode(small, image);
+  return to_rgb8(b_.to_host(image));
+}
+
 void VargptV11::Run::draw_image() {
   const VargptV11Config& c = m_.config_;
   DecoderLlm& llm = *m_.llm_;
@@ -236,10 +253,7 @@ void VargptV11::Run::draw_image() {
     }
     if (req_.on_image_progress && si + 1 < SN) {
       Profiler::Stage stage(prof_, "preview");
-      Tensor image = b_.empty(DType::F32, {vae.config().image_channels, int64_t{last.h} * vae.config().downsample(),
-                                           int64_t{last.w} * vae.config().downsample()});
-      vae.decode(summed, image);
-      req_.on_image_progress("scale", si, SN, to_rgb8(b_.to_host(image)));
+      req_.on_image_progress("scale", si, SN, preview(summed, h, w));
     }
   }
 

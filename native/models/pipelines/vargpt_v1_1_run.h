@@ -35,6 +35,8 @@ class VargptV11::Run {
   Tensor step(int32_t token);
   void check_image_options();
   void draw_image();  // vargpt_v1_1_image.cc
+  // A small decode of the running code sum, for on_image_progress after scale (h, w).
+  RgbImage preview(const Tensor& summed, int h, int w);
 
   VargptV11& m_;
   Backend& b_;
