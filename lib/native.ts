@@ -145,8 +145,8 @@ export interface NativeVargptV11Info {
   device: string;
   llm: NativeLlmInfo & { ropeTheta: number; mropeSection: number[] };
   vision: NativeQwen2VlVisionInfo | null;
-  // The checkpoint holds the Infinity decoder and BSQ VAE (vargpt_gen.*, vae_local.*); this
-  // runtime does not draw with them yet.
+  // The checkpoint holds the Infinity decoder and BSQ VAE (vargpt_gen.*, vae_local.*), which the
+  // native model then loads and draws with (request.image); the public API does not expose it yet.
   hasImageGenerationWeights: boolean;
   bosId: number;
   eosIds: number[];
