@@ -6,6 +6,7 @@
 
 #include "../../core/error.h"
 #include "../common/rope.h"
+#include "scale_blocks.h"
 
 namespace vargpt {
 
@@ -19,32 +20,6 @@ int dim_of(const WeightLoader& w, const std::string& name, int axis, int rank) {
   VG_CHECK(static_cast<int>(s.size()) == rank, "Infinity: ", name, " has rank ", s.size(), ", expected ", rank);
   VG_CHECK(s[axis] > 0 && s[axis] < (int64_t{1} << 30), "Infinity: ", name, " has a bad size ", s[axis]);
   return static_cast<int>(s[axis]);
-}
-
-// [zero_k_bias | v_bias] of a packed key-value projection (the key bias is a zero buffer upstream;
-// it is read when present so a checkpoint that stores something else is still honoured).
-Tensor kv_bias(WeightLoader& w, const std::string& p, int64_t C) {
-  Tensor bias = Tensor::empty_host(DType::F32, {2 * C});
-  float* bp = bias.data<float>();
-  std::fill(bp, bp + C, 0.0f);
-  if (w.has(p + "zero_k_bias")) {
-    const Tensor kb = w.host_f32(p + "zero_k_bias", {C});
-    std::copy(kb.data<float>(), kb.data<float>() + C, bp);
-  }
-  const Tensor vb = w.host_f32(p + "v_bias", {C});
-  std::copy(vb.data<float>(), vb.data<float>() + C, bp + C);
-  return w.backend().upload(bias);
-}
-
-// `count` contiguous [rows, C] tensors from the column chunks of packed [rows, count*C].
-std::vector<Tensor> split_chunks(Backend& b, const Tensor& packed, int count, int64_t C) {
-  std::vector<Tensor> out;
-  for (int i = 0; i < count; ++i) {
-    Tensor t = b.empty(DType::F32, {packed.dim(0), C});
-    b.copy(packed.slice(1, i * C, (i + 1) * C), t);
-    out.push_back(t);
-  }
-  return out;
 }
 
 void check_rows(const Tensor& t, int64_t cols, const char* what) {
@@ -100,7 +75,7 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
     b.cast(q.view({1, C}), pool_q_);
   }
   pool_kv_.w = w.matrix(pool + "mat_kv.weight", {2 * C, T});
-  pool_kv_.b = kv_bias(w, pool, C);
+  pool_kv_.b = packed_attention_bias(w, pool, C, /*with_query=*/false);
   pool_proj_ = w.linear(pool + "proj", C, C, true);
   pos_start_ = w.f32(prefix + "pos_start", {1, 1, C}).view({C});
   lvl_embed_ = w.f32(prefix + "lvl_embed.weight", {config.levels, C});
@@ -109,7 +84,6 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
   head_ada_ = w.linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
   head_ = w.linear(prefix + "head", config.logits(), C, true);
 
-  const double max_scale_mul = std::log(100.0);
   const std::string chunks = prefix + "block_chunks.";
   const int n_chunks = w.count_indexed(chunks);
   for (int ci = 0; ci < n_chunks; ++ci) {
@@ -120,25 +94,12 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
       Block blk;
       blk.ada_gss = w.f32(p + "ada_gss", {1, 1, 6, C}).view({6 * C});
       blk.qkv_w = w.matrix(p + "sa.mat_qkv.weight", {3 * C, C});
-      Tensor bias = Tensor::empty_host(DType::F32, {3 * C});
-      float* bp = bias.data<float>();
-      const Tensor qb = w.host_f32(p + "sa.q_bias", {C});
-      std::copy(qb.data<float>(), qb.data<float>() + C, bp);
-      const Tensor kvb = b.to_host(kv_bias(w, p + "sa.", C));
-      std::copy(kvb.data<float>(), kvb.data<float>() + 2 * C, bp + C);
-      blk.qkv_bias = b.upload(bias);
-      // Cosine attention: q and k are L2-normalised and q carries the learnt per-head scale
-      // exp(min(scale_mul, ln 100)), so the softmax scale is 1.
-      const Tensor sm = w.host_f32(p + "sa.scale_mul_1H11", {1, config.heads, 1, 1});
-      Tensor hs = Tensor::empty_host(DType::F32, {config.heads});
-      for (int h = 0; h < config.heads; ++h)
-        hs.data<float>()[h] =
-            static_cast<float>(std::exp(std::min(static_cast<double>(sm.data<float>()[h]), max_scale_mul)));
-      blk.head_scale = b.upload(hs);
+      blk.qkv_bias = packed_attention_bias(w, p + "sa.", C, /*with_query=*/true);
+      blk.head_scale = cosine_attention_head_scale(w, p + "sa.scale_mul_1H11", config.heads);
       blk.proj = w.linear(p + "sa.proj", C, C, true);
       blk.ca_q = w.linear(p + "ca.mat_q", C, C, true);
       blk.ca_kv.w = w.matrix(p + "ca.mat_kv.weight", {2 * C, K});
-      blk.ca_kv.b = kv_bias(w, p + "ca.", C);
+      blk.ca_kv.b = packed_attention_bias(w, p + "ca.", C, /*with_query=*/false);
       blk.ca_proj = w.linear(p + "ca.proj", C, C, true);
       blk.ca_norm_w = w.f32(p + "ca_norm.weight", {C});
       blk.ca_norm_b = w.f32(p + "ca_norm.bias", {C});

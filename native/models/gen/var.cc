@@ -4,21 +4,12 @@
 #include <cmath>
 
 #include "../../core/error.h"
+#include "scale_blocks.h"
 
 namespace vargpt {
 
 namespace {
 
-// Splits rows of `packed` [2, n*C] into n contiguous [2, C] tensors (chunk order as stored).
-std::vector<Tensor> split_chunks(Backend& b, const Tensor& packed, int n, int64_t C) {
-  std::vector<Tensor> out;
-  for (int i = 0; i < n; ++i) {
-    Tensor t = b.empty(DType::F32, {packed.dim(0), C});
-    b.copy(packed.slice(1, i * C, (i + 1) * C), t);
-    out.push_back(t);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -51,30 +42,12 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
   Tensor cond_act = b.empty(DType::F32, {2, C});
   b.activation(cond, Activation::SiLU, cond_act);
 
-  const double max_scale_mul = std::log(100.0);
   for (int i = 0; i < config.depth; ++i) {
     const std::string p = prefix + "blocks." + std::to_string(i) + ".";
     Block blk;
     blk.qkv_w = w.matrix(p + "attn.mat_qkv.weight", {3 * C, C});
-    // Bias of the fused projection is [q_bias | zero_k_bias | v_bias] (k_bias is a zero buffer).
-    Tensor bias = Tensor::empty_host(DType::F32, {3 * C});
-    float* bp = bias.data<float>();
-    const Tensor qb = w.host_f32(p + "attn.q_bias", {C});
-    const Tensor vb = w.host_f32(p + "attn.v_bias", {C});
-    std::copy(qb.data<float>(), qb.data<float>() + C, bp);
-    std::fill(bp + C, bp + 2 * C, 0.0f);
-    if (w.has(p + "attn.zero_k_bias")) {
-      const Tensor kb = w.host_f32(p + "attn.zero_k_bias", {C});
-      std::copy(kb.data<float>(), kb.data<float>() + C, bp + C);
-    }
-    std::copy(vb.data<float>(), vb.data<float>() + C, bp + 2 * C);
-    blk.qkv_bias = b.upload(bias);
-    // Per-head query scale exp(min(scale_mul, ln 100)) (attn_l2_norm; softmax scale is then 1).
-    const Tensor sm = w.host_f32(p + "attn.scale_mul_1H11", {1, config.heads, 1, 1});
-    Tensor hs = Tensor::empty_host(DType::F32, {config.heads});
-    for (int h = 0; h < config.heads; ++h)
-      hs.data<float>()[h] = static_cast<float>(std::exp(std::min(static_cast<double>(sm.data<float>()[h]), max_scale_mul)));
-    blk.head_scale = b.upload(hs);
+    blk.qkv_bias = packed_attention_bias(w, p + "attn.", C, /*with_query=*/true);
+    blk.head_scale = cosine_attention_head_scale(w, p + "attn.scale_mul_1H11", config.heads);
     blk.proj = w.linear(p + "attn.proj", C, C, true);
     blk.fc1 = w.linear(p + "ffn.fc1", F, C, true);
     blk.fc2 = w.linear(p + "ffn.fc2", C, F, true);
