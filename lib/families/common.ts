@@ -1,8 +1,18 @@
 // Pieces every family adapter shares: the chat template bound to the tokenizer's special tokens,
 // and the new-token budget a prompt leaves in the model's positions.
 import { ChatTemplate } from '../chat-template.js';
-import { InputError } from '../errors.js';
+import { CheckpointError, InputError } from '../errors.js';
+import type { NativeModelInfo } from '../native.js';
 import type { VargptTokenizer } from '../tokenizer.js';
+
+// The native info of a model the runtime loaded as `family`; config.json and the native registry
+// name the family separately, so they must agree.
+export function loadedAs<F extends NativeModelInfo['family']>(info: NativeModelInfo, family: F, dir: string): Extract<NativeModelInfo, { family: F }> {
+  if (info.family !== family) {
+    throw new CheckpointError(`${dir}: config.json is a ${family} checkpoint, but the runtime loaded it as "${String(info.family)}"`);
+  }
+  return info as Extract<NativeModelInfo, { family: F }>;
+}
 
 export function chatTemplateFor(source: string, tokenizer: VargptTokenizer): ChatTemplate {
   const s = tokenizer.specialTokens;

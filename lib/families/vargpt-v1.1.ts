@@ -17,7 +17,7 @@ import type { Qwen2VlImageConfig } from '../qwen2-vl-image.js';
 import { parseQwen2VlImageConfig, qwen2VlPixels } from '../qwen2-vl-image.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
-import { chatTemplateFor, newTokenBudget } from './common.js';
+import { chatTemplateFor, loadedAs, newTokenBudget } from './common.js';
 import { textDefaultsFrom } from './defaults.js';
 import type { CallPlan, FamilyAdapter, FamilyCheckpoint, FamilyModel, ImageTokenCodec, ReadImage, RequestHooks, SamplingDefaults, TextDefaults } from './types.js';
 
@@ -62,7 +62,6 @@ export interface V11ModelConfig {
   imageTokenId: number | null;
   visionStartTokenId: number | null;
   visionEndTokenId: number | null;
-  eosTokenIds: number[];
   specialTokens: { imageGenStart: string; imageGenEnd: string; imageGenPad: string } | null;
   specialTokenIds: { imageGenStart: number; imageGenEnd: number; imageGenPad: number } | null;
 }
@@ -126,7 +125,6 @@ export function parseModelConfig(raw: JsonObject, file = 'config.json'): V11Mode
     imageTokenId: r.optionalInt('image_token_id'),
     visionStartTokenId: r.optionalInt('vision_start_token_id'),
     visionEndTokenId: r.optionalInt('vision_end_token_id'),
-    eosTokenIds: ids(t.object['eos_token_id'] ?? raw['eos_token_id'], `${file}: "eos_token_id"`),
     specialTokens: s ? { imageGenStart: s.string('image_gen_start'), imageGenEnd: s.string('image_gen_end'), imageGenPad: s.string('image_gen_pad') } : null,
     specialTokenIds: s
       ? {
@@ -209,12 +207,10 @@ class VargptV11Model implements FamilyModel {
   constructor(
     private readonly files: VargptV11Files,
     private readonly tokenizer: VargptTokenizer,
-    info: NativeModelInfo,
+    nativeInfo: NativeModelInfo,
     text: TextDefaults,
   ) {
-    if (info.family !== FAMILY) {
-      throw new CheckpointError(`${files.dir}: config.json is a ${FAMILY} checkpoint, but the runtime loaded it as "${String(info.family)}"`);
-    }
+    const info = loadedAs(nativeInfo, FAMILY, files.dir);
     this.info = { ...info, dir: files.dir };
     this.checkAgreement(info);
     const s = tokenizer.specialTokens;

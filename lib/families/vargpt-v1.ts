@@ -23,7 +23,7 @@ import type { ChatOptions, GenerateImageOptions, ImageProgressBase, ImageShape, 
 import { checkCallbacks, imageRules, resolveImage, resolveImageIndices, resolveSeed, resolveText } from '../options.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
-import { chatTemplateFor, newTokenBudget } from './common.js';
+import { chatTemplateFor, loadedAs, newTokenBudget } from './common.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -226,12 +226,10 @@ class VargptV1Model implements FamilyModel {
   constructor(
     private readonly files: VargptV1Files,
     private readonly tokenizer: VargptTokenizer,
-    info: NativeModelInfo,
+    nativeInfo: NativeModelInfo,
     defaults: { text: TextDefaults; image: ImageDefaults },
   ) {
-    if (info.family !== FAMILY) {
-      throw new CheckpointError(`${files.dir}: config.json is a ${FAMILY} checkpoint, but the runtime loaded it as "${String(info.family)}"`);
-    }
+    const info = loadedAs(nativeInfo, FAMILY, files.dir);
     this.info = { ...info, dir: files.dir };
     this.checkAgreement(info);
     const s = tokenizer.specialTokens;

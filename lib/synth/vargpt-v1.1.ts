@@ -15,15 +15,9 @@
 // that a shape carries.
 import { BIAS, checkPositive, EMBED, NORM, POS, TensorLayout, ZERO } from './tensors.js';
 import type { TensorSpec } from './tensors.js';
+import type { LlmSizes } from './vargpt-v1.js';
 
-export interface QwenLlmSizes {
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-  vocab: number;
-  maxPositions: number;
+export interface QwenLlmSizes extends LlmSizes {
   // M-RoPE's (temporal, height, width) split of head_dim / 2 rotary pairs.
   mropeSection: [number, number, number];
 }
