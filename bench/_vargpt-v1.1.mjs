@@ -8,18 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { median, root } from './common.mjs';
-
-// Deterministic values in the normalised pixel range (the ViT's speed does not depend on them).
-function pseudo(n, seed, lo, hi) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
-  }
-  return a;
-}
+import { median, pseudo, root } from './common.mjs';
 
 // The prompt upstream's demo builds for (question, image): the checkpoint's chat template with
 // the question first, the image's <|image_pad|> expanded to its merged-token count.

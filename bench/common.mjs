@@ -23,6 +23,17 @@ export function fillF32(n, seed = 1) {
   return a;
 }
 
+// Deterministic values uniform in [lo, hi) (the values do not affect speed; zeros could).
+export function pseudo(n, seed, lo, hi) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
+  }
+  return a;
+}
+
 // f32 -> bf16 bits, round to nearest even.
 export function bf16Of(f32) {
   const u32 = new Uint32Array(f32.buffer, f32.byteOffset, f32.length);

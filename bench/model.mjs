@@ -29,7 +29,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { measureVargptV11, upstreamVargptV11 } from './_vargpt-v1.1.mjs';
-import { loadAddon, root } from './common.mjs';
+import { loadAddon, pseudo, root } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
 const addon = loadAddon();
@@ -93,17 +93,6 @@ async function resolvePreset(preset, dtype, family) {
     await synthesize({ family, preset, out, dtype, seed: 0, overwrite: true });
   }
   return out;
-}
-
-// Deterministic non-trivial values; speed does not depend on them.
-function pseudo(n, seed, lo, hi) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
-  }
-  return a;
 }
 
 function fillerIds(n, info, seed) {
@@ -272,11 +261,8 @@ export async function run(args) {
     out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], peakKind: dtype === 'f32' ? 'FFMA' : 'bf16 mma' };
   }
   if (opts.device === 'cpu') {
-    const cpu = addon.devices().cpu;
-    const [peakT] = await addon.runOp('cpu', 'peak_flops', [], { seconds: 1 });
-    const [bwT] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
-    out.ceilings = { gflops: new Float32Array(peakT.data)[0], gbps: new Float32Array(bwT.data)[0], threads: cpu.threads, kernels: cpu.kernels };
-    if (cpu.kernels === 'amx') {
+    out.ceilings = await cpuCeilings();
+    if (out.ceilings.kernels === 'amx') {
       // The GEMMs of the GFLOP/s stages run on the tiles (bf16 weights: three term products per
       // f32 product; f32 weights: six), so their ceiling is the tile peak over the terms; the FMA
       // peak is kept for the header.
