@@ -123,6 +123,20 @@ uint64_t seed_field(const Napi::Object& o, const char* key, const char* what) {
   return static_cast<uint64_t>(int_field(o, key, what, 0, 9007199254740991LL));
 }
 
+// A scale schedule given as an Int32Array of (h, w) pairs; undefined or null: none.
+TokenGrids token_grids(const Napi::Value& value, const std::string& what) {
+  TokenGrids out;
+  if (value.IsUndefined() || value.IsNull()) return out;
+  const std::vector<int32_t> hw = int32_array(value, what);
+  VG_CHECK(hw.size() % 2 == 0, what, " must hold (h, w) pairs, got ", hw.size(), " values");
+  for (size_t i = 0; i < hw.size(); i += 2) {
+    VG_CHECK(hw[i] >= 1 && hw[i + 1] >= 1 && hw[i] <= 4096 && hw[i + 1] <= 4096, what, "[", i / 2, "] = (", hw[i], ", ",
+             hw[i + 1], ") must be sizes in 1..4096");
+    out.push_back({hw[i], hw[i + 1]});
+  }
+  return out;
+}
+
 GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shared_ptr<std::atomic<bool>>& cancel,
                               StreamCallbacks& callbacks, bool& want_progress) {
   const char* what = "generate: request";
@@ -203,6 +217,12 @@ GenerateRequest parse_request(Napi::Env env, const Napi::Value& value, std::shar
     }
   }
   r.ignore_eos = bool_field(o, "ignoreEos", what);
+  const Napi::Value kv = o.Get("kvCache");
+  if (!kv.IsUndefined() && !kv.IsNull()) {
+    const std::string name = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
+    VG_CHECK(name == "f32" || name == "bf16", "generate: request.kvCache must be \"f32\" or \"bf16\"");
+    r.kv_dtype = name == "bf16" ? DType::BF16 : DType::F32;
+  }
   r.trace = bool_field(o, "trace", what);
   r.profile = bool_field(o, "profile", what);
   cancel = cancel_field(env, o, what);
@@ -356,12 +376,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (state_->disposed()) return rejected_promise(env, "model is disposed");
     std::vector<float> pixels;
     int height = 0, width = 0;
+    TokenGrids scales;
     try {
       pixels = float32_array(info.Length() > 0 ? info[0] : env.Undefined(), "encodeImageTokens: pixels");
       VG_CHECK(info.Length() >= 3 && info[1].IsNumber() && info[2].IsNumber(),
-               "encodeImageTokens(pixels, height, width): height and width must be numbers");
+               "encodeImageTokens(pixels, height, width, scales?): height and width must be numbers");
       height = info[1].As<Napi::Number>().Int32Value();
       width = info[2].As<Napi::Number>().Int32Value();
+      if (info.Length() > 3) scales = token_grids(info[3], "encodeImageTokens: scales");
     } catch (const std::exception& e) {
       return rejected_promise(env, e.what());
     }
@@ -370,9 +392,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     using Result = std::vector<std::vector<int32_t>>;
     return StreamWorker<Result>::start(
         env, "vargpt.encodeImageTokens", nullptr, StreamCallbacks{},
-        [state, model, pixels = std::move(pixels), height, width](const auto&, const auto&) {
+        [state, model, pixels = std::move(pixels), height, width, scales = std::move(scales)](const auto&, const auto&) {
           std::lock_guard<std::mutex> call(state->call_mutex);
-          return model->encode_image_tokens(pixels.data(), static_cast<int64_t>(pixels.size()), height, width);
+          return model->encode_image_tokens(pixels.data(), static_cast<int64_t>(pixels.size()), height, width, scales);
         },
         [](Napi::Env env, Result& scales) -> Napi::Value {
           Napi::Array out = Napi::Array::New(env, scales.size());
@@ -390,10 +412,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (state_->disposed()) return rejected_promise(env, "model is disposed");
     std::vector<std::vector<int32_t>> indices;
     bool trace = false;
+    TokenGrids scales;
     try {
       each_element(info.Length() > 0 ? info[0] : env.Undefined(), "decodeImageTokens: indices",
                    [&](const Napi::Value& e, const std::string& name) { indices.push_back(int32_array(e, name)); });
-      if (info.Length() > 1 && info[1].IsObject()) trace = bool_field(info[1].As<Napi::Object>(), "trace", "decodeImageTokens: options");
+      if (info.Length() > 1 && info[1].IsObject()) {
+        const auto o = info[1].As<Napi::Object>();
+        trace = bool_field(o, "trace", "decodeImageTokens: options");
+        scales = token_grids(o.Get("scales"), "decodeImageTokens: options.scales");
+      }
     } catch (const std::exception& e) {
       return rejected_promise(env, e.what());
     }
@@ -405,10 +432,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     };
     return StreamWorker<Result>::start(
         env, "vargpt.decodeImageTokens", nullptr, StreamCallbacks{},
-        [state, model, indices = std::move(indices), trace](const auto&, const auto&) {
+        [state, model, indices = std::move(indices), trace, scales = std::move(scales)](const auto&, const auto&) {
           std::lock_guard<std::mutex> call(state->call_mutex);
           Result r;
-          r.image = model->decode_image_tokens(indices, trace ? &r.trace : nullptr);
+          r.image = model->decode_image_tokens(indices, scales, trace ? &r.trace : nullptr);
           return r;
         },
         [](Napi::Env env, Result& r) -> Napi::Value {

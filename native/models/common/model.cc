@@ -35,11 +35,11 @@ const std::vector<Tensor>* ImageOptions::replayed(const std::string& name) const
   return it == replay.end() ? nullptr : &it->second;
 }
 
-ImageTokens Model::encode_image_tokens(const float*, int64_t, int, int) {
+ImageTokens Model::encode_image_tokens(const float*, int64_t, int, int, const TokenGrids&) {
   fail("encodeImageTokens: the ", family(), " family has no image tokenizer");
 }
 
-RgbImage Model::decode_image_tokens(const ImageTokens&, TraceList*) {
+RgbImage Model::decode_image_tokens(const ImageTokens&, const TokenGrids&, TraceList*) {
   fail("decodeImageTokens: the ", family(), " family has no image tokenizer");
 }
 

@@ -53,6 +53,9 @@ struct GenerateRequest {
   uint64_t seed = 0;
   std::vector<int32_t> stop_ids;
   bool ignore_eos = false;  // only stop_ids and the budget end text (benchmarks)
+  // Precision of the call's attention caches: the LLM's keys and values and an image decoder's
+  // per-scale keys and values (F32, or BF16 for half the memory).
+  DType kv_dtype = DType::F32;
   bool has_image_options = false;
   ImageOptions image;
   bool trace = false;
@@ -81,6 +84,8 @@ struct GenerateResult {
 
 // Discrete image tokens (VQ indices, BSQ bits) as lists of ids, one list per scale.
 using ImageTokens = std::vector<std::vector<int32_t>>;
+// A scale schedule: the (h, w) token grid of every scale. Empty: the family's fixed schedule.
+using TokenGrids = std::vector<std::array<int, 2>>;
 
 class Model {
  public:
@@ -95,9 +100,11 @@ class Model {
   // One assistant turn. Not reentrant: the binding runs one call at a time per model.
   virtual GenerateResult generate(const GenerateRequest& request) = 0;
 
-  // Image tokenizer, where the family has one. `pixels` is [channels, S, S] in [-1, 1].
-  virtual ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width);
-  virtual RgbImage decode_image_tokens(const ImageTokens& tokens, TraceList* trace);
+  // Image tokenizer, where the family has one. `pixels` is [channels, height, width] in [-1, 1];
+  // `scales` is the schedule for families whose schedule varies (empty: the family's own).
+  virtual ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width,
+                                          const TokenGrids& scales);
+  virtual RgbImage decode_image_tokens(const ImageTokens& tokens, const TokenGrids& scales, TraceList* trace);
 };
 
 }  // namespace vargpt

@@ -134,7 +134,7 @@ void InfinityDecoder::condition(const Tensor& rows_cond, const Tensor& rows_unco
   for (int r = 0; r < 2; ++r) {
     const int64_t L = rows[r]->dim(0);
     Tensor normed = b.empty(DType::F32, {L, T});
-    b.rms_norm(*rows[r], text_norm_w_, config_.norm_eps, normed);
+    text_norm(*rows[r], normed);
     Tensor kv = b.empty(DType::F32, {L, 2 * C});
     b.linear(normed, pool_kv_.w, &pool_kv_.b, kv);
     Tensor kv_bf = b.empty(DType::BF16, {L, 2 * C});
@@ -143,6 +143,11 @@ void InfinityDecoder::condition(const Tensor& rows_cond, const Tensor& rows_unco
     b.cast(o, o_bf);  // flash-attn hands back bf16
     b.linear(o_bf, pool_proj_.w, &pool_proj_.b, cond.slice(0, r, r + 1));
   }
+}
+
+void InfinityDecoder::text_norm(const Tensor& rows, const Tensor& out) {
+  check_rows(rows, config_.text_dim, "text_norm rows");
+  backend_.rms_norm(rows, text_norm_w_, config_.norm_eps, out);
 }
 
 void InfinityDecoder::shared_modulation(const Tensor& cond, const Tensor& gss) {

@@ -85,6 +85,8 @@ class InfinityDecoder {
   // [L_r, text_dim] (VARGPT: the sos embedding row for row 0 and cfg_uncond[0:1] for row 1). The
   // pool runs on bf16-rounded q, k and v with a bf16-rounded output, as upstream's flash-attn call.
   void condition(const Tensor& rows_cond, const Tensor& rows_uncond, const Tensor& cond);
+  // out [L, text_dim] = text_norm(rows): the RMS-normalised condition rows the pool reads.
+  void text_norm(const Tensor& rows, const Tensor& out);
   // gss [2, 6C] = shared_ada_lin(cond): the modulation every block adds to its own ada_gss.
   void shared_modulation(const Tensor& cond, const Tensor& gss);
   // out [L, context_dim] = cfg_uncond[0:L], the unconditional rows (raw, as upstream feeds them).

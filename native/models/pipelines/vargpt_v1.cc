@@ -90,8 +90,20 @@ Info VargptV1::info() const {
   return out;
 }
 
-ImageTokens VargptV1::encode_image_tokens(const float* pixels, int64_t count, int height, int width) {
+namespace {
+// VAR's schedule is fixed by the checkpoint (patch_nums): a caller's schedule must be that one.
+void check_fixed_schedule(const TokenGrids& scales, const std::vector<int>& patch_nums, const char* what) {
+  if (scales.empty()) return;
+  bool same = scales.size() == patch_nums.size();
+  for (size_t i = 0; same && i < scales.size(); ++i) same = scales[i][0] == patch_nums[i] && scales[i][1] == patch_nums[i];
+  VG_CHECK(same, what, ": VARGPT v1 draws on its fixed scales (patch_nums); a different schedule cannot be given");
+}
+}  // namespace
+
+ImageTokens VargptV1::encode_image_tokens(const float* pixels, int64_t count, int height, int width,
+                                          const TokenGrids& scales) {
   VG_CHECK(vqvae_, "this checkpoint has no image generation weights (vargpt_gen.*, vae_local.*)");
+  check_fixed_schedule(scales, config_.var.patch_nums, "encodeImageTokens");
   const int S = vqvae_->image_size();
   const int C = config_.vqvae.in_channels;
   VG_CHECK(height == S && width == S, "encodeImageTokens: the VQ-VAE takes ", S, "x", S, " images, got ", height, "x",
@@ -108,8 +120,9 @@ ImageTokens VargptV1::encode_image_tokens(const float* pixels, int64_t count, in
   return out;
 }
 
-RgbImage VargptV1::decode_image_tokens(const ImageTokens& indices, TraceList* trace) {
+RgbImage VargptV1::decode_image_tokens(const ImageTokens& indices, const TokenGrids& scales, TraceList* trace) {
   VG_CHECK(vqvae_, "this checkpoint has no image generation weights (vargpt_gen.*, vae_local.*)");
+  check_fixed_schedule(scales, config_.var.patch_nums, "decodeImageTokens");
   const std::vector<int>& pns = config_.var.patch_nums;
   VG_CHECK(indices.size() == pns.size(), "decodeImageTokens: ", indices.size(), " index lists, expected one per scale (",
            pns.size(), ")");

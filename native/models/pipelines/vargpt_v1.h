@@ -30,9 +30,10 @@ class VargptV1 final : public Model {
   GenerateResult generate(const GenerateRequest& request) override;
 
   // Multi-scale VQ-VAE tokens of an image [channels, S, S] in [-1, 1] (img_to_idxBl).
-  ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width) override;
+  ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width,
+                                  const TokenGrids& scales) override;
   // Image of a full multi-scale index list (idxBl_to_img). `trace` (optional) receives fHat and image.
-  RgbImage decode_image_tokens(const ImageTokens& indices, TraceList* trace) override;
+  RgbImage decode_image_tokens(const ImageTokens& indices, const TokenGrids& scales, TraceList* trace) override;
 
  private:
   VargptV1() = default;

@@ -5,6 +5,8 @@
 
 #include "../../core/error.h"
 #include "../common/config_json.h"
+#include "../common/image_out.h"
+#include "../common/trace.h"
 #include "vargpt_v1_1_run.h"
 
 namespace vargpt {
@@ -126,6 +128,67 @@ GenerateResult VargptV11::generate(const GenerateRequest& request) {
   return result;
 }
 
+namespace {
+
+std::vector<BsqScale> bsq_scales(const TokenGrids& scales, const char* what) {
+  VG_CHECK(!scales.empty(), what, ": VARGPT-v1.1 needs the scale schedule (options.scales)");
+  std::vector<BsqScale> out;
+  for (const auto& s : scales) out.push_back({s[0], s[1]});
+  return out;
+}
+
+}  // namespace
+
+ImageTokens VargptV11::encode_image_tokens(const float* pixels, int64_t count, int height, int width,
+                                           const TokenGrids& scales) {
+  VG_CHECK(vae_, "encodeImageTokens: this checkpoint has no image generation weights (vargpt_gen.*, vae_local.*)");
+  const BsqVaeConfig& vc = vae_->config();
+  VG_CHECK(vc.has_encoder, "encodeImageTokens: this checkpoint has no BSQ VAE encoder weights (vae_local.encoder.*)");
+  const int ds = vc.downsample();
+  VG_CHECK(height > 0 && width > 0 && height % ds == 0 && width % ds == 0, "encodeImageTokens: the image is ", width,
+           "x", height, "; the BSQ VAE needs sides that are multiples of ", ds);
+  const int64_t C = vc.image_channels;
+  VG_CHECK(count == C * height * width, "encodeImageTokens: pixels has ", count, " values, expected ", C, "x", height,
+           "x", width);
+  const std::vector<BsqScale> bsq = bsq_scales(scales, "encodeImageTokens");
+  check_bsq_scales(bsq, height / ds, width / ds);
+  const Tensor image = backend_->upload(Tensor::from_host(DType::F32, {C, height, width}, pixels));
+  const BsqVae::Encoded enc = vae_->encode(image, bsq);
+  ImageTokens out;
+  for (const Tensor& t : enc.bits) {
+    const Tensor host = backend_->to_host(t);
+    out.emplace_back(host.data<int32_t>(), host.data<int32_t>() + host.numel());
+  }
+  return out;
+}
+
+RgbImage VargptV11::decode_image_tokens(const ImageTokens& bits, const TokenGrids& scales, TraceList* trace) {
+  VG_CHECK(vae_, "decodeImageTokens: this checkpoint has no image generation weights (vargpt_gen.*, vae_local.*)");
+  const BsqVaeConfig& vc = vae_->config();
+  const std::vector<BsqScale> bsq = bsq_scales(scales, "decodeImageTokens");
+  check_bsq_scales(bsq, bsq.back().h, bsq.back().w);
+  VG_CHECK(bits.size() == bsq.size(), "decodeImageTokens: ", bits.size(), " bit maps for ", bsq.size(), " scales");
+  std::vector<Tensor> uploaded;
+  for (size_t si = 0; si < bits.size(); ++si) {
+    const int64_t n = int64_t{bsq[si].h} * bsq[si].w * vc.bits;
+    VG_CHECK(static_cast<int64_t>(bits[si].size()) == n, "decodeImageTokens: scale ", si, " has ", bits[si].size(),
+             " bits, expected ", bsq[si].h, " x ", bsq[si].w, " tokens x ", vc.bits, " bits = ", n);
+    for (int64_t k = 0; k < n; ++k)
+      VG_CHECK(bits[si][k] == 0 || bits[si][k] == 1, "decodeImageTokens: scale ", si, " value ", k, " is ", bits[si][k],
+               "; bits are 0 or 1");
+    uploaded.push_back(backend_->upload(Tensor::from_host(DType::I32, {n}, bits[si].data())));
+  }
+  TraceSink sink(*backend_, trace);
+  const Tensor summed = vae_->bits_to_summed_codes(uploaded, bsq);
+  sink.add("decode_summed_codes", summed);
+  Tensor image = backend_->empty(
+      DType::F32, {vc.image_channels, int64_t{bsq.back().h} * vc.downsample(), int64_t{bsq.back().w} * vc.downsample()});
+  vae_->decode(summed, image);
+  const Tensor host = backend_->to_host(image);
+  if (sink.enabled()) sink.add("decode_image", clamp_image(host));
+  return to_rgb8(host);
+}
+
 Info VargptV11::info() const {
   const VargptV11Config& c = config_;
   Info out = Info::object();
@@ -146,7 +209,22 @@ Info VargptV11::info() const {
   } else {
     out.set("vision", Info::null());
   }
-  out.set("hasImageGenerationWeights", c.has_image_gen);
+  if (c.has_image_gen) {
+    const InfinityConfig& ic = infinity_->config();
+    const BsqVaeConfig& vc = vae_->config();
+    out.set("image", Info::object()
+                         .set("bits", ic.bits)
+                         .set("depth", ic.depth)
+                         .set("width", ic.width)
+                         .set("heads", ic.heads)
+                         .set("levels", ic.levels)
+                         .set("contextRows", ic.uncond_rows)
+                         .set("downsample", vc.downsample())
+                         .set("imageChannels", vc.image_channels)
+                         .set("hasEncoder", vc.has_encoder));
+  } else {
+    out.set("image", Info::null());
+  }
   const VargptV11Tokens& t = c.tokens;
   out.set("bosId", t.bos)
       .set("eosIds", Info::numbers(t.eos_all))

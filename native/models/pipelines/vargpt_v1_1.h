@@ -46,6 +46,11 @@ class VargptV11 final : public Model {
   const std::string& device() const override { return device_; }
   Info info() const override;
   GenerateResult generate(const GenerateRequest& request) override;
+  // The BSQ VAE as an image tokenizer: per scale h * w * d bits (0 / 1, bit j of token k at
+  // k * d + j) of an image [C, H, W] in [-1, 1], and back to pixels.
+  ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width,
+                                  const TokenGrids& scales) override;
+  RgbImage decode_image_tokens(const ImageTokens& bits, const TokenGrids& scales, TraceList* trace) override;
 
  private:
   VargptV11() = default;

@@ -190,6 +190,11 @@ void VargptV11::Run::execute() {
   if (trace_.enabled() && !step_positions_.empty())
     trace_.add("step_position_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(step_positions_.size() / 3), 3},
                                                       step_positions_.data()));
+  if (trace_.enabled()) {
+    std::vector<int32_t> all = req_.input_ids;
+    all.insert(all.end(), res_.tokens.begin(), res_.tokens.end());
+    trace_.add("output_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(all.size())}, all.data()));
+  }
   res_.profile = prof_.results();
 }
 

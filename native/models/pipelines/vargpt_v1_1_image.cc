@@ -108,7 +108,15 @@ void VargptV11::Run::draw_image() {
   }
   {
     Profiler::Stage stage(prof_, "imageLlm");
+    if (trace_.enabled()) {
+      const Positions pos = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
+      trace_.add("start_token_position_ids", Tensor::from_host(DType::I32, {3, 1}, pos.ids.data()));
+    }
     const Tensor logits = step(c.tokens.image_gen_start);
+    if (trace_.enabled()) {
+      trace_.add("start_token_hidden", ctx_hidden_.back());
+      trace_.add("start_token_logits", logits.view({c.llm.vocab}));
+    }
     Tensor idx = b_.empty(DType::I32, {1});
     b_.argmax(logits, idx);
     res_.token_after_image_start = b_.to_host(idx).data<int32_t>()[0];
@@ -133,6 +141,11 @@ void VargptV11::Run::draw_image() {
     inf.start_input(cond, start);
     m_.gen_in_->run(start, x_llm);
     if (trace_.enabled()) {
+      // The fixture's name for text_norm of the two condition rows (the sos row, cfg_uncond[0]).
+      Tensor rows = b_.empty(DType::F32, {2, m_.sos_row_.shape()[1]});
+      inf.text_norm(m_.sos_row_, rows.slice(0, 0, 1));
+      inf.text_norm(uncond0, rows.slice(0, 1, 2));
+      trace_.add("sos_embedding_row", rows);
       Tensor gss = b_.empty(DType::F32, {2, 6 * C});
       inf.shared_modulation(cond, gss);
       trace_.add("adaln_cond", cond);
@@ -145,7 +158,7 @@ void VargptV11::Run::draw_image() {
   }
   int64_t total = 0;
   for (const Scale& s : scales_) total += int64_t{s.h} * s.w;
-  InfinityScaleCache scache = inf.new_cache(cond, ctx_c, ctx_u, DType::F32, total);
+  InfinityScaleCache scache = inf.new_cache(cond, ctx_c, ctx_u, req_.kv_dtype, total);
 
   Tensor summed = b_.empty(DType::F32, {D, last.h, last.w});
   b_.fill(summed, 0.0f);

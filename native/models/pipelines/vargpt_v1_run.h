@@ -32,7 +32,7 @@ class VargptV1::Run {
         res_(result),
         trace_(b_, request.trace ? &result.trace : nullptr),
         prof_(b_, request.profile),
-        cache_(model.llm_->new_cache()) {}
+        cache_(model.llm_->new_cache(request.kv_dtype)) {}
 
   void execute();
 
