@@ -252,13 +252,18 @@ export async function clipPixelValues(image: RgbImage, pre: PreprocessorConfig, 
   return out.data;
 }
 
-// The VQ-VAE encoder's input: shortest edge to `size` (Pillow Lanczos, the filter of upstream's
-// generation-data pipeline), centre crop, u8 / 127.5 - 1. Returns [3, size, size] float32.
-export async function vqvaePixels(image: RgbImage, size: number): Promise<Float32Array> {
-  const resized = shortestEdgeSize(image.width, image.height, size);
+// An image tokenizer's input (the VQ-VAE of VARGPT v1, the BSQ VAE of VARGPT-v1.1): resized with
+// Pillow Lanczos (the filter of upstream's generation-data pipeline) until it covers width x
+// height (for a square, the shortest edge becomes the side), centre-cropped, u8 / 127.5 - 1. An
+// image already of that size is used as it is. Returns [3, height, width] float32.
+export async function vqvaePixels(image: RgbImage, width: number, height: number = width): Promise<Float32Array> {
+  let resized: { width: number; height: number };
+  if (image.width * height <= image.height * width) resized = { width, height: Math.trunc((width * image.height) / image.width) };
+  else resized = { width: Math.trunc((height * image.width) / image.height), height };
+  const same = image.width === width && image.height === height;
   const out = await native().preprocessImage(image, {
-    resize: { ...resized, filter: 1 },
-    crop: centerCrop(resized.width, resized.height, size, size),
+    resize: same ? undefined : { ...resized, filter: 1 },
+    crop: same ? undefined : centerCrop(resized.width, resized.height, width, height),
     normalize: 'symmetric',
   });
   return out.data;

@@ -1,11 +1,23 @@
 // vargpt: the VARGPT family (image understanding and text-to-image) from Node.js.
 export { loadModel, VargptModel } from './model.js';
-export type { ChatReply, Device, ImageReply, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
-export type { ChatOptions, GenerateImageOptions, ImageProgress, ImageProgressBase, ImageReplay, ImageSamplingOptions, TextOptions, CallOptions } from './options.js';
+export type { ChatReply, DecodeImageTokenOptions, Device, ImageReply, ImageTokenOptions, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
+export type {
+  CallOptions,
+  ChatOptions,
+  EditImageOptions,
+  GenerateImageOptions,
+  ImageProgress,
+  ImageProgressBase,
+  ImageReplay,
+  ImageSamplingOptions,
+  ScaleSchedule,
+  TextOptions,
+} from './options.js';
 export { FAMILIES, supportedFamilies } from './families/registry.js';
 export type { FamilyAdapter, ImageDefaults, SamplingDefaults, TextDefaults } from './families/types.js';
 export type { VargptV1ImageProgress, VargptV1ModelInfo } from './families/vargpt-v1.js';
-export type { VargptV11ModelInfo } from './families/vargpt-v1.1.js';
+export type { VargptV11ImageProgress, VargptV11ModelInfo } from './families/vargpt-v1.1.js';
+export { DEFAULT_SCALES as VARGPT_V11_DEFAULT_SCALES } from './families/vargpt-v1.1.js';
 export type { ChatEvent } from './stream.js';
 export { devices } from './devices.js';
 export type { CpuInfo, CudaInfo, DeviceReport } from './devices.js';

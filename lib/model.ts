@@ -12,7 +12,7 @@ import type { ImageLimits } from './image.js';
 import { DEFAULT_IMAGE_LIMITS, GeneratedImage, decodeImage, vqvaePixels } from './image.js';
 import type { NativeAddon, NativeImage, NativeModel } from './native.js';
 import { native } from './native.js';
-import type { ChatOptions, GenerateImageOptions, TextOptions } from './options.js';
+import type { ChatOptions, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
 import { checkCallbacks } from './options.js';
 import { CallQueue } from './queue.js';
 import { Tensor } from './tensor.js';
@@ -37,6 +37,25 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   // Limits on every image this model is given (defaults: DEFAULT_IMAGE_LIMITS).
   imageLimits?: Partial<ImageLimits>;
+  // Precision of the attention caches of every call: the LLM's keys and values and, while drawing,
+  // the image decoder's keys and values of the scales drawn so far. 'f32' (default) computes as
+  // the float32 reference does; 'bf16' halves that memory (VARGPT-v1.1 at full size: about 1.3 GB
+  // less for one 512x512 image) at about 3 significant digits in the cached keys and values.
+  kvCache?: 'f32' | 'bf16';
+}
+
+// Options of the image-token calls.
+export interface ImageTokenOptions {
+  signal?: AbortSignal;
+  // VARGPT-v1.1: the scale schedule of the tokens (default: model.defaults.image.scales); its last
+  // grid times the VAE's downsampling is the image size.
+  scales?: ScaleSchedule;
+}
+
+export interface DecodeImageTokenOptions extends ImageTokenOptions {
+  // Adds intermediate tensors to the image (image.trace): VARGPT v1 fHat and image, VARGPT-v1.1
+  // decode_summed_codes and decode_image (the clamped image in [-1, 1]).
+  trace?: boolean;
 }
 
 export type StopReason = 'eos' | 'length' | 'image';
@@ -106,6 +125,8 @@ export async function loadModelWith(
     throw new Error('this build of the vargpt addon has no model runtime (loadModel is missing); rebuild it with `npm run build:native`');
   }
   const device = resolveDevice(addon, options.device);
+  const kvCache = options.kvCache ?? 'f32';
+  if (kvCache !== 'f32' && kvCache !== 'bf16') throw new InputError(`loadModel options.kvCache must be "f32" or "bf16", got ${JSON.stringify(options.kvCache)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
   const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
@@ -127,7 +148,7 @@ export async function loadModelWith(
     signal?.removeEventListener('abort', onAbort);
   }
   try {
-    return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer), tokenizer, limits);
+    return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer, { kvCache }), tokenizer, limits);
   } catch (error) {
     nativeModel.dispose();
     throw error;
@@ -140,6 +161,13 @@ interface GenerateArgs {
   signal?: AbortSignal;
   onToken?: (delta: string, tokenId: number) => void;
   onImageProgress?: (progress: ImageProgress) => void;
+}
+
+function tokenOptions(options: unknown, what: string): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new InputError(`${what}: options must be an object`);
+  const o = options as Record<string, unknown>;
+  checkCallbacks(o, `${what} options`, []);
+  return o;
 }
 
 export class VargptModel {
@@ -301,33 +329,59 @@ export class VargptModel {
     return this.generate(this.chatArgs('ask', [this.adapter.askMessage(image, question)], options));
   }
 
-  // Draws an image for a prompt, as the family draws (VARGPT v1: the first new token is forced to
-  // <|image_gen_start|>, then the VAR scales run with the LLM in the loop).
+  // Draws an image for a prompt, as the family draws: the first new token is forced to
+  // <|image_gen_start|>, then the scales run with the LLM in the loop (VARGPT v1: VAR into the
+  // VQ-VAE; VARGPT-v1.1: Infinity's bitwise head into the BSQ VAE, 512x512 by default).
   async generateImage(prompt: string, options?: GenerateImageOptions): Promise<ImageReply> {
     this.checkUsable('generateImage');
     if (typeof prompt !== 'string' || prompt.trim().length === 0) throw new InputError('generateImage: prompt must be a non-empty string');
     const plan = this.adapter.planImage('generateImage', [{ role: 'user', content: prompt }], options);
-    const reply = await this.generate({ what: 'generateImage', plan, signal: options?.signal, onImageProgress: options?.onImageProgress });
+    return this.drawn('generateImage', plan, options);
+  }
+
+  // Draws `image` changed as `instruction` asks (VARGPT-v1.1, with an -edit checkpoint): the image
+  // and then the instruction in one user turn, the image read by the vision tower only, and the
+  // drawing forced as in generateImage.
+  async editImage(image: ImageInput, instruction: string, options?: EditImageOptions): Promise<ImageReply> {
+    this.checkUsable('editImage');
+    if (image === undefined || image === null) throw new InputError('editImage: image is missing');
+    if (typeof instruction !== 'string' || instruction.trim().length === 0) throw new InputError('editImage: instruction must be a non-empty string');
+    const plan = this.adapter.planEdit('editImage', image, instruction, options);
+    return this.drawn('editImage', plan, options);
+  }
+
+  private async drawn(what: string, plan: CallPlan, options: GenerateImageOptions | undefined): Promise<ImageReply> {
+    const reply = await this.generate({ what, plan, signal: options?.signal, onImageProgress: options?.onImageProgress });
     const image = reply.images[0];
-    if (!image) throw new Error('generateImage: the runtime returned no image');
+    if (!image) throw new Error(`${what}: the runtime returned no image`);
     return { ...reply, image };
   }
 
-  // Multi-scale VQ-VAE token indices of an image (one Int32Array per scale, pn*pn each): the image
-  // is resized (shortest edge, Lanczos) and centre-cropped to the VQ-VAE's size, mapped to [-1, 1].
-  async encodeImageTokens(image: ImageInput, options: { signal?: AbortSignal } = {}): Promise<Int32Array[]> {
+  // The image's discrete tokens, one Int32Array per scale. VARGPT v1: multi-scale VQ-VAE codebook
+  // indices (pn*pn per scale) of the image resized (shortest edge, Lanczos) and centre-cropped to
+  // the VQ-VAE's size. VARGPT-v1.1: BSQ bits (h*w*d values 0 or 1 per scale, bit j of token k at
+  // k*d + j, the layout of replay.bits) of the image resized to cover and centre-cropped to the
+  // schedule's last grid times the VAE's downsampling (512x512 by default). Pixels map to [-1, 1].
+  async encodeImageTokens(image: ImageInput, options: ImageTokenOptions = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
-    const size = this.adapter.imageTokens('encodeImageTokens').encoderSize();
+    const input = this.adapter.imageTokens('encodeImageTokens', tokenOptions(options, 'encodeImageTokens')).encoderInput();
     const rgb = await this.readImage(image, 'encodeImageTokens: image');
-    const pixels = await vqvaePixels(rgb, size);
-    return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, size, size));
+    const pixels = await vqvaePixels(rgb, input.width, input.height);
+    return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, input.height, input.width, input.scales ?? undefined));
   }
 
-  // The image of a full multi-scale index list (as encodeImageTokens returns).
-  async decodeImageTokens(indices: ArrayLike<number>[], options: { signal?: AbortSignal } = {}): Promise<GeneratedImage> {
+  // The image of a full token list (as encodeImageTokens returns; options.scales as given there).
+  async decodeImageTokens(tokens: ArrayLike<number>[], options: DecodeImageTokenOptions = {}): Promise<GeneratedImage & { trace?: Record<string, Tensor> }> {
     this.checkUsable('decodeImageTokens');
-    const checked = this.adapter.imageTokens('decodeImageTokens').checkIndices(indices, 'decodeImageTokens: indices');
-    return this.queue.run('decodeImageTokens', options.signal, async () => toImage(await this.model.decodeImageTokens(checked)));
+    const o = tokenOptions(options, 'decodeImageTokens');
+    if (o['trace'] !== undefined && typeof o['trace'] !== 'boolean') throw new InputError('decodeImageTokens options.trace must be true or false');
+    const checked = this.adapter.imageTokens('decodeImageTokens', o).checkTokens(tokens, 'decodeImageTokens: tokens');
+    return this.queue.run('decodeImageTokens', options.signal, async () => {
+      const out = await this.model.decodeImageTokens(checked.tokens, { trace: options.trace ?? false, scales: checked.scales ?? undefined });
+      const image: GeneratedImage & { trace?: Record<string, Tensor> } = toImage(out);
+      if (out.trace) image.trace = Object.fromEntries(Object.entries(out.trace).map(([name, t]) => [name, Tensor.fromBuffer(t.dtype, t.shape, t.data)]));
+      return image;
+    });
   }
 
   // Stops the running call (it rejects with a DisposedError), rejects queued ones, frees the

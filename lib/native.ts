@@ -145,9 +145,19 @@ export interface NativeVargptV11Info {
   device: string;
   llm: NativeLlmInfo & { ropeTheta: number; mropeSection: number[] };
   vision: NativeQwen2VlVisionInfo | null;
-  // The checkpoint holds the Infinity decoder and BSQ VAE (vargpt_gen.*, vae_local.*), which the
-  // native model then loads and draws with (request.image); the public API does not expose it yet.
-  hasImageGenerationWeights: boolean;
+  // The Infinity decoder and BSQ VAE (vargpt_gen.*, vae_local.*), sizes from their tensors; null
+  // when the checkpoint cannot draw.
+  image: {
+    bits: number; // d: bits per token
+    depth: number;
+    width: number;
+    heads: number;
+    levels: number; // lvl_embed rows: the most scales a schedule may have
+    contextRows: number; // cfg_uncond rows: the longest cross-attention context (tokens before the image)
+    downsample: number; // pixels per token along each axis
+    imageChannels: number;
+    hasEncoder: boolean; // vae_local.encoder.* (encodeImageTokens)
+  } | null;
   bosId: number;
   eosIds: number[];
   imageTokenId: number;
@@ -182,6 +192,8 @@ export interface NativeGenerateRequest {
   seed: number;
   stopIds: number[];
   ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do): for benchmarks
+  // Precision of the call's attention caches (the LLM's and the image decoder's); default f32.
+  kvCache?: 'f32' | 'bf16';
   image?: {
     cfg: number;
     topK: number;
@@ -224,12 +236,15 @@ export interface NativeGenerateResult {
 export interface NativeModel {
   info(): NativeModelInfo;
   generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
-  // pixels: [3, height, width] in [-1, 1]; one Int32Array of indices per scale.
-  encodeImageTokens(pixels: Float32Array, height: number, width: number): Promise<Int32Array[]>;
-  // trace adds { fHat, image } (f32 tensors) to the result.
+  // pixels: [3, height, width] in [-1, 1]; one Int32Array of tokens per scale (VARGPT v1: codebook
+  // indices; VARGPT-v1.1: bits, h*w*d per scale, token-major). scales: (h, w) pairs, the schedule
+  // of families whose schedule varies (VARGPT-v1.1).
+  encodeImageTokens(pixels: Float32Array, height: number, width: number, scales?: Int32Array): Promise<Int32Array[]>;
+  // trace adds f32 tensors to the result: VARGPT v1 { fHat, image }, VARGPT-v1.1
+  // { decode_summed_codes, decode_image } (the image clamped to [-1, 1]).
   decodeImageTokens(
     indices: Int32Array[],
-    options?: { trace?: boolean },
+    options?: { trace?: boolean; scales?: Int32Array },
   ): Promise<NativeImage & { trace?: Record<string, NativeTensor> }>;
   // Frees the weights once no call is running; later calls reject with "model is disposed".
   dispose(): void;

@@ -20,21 +20,33 @@ export interface ImageProgressBase {
   preview: GeneratedImage;
 }
 
-// Recorded sampling to reproduce a run exactly (the fixture's generation case): per scale the
-// sampled codebook indices (pn*pn) and the Gaussian rows of the unconditional branch
-// (pn*pn*llm hidden size).
+// Recorded sampling to reproduce a run exactly (the fixtures' generation cases), per scale.
+// VARGPT v1: the sampled codebook indices (pn*pn) and the Gaussian rows of the unconditional
+// branch (pn*pn*llm hidden size). VARGPT-v1.1: the drawn bits (h*w*d values 0 or 1, token-major
+// in raster order: bit j of token k at k*d + j, the layout encodeImageTokens returns).
 export interface ImageReplay {
-  indices: ArrayLike<number>[];
-  noise: ArrayLike<number>[];
+  indices?: ArrayLike<number>[];
+  noise?: ArrayLike<number>[];
+  bits?: ArrayLike<number>[];
 }
 
+// A scale schedule: the [height, width] token grid of each scale, coarse to fine.
+export type ScaleSchedule = ReadonlyArray<readonly [number, number]>;
+
 export interface ImageSamplingOptions {
-  // Classifier-free guidance strength; the per-scale weight ramps from 0 to cfg. Defaults of these
-  // three: model.defaults.image (the family's values, or the checkpoint's generation_config.json).
+  // Classifier-free guidance strength (VARGPT v1: the per-scale weight ramps from 0 to cfg;
+  // VARGPT-v1.1: cfg on every scale). Defaults of every option: model.defaults.image (the
+  // family's values, or the checkpoint's generation_config.json).
   cfg?: number;
-  // Top-k over the codebook and top-p.
+  // Top-k and top-p: over the codebook (VARGPT v1) or over each bit's two values (VARGPT-v1.1,
+  // where a top-k of 2 or more keeps both).
   topK?: number;
   topP?: number;
+  // VARGPT-v1.1: the logits temperature (applied before CFG), and the scale schedule, whose last
+  // grid times the VAE's downsampling is the image size (default: 10 scales up to 32x32 tokens,
+  // 512x512 pixels).
+  tau?: number;
+  scales?: ScaleSchedule;
   replay?: ImageReplay;
 }
 
@@ -78,6 +90,14 @@ export interface GenerateImageOptions extends CallOptions, ImageSamplingOptions 
   onImageProgress?: (progress: ImageProgress) => void;
 }
 
+export interface EditImageOptions extends GenerateImageOptions {
+  // Shrink the source image to at most 512x512 pixels (nearest neighbour, keeping its aspect)
+  // and widen sides under 28 pixels before the vision tower reads it, as the editing model's
+  // training data was prepared (LlamaFactory). Default true: it also keeps the source's tokens
+  // within the image decoder's context (its unconditional context has a fixed number of rows).
+  preShrink?: boolean;
+}
+
 export interface ResolvedText {
   maxNewTokens: number | null; // null = the default
   temperature: number;
@@ -100,7 +120,7 @@ export interface ImageShape {
   llmHidden: number;
 }
 
-function optionObject(value: unknown, what: string): Record<string, unknown> {
+export function optionObject(value: unknown, what: string): Record<string, unknown> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InputError(`${what} must be an object`);
   return value as Record<string, unknown>;
@@ -132,7 +152,7 @@ export function imageRules(codebook: number): { readonly [K in keyof ImageDefaul
   };
 }
 
-function num(o: Record<string, unknown>, key: string, what: string, fallback: number, { check, rule }: Rule): number {
+export function num(o: Record<string, unknown>, key: string, what: string, fallback: number, { check, rule }: Rule): number {
   const v = o[key];
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw new InputError(`${what}.${key} must be ${rule}, got ${JSON.stringify(v) ?? String(v)}`);
@@ -176,7 +196,7 @@ export function resolveText(value: unknown, what: string, defaults: TextDefaults
   };
 }
 
-function toTyped<T extends Int32Array | Float32Array>(
+export function toTyped<T extends Int32Array | Float32Array>(
   list: unknown,
   make: (n: number) => T,
   what: string,
@@ -222,9 +242,13 @@ export function resolveImage(value: unknown, what: string, shape: ImageShape | n
     topK: num(o, 'topK', what, defaults.topK, rules.topK),
     topP: num(o, 'topP', what, defaults.topP, rules.topP),
   };
+  for (const key of ['tau', 'scales']) {
+    if (o[key] !== undefined) throw new InputError(`${what}.${key}: VARGPT v1 has no ${key === 'tau' ? 'logits temperature' : 'scale schedule'} option (its scales are fixed by the checkpoint)`);
+  }
   if (o['replay'] !== undefined) {
     if (!shape) throw new InputError(`${what}.replay: this model has no image decoder`);
     const r = optionObject(o['replay'], `${what}.replay`);
+    if (r['bits'] !== undefined) throw new InputError(`${what}.replay.bits: VARGPT v1 replays indices and noise, not bits`);
     out.replay = {
       indices: resolveImageIndices(r['indices'], `${what}.replay.indices`, shape),
       noise: toTyped(

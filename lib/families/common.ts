@@ -39,3 +39,23 @@ export function newTokenBudget(what: string, promptTokens: number, maxPositions:
   }
   return requested;
 }
+
+// The new-token budget of a turn that may draw: a forced image needs only its start token (and
+// `imagePositions` for the image itself); otherwise newTokenBudget with the image's room reserved.
+export function turnBudget(
+  what: string,
+  promptTokens: number,
+  maxPositions: number,
+  forceImage: boolean,
+  imagePositions: number,
+  requested: number | null,
+  defaultMax: number,
+): number {
+  if (forceImage) {
+    if (promptTokens + imagePositions > maxPositions) {
+      throw new InputError(`${what}: the prompt has ${promptTokens} tokens; with the ${imagePositions} positions an image takes, that exceeds the model's ${maxPositions}`);
+    }
+    return 1;
+  }
+  return newTokenBudget(what, promptTokens, maxPositions, requested, defaultMax, imagePositions);
+}

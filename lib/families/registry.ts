@@ -9,7 +9,7 @@ import { CheckpointError } from '../errors.js';
 import type { FamilyAdapter, FamilyCheckpoint } from './types.js';
 import type { VargptV1ImageProgress, VargptV1ModelInfo } from './vargpt-v1.js';
 import { vargptV1 } from './vargpt-v1.js';
-import type { VargptV11ModelInfo } from './vargpt-v1.1.js';
+import type { VargptV11ImageProgress, VargptV11ModelInfo } from './vargpt-v1.1.js';
 import { vargptV11 } from './vargpt-v1.1.js';
 
 export const FAMILIES: readonly FamilyAdapter[] = [vargptV1, vargptV11];
@@ -17,9 +17,8 @@ export const FAMILIES: readonly FamilyAdapter[] = [vargptV1, vargptV11];
 // model.info, by family (`family` tells them apart).
 export type ModelInfo = VargptV1ModelInfo | VargptV11ModelInfo;
 
-// The onImageProgress event, by family (`stage` tells them apart). VARGPT-v1.1 does not draw in
-// this runtime yet, so it reports none.
-export type ImageProgress = VargptV1ImageProgress;
+// The onImageProgress event, by family (model.family tells them apart; both draw by 'scale').
+export type ImageProgress = VargptV1ImageProgress | VargptV11ImageProgress;
 
 // "vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration), ..."
 export function supportedFamilies(): string {

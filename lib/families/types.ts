@@ -7,7 +7,7 @@ import type { ChatTemplate } from '../chat-template.js';
 import type { CheckpointJson, JsonObject } from '../checkpoint-config.js';
 import type { GeneratedImage, RgbImage } from '../image.js';
 import type { NativeCancelToken, NativeGenerateRequest, NativeImage, NativeModelInfo } from '../native.js';
-import type { ChatOptions, GenerateImageOptions } from '../options.js';
+import type { ChatOptions, EditImageOptions, GenerateImageOptions, ScaleSchedule } from '../options.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
 import type { ImageProgress, ModelInfo } from './registry.js';
@@ -25,6 +25,9 @@ export interface ImageDefaults {
   cfg: number;
   topK: number;
   topP: number;
+  // VARGPT-v1.1: the logits temperature and the scale schedule.
+  tau?: number;
+  scales?: ScaleSchedule;
 }
 
 // The defaults of every sampling option: the family's table (FamilyAdapter.specDefaults), and per
@@ -57,10 +60,14 @@ export interface CallPlan {
   prepare(readImage: ReadImage, signal: AbortSignal | undefined): Promise<PreparedCall>;
 }
 
-// Discrete image tokens (a VQ-VAE): the square size the encoder reads, and the check of an index list.
+// Discrete image tokens (VARGPT v1: VQ-VAE codebook indices; VARGPT-v1.1: BSQ bits), for one call
+// with its options (`scales` where the family's schedule varies).
 export interface ImageTokenCodec {
-  encoderSize(): number;
-  checkIndices(value: unknown, what: string): Int32Array[];
+  // The pixel size the encoder reads (the image is resized and centre-cropped to it), and the
+  // schedule to pass the native call (null: the family's fixed one).
+  encoderInput(): { width: number; height: number; scales: Int32Array | null };
+  // The token lists checked against the schedule.
+  checkTokens(value: unknown, what: string): { tokens: Int32Array[]; scales: Int32Array | null };
 }
 
 // A family adapter bound to one loaded model.
@@ -72,19 +79,28 @@ export interface FamilyModel {
   readonly imageStartId: number | null;
   planChat(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): CallPlan;
   planImage(what: string, messages: readonly ChatMessage[], options: GenerateImageOptions | undefined): CallPlan;
+  // Drawing an edited version of `image` as `instruction` asks; throws an InputError naming `what`
+  // when the family does not edit.
+  planEdit(what: string, image: ImageInput, instruction: string, options: EditImageOptions | undefined): CallPlan;
   // The user message ask(image, question) sends: the family's own order of image and question.
   askMessage(image: ImageInput, question: string): ChatMessage;
   // The public progress event of native step `step` (already 1-based) of `steps`.
   progress(stage: string, step: number, steps: number, preview: GeneratedImage): ImageProgress;
   // Throws an InputError naming `what` when this model has no discrete image tokens.
-  imageTokens(what: string): ImageTokenCodec;
+  // `options` are the caller's (their `scales`, where the family's schedule varies).
+  imageTokens(what: string, options: Record<string, unknown>): ImageTokenCodec;
+}
+
+// loadModel's options that shape every native request of the model.
+export interface BindOptions {
+  kvCache: 'f32' | 'bf16';
 }
 
 // A checkpoint's files read by its family, before the weights load.
 export interface FamilyCheckpoint {
   readonly tokenSources: SpecialTokenSources;
   // After the native load: checks that the runtime read the checkpoint as the files describe it.
-  bind(info: NativeModelInfo, tokenizer: VargptTokenizer): FamilyModel;
+  bind(info: NativeModelInfo, tokenizer: VargptTokenizer, options: BindOptions): FamilyModel;
 }
 
 export interface FamilyAdapter {

@@ -23,7 +23,7 @@ import type { ChatOptions, GenerateImageOptions, ImageProgressBase, ImageShape, 
 import { checkCallbacks, imageRules, resolveImage, resolveImageIndices, resolveSeed, resolveText } from '../options.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
-import { chatTemplateFor, loadedAs, newTokenBudget } from './common.js';
+import { chatTemplateFor, loadedAs, turnBudget } from './common.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -228,6 +228,7 @@ class VargptV1Model implements FamilyModel {
     private readonly tokenizer: VargptTokenizer,
     nativeInfo: NativeModelInfo,
     defaults: { text: TextDefaults; image: ImageDefaults },
+    private readonly kvCache: 'f32' | 'bf16',
   ) {
     const info = loadedAs(nativeInfo, FAMILY, files.dir);
     this.info = { ...info, dir: files.dir };
@@ -293,6 +294,10 @@ class VargptV1Model implements FamilyModel {
     });
   }
 
+  planEdit(what: string): CallPlan {
+    throw new InputError(`${what}: VARGPT v1 does not edit images (VARGPT-v1.1's -edit checkpoints do)`);
+  }
+
   // LLaVA's order, as upstream's demo: the image, then the question.
   askMessage(image: ImageInput, question: string): ChatMessage {
     return { role: 'user', content: [{ type: 'image', image }, { type: 'text', text: question }] };
@@ -345,15 +350,8 @@ class VargptV1Model implements FamilyModel {
   // New tokens the call may generate: the room max_position_embeddings leaves after the prompt and
   // an image (a forced image needs only its start token).
   private budget(call: V1Call, promptTokens: number): number {
-    const max = this.info.llm.maxPositions;
-    const imageTokens = this.imagePositions;
-    if (call.forceImage) {
-      if (promptTokens + imageTokens > max) {
-        throw new InputError(`${call.what}: the prompt has ${promptTokens} tokens; with the ${imageTokens} positions an image takes, that exceeds the model's ${max}`);
-      }
-      return 1;
-    }
-    return newTokenBudget(call.what, promptTokens, max, call.text.maxNewTokens, this.defaults.text.maxNewTokens, imageTokens);
+    const { maxPositions } = this.info.llm;
+    return turnBudget(call.what, promptTokens, maxPositions, call.forceImage, this.imagePositions, call.text.maxNewTokens, this.defaults.text.maxNewTokens);
   }
 
   private request(call: V1Call, inputIds: Int32Array, pixelValues: Float32Array[], maxNewTokens: number, hooks: RequestHooks): NativeGenerateRequest {
@@ -369,6 +367,7 @@ class VargptV1Model implements FamilyModel {
       repetitionPenalty: text.repetitionPenalty,
       seed: text.seed,
       stopIds: [this.tokenizer.specialTokens.eos.id],
+      kvCache: this.kvCache,
       image: { cfg: image.cfg, topK: image.topK, topP: image.topP, seed: text.seed, replay: image.replay },
       trace: call.trace,
       profile: call.profile,
@@ -383,17 +382,18 @@ class VargptV1Model implements FamilyModel {
     return { stage, step, steps, preview, scale: step, scales: steps };
   }
 
-  imageTokens(what: string): ImageTokenCodec {
+  imageTokens(what: string, options: Record<string, unknown>): ImageTokenCodec {
     const shape = this.imageShape;
     if (!shape) throw new InputError(`${what}: this model has no VQ-VAE / VAR weights`);
+    if (options['scales'] !== undefined) throw new InputError(`${what} options.scales: VARGPT v1's scales are fixed by the checkpoint (info.var.patchNums)`);
     const vq = this.info.vqvae;
     return {
-      encoderSize: () => {
+      encoderInput: () => {
         if (!vq) throw new InputError(`${what}: this model has no VQ-VAE weights`);
         if (!vq.hasEncoder) throw new InputError(`${what}: this checkpoint has no VQ-VAE encoder weights (vae_local.encoder.*)`);
-        return vq.imageSize;
+        return { width: vq.imageSize, height: vq.imageSize, scales: null };
       },
-      checkIndices: (value, where) => resolveImageIndices(value, where, shape),
+      checkTokens: (value, where) => ({ tokens: resolveImageIndices(value, where, shape), scales: null }),
     };
   }
 }
@@ -411,7 +411,7 @@ export const vargptV1: FamilyAdapter = {
     const tokenSources: SpecialTokenSources = { tokenizerConfig: files.tokenizerConfig, modelConfig: files.config, processorConfig: files.processor };
     return {
       tokenSources,
-      bind: (info, tokenizer) => new VargptV1Model(files, tokenizer, info, defaults),
+      bind: (info, tokenizer, options) => new VargptV1Model(files, tokenizer, info, defaults, options.kvCache),
     };
   },
 };

@@ -31,8 +31,14 @@ export function removeJsonCheckpoints(): void {
 }
 
 // A temporary copy of a single-file checkpoint (`src`) keeping the tensors `keep` accepts (bytes
-// copied as they are), with config.json edited: a checkpoint without one of its parts.
-export function filteredCheckpoint(src: string, keep: (name: string) => boolean, config?: (config: Json) => void): string {
+// copied as they are, or as `rewrite` returns them), with config.json edited: a checkpoint without
+// one of its parts, or with one tensor changed.
+export function filteredCheckpoint(
+  src: string,
+  keep: (name: string) => boolean,
+  config?: (config: Json) => void,
+  rewrite?: (name: string, data: Buffer) => Buffer,
+): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vargpt-filtered-'));
   made.push(dir);
   for (const f of readdirSync(src)) if (f.endsWith('.json')) copyFileSync(path.join(src, f), path.join(dir, f));
@@ -55,7 +61,9 @@ export function filteredCheckpoint(src: string, keep: (name: string) => boolean,
       continue;
     }
     if (!keep(name)) continue;
-    const data = bytes.subarray(body + info.data_offsets[0], body + info.data_offsets[1]);
+    const stored = bytes.subarray(body + info.data_offsets[0], body + info.data_offsets[1]);
+    const data = rewrite ? rewrite(name, stored) : stored;
+    if (data.length !== stored.length) throw new Error(`rewrite of ${name} changed its size`);
     outHeader[name] = { dtype: info.dtype, shape: info.shape, data_offsets: [offset, offset + data.length] };
     chunks.push(data);
     offset += data.length;

@@ -52,11 +52,12 @@ describe('VARGPT-v1.1 bad input through the public API', () => {
     await stillAnswers();
   });
 
-  it('refuses drawing options, which this runtime does not run for VARGPT-v1.1', async () => {
-    await expect(model.generateImage('a red fox')).rejects.toThrow(/does not draw with them yet/);
-    await expect(model.chat([{ role: 'user', content: 'draw a fox' }], { forceImage: true })).rejects.toThrow(/forceImage: .*does not draw/);
-    await expect(model.chat([{ role: 'user', content: 'draw a fox' }], { image: { cfg: 3 } })).rejects.toThrow(/options.image: .*does not draw/);
-    await expect(model.encodeImageTokens(imagePath)).rejects.toThrow(/BSQ image tokens/);
+  it('refuses bad drawing options before any native work, and still answers', async () => {
+    await expect(model.generateImage('a red fox', { cfg: -1 })).rejects.toThrow(/generateImage options.cfg must be a number >= 0/);
+    await expect(model.chat([{ role: 'user', content: 'draw a fox' }], { forceImage: 1 as never })).rejects.toThrow(/forceImage must be true or false/);
+    await expect(model.chat([{ role: 'user', content: 'draw a fox' }], { image: { scales: [] } })).rejects.toThrow(/options.image.scales must be a non-empty array/);
+    await expect(model.encodeImageTokens(imagePath, { scales: 'big' as never })).rejects.toThrow(/encodeImageTokens options.scales must be a non-empty array/);
+    await expect(model.decodeImageTokens([new Int32Array(32)], { scales: [[1, 1]], trace: 'yes' as never })).rejects.toThrow(/trace must be true or false/);
     await stillAnswers();
   });
 
@@ -160,5 +161,26 @@ describe('a VARGPT-v1.1 checkpoint without a vision tower', () => {
     await expect(model.ask(imagePath, QUESTION)).rejects.toThrow(/no vision tower \(no visual\.\* weights\)/);
     const reply = await model.chat([{ role: 'user', content: 'Hello' }], { maxNewTokens: 3 });
     expect(reply.tokens.length).toBeGreaterThan(0);
+  });
+});
+
+describe('VARGPT-v1.1 without the image generator (no vargpt_gen.*, vae_local.*)', () => {
+  let model: VargptModel;
+  beforeAll(async () => {
+    const generator = ['vargpt_gen.', 'vae_local.', 'image_gen_projector', 'sos_embedding.'];
+    const dir = filteredCheckpoint(v11ModelDir, (name) => !generator.some((p) => name.startsWith(p)));
+    model = await loadModel(dir, { device: 'cpu' });
+  });
+  afterAll(() => model?.dispose());
+
+  it('reports no generator, refuses to draw or tokenize images, and still answers', async () => {
+    expect(model.info.family === 'vargpt-v1.1' && model.info.image).toBeNull();
+    expect(model.defaults.image).toBeNull();
+    await expect(model.generateImage('a red fox')).rejects.toThrow(/no image generation weights \(vargpt_gen\.\*, vae_local\.\*\)/);
+    await expect(model.editImage(imagePath, 'make it red')).rejects.toThrow(/no image generation weights/);
+    await expect(model.chat([{ role: 'user', content: 'draw' }], { forceImage: true })).rejects.toThrow(/no image generation weights/);
+    await expect(model.encodeImageTokens(imagePath)).rejects.toThrow(/no BSQ image tokens/);
+    const reply = await model.ask(imagePath, QUESTION, { maxNewTokens: caseJson.generated_ids.length });
+    expect(Array.from(reply.tokens)).toEqual(caseJson.generated_ids);
   });
 });

@@ -68,8 +68,8 @@ describe('VARGPT-v1.1 understanding (fixture vargpt-v1.1-tiny, understanding cas
     if (model.info.family !== 'vargpt-v1.1') return;
     expect(model.info.llm).toMatchObject({ hiddenSize: 32, layers: 2, heads: 2, kvHeads: 1, mropeSection: [2, 3, 3] });
     expect(model.info.vision).toMatchObject({ embedDim: 32, depth: 2, patchValues: 1176, mergeSize: 2, outHidden: 32 });
-    expect(model.info.hasImageGenerationWeights).toBe(true);
-    expect(model.defaults.image).toBeNull();
+    expect(model.info.image).not.toBeNull();
+    expect(model.defaults.image).toMatchObject({ cfg: 3, tau: 0.5, topK: 900, topP: 0.97 });
   });
 
   it('renders the prompt as the fixture and tokenizes it to the same ids', () => {

@@ -224,10 +224,10 @@ describe('model over a native test double', () => {
     await expect(model.decodeImageTokens(indices.slice(0, 9))).rejects.toThrow(/must be an array of 10 arrays/);
     const bad = indices.map((a) => Array.from(a));
     bad[3]![2] = 4096;
-    await expect(model.decodeImageTokens(bad)).rejects.toThrow(/indices\[3\]\[2\] = 4096 must be an integer codebook index in \[0, 4096\)/);
+    await expect(model.decodeImageTokens(bad)).rejects.toThrow(/tokens\[3\]\[2\] = 4096 must be an integer codebook index in \[0, 4096\)/);
     bad[3]![2] = 0;
     bad[9] = bad[9]!.slice(1);
-    await expect(model.decodeImageTokens(bad)).rejects.toThrow(/indices\[9\] has 255 values, scale 9 needs 256/);
+    await expect(model.decodeImageTokens(bad)).rejects.toThrow(/tokens\[9\] has 255 values, scale 9 needs 256/);
   });
 });
 
