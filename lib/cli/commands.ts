@@ -8,9 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { devices } from '../devices.js';
 import { InputError } from '../errors.js';
 import { formatFromPath } from '../image.js';
-import type { Device } from '../model.js';
+import type { Device, ImageReply } from '../model.js';
 import { loadModel } from '../model.js';
 import type { VargptModel } from '../model.js';
+import type { GenerateImageOptions } from '../options.js';
 import { synthesize } from '../synth.js';
 import type { SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { defaultModelDir, ensureDefaultModel } from './default-model.js';
@@ -21,6 +22,7 @@ export interface GlobalOptions {
   model?: string;
   device?: Device;
   json?: boolean;
+  kvCache?: 'f32' | 'bf16';
 }
 
 export interface Io {
@@ -45,6 +47,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
   try {
     return await loadModel(dir, {
       device: options.device ?? 'auto',
+      kvCache: options.kvCache,
       signal: io.signal,
       onLoadProgress: ({ loaded, total }) => bar.update(loaded, total),
     });
@@ -64,20 +67,53 @@ export interface GenerateCommandOptions extends GlobalOptions {
   cfg?: number;
   topK?: number;
   topP?: number;
+  tau?: number;
+  scales?: Array<[number, number]>;
+  kvCache?: 'f32' | 'bf16';
+}
+
+export interface EditCommandOptions extends GenerateCommandOptions {
+  preShrink?: boolean;
+}
+
+// "1,2,4,8" (square grids) or "1x1,2x3,..." (height x width): a scale schedule in tokens.
+export function parseScales(value: string): Array<[number, number]> {
+  const out = value.split(',').map((item) => {
+    const m = /^\s*(\d+)(?:\s*x\s*(\d+))?\s*$/.exec(item);
+    if (!m) throw new InputError(`--scales: "${item}" is not N or HxW`);
+    const h = Number(m[1]);
+    return [h, m[2] === undefined ? h : Number(m[2])] as [number, number];
+  });
+  if (out.length === 0) throw new InputError('--scales: no scales given');
+  return out;
 }
 
 export async function generateCommand(prompt: string, options: GenerateCommandOptions, io: Io): Promise<void> {
+  await drawCommand(options, io, (model, draw) => model.generateImage(prompt, draw));
+}
+
+// Draws `image` changed as `instruction` asks (VARGPT-v1.1 -edit checkpoints).
+export async function editCommand(image: string, instruction: string, options: EditCommandOptions, io: Io): Promise<void> {
+  await access(image).catch(() => {
+    throw new Error(`cannot read the image ${image}`);
+  });
+  await drawCommand(options, io, (model, draw) => model.editImage(image, instruction, { ...draw, preShrink: options.preShrink }));
+}
+
+async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model: VargptModel, draw: GenerateImageOptions) => Promise<ImageReply>): Promise<void> {
   if (options.output) formatFromPath(options.output);
   await using model = await openModel(options, io);
   const bar = drawingBar(!options.json);
   const t0 = performance.now();
   let reply;
   try {
-    reply = await model.generateImage(prompt, {
+    reply = await call(model, {
       seed: options.seed,
       cfg: options.cfg,
       topK: options.topK,
       topP: options.topP,
+      tau: options.tau,
+      scales: options.scales,
       signal: io.signal,
       onImageProgress: (p) => bar.update(p.step, p.steps, { stage: p.stage }),
     });
@@ -94,6 +130,7 @@ export async function generateCommand(prompt: string, options: GenerateCommandOp
         width: reply.image.width,
         height: reply.image.height,
         seed: reply.seed,
+        promptTokens: reply.promptTokens,
         tokens: Array.from(reply.tokens),
         tokenAfterImageStart: reply.tokenAfterImageStart,
         seconds,

@@ -9,8 +9,8 @@ import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
 import type { SynthDType, SynthFamily } from '../synth.js';
 import { chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
-import { askCommand, generateCommand, infoCommand, packageVersion, synthCommand } from './commands.js';
-import type { GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
+import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, synthCommand } from './commands.js';
+import type { EditCommandOptions, GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
 
 function integer(min: number) {
   return (value: string): number => {
@@ -78,7 +78,28 @@ function withModel(cmd: Command): Command {
   return cmd
     .option('-m, --model <dir>', 'checkpoint folder (default: a cached tiny random-weight model)')
     .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
+    .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
     .option('--json', 'print one JSON document with the result');
+}
+
+function scales(value: string): Array<[number, number]> {
+  try {
+    return parseScales(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+// The drawing options of generate and edit.
+function withDrawing(cmd: Command): Command {
+  return cmd
+    .option('-o, --output <file>', 'output image (.png, .jpg, .webp); default vargpt-<seed>.png')
+    .option('--seed <n>', 'random seed (default: random, printed)', integer(0))
+    .option('--cfg <x>', `classifier-free guidance (${modelDefault((d) => d.image?.cfg)})`, decimal)
+    .option('--top-k <k>', `top-k over the codebook / each bit (${modelDefault((d) => d.image?.topK)})`, integer(1))
+    .option('--top-p <p>', `top-p over the codebook / each bit (${modelDefault((d) => d.image?.topP)})`, decimal)
+    .option('--tau <t>', `VARGPT-v1.1 logits temperature (${modelDefault((d) => d.image?.tau)})`, decimal)
+    .option('--scales <list>', 'VARGPT-v1.1 scale schedule in tokens, "1,2,4,...,32" or "HxW,..." (default: 10 scales to 32x32, 512x512 pixels)', scales);
 }
 
 function withText(cmd: Command): Command {
@@ -90,17 +111,20 @@ function withText(cmd: Command): Command {
     .option('--seed <n>', 'random seed', integer(0));
 }
 
-withModel(
-  program
-    .command('generate')
-    .description('draw an image from a prompt')
-    .argument('<prompt>', 'what to draw')
-    .option('-o, --output <file>', 'output image (.png, .jpg, .webp); default vargpt-<seed>.png')
-    .option('--seed <n>', 'random seed (default: random, printed)', integer(0))
-    .option('--cfg <x>', `classifier-free guidance (${modelDefault((d) => d.image?.cfg)})`, decimal)
-    .option('--top-k <k>', `codebook top-k (${modelDefault((d) => d.image?.topK)})`, integer(1))
-    .option('--top-p <p>', `codebook top-p (${modelDefault((d) => d.image?.topP)})`, decimal),
+withDrawing(
+  withModel(program.command('generate').description('draw an image from a prompt').argument('<prompt>', 'what to draw')),
 ).action((prompt: string, options: GenerateCommandOptions) => run((io) => generateCommand(prompt, options, io)));
+
+withDrawing(
+  withModel(
+    program
+      .command('edit')
+      .description('draw an edited version of an image (VARGPT-v1.1 -edit checkpoints)')
+      .argument('<image>', 'the image to edit')
+      .argument('<instruction>', 'what to change')
+      .option('--no-pre-shrink', 'read the source at its own size (default: shrunk to at most 512x512 pixels, as the editing model was trained)'),
+  ),
+).action((image: string, instruction: string, options: EditCommandOptions) => run((io) => editCommand(image, instruction, options, io)));
 
 withText(
   withModel(

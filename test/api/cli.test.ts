@@ -29,7 +29,7 @@ describe('vargpt CLI', () => {
     expect(pkg.bin['vargpt']).toBe('./dist/cli/main.js');
     expect(cli(['--version']).stdout.trim()).toBe(pkg.version);
     const help = cli(['--help']).stdout;
-    for (const c of ['generate', 'ask', 'chat', 'info', 'synth']) expect(help).toContain(c);
+    for (const c of ['generate', 'edit', 'ask', 'chat', 'info', 'synth']) expect(help).toContain(c);
   });
 
   it('info: CPU threads, SIMD and kernels, and CUDA devices or the reason it is unavailable', () => {
@@ -146,6 +146,30 @@ describe('vargpt CLI', () => {
     expect(r.code).toBe(0);
     const result = JSON.parse(r.stdout) as { tokens: number[]; stopReason: string; promptTokens: number };
     expect(result).toMatchObject({ tokens: u.generated_ids, stopReason: 'length', promptTokens: 40 });
+  });
+
+  it('generate and edit --model <VARGPT-v1.1 checkpoint>: seeded 128x128 images with the fixture schedule, --json, bf16 caches', () => {
+    const scales = '1,2,4,6,8';
+    const out = (name: string) => path.join(work, name);
+    const gen = cli(['generate', 'a butterfly on a flower', '--model', v11ModelDir, '--scales', scales, '--seed', '9', '-o', out('g1.png'), '--json']);
+    expect(gen.code, gen.stderr).toBe(0);
+    const g = JSON.parse(gen.stdout) as { output: string; width: number; height: number; seed: number; tokens: number[] };
+    expect(g).toMatchObject({ output: out('g1.png'), width: 128, height: 128, seed: 9 });
+    const again = cli(['generate', 'a butterfly on a flower', '--model', v11ModelDir, '--scales', scales, '--seed', '9', '-o', out('g2.png'), '--kv-cache', 'bf16']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout.trim()).toBe(out('g2.png'));
+    expect(readFileSync(out('g2.png')).length).toBeGreaterThan(0);
+    const image = path.join(v11ExpectedDir, 'input.png');
+    const edit = cli(['edit', image, 'Make it look like a watercolor painting.', '--model', v11ModelDir, '--scales', '1x1,2x2,4x4,6x6,8x8', '--seed', '4', '-o', out('e.png'), '--json']);
+    expect(edit.code, edit.stderr).toBe(0);
+    const e = JSON.parse(edit.stdout) as { width: number; promptTokens: number };
+    expect(e).toMatchObject({ width: 128, promptTokens: 42 });
+    expect(cli(['edit', '/no/such.png', 'x', '--model', v11ModelDir]).stderr).toContain('cannot read the image /no/such.png');
+    const bad = cli(['generate', 'x', '--model', v11ModelDir, '--scales', '2,1']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/scales\[1\] = \[1, 1\] is smaller than the scale before it/);
+    expect(cli(['generate', 'x', '--scales', '2,a']).stderr).toContain('"a" is not N or HxW');
+    expect(cli(['edit', image, 'make it blue', '--model', fixtureModel]).stderr).toContain('VARGPT v1 does not edit images');
   });
 
   it('chat: reads lines, attaches images, saves drawn images and prints their paths', () => {
