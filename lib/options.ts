@@ -91,11 +91,14 @@ export interface GenerateImageOptions extends CallOptions, ImageSamplingOptions 
 }
 
 export interface EditImageOptions extends GenerateImageOptions {
-  // Shrink the source image to at most 512x512 pixels (nearest neighbour, keeping its aspect)
-  // and widen sides under 28 pixels before the vision tower reads it, as the editing model's
-  // training data was prepared (LlamaFactory). Default true: it also keeps the source's tokens
-  // within the image decoder's context (its unconditional context has a fixed number of rows).
-  preShrink?: boolean;
+  // LlamaFactory's preparation of the source, as the editing model's training data was made: shrink
+  // to at most 512x512 pixels (nearest neighbour, keeping the aspect) and widen sides under 28
+  // pixels, before the vision tower's own resize. true: always; false: never (the standalone
+  // upstream path, and the reference fixture's); 'auto' (default): only when the prompt would
+  // not fit the image decoder's context without it (its unconditional context has a fixed number
+  // of rows, info.image.contextRows), so small sources are read exactly as upstream's demo reads
+  // them and large photos still edit.
+  preShrink?: boolean | 'auto';
 }
 
 export interface ResolvedText {

@@ -73,7 +73,7 @@ export interface GenerateCommandOptions extends GlobalOptions {
 }
 
 export interface EditCommandOptions extends GenerateCommandOptions {
-  preShrink?: boolean;
+  preShrink?: boolean | 'auto';
 }
 
 // "1,2,4,8" (square grids) or "1x1,2x3,..." (height x width): a scale schedule in tokens.

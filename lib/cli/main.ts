@@ -122,9 +122,15 @@ withDrawing(
       .description('draw an edited version of an image (VARGPT-v1.1 -edit checkpoints)')
       .argument('<image>', 'the image to edit')
       .argument('<instruction>', 'what to change')
-      .option('--no-pre-shrink', 'read the source at its own size (default: shrunk to at most 512x512 pixels, as the editing model was trained)'),
+      .addOption(
+        new Option('--pre-shrink <when>', 'shrink the source to at most 512x512 pixels first, as the editing data was: auto (when the prompt would not fit otherwise), always, never')
+          .choices(['auto', 'always', 'never'])
+          .default('auto'),
+      ),
   ),
-).action((image: string, instruction: string, options: EditCommandOptions) => run((io) => editCommand(image, instruction, options, io)));
+).action((image: string, instruction: string, options: Omit<EditCommandOptions, 'preShrink'> & { preShrink: 'auto' | 'always' | 'never' }) =>
+  run((io) => editCommand(image, instruction, { ...options, preShrink: options.preShrink === 'auto' ? 'auto' : options.preShrink === 'always' }, io)),
+);
 
 withText(
   withModel(

@@ -321,8 +321,9 @@ interface V11Call {
   text: ResolvedText;
   image: V11ResolvedImage;
   forceImage: boolean;
-  // Images to pre-shrink as an editing source, by index among the prompt's images.
-  preShrink: ReadonlySet<number>;
+  // The editing source's pre-shrink (image 0 of the prompt): always, never, or 'auto' (only when
+  // the prompt would not fit the image decoder's context without it).
+  preShrink: boolean | 'auto';
   trace: boolean;
   profile: boolean;
 }
@@ -403,7 +404,7 @@ class VargptV11Model implements FamilyModel {
       text: resolveText(options, `${what} options`, this.defaults.text),
       image: this.resolveImage(o.image, `${what} options.image`),
       forceImage: o.forceImage ?? false,
-      preShrink: new Set(),
+      preShrink: false,
       trace: o.trace ?? false,
       profile: o.profile ?? false,
     });
@@ -412,19 +413,21 @@ class VargptV11Model implements FamilyModel {
   // Drawing from a prompt: the first new token is forced to <|image_gen_start|> (as the fixture's
   // generation case), so text sampling does not apply.
   planImage(what: string, messages: readonly ChatMessage[], options: GenerateImageOptions | undefined): CallPlan {
-    return this.planDrawing(what, messages, options, new Set());
+    return this.planDrawing(what, messages, options, false);
   }
 
   // Editing (spec 4.4): the source image, then the instruction, in one user turn (the fixture's
   // editing case and LlamaFactory's data), and the drawing forced as for generateImage.
   planEdit(what: string, image: ImageInput, instruction: string, options: EditImageOptions | undefined): CallPlan {
     const o = (options ?? {}) as EditImageOptions;
-    if (o.preShrink !== undefined && typeof o.preShrink !== 'boolean') throw new InputError(`${what} options.preShrink must be true or false`);
+    if (o.preShrink !== undefined && typeof o.preShrink !== 'boolean' && o.preShrink !== 'auto') {
+      throw new InputError(`${what} options.preShrink must be true, false or "auto"`);
+    }
     const messages: ChatMessage[] = [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: instruction }] }];
-    return this.planDrawing(what, messages, o, new Set(o.preShrink === false ? [] : [0]));
+    return this.planDrawing(what, messages, o, o.preShrink ?? 'auto');
   }
 
-  private planDrawing(what: string, messages: readonly ChatMessage[], options: GenerateImageOptions | undefined, preShrink: ReadonlySet<number>): CallPlan {
+  private planDrawing(what: string, messages: readonly ChatMessage[], options: GenerateImageOptions | undefined, preShrink: boolean | 'auto'): CallPlan {
     const o = (options ?? {}) as GenerateImageOptions;
     const where = `${what} options`;
     checkCallbacks(o as Record<string, unknown>, where, ['onImageProgress']);
@@ -452,7 +455,12 @@ class VargptV11Model implements FamilyModel {
     return {
       seed: call.text.seed,
       prepare: async (readImage, signal) => {
-        const { inputIds, images } = await this.prompt(call, readImage, signal);
+        let { inputIds, images } = await this.prompt(call, readImage, signal, call.preShrink === true);
+        const rows = this.info.image?.contextRows;
+        if (call.preShrink === 'auto' && rows !== undefined && inputIds.length > rows) {
+          ({ inputIds, images } = await this.prompt(call, readImage, signal, true));
+        }
+        this.checkContext(call, inputIds.length);
         const maxNewTokens = this.budget(call, inputIds.length);
         return { promptTokens: inputIds.length, request: (hooks) => this.request(call, inputIds, images, maxNewTokens, hooks) };
       },
@@ -460,7 +468,13 @@ class VargptV11Model implements FamilyModel {
   }
 
   // Template, images and tokens: everything before the native call, checked.
-  private async prompt(call: V11Call, readImage: ReadImage, signal: AbortSignal | undefined): Promise<{ inputIds: Int32Array; images: PreparedImages }> {
+  // `shrinkSource`: pre-shrink image 0, the editing source.
+  private async prompt(
+    call: V11Call,
+    readImage: ReadImage,
+    signal: AbortSignal | undefined,
+    shrinkSource: boolean,
+  ): Promise<{ inputIds: Int32Array; images: PreparedImages }> {
     const { prompt, images } = this.template.render(call.messages);
     const vision = this.info.vision;
     const processor = this.files.imageProcessor;
@@ -473,7 +487,7 @@ class VargptV11Model implements FamilyModel {
       const merge = vision.mergeSize * vision.mergeSize;
       for (const [i, input] of images.entries()) {
         let rgb = await readImage(input, `image ${i + 1}`);
-        if (call.preShrink.has(i)) rgb = await preShrinkEditSource(rgb);
+        if (shrinkSource && i === 0) rgb = await preShrinkEditSource(rgb);
         let px;
         try {
           px = await qwen2VlPixels(rgb, processor);
@@ -490,9 +504,7 @@ class VargptV11Model implements FamilyModel {
       if (!placeholder) throw new CheckpointError(`${this.files.dir}: no image placeholder token`);
       expanded = expandEachPlaceholder(prompt, placeholder, prepared.tokens);
     }
-    const inputIds = Int32Array.from(this.tokenizer.encode(expanded));
-    this.checkContext(call, inputIds.length);
-    return { inputIds, images: prepared };
+    return { inputIds: Int32Array.from(this.tokenizer.encode(expanded)), images: prepared };
   }
 
   // The image decoder cross-attends to every token before <|image_gen_start|>; its unconditional
@@ -500,7 +512,7 @@ class VargptV11Model implements FamilyModel {
   private checkContext(call: V11Call, promptTokens: number): void {
     const rows = this.info.image?.contextRows;
     if (call.forceImage && rows !== undefined && promptTokens > rows) {
-      const hint = call.preShrink.size > 0 ? '' : ' (a smaller image, or editImage with preShrink, uses fewer)';
+      const hint = call.preShrink === true ? '' : ' (a smaller image, or editImage with preShrink, uses fewer)';
       throw new InputError(`${call.what}: the prompt has ${promptTokens} tokens; the image decoder attends to at most ${rows}${hint}`);
     }
   }

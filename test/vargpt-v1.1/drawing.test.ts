@@ -6,7 +6,7 @@
 // replay cannot show: seeded runs repeat, the model emitting <|image_gen_start|> itself draws the
 // same image as the forced start, progress and abort, the bf16 cache, the BSQ image tokens, and
 // bad options.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -248,7 +248,7 @@ describe('VARGPT-v1.1 drawing through the public API (fixture vargpt-v1.1-tiny)'
     await expect(model.generateImage(p, { ...sampling(generation), replay: { bits: bits.map((b) => b.map(() => 2)) } })).rejects.toThrow(/must be a bit \(0 or 1\)/);
     await expect(model.generateImage(p, { ...sampling(generation), replay: { indices: [] } })).rejects.toThrow(/replays drawn bits \(replay.bits\), not indices/);
     await expect(model.editImage(sourceImage, '  ')).rejects.toThrow(/instruction must be a non-empty string/);
-    await expect(model.editImage(sourceImage, 'x', { preShrink: 'yes' as never })).rejects.toThrow(/preShrink must be true or false/);
+    await expect(model.editImage(sourceImage, 'x', { preShrink: 'yes' as never })).rejects.toThrow(/preShrink must be true, false or "auto"/);
     await expect(model.encodeImageTokens(sourceImage, { scales: [[1, 1], [3, 3]] })).resolves.toHaveLength(2);
     const again = await model.generateImage(p, { ...sampling(generation), replay: { bits } });
     expect(Array.from(again.image.data)).toEqual(Array.from(generated.image.data));
@@ -298,6 +298,33 @@ describe('VARGPT-v1.1 drawing through the public API (fixture vargpt-v1.1-tiny)'
     expect([thin.width, thin.height]).toEqual([100, 28]);
     const small = await decodeImage(sourceImage);
     expect(await preShrinkEditSource(small)).toBe(small);
+  });
+});
+
+describe("VARGPT-v1.1 editImage preShrink with the release's pixel limits", () => {
+  it("'auto' shrinks a source only when the prompt would not fit the decoder's context", async () => {
+    const dir = filteredCheckpoint(v11ModelDir, () => true);
+    const pre = path.join(dir, 'preprocessor_config.json');
+    // The release's limits (Qwen2-VL-7B-Instruct): a 1024x768 photo is about 1000 tokens.
+    writeFileSync(pre, JSON.stringify({ ...(JSON.parse(readFileSync(pre, 'utf8')) as object), min_pixels: 3136, max_pixels: 12845056 }));
+    const model = await loadModel(dir, { device: 'cpu' });
+    try {
+      const photo = { width: 1024, height: 768, channels: 3 as const, data: new Uint8Array(1024 * 768 * 3).map((_, i) => (i * 13) % 241) };
+      const opts = { ...sampling(editing), seed: 3 };
+      await expect(model.editImage(photo, 'make it blue', { ...opts, preShrink: false })).rejects.toThrow(/the prompt has \d+ tokens; the image decoder attends to at most 512/);
+      const auto = await model.editImage(photo, 'make it blue', opts);
+      const always = await model.editImage(photo, 'make it blue', { ...opts, preShrink: true });
+      // 591x443 -> smart_resize 588x448 -> 21x16 merged tokens.
+      expect(auto.promptTokens).toBe(always.promptTokens);
+      expect(auto.promptTokens).toBeLessThan(512);
+      expect(Array.from(auto.image.data)).toEqual(Array.from(always.image.data));
+      // A small source is read as it is under 'auto': the same prompt as preShrink false.
+      const small = await model.editImage(sourceImage, 'make it blue', { ...opts, trace: true });
+      const plain = await model.editImage(sourceImage, 'make it blue', { ...opts, trace: true, preShrink: false });
+      expect(Array.from(small.trace!['pixel_values']!.data as Float32Array)).toEqual(Array.from(plain.trace!['pixel_values']!.data as Float32Array));
+    } finally {
+      await model.dispose();
+    }
   });
 });
 
