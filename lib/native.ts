@@ -290,7 +290,7 @@ export interface NativeAddon {
   // A checkpoint's decoder LLM alone (native/binding/language_model.cc): parity checks of a
   // family's LLM and interleaved sequences on one set of weights.
   loadLanguageModel(dir: string, device?: string): Promise<NativeLanguageModel>;
-  // A checkpoint's Qwen2-VL vision tower alone (native/binding/vision_tower.cc).
+  // A checkpoint's Qwen2-VL or Qwen2.5-VL vision tower alone (native/binding/vision_tower.cc).
   loadVisionTower(dir: string, device?: string): Promise<NativeVisionTower>;
   // A VARGPT-v1.1 checkpoint's BSQ VAE alone (native/binding/bsq_vae.cc, tensors under vae_local.).
   loadBsqVae(dir: string, device?: string): Promise<NativeBsqVae>;
@@ -300,7 +300,18 @@ export interface NativeAddon {
 
 export interface NativeVisionTower {
   // patches [N x patch_values] of every image, window-major; grids (t, h, w) per image.
-  encode(patches: Float32Array, grids: Int32Array): Promise<{ patchEmbed: NativeTensor; blockOut: NativeTensor; features: NativeTensor }>;
+  encode(patches: Float32Array, grids: Int32Array): Promise<NativeVisionEncoding>;
+}
+
+export interface NativeVisionEncoding {
+  patchEmbed: NativeTensor; // [N, width], the patches' order
+  blockOut: NativeTensor; // [depth, N, width], in window order for Qwen2.5-VL
+  features: NativeTensor; // [N / merge^2, out width], the patches' order
+  // Qwen2.5-VL only: the merger output in window order, the window permutation of the merged
+  // tokens (i32) and the windows' patch offsets (i64, empty windows dropped).
+  mergerWindowed?: NativeTensor;
+  windowIndex?: NativeTensor;
+  cuWindowSeqlens?: NativeTensor;
 }
 
 export interface NativeConvTowerInfo {

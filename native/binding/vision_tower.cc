@@ -1,7 +1,8 @@
-// loadVisionTower(dir, device) -> Promise<VisionTower>: a checkpoint's Qwen2-VL vision tower alone
-// (vision_config of config.json, tensors under "visual."), for checking it against its reference
-// before the family's pipeline runs it. encode() returns the patch embedding, every block's
-// output and the merger's features. Calls run one at a time, in order.
+// loadVisionTower(dir, device) -> Promise<VisionTower>: a checkpoint's Qwen2-VL or Qwen2.5-VL
+// vision tower alone (vision_config of config.json, tensors under "visual."), for checking it
+// against its reference before the family's pipeline runs it. encode() returns the patch
+// embedding, every block's output and the merger's features; for Qwen2.5-VL also the window
+// layout it used and the merger output before it is put back in order. Calls run one at a time.
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@ struct VisionTowerState {
 
 struct EncodeResult {
   Tensor patch_embed, block_out, features;
+  Tensor merger_windowed, window_index, cu_window_seqlens;  // Qwen2.5-VL only (host, else undefined)
 };
 
 class VisionTowerWrap : public Napi::ObjectWrap<VisionTowerWrap> {
@@ -73,6 +75,12 @@ class VisionTowerWrap : public Napi::ObjectWrap<VisionTowerWrap> {
           Qwen2VlVision::Hooks hooks;
           hooks.patch_embed = [&](const Tensor& t) { r.patch_embed = b.to_host(t); };
           hooks.block_out = [&](int, const Tensor& t) { blocks.push_back(b.to_host(t)); };
+          hooks.merger_windowed = [&](const Tensor& t) { r.merger_windowed = b.to_host(t); };
+          hooks.windows = [&](const VisionWindows& w) {
+            r.window_index = Tensor::from_host(DType::I32, {static_cast<int64_t>(w.index.size())}, w.index.data());
+            r.cu_window_seqlens =
+                Tensor::from_host(DType::I64, {static_cast<int64_t>(w.cu_seqlens.size())}, w.cu_seqlens.data());
+          };
           Tensor features = b.empty(DType::F32, {N / m2, c.out_hidden});
           state->vision->encode(b.upload(Tensor::from_host(DType::F32, {N, values}, patches.data())), grids, features,
                                 hooks);
@@ -88,6 +96,11 @@ class VisionTowerWrap : public Napi::ObjectWrap<VisionTowerWrap> {
           out.Set("patchEmbed", tensor_to_js(env, r.patch_embed));
           out.Set("blockOut", tensor_to_js(env, r.block_out));
           out.Set("features", tensor_to_js(env, r.features));
+          if (r.window_index.defined()) {
+            out.Set("mergerWindowed", tensor_to_js(env, r.merger_windowed));
+            out.Set("windowIndex", tensor_to_js(env, r.window_index));
+            out.Set("cuWindowSeqlens", tensor_to_js(env, r.cu_window_seqlens));
+          }
           return out;
         });
   }
