@@ -27,3 +27,6 @@ export const tinyExpectedDir = path.join(tinyDir, 'expected');
 export const v11Dir = path.join(fixturesDir, 'vargpt-v1.1-tiny');
 export const v11ModelDir = path.join(v11Dir, 'model');
 export const v11ExpectedDir = path.join(v11Dir, 'expected');
+export const blip3oDir = path.join(fixturesDir, 'blip3o-tiny');
+export const blip3oModelDir = path.join(blip3oDir, 'model');
+export const blip3oExpectedDir = path.join(blip3oDir, 'expected');
