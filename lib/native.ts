@@ -449,3 +449,48 @@ export function native(): NativeAddon {
   }
   return cached;
 }
+
+// BLIP3-o's Lumina-Next DiT alone (native/binding/dit.cc, tensors under model.dit.model.), sizes
+// from its tensors.
+export interface NativeBlip3oDitConfig {
+  device: string;
+  dim: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffnHidden: number;
+  inChannels: number;
+  outChannels: number;
+  captionDim: number;
+  tembDim: number;
+}
+
+export interface NativeBlip3oDit {
+  config(): NativeBlip3oDitConfig;
+  // One call on a batch of B rows: x [B, inChannels, g, g], context [B, Q, captionDim], B integer
+  // timesteps. trace returns the intermediate tensors under the fixture's dit_step names.
+  forward(request: {
+    x: Float32Array;
+    timestep: number[] | Int32Array | BigInt64Array;
+    context: Float32Array;
+    trace?: boolean;
+  }): Promise<{ v: NativeTensor; trace?: Record<string, NativeTensor> }>;
+  // The guided flow loop from `noise` [inChannels, g, g], guidance batch [zero context,
+  // queryHidden [Q, captionDim]]; clipFeatures [g*g, inChannels]. shift and trainTimesteps are the
+  // scheduler config's; trace returns the flow.* tensors (every step) and clip_features.
+  sample(request: {
+    queryHidden: Float32Array;
+    noise: Float32Array;
+    steps: number;
+    guidance: number;
+    shift: number;
+    trainTimesteps: number;
+    trace?: boolean;
+  }): Promise<{ clipFeatures: NativeTensor; trace?: Record<string, NativeTensor> }>;
+}
+
+export interface NativeAddon {
+  // A BLIP3-o checkpoint's DiT alone (native/binding/dit.cc).
+  loadBlip3oDit(dir: string, device?: string): Promise<NativeBlip3oDit>;
+}

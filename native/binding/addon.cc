@@ -5,6 +5,7 @@
 
 namespace vargpt::binding {
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+void init_dit(Napi::Env env, Napi::Object exports);  // loadBlip3oDit (dit.cc)
 }  // namespace vargpt::binding
 
 namespace {
@@ -19,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vargpt::binding::init_vision_tower(env, exports);
   vargpt::binding::init_bsq_vae(env, exports);
   vargpt::binding::init_infinity(env, exports);
+  vargpt::binding::init_dit(env, exports);
   return exports;
 }
 }  // namespace
