@@ -4,6 +4,8 @@
 // generation and the reconstruction cases (every stored flow.* tensor and the CLIP features).
 // Tolerance: 4x each tensor's float32-vs-float64 spread from the fixture, never tighter than 1e-5
 // of max|ref|; the schedule's tables and integer timesteps exactly.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import { native, type NativeBlip3oDit, type NativeTensor } from '../../lib/nativ
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
 import { expectClose, reportObserved } from '../helpers/model-fixture.js';
 import { blip3oDir, blip3oExpectedDir, blip3oModelDir } from '../helpers/paths.js';
+import { validF32File } from '../helpers/safetensors-writer.js';
 
 interface CaseJson {
   tensors: Record<string, { shape: number[]; f32_vs_f64?: { rel_err_maxnorm?: number } }>;
@@ -236,6 +239,68 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
     expect(Array.from(f32(traced(r.trace, 'flow.timesteps')))).toEqual(timesteps);
     expect(ints(traced(r.trace, 'flow.t_int'))).toEqual(timesteps.map(Math.trunc));
     expect(traced(r.trace, 'flow.latents').shape).toEqual([steps + 1, ...get(generation, 'flow.noise').shape]);
+  });
+
+  it('grouped-query attention: kv heads shared by consecutive query heads', async () => {
+    // The fixture's DiT is MHA. From its weights build a GQA DiT keeping every other kv head, and an
+    // MHA DiT in which each query head reads a copy of the kv head it shares under GQA (kv head
+    // h / (heads / kv_heads)). The key LayerNorm spans all kv heads; copying each head the same
+    // number of times keeps its mean and variance, so the two must agree.
+    const prefix = 'model.dit.model.';
+    const weights = new Map<string, { shape: number[]; values: Float32Array }>();
+    for (const shard of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+      for (const [name, t] of readSafetensors(path.join(blip3oModelDir, shard))) {
+        if (!name.startsWith(prefix)) continue;
+        expect(t.dtype).toBe('BF16');
+        const values = new Float32Array(t.bytes.length / 2);
+        const bits = new Uint32Array(values.buffer);
+        for (let i = 0; i < values.length; i++) bits[i] = t.bytes.readUInt16LE(2 * i) << 16;
+        weights.set(name, { shape: t.shape, values });
+      }
+    const { heads, headDim, layers } = dit.config();
+    const kvHeads = heads / 2;
+    // Rows (or entries) of the kv heads `order` of a [heads * headDim, ...] tensor.
+    const pick = (t: { shape: number[]; values: Float32Array }, order: number[]) => {
+      const row = t.values.length / t.shape[0]!;
+      const values = new Float32Array(order.length * headDim * row);
+      order.forEach((h, i) => values.set(t.values.subarray(h * headDim * row, (h + 1) * headDim * row), i * headDim * row));
+      return { shape: [order.length * headDim, ...t.shape.slice(1)], values };
+    };
+    const kept = Array.from({ length: kvHeads }, (_, j) => 2 * j);
+    const shared = Array.from({ length: heads }, (_, h) => kept[Math.floor(h / (heads / kvHeads))]!);
+    const dirs: string[] = [];
+    const build = (order: number[]) => {
+      const tensors: Record<string, { shape: number[]; values: Float32Array }> = {};
+      for (const [name, t] of weights) {
+        const kv = /\.attn[12]\.(to_k\.weight|to_v\.weight|norm_k\.weight|norm_k\.bias)$/.test(name);
+        tensors[name] = kv ? pick(t, order) : t;
+      }
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'vargpt-dit-'));
+      dirs.push(dir);
+      writeFileSync(path.join(dir, 'model.safetensors'), validF32File(tensors));
+      return dir;
+    };
+    try {
+      const gqa = await native().loadBlip3oDit(build(kept), 'cpu');
+      const mha = await native().loadBlip3oDit(build(shared), 'cpu');
+      expect(gqa.config()).toMatchObject({ heads, kvHeads, layers });
+      expect(mha.config()).toMatchObject({ heads, kvHeads: heads });
+      const request = {
+        x: asFloat32(get(ditStep, 'x')),
+        timestep: asNumbers(get(ditStep, 'timestep')),
+        context: asFloat32(get(ditStep, 'z_latents')),
+      };
+      const a = f32((await gqa.forward(request)).v);
+      const b = f32((await mha.forward(request)).v);
+      expectClose('GQA vs repeated-kv MHA v', a, b, 1e-5);
+      // The reduction changed the model, so the agreement above is not the fixture's DiT twice.
+      let moved = 0;
+      const ref = asFloat32(get(ditStep, 'v'));
+      for (let i = 0; i < ref.length; i++) moved = Math.max(moved, Math.abs(a[i]! - ref[i]!));
+      expect(moved).toBeGreaterThan(1e-2);
+    } finally {
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects bad input with clear errors and stays usable', async () => {
