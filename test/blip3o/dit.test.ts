@@ -82,6 +82,18 @@ function rows(t: NativeTensor, indices: number[]): Float32Array {
   return out;
 }
 
+// The stage-1 request of a recorded run (prefix '' for the prompt, 'neg.' for the " " negative).
+function sampleRequest(c: Case, prefix: string, steps = get(c, `${prefix}flow.timesteps`).shape[0]!) {
+  return {
+    queryHidden: asFloat32(get(c, `${prefix}query_hidden`)),
+    noise: asFloat32(get(c, `${prefix}flow.noise`)),
+    steps,
+    guidance: FLOW_GUIDANCE,
+    shift: scheduler.shift,
+    trainTimesteps: scheduler.num_train_timesteps,
+  };
+}
+
 describe('BLIP3-o DiT and flow sampler against the fixture', () => {
   let dit: NativeBlip3oDit;
   beforeAll(async () => {
@@ -133,15 +145,7 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
   async function checkFlow(c: Case, prefix: string): Promise<void> {
     const p = (n: string) => `${prefix}${n}`;
     const timesteps = get(c, p('flow.timesteps'));
-    const r = await dit.sample({
-      queryHidden: asFloat32(get(c, p('query_hidden'))),
-      noise: asFloat32(get(c, p('flow.noise'))),
-      steps: timesteps.shape[0]!,
-      guidance: FLOW_GUIDANCE,
-      shift: scheduler.shift,
-      trainTimesteps: scheduler.num_train_timesteps,
-      trace: true,
-    });
+    const r = await dit.sample({ ...sampleRequest(c, prefix), trace: true });
     const label = `${c.name}.${prefix}`;
     const tr = r.trace;
     expect(Array.from(f32(traced(tr, 'flow.sigmas')))).toEqual(Array.from(asFloat32(get(c, p('flow.sigmas')))));
@@ -193,15 +197,7 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
   });
 
   it('the step-0 velocities of the loop are the single call\'s', async () => {
-    const r = await dit.sample({
-      queryHidden: asFloat32(get(generation, 'query_hidden')),
-      noise: asFloat32(get(generation, 'flow.noise')),
-      steps: 30,
-      guidance: FLOW_GUIDANCE,
-      shift: scheduler.shift,
-      trainTimesteps: scheduler.num_train_timesteps,
-      trace: true,
-    });
+    const r = await dit.sample({ ...sampleRequest(generation, ''), trace: true });
     const single = await dit.forward({
       x: asFloat32(get(ditStep, 'x')),
       timestep: asNumbers(get(ditStep, 'timestep')),
@@ -218,15 +214,7 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
     // operation rounded to f32; timesteps = f32(sigma * num_train_timesteps), truncated for the DiT.
     const steps = 4;
     const shift = 3;
-    const r = await dit.sample({
-      queryHidden: asFloat32(get(generation, 'query_hidden')),
-      noise: asFloat32(get(generation, 'flow.noise')),
-      steps,
-      guidance: FLOW_GUIDANCE,
-      shift,
-      trainTimesteps: scheduler.num_train_timesteps,
-      trace: true,
-    });
+    const r = await dit.sample({ ...sampleRequest(generation, '', steps), shift, trace: true });
     const f = Math.fround;
     const sigmas: number[] = [];
     for (let i = 0; i < steps; i++) {
@@ -318,14 +306,7 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
     await expect(dit.forward({ x, timestep: [1000], context })).rejects.toThrow(/not a square grid/);
     await expect(dit.forward({ x, timestep: [1.5, 2], context })).rejects.toThrow(/timestep\[0\] must be an integer/);
     await expect(dit.forward({ x, timestep, context: [] as unknown as Float32Array })).rejects.toThrow(/context must be a Float32Array/);
-    const sampleReq = {
-      queryHidden: asFloat32(get(generation, 'query_hidden')),
-      noise: asFloat32(get(generation, 'flow.noise')),
-      steps: 2,
-      guidance: FLOW_GUIDANCE,
-      shift: scheduler.shift,
-      trainTimesteps: scheduler.num_train_timesteps,
-    };
+    const sampleReq = sampleRequest(generation, '', 2);
     await expect(dit.sample({ ...sampleReq, queryHidden: narrow.subarray(0, Q * (H - 1)) })).rejects.toThrow(
       new RegExp(`queryHidden has ${Q * (H - 1)} values, expected Q x ${H}`),
     );
