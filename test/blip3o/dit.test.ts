@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { native, type NativeBlip3oDit, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
 import { expectClose, reportObserved } from '../helpers/model-fixture.js';
-import { blip3oDir, blip3oExpectedDir, blip3oModelDir } from '../helpers/paths.js';
+import { blip3oDir, blip3oExpectedDir, blip3oModelDir, v11ModelDir } from '../helpers/paths.js';
 import { validF32File } from '../helpers/safetensors-writer.js';
 
 interface CaseJson {
@@ -312,6 +312,8 @@ describe('BLIP3-o DiT and flow sampler against the fixture', () => {
     );
     await expect(dit.sample({ ...sampleReq, steps: 0 })).rejects.toThrow(/steps must be 1 to 100000, got 0/);
     await expect(dit.sample({ ...sampleReq, shift: 0 })).rejects.toThrow(/shift must be a positive number, got 0/);
+    // A checkpoint without a DiT names the first tensor it looked for.
+    await expect(native().loadBlip3oDit(v11ModelDir, 'cpu')).rejects.toThrow(/model\.dit\.model\.patch_embedder\.proj\.weight/);
     // Still usable: the same call as above matches the fixture.
     const r = await dit.forward({ x, timestep, context });
     expectClose('dit_step.v (after errors)', f32(r.v), asFloat32(get(c, 'v')), tolerance(c, 'v'));
