@@ -5,7 +5,6 @@
 
 namespace vargpt::binding {
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
-void init_dit(Napi::Env env, Napi::Object exports);  // loadBlip3oDit (dit.cc)
 }  // namespace vargpt::binding
 
 namespace {

@@ -18,6 +18,7 @@ struct AddonData {
   Napi::FunctionReference language_model_class, sequence_class, vision_tower_class,
       bsq_vae_class;
   Napi::FunctionReference infinity_class, infinity_cache_class;
+  Napi::FunctionReference dit_class;
 };
 AddonData& addon_data(Napi::Env env);
 
@@ -30,6 +31,7 @@ void init_language_model(Napi::Env env, Napi::Object exports);  // loadLanguageM
 void init_vision_tower(Napi::Env env, Napi::Object exports);    // loadVisionTower (vision_tower.cc)
 void init_bsq_vae(Napi::Env env, Napi::Object exports);         // loadBsqVae (bsq_vae.cc)
 void init_infinity(Napi::Env env, Napi::Object exports);        // loadInfinity (infinity.cc)
+void init_dit(Napi::Env env, Napi::Object exports);             // loadBlip3oDit (dit.cc)
 
 // Parses "f32" / "bf16" / ... (the names TypeScript uses).
 DType parse_dtype(const Napi::Value& value, const char* what);

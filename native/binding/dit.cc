@@ -32,11 +32,7 @@ struct DitResult {
   Trace trace;
 };
 
-// The wrapper class of this environment. Each Node environment runs on its own thread, so a
-// thread-local reference is per environment; it is dropped when the environment shuts down.
-thread_local Napi::FunctionReference* dit_class = nullptr;
-
-Napi::FunctionReference& dit_class_of(Napi::Env) { return *dit_class; }
+Napi::FunctionReference& dit_class_of(Napi::Env env) { return addon_data(env).dit_class; }
 
 std::vector<float> floats(const Napi::Object& o, const char* key, const char* what) {
   const Napi::Value v = o.Get(key);
@@ -283,11 +279,7 @@ Napi::Value load_dit(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void init_dit(Napi::Env env, Napi::Object exports) {
-  dit_class = new Napi::FunctionReference(Napi::Persistent(DitWrap::define(env)));
-  env.AddCleanupHook([]() {
-    delete dit_class;
-    dit_class = nullptr;
-  });
+  addon_data(env).dit_class = Napi::Persistent(DitWrap::define(env));
   exports.Set("loadBlip3oDit", Napi::Function::New(env, load_dit));
 }
 
