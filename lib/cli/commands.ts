@@ -12,8 +12,8 @@ import type { Device, ImageReply } from '../model.js';
 import { loadModel } from '../model.js';
 import type { VargptModel } from '../model.js';
 import type { GenerateImageOptions } from '../options.js';
-import { synthesize } from '../synth.js';
-import type { SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
+import type { Blip3oPresetName, SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
+import { FAMILY_DEFAULT_DTYPE, synthesize } from '../synth.js';
 import { defaultModelDir, ensureDefaultModel } from './default-model.js';
 import { formatBytes, progressBar } from './progress.js';
 import type { Progress } from './progress.js';
@@ -249,9 +249,10 @@ export async function synthCommand(options: SynthCommandOptions, io: Io): Promis
   if (family !== 'vargpt-v1' && options.varDepth !== undefined) throw new InputError(`--var-depth applies to --family vargpt-v1 only, not ${family}`);
   const bar = progressBar('writing', 1, { enabled: !options.json, unit: 'bytes' });
   const t0 = performance.now();
+  const dtype = options.dtype ?? FAMILY_DEFAULT_DTYPE[family];
   const common = {
     out: options.out,
-    dtype: options.dtype ?? 'f32',
+    dtype,
     seed: options.seed ?? 0,
     maxShardBytes: options.maxShardBytes,
     overwrite: options.force ?? false,
@@ -262,7 +263,9 @@ export async function synthCommand(options: SynthCommandOptions, io: Io): Promis
   const request: SynthesizeOptions =
     family === 'vargpt-v1.1'
       ? { ...common, family, preset: options.preset as V11PresetName }
-      : { ...common, family, preset: options.preset, varDepth: options.varDepth };
+      : family === 'blip3o'
+        ? { ...common, family, preset: options.preset as Blip3oPresetName }
+        : { ...common, family, preset: options.preset, varDepth: options.varDepth };
   let result;
   try {
     result = await synthesize(request);
@@ -271,10 +274,10 @@ export async function synthCommand(options: SynthCommandOptions, io: Io): Promis
   }
   const seconds = (performance.now() - t0) / 1000;
   if (options.json) {
-    io.out(`${JSON.stringify({ ...result, dtype: options.dtype ?? 'f32', seed: options.seed ?? 0, seconds })}\n`);
+    io.out(`${JSON.stringify({ ...result, dtype, seed: options.seed ?? 0, seconds })}\n`);
   } else {
     const params = result.parameters >= 1e9 ? `${(result.parameters / 1e9).toFixed(2)}B` : `${(result.parameters / 1e6).toFixed(1)}M`;
     io.out(`${result.dir}\n`);
-    io.err(`vargpt: ${params} parameters, ${result.tensors} tensors, ${formatBytes(result.bytes)} (${options.dtype ?? 'f32'}) in ${seconds.toFixed(1)} s\n`);
+    io.err(`vargpt: ${params} parameters, ${result.tensors} tensors, ${formatBytes(result.bytes)} (${dtype}) in ${seconds.toFixed(1)} s\n`);
   }
 }

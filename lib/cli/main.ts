@@ -159,20 +159,20 @@ program
 
 program
   .command('synth')
-  .description('write a random-weight checkpoint of a VARGPT family in the released layout')
+  .description('write a random-weight checkpoint of a model family in the released layout')
   .addOption(new Option('--family <family>', 'model family').choices(SYNTH_FAMILIES).default('vargpt-v1'))
   .requiredOption(
     '--preset <preset>',
-    `vargpt-v1: ${FAMILY_PRESET_NAMES['vargpt-v1'].join(', ')} or a config.json path; vargpt-v1.1: ${FAMILY_PRESET_NAMES['vargpt-v1.1'].join(', ')}`,
+    `vargpt-v1: ${FAMILY_PRESET_NAMES['vargpt-v1'].join(', ')} or a config.json path; vargpt-v1.1: ${FAMILY_PRESET_NAMES['vargpt-v1.1'].join(', ')}; blip3o: ${FAMILY_PRESET_NAMES.blip3o.join(', ')}`,
   )
   .requiredOption('--out <dir>', 'output folder (must be empty or absent)')
-  .addOption(new Option('--dtype <dtype>', 'stored dtype').choices(['f32', 'bf16', 'f16']).default('f32'))
+  .addOption(new Option('--dtype <dtype>', 'stored dtype (default: f32; bf16 for blip3o, as released)').choices(['f32', 'bf16', 'f16']))
   .option('--seed <n>', 'random seed', integer(0), 0)
   .option('--var-depth <n>', 'VAR depth override (width 64*depth; vargpt-v1 only)', integer(1))
-  .option('--max-shard-size <bytes>', 'shard above this many bytes (default 2e9)', integer(1))
+  .option('--max-shard-size <bytes>', 'shard above this many bytes (default 2e9; blip3o 5e9, its tiny preset 5e6)', integer(1))
   .option('-f, --force', 'replace a non-empty output folder')
   .option('--json', 'print JSON')
-  .action((options: SynthCommandOptions & { dtype: SynthDType; family: SynthFamily; maxShardSize?: number }) =>
+  .action((options: SynthCommandOptions & { dtype?: SynthDType; family: SynthFamily; maxShardSize?: number }) =>
     run((io) => synthCommand({ ...options, maxShardBytes: options.maxShardSize }, io)),
   );
 

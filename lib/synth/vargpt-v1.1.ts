@@ -178,8 +178,8 @@ function addVision(l: TensorLayout, s: QwenVisionSizes, llmHidden: number): void
   l.linear('visual.merger.mlp.2', llmHidden, merged);
 }
 
-// Qwen2: q/k/v with bias, o_proj without, untied lm_head (spec §2.2).
-function addLlm(l: TensorLayout, s: QwenLlmSizes): void {
+// Qwen2's text model: q/k/v with bias, o_proj and the MLP without. BLIP3-o's Qwen2.5 has the same.
+export function addQwen2TextModel(l: TensorLayout, s: LlmSizes): void {
   const headDim = s.hidden / s.heads;
   l.add('model.embed_tokens.weight', [s.vocab, s.hidden], EMBED);
   for (let i = 0; i < s.layers; i++) {
@@ -195,6 +195,11 @@ function addLlm(l: TensorLayout, s: QwenLlmSizes): void {
     l.linear(`${b}.mlp.down_proj`, s.hidden, s.intermediate, { bias: false, residualLayers: s.layers });
   }
   l.norm('model.norm', s.hidden, false);
+}
+
+// VARGPT-v1.1 unties lm_head (spec §2.2).
+function addLlm(l: TensorLayout, s: QwenLlmSizes): void {
+  addQwen2TextModel(l, s);
   l.linear('lm_head', s.vocab, s.hidden, { bias: false });
 }
 

@@ -187,7 +187,7 @@ describe('synthesize vargpt-v1.1: bad input', () => {
   it('rejects an unknown family or preset clearly and writes nothing', async () => {
     const out = path.join(work, 'never');
     await expect(synthesize({ family: 'vargpt-v2', preset: 'tiny', out } as unknown as SynthesizeOptions)).rejects.toThrow(
-      /family must be vargpt-v1 or vargpt-v1\.1, got "vargpt-v2"/,
+      /family must be vargpt-v1, vargpt-v1\.1 or blip3o, got "vargpt-v2"/,
     );
     await expect(synthesize({ family: 'vargpt-v1.1', preset: 'huge', out } as unknown as SynthesizeOptions)).rejects.toThrow(
       /preset "huge" is not a vargpt-v1\.1 preset \(tiny, small, medium, full\)/,
