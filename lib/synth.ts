@@ -12,7 +12,7 @@ import path from 'node:path';
 import { readJsonFile } from './checkpoint-config.js';
 import type { JsonObject } from './checkpoint-config.js';
 import { InputError, throwIfAborted } from './errors.js';
-import { checkDitAgainstConfig, ditSizesFromShapes, parseBlip3oConfig } from './families/blip3o-config.js';
+import { checkDecoderAgainstConfig, checkDitAgainstConfig, ditSizesFromShapes, parseBlip3oConfig, parseUnetConfig, parseVaeConfig } from './families/blip3o-config.js';
 import { parseModelConfig } from './families/vargpt-v1.js';
 import {
   chatTemplateJson,
@@ -296,8 +296,12 @@ function blip3oSizes(options: SynthesizeBlip3oOptions): Blip3oSizes {
 function planBlip3o(sizes: Blip3oSizes, preset: Blip3oPresetName, dtype: SynthDType): Plan {
   const layouts = blip3oLayouts(sizes);
   const config = blip3oModelConfigJson(sizes, dtype);
+  const unetConfig = unetConfigJson(sizes.unet);
+  const vaeConfig = vaeConfigJson(sizes.vae);
   // What is written must be what the family's loader accepts.
-  checkDitAgainstConfig(ditSizesFromShapes(new Map(layouts.model.map((s) => [s.name, s.shape])), 'synthesize'), parseBlip3oConfig(config, 'synthesize: config.json'), 'synthesize');
+  const parsed = parseBlip3oConfig(config, 'synthesize: config.json');
+  checkDitAgainstConfig(ditSizesFromShapes(new Map(layouts.model.map((s) => [s.name, s.shape])), 'synthesize'), parsed, 'synthesize');
+  checkDecoderAgainstConfig(parseUnetConfig(unetConfig, 'synthesize: unet config'), parseVaeConfig(vaeConfig, 'synthesize: vae config'), parsed, 'synthesize');
   const decoder = 'diffusion-decoder';
   const weights = diffusersWeightsFile(dtype);
   const files = async (): Promise<PlanFile[]> => {
@@ -315,8 +319,8 @@ function planBlip3o(sizes: Blip3oSizes, preset: Blip3oPresetName, dtype: SynthDT
       { name: 'preprocessor_config.json', json: blip3oPreprocessorConfigJson(sizes) },
       { name: `${decoder}/model_index.json`, json: modelIndexJson() },
       { name: `${decoder}/scheduler/scheduler_config.json`, json: eulerSchedulerJson() },
-      { name: `${decoder}/unet/config.json`, json: unetConfigJson(sizes.unet) },
-      { name: `${decoder}/vae/config.json`, json: vaeConfigJson(sizes.vae) },
+      { name: `${decoder}/unet/config.json`, json: unetConfig },
+      { name: `${decoder}/vae/config.json`, json: vaeConfig },
     ];
   };
   return {

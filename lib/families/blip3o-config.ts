@@ -213,3 +213,151 @@ export function checkDitAgainstConfig(dit: Blip3oDitSizes, config: Blip3oModelCo
     throw new CheckpointError(`${where}: the DiT maps ${dit.inChannels} to ${dit.outChannels} channels, but gen_hidden_size is ${config.genHiddenSize}`);
   }
 }
+
+// diffusion-decoder/unet/config.json: diffusers' UNet2DConditionModel as BLIP3-o's decoder uses it
+// (cross-attention on the CLIP features, SDXL's "text_time" added embedding of their mean and six
+// size numbers).
+export interface Blip3oUnetConfig {
+  inChannels: number;
+  outChannels: number;
+  sampleSize: number;
+  blockOutChannels: number[];
+  downBlockTypes: string[];
+  upBlockTypes: string[];
+  layersPerBlock: number;
+  transformerLayersPerBlock: number[];
+  heads: number[];
+  crossAttentionDim: number;
+  additionTimeEmbedDim: number;
+  projectionInputDim: number;
+  normGroups: number;
+  normEps: number;
+  flipSinToCos: boolean;
+  freqShift: number;
+}
+
+// diffusion-decoder/vae/config.json: diffusers' AutoencoderKL.
+export interface Blip3oVaeConfig {
+  blockOutChannels: number[];
+  layersPerBlock: number;
+  latentChannels: number;
+  outChannels: number;
+  normGroups: number;
+  scalingFactor: number;
+  shiftFactor: number | null;
+  usePostQuantConv: boolean;
+  midBlockAttention: boolean;
+}
+
+// SDXL's time_ids: original size, crop corner, target size.
+export const UNET_TIME_IDS = 6;
+
+const DOWN_TYPES = ['DownBlock2D', 'CrossAttnDownBlock2D'];
+const UP_TYPES = ['UpBlock2D', 'CrossAttnUpBlock2D'];
+
+// A per-level entry written as one number or as a list of one per level.
+function perLevel(r: Reader, key: string, levels: number): number[] {
+  const value = r.object[key];
+  if (typeof value === 'number') return Array.from({ length: levels }, () => r.int(key, { min: 1 }));
+  const list = intList(r, key, 1);
+  if (list.length !== levels) throw new CheckpointError(`${r.file}: "${key}" lists ${list.length} entries for ${levels} blocks`);
+  return list;
+}
+
+function stringList(r: Reader, key: string, allowed: readonly string[], levels: number): string[] {
+  const value = r.object[key];
+  if (!Array.isArray(value) || value.length !== levels || !value.every((v) => typeof v === 'string' && allowed.includes(v))) {
+    throw new CheckpointError(`${r.file}: "${key}" must list ${levels} of ${allowed.join(', ')}`);
+  }
+  return value as string[];
+}
+
+export function parseUnetConfig(raw: JsonObject, file = 'diffusion-decoder/unet/config.json'): Blip3oUnetConfig {
+  const r = new Reader(file, raw);
+  const className = r.optionalString('_class_name');
+  if (className !== null && className !== 'UNet2DConditionModel') throw new CheckpointError(`${file}: _class_name is "${className}", expected "UNet2DConditionModel"`);
+  const blockOutChannels = intList(r, 'block_out_channels', 1);
+  const levels = blockOutChannels.length;
+  if (levels === 0) throw new CheckpointError(`${file}: "block_out_channels" is empty`);
+  const downBlockTypes = stringList(r, 'down_block_types', DOWN_TYPES, levels);
+  const upBlockTypes = stringList(r, 'up_block_types', UP_TYPES, levels);
+  downBlockTypes.forEach((t, i) => {
+    const mirror = upBlockTypes[levels - 1 - i];
+    if ((t === 'CrossAttnDownBlock2D') !== (mirror === 'CrossAttnUpBlock2D')) throw new CheckpointError(`${file}: up block ${levels - 1 - i} (${mirror}) does not mirror down block ${i} (${t})`);
+  });
+  const embedType = r.optionalString('addition_embed_type');
+  if (embedType !== 'text_time') throw new CheckpointError(`${file}: addition_embed_type is ${JSON.stringify(embedType)}; BLIP3-o's decoder uses "text_time"`);
+  for (const key of ['class_embed_type', 'encoder_hid_dim_type', 'time_cond_proj_dim', 'num_class_embeds']) {
+    if (r.has(key)) throw new CheckpointError(`${file}: "${key}" is set; BLIP3-o's decoder has none`);
+  }
+  const timeEmbedding = r.optionalString('time_embedding_type') ?? 'positional';
+  if (timeEmbedding !== 'positional') throw new CheckpointError(`${file}: time_embedding_type "${timeEmbedding}" is not supported (positional)`);
+  // diffusers' naming quirk: attention_head_dim counts heads when num_attention_heads is unset.
+  const heads = perLevel(r, r.has('num_attention_heads') ? 'num_attention_heads' : 'attention_head_dim', levels);
+  heads.forEach((h, i) => {
+    if ((blockOutChannels[i] as number) % h !== 0) throw new CheckpointError(`${file}: block ${i} has ${blockOutChannels[i]} channels, not a multiple of its ${h} heads`);
+  });
+  const crossAttentionDim = r.int('cross_attention_dim', { min: 1 });
+  const additionTimeEmbedDim = r.int('addition_time_embed_dim', { min: 1 });
+  const projectionInputDim = r.int('projection_class_embeddings_input_dim', { min: 1 });
+  // The pooled input is the mean of the cross-attention tokens plus six embedded size numbers.
+  if (projectionInputDim !== crossAttentionDim + UNET_TIME_IDS * additionTimeEmbedDim) {
+    throw new CheckpointError(`${file}: projection_class_embeddings_input_dim ${projectionInputDim} is not cross_attention_dim + ${UNET_TIME_IDS} * addition_time_embed_dim = ${crossAttentionDim + UNET_TIME_IDS * additionTimeEmbedDim}`);
+  }
+  const normGroups = r.int('norm_num_groups', { min: 1, fallback: 32 });
+  const bad = blockOutChannels.find((c) => c % normGroups !== 0);
+  if (bad !== undefined) throw new CheckpointError(`${file}: ${bad} channels are not a multiple of norm_num_groups ${normGroups}`);
+  if (!r.bool('use_linear_projection', false)) throw new CheckpointError(`${file}: use_linear_projection is false; BLIP3-o's decoder projects with linear layers`);
+  return {
+    inChannels: r.int('in_channels', { min: 1 }),
+    outChannels: r.int('out_channels', { min: 1 }),
+    sampleSize: r.int('sample_size', { min: 1 }),
+    blockOutChannels,
+    downBlockTypes,
+    upBlockTypes,
+    layersPerBlock: r.int('layers_per_block', { min: 1 }),
+    transformerLayersPerBlock: perLevel(r, 'transformer_layers_per_block', levels),
+    heads,
+    crossAttentionDim,
+    additionTimeEmbedDim,
+    projectionInputDim,
+    normGroups,
+    normEps: r.number('norm_eps', 1e-5),
+    flipSinToCos: r.bool('flip_sin_to_cos', true),
+    freqShift: r.number('freq_shift', 0),
+  };
+}
+
+export function parseVaeConfig(raw: JsonObject, file = 'diffusion-decoder/vae/config.json'): Blip3oVaeConfig {
+  const r = new Reader(file, raw);
+  const className = r.optionalString('_class_name');
+  if (className !== null && className !== 'AutoencoderKL') throw new CheckpointError(`${file}: _class_name is "${className}", expected "AutoencoderKL"`);
+  const blockOutChannels = intList(r, 'block_out_channels', 1);
+  if (blockOutChannels.length === 0) throw new CheckpointError(`${file}: "block_out_channels" is empty`);
+  const normGroups = r.int('norm_num_groups', { min: 1, fallback: 32 });
+  const bad = blockOutChannels.find((c) => c % normGroups !== 0);
+  if (bad !== undefined) throw new CheckpointError(`${file}: ${bad} channels are not a multiple of norm_num_groups ${normGroups}`);
+  const scalingFactor = r.number('scaling_factor');
+  if (!(scalingFactor > 0)) throw new CheckpointError(`${file}: scaling_factor must be positive, got ${scalingFactor}`);
+  return {
+    blockOutChannels,
+    layersPerBlock: r.int('layers_per_block', { min: 1 }),
+    latentChannels: r.int('latent_channels', { min: 1 }),
+    outChannels: r.int('out_channels', { min: 1, fallback: 3 }),
+    normGroups,
+    scalingFactor,
+    shiftFactor: r.has('shift_factor') ? r.number('shift_factor') : null,
+    usePostQuantConv: r.bool('use_post_quant_conv', true),
+    midBlockAttention: r.bool('mid_block_add_attention', true),
+  };
+}
+
+// The decoder against the rest: the UNet attends to the DiT's CLIP features and denoises the VAE's latents.
+export function checkDecoderAgainstConfig(unet: Blip3oUnetConfig, vae: Blip3oVaeConfig, config: Blip3oModelConfig, where = 'diffusion-decoder'): void {
+  if (unet.crossAttentionDim !== config.genHiddenSize) {
+    throw new CheckpointError(`${where}: the UNet's cross_attention_dim ${unet.crossAttentionDim} differs from gen_hidden_size ${config.genHiddenSize}`);
+  }
+  if (unet.inChannels !== vae.latentChannels || unet.outChannels !== vae.latentChannels) {
+    throw new CheckpointError(`${where}: the UNet maps ${unet.inChannels} to ${unet.outChannels} channels, but the VAE's latents have ${vae.latentChannels}`);
+  }
+}
