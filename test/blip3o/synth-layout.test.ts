@@ -8,7 +8,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import type { JsonObject } from '../../lib/checkpoint-config.js';
-import { checkDitAgainstConfig, ditSizesFromShapes, parseBlip3oConfig } from '../../lib/families/blip3o-config.js';
+import { checkDecoderAgainstConfig, checkDitAgainstConfig, ditSizesFromShapes, parseBlip3oConfig, parseUnetConfig, parseVaeConfig } from '../../lib/families/blip3o-config.js';
+import { blip3oModelConfigJson, unetConfigJson, vaeConfigJson } from '../../lib/synth/blip3o-files.js';
 import {
   BLIP3O_PRESET_NAMES,
   BLIP3O_PRESETS,
@@ -33,6 +34,8 @@ interface Manifest {
     n_query: number;
     dit: { in_channels: number; dim: number; n_layers: number; n_heads: number; n_kv_heads: number; head_dim: number; ffn_hidden: number; temb_dim: number; caption_dim: number };
     dit_release_defaults: { dim: number; n_layers: number; n_heads: number; n_kv_heads: number; in_channels: number };
+    unet: JsonObject & { block_out_channels: number[]; layers_per_block: number; transformer_layers_per_block: number[]; attention_head_dim: number[]; cross_attention_dim: number; addition_time_embed_dim: number; projection_class_embeddings_input_dim: number; in_channels: number; out_channels: number; sample_size: number; norm_num_groups: number; norm_eps: number };
+    vae: JsonObject & { block_out_channels: number[]; layers_per_block: number; latent_channels: number; out_channels: number; norm_num_groups: number; scaling_factor: number };
   };
   checkpoint: { num_tensors: number; num_elements: number; key_groups: Record<string, number> };
 }
@@ -159,6 +162,126 @@ describe('BLIP3-o synthesis layout', () => {
     expect(() => ditSizesFromShapes(new Map(), 'ckpt')).toThrow(/no DiT layers/);
     const config = parseBlip3oConfig({ ...fixtureConfig, hidden_size: 96, num_attention_heads: 8, vision_config: { ...(fixtureConfig['vision_config'] as JsonObject), out_hidden_size: 96 } });
     expect(() => checkDitAgainstConfig(ditSizesFromShapes(shapes), config)).toThrow(/caption projection takes width 48, but the LLM's hidden_size is 96/);
+  });
+
+  it("parses the fixture's UNet and VAE configs to the manifest's sizes, and each preset's configs back to the preset", () => {
+    const unetRaw = readJson<JsonObject>(path.join(decoderDir, 'unet', 'config.json'));
+    const vaeRaw = readJson<JsonObject>(path.join(decoderDir, 'vae', 'config.json'));
+    const { unet, vae } = manifest.configuration;
+    const parsedUnet = parseUnetConfig(unetRaw);
+    expect(parsedUnet).toEqual({
+      inChannels: unet.in_channels,
+      outChannels: unet.out_channels,
+      sampleSize: unet.sample_size,
+      blockOutChannels: unet.block_out_channels,
+      downBlockTypes: unet['down_block_types'],
+      upBlockTypes: unet['up_block_types'],
+      layersPerBlock: unet.layers_per_block,
+      transformerLayersPerBlock: unet.transformer_layers_per_block,
+      heads: unet.attention_head_dim,
+      crossAttentionDim: unet.cross_attention_dim,
+      additionTimeEmbedDim: unet.addition_time_embed_dim,
+      projectionInputDim: unet.projection_class_embeddings_input_dim,
+      normGroups: unet.norm_num_groups,
+      normEps: unet.norm_eps,
+      flipSinToCos: unet['flip_sin_to_cos'],
+      freqShift: unet['freq_shift'],
+    });
+    const parsedVae = parseVaeConfig(vaeRaw);
+    expect(parsedVae).toEqual({
+      blockOutChannels: vae.block_out_channels,
+      layersPerBlock: vae.layers_per_block,
+      latentChannels: vae.latent_channels,
+      outChannels: vae.out_channels,
+      normGroups: vae.norm_num_groups,
+      scalingFactor: vae.scaling_factor,
+      shiftFactor: null,
+      usePostQuantConv: true,
+      midBlockAttention: true,
+    });
+    checkDecoderAgainstConfig(parsedUnet, parsedVae, parseBlip3oConfig(fixtureConfig));
+    for (const name of BLIP3O_PRESET_NAMES) {
+      const sizes = BLIP3O_PRESETS[name];
+      const config = parseBlip3oConfig(blip3oModelConfigJson(sizes, 'bf16'));
+      const u = parseUnetConfig(unetConfigJson(sizes.unet));
+      const v = parseVaeConfig(vaeConfigJson(sizes.vae));
+      expect({ name, llm: config.text, vit: config.vision, nQuery: config.nQuery }).toEqual({
+        name,
+        llm: {
+          hiddenSize: sizes.llm.hidden,
+          layers: sizes.llm.layers,
+          heads: sizes.llm.heads,
+          kvHeads: sizes.llm.kvHeads,
+          headDim: sizes.llm.hidden / sizes.llm.heads,
+          intermediateSize: sizes.llm.intermediate,
+          vocabSize: sizes.llm.vocab,
+          maxPositions: sizes.llm.maxPositions,
+          rmsNormEps: 1e-6,
+          ropeTheta: 1e6,
+          mropeSection: sizes.llm.mropeSection,
+          tiedEmbeddings: sizes.llm.tied,
+        },
+        vit: {
+          depth: sizes.vision.depth,
+          hiddenSize: sizes.vision.hidden,
+          heads: sizes.vision.heads,
+          intermediateSize: sizes.vision.intermediate,
+          outHiddenSize: sizes.llm.hidden,
+          fullAttentionBlocks: sizes.vision.fullAttentionBlocks,
+          windowSize: sizes.vision.windowSize,
+          patchSize: sizes.vision.patchSize,
+          mergeSize: sizes.vision.mergeSize,
+          temporalPatchSize: sizes.vision.temporalPatchSize,
+        },
+        nQuery: sizes.nQuery,
+      });
+      expect({ name, u: { ...u, downBlockTypes: undefined, upBlockTypes: undefined, normEps: undefined, flipSinToCos: undefined, freqShift: undefined } }).toEqual({
+        name,
+        u: {
+          inChannels: sizes.unet.inChannels,
+          outChannels: sizes.unet.inChannels,
+          sampleSize: sizes.unet.sampleSize,
+          blockOutChannels: sizes.unet.blockOutChannels,
+          layersPerBlock: sizes.unet.layersPerBlock,
+          transformerLayersPerBlock: sizes.unet.transformerLayersPerBlock,
+          heads: sizes.unet.attentionHeads,
+          crossAttentionDim: 1792,
+          additionTimeEmbedDim: sizes.unet.additionTimeEmbedDim,
+          projectionInputDim: 1792 + 6 * sizes.unet.additionTimeEmbedDim,
+          normGroups: 32,
+        },
+      });
+      expect({ name, v }).toMatchObject({ name, v: { blockOutChannels: sizes.vae.blockOutChannels, layersPerBlock: sizes.vae.layersPerBlock, latentChannels: sizes.vae.latentChannels, scalingFactor: sizes.vae.scalingFactor } });
+    }
+    // The releases' decoder: SDXL's head_dim 64 at every level.
+    const sdxl = parseUnetConfig(unetConfigJson(BLIP3O_PRESETS['8b'].unet));
+    expect(sdxl.blockOutChannels.map((c, i) => c / sdxl.heads[i]!)).toEqual([64, 64, 64]);
+    expect(sdxl.projectionInputDim).toBe(3328);
+  });
+
+  it('rejects decoder configs the runtime could not run, naming the field', () => {
+    const unetRaw = readJson<JsonObject>(path.join(decoderDir, 'unet', 'config.json'));
+    const vaeRaw = readJson<JsonObject>(path.join(decoderDir, 'vae', 'config.json'));
+    const unet = (change: JsonObject) => () => parseUnetConfig({ ...unetRaw, ...change }, 'u.json');
+    expect(unet({ addition_embed_type: null })).toThrow(/u\.json: addition_embed_type is null; BLIP3-o's decoder uses "text_time"/);
+    expect(unet({ projection_class_embeddings_input_dim: 2816 })).toThrow(/2816 is not cross_attention_dim \+ 6 \* addition_time_embed_dim = 1888/);
+    expect(unet({ attention_head_dim: [2, 4] })).toThrow(/"attention_head_dim" lists 2 entries for 3 blocks/);
+    expect(unet({ attention_head_dim: [2, 5, 4] })).toThrow(/block 1 has 64 channels, not a multiple of its 5 heads/);
+    expect(unet({ up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'] })).toThrow(/up block 0 \(UpBlock2D\) does not mirror down block 2 \(CrossAttnDownBlock2D\)/);
+    expect(unet({ down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'AttnDownBlock2D'] })).toThrow(/"down_block_types" must list 3 of DownBlock2D, CrossAttnDownBlock2D/);
+    expect(unet({ use_linear_projection: false })).toThrow(/use_linear_projection is false/);
+    expect(unet({ class_embed_type: 'timestep' })).toThrow(/"class_embed_type" is set/);
+    expect(unet({ _class_name: 'UNet2DModel' })).toThrow(/_class_name is "UNet2DModel", expected "UNet2DConditionModel"/);
+    // A single number stands for every level.
+    expect(parseUnetConfig({ ...unetRaw, transformer_layers_per_block: 1 }).transformerLayersPerBlock).toEqual([1, 1, 1]);
+    const vae = (change: JsonObject) => () => parseVaeConfig({ ...vaeRaw, ...change }, 'v.json');
+    expect(vae({ scaling_factor: 0 })).toThrow(/v\.json: scaling_factor must be positive, got 0/);
+    expect(vae({ block_out_channels: [32, 48] })).toThrow(/48 channels are not a multiple of norm_num_groups 32/);
+    const config = parseBlip3oConfig(fixtureConfig);
+    expect(() => checkDecoderAgainstConfig(parseUnetConfig({ ...unetRaw, cross_attention_dim: 2048, projection_class_embeddings_input_dim: 2144 }), parseVaeConfig(vaeRaw), config)).toThrow(
+      /cross_attention_dim 2048 differs from gen_hidden_size 1792/,
+    );
+    expect(() => checkDecoderAgainstConfig(parseUnetConfig(unetRaw), parseVaeConfig({ ...vaeRaw, latent_channels: 16 }), config)).toThrow(/maps 4 to 4 channels, but the VAE's latents have 16/);
   });
 
   it('rejects config.json files a BLIP3-o runtime could not run, naming the field', () => {
