@@ -20,6 +20,69 @@ Tensor conv_down(Backend& b, const ConvWeights& c, const Tensor& x) {
   b.conv2d(x, c.w, c.b.defined() ? &c.b : nullptr, p, y);
   return y;
 }
+
+// Module names of one tower in either layout.
+struct LayoutNames {
+  ConvTowerLayout layout;
+  bool decoder;
+  int levels;
+  bool diffusers() const { return layout == ConvTowerLayout::Diffusers; }
+  std::string levels_key() const {
+    if (diffusers()) return decoder ? "up_blocks." : "down_blocks.";
+    return decoder ? "up." : "down.";
+  }
+  // Diffusers' index of tower level i (decoders count from the innermost level).
+  int index(int i) const { return diffusers() && decoder ? levels - 1 - i : i; }
+  std::string level(int i) const { return levels_key() + std::to_string(index(i)) + "."; }
+  std::string block(int j) const { return (diffusers() ? "resnets." : "block.") + std::to_string(j); }
+  std::string attn(int j) const { return (diffusers() ? "attentions." : "attn.") + std::to_string(j); }
+  std::string resample() const {
+    if (diffusers()) return decoder ? "upsamplers.0.conv" : "downsamplers.0.conv";
+    return decoder ? "upsample.conv" : "downsample.conv";
+  }
+  std::string mid_block(int k) const {
+    return diffusers() ? "mid_block.resnets." + std::to_string(k) : "mid.block_" + std::to_string(k + 1);
+  }
+  std::string mid_attn() const { return diffusers() ? "mid_block.attentions.0" : "mid.attn_1"; }
+  std::string shortcut() const { return diffusers() ? ".conv_shortcut" : ".nin_shortcut"; }
+  std::string norm_out() const { return diffusers() ? "conv_norm_out" : "norm_out"; }
+  // A tensor that exists only when the attention block does.
+  std::string attn_probe() const { return diffusers() ? ".to_q" : ".qkv"; }
+};
+
+ConvTowerConfig derive(const WeightLoader& w, const std::string& p, bool decoder, int ch, const ConvTowerNames& names,
+                       ConvTowerLayout layout) {
+  ConvTowerConfig t;
+  const std::string& path = w.checkpoint().path();
+  t.ch = ch;
+  t.names = names;
+  t.layout = layout;
+  LayoutNames n{layout, decoder, 0};
+  const std::string levels_key = p + n.levels_key();
+  const int levels = w.count_indexed(levels_key);
+  VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
+  n.levels = levels;
+  t.blocks = w.count_indexed(p + n.level(0) + n.block(0).substr(0, n.block(0).find('.') + 1));
+  for (int i = 0; i < levels; ++i) {
+    const std::string lp = p + n.level(i);
+    const std::string conv2 = lp + n.block(0) + ".conv2" + names.conv + ".weight";
+    const Shape shape = w.shape(conv2);
+    VG_CHECK(shape.size() == 4 && shape[0] % ch == 0, path, ": ", conv2, " has shape ", shape_string(shape),
+             ", expected a multiple of ch = ", ch, " output channels");
+    t.ch_mult.push_back(static_cast<int>(shape[0] / ch));
+    const std::string blocks_key = lp + n.block(0).substr(0, n.block(0).find('.') + 1);
+    const int blocks = w.count_indexed(blocks_key);
+    VG_CHECK(blocks == t.blocks, path, ": ", blocks_key, "* has ", blocks, " res blocks, level 0 has ", t.blocks);
+    const std::string attn_key = lp + n.attn(0).substr(0, n.attn(0).find('.') + 1);
+    const int attn = w.count_indexed(attn_key);
+    VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", attn_key, "* has ", attn, " attention blocks for ", t.blocks,
+             " res blocks");
+    t.attn.push_back(attn > 0);
+    t.resample.push_back(w.has(lp + n.resample() + names.conv + ".weight"));
+  }
+  t.mid_attn = w.has(p + n.mid_attn() + n.attn_probe() + names.conv + ".weight");
+  return t;
+}
 }  // namespace
 
 int ConvTowerGroups::for_channels(int64_t channels) const {
@@ -45,31 +108,19 @@ int ConvTowerConfig::downsample() const {
 
 ConvTowerConfig derive_conv_tower(const WeightLoader& w, const std::string& p, bool decoder, int ch,
                                   const ConvTowerNames& names) {
-  ConvTowerConfig t;
-  const std::string& path = w.checkpoint().path();
-  t.ch = ch;
-  t.names = names;
-  const std::string levels_key = p + (decoder ? "up." : "down.");
+  return derive(w, p, decoder, ch, names, ConvTowerLayout::Taming);
+}
+
+ConvTowerConfig derive_diffusers_conv_tower(const WeightLoader& w, const std::string& p, bool decoder) {
+  const std::string levels_key = p + (decoder ? "up_blocks." : "down_blocks.");
   const int levels = w.count_indexed(levels_key);
-  VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
-  t.blocks = w.count_indexed(levels_key + "0.block.");
-  for (int i = 0; i < levels; ++i) {
-    const std::string lp = levels_key + std::to_string(i);
-    const std::string conv2 = lp + ".block.0.conv2" + names.conv + ".weight";
-    const Shape shape = w.shape(conv2);
-    VG_CHECK(shape.size() == 4 && shape[0] % ch == 0, path, ": ", conv2, " has shape ", shape_string(shape),
-             ", expected a multiple of ch = ", ch, " output channels");
-    t.ch_mult.push_back(static_cast<int>(shape[0] / ch));
-    const int blocks = w.count_indexed(lp + ".block.");
-    VG_CHECK(blocks == t.blocks, path, ": ", lp, " has ", blocks, " res blocks, ", levels_key, "0 has ", t.blocks);
-    const int attn = w.count_indexed(lp + ".attn.");
-    VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", lp, " has ", attn, " attention blocks for ", t.blocks,
-             " res blocks");
-    t.attn.push_back(attn > 0);
-    t.resample.push_back(w.has(lp + (decoder ? ".upsample.conv" : ".downsample.conv") + names.conv + ".weight"));
-  }
-  t.mid_attn = w.has(p + "mid.attn_1.qkv" + names.conv + ".weight");
-  return t;
+  VG_CHECK(levels > 0, w.checkpoint().path(), ": no ", levels_key, "* tensors");
+  // Level 0 is the outermost: the encoder's first down block, the decoder's last up block.
+  const std::string conv2 = levels_key + std::to_string(decoder ? levels - 1 : 0) + ".resnets.0.conv2.weight";
+  const Shape shape = w.shape(conv2);
+  VG_CHECK(shape.size() == 4 && shape[0] > 0, w.checkpoint().path(), ": ", conv2, " has shape ",
+           shape_string(shape), ", expected [C, C, k, k]");
+  return derive(w, p, decoder, static_cast<int>(shape[0]), {}, ConvTowerLayout::Diffusers);
 }
 
 Tensor conv_same(Backend& b, const ConvWeights& c, const Tensor& x) {
@@ -91,29 +142,29 @@ ConvTower::ConvTower(Direction direction, const ConvTowerConfig& c, WeightLoader
            " resample flags");
   levels_.resize(levels);
   const bool encoder = direction == Direction::Encoder;
+  const LayoutNames n{c.layout, !encoder, levels};
   int block_in = encoder ? c.ch : c.ch * c.ch_mult.back();
   conv_in_ = conv(w, p + "conv_in", block_in, c.in_channels, 3);
   auto load_mid = [&] {
-    mid1_ = load_resnet(w, p + "mid.block_1", block_in, block_in);
-    if (c.mid_attn) mid_attention_ = load_attn(w, p + "mid.attn_1", block_in);
-    mid2_ = load_resnet(w, p + "mid.block_2", block_in, block_in);
+    mid1_ = load_resnet(w, p + n.mid_block(0), block_in, block_in);
+    if (c.mid_attn) mid_attention_ = load_attn(w, p + n.mid_attn(), block_in);
+    mid2_ = load_resnet(w, p + n.mid_block(1), block_in, block_in);
   };
   if (!encoder) load_mid();  // decoder: conv_in -> mid -> up.{levels-1 .. 0}
   for (int step = 0; step < levels; ++step) {
     const int i = encoder ? step : levels - 1 - step;  // encoder: down.{0 .. levels-1} -> mid
-    const std::string lp = p + (encoder ? "down." : "up.") + std::to_string(i) + ".";
+    const std::string lp = p + n.level(i);
     const int block_out = c.ch * c.ch_mult[i];
     Level& lvl = levels_[i];
     for (int j = 0; j < c.blocks; ++j) {
-      lvl.blocks.push_back(load_resnet(w, lp + "block." + std::to_string(j), block_in, block_out));
+      lvl.blocks.push_back(load_resnet(w, lp + n.block(j), block_in, block_out));
       block_in = block_out;
-      if (c.attn[i]) lvl.attn.push_back(load_attn(w, lp + "attn." + std::to_string(j), block_in));
+      if (c.attn[i]) lvl.attn.push_back(load_attn(w, lp + n.attn(j), block_in));
     }
-    if (c.resamples(i, encoder))
-      lvl.resample = conv(w, lp + (encoder ? "downsample.conv" : "upsample.conv"), block_in, block_in, 3);
+    if (c.resamples(i, encoder)) lvl.resample = conv(w, lp + n.resample(), block_in, block_in, 3);
   }
   if (encoder) load_mid();
-  norm_out_ = norm(w, p + "norm_out", block_in);
+  norm_out_ = norm(w, p + n.norm_out(), block_in);
   conv_out_ = conv(w, p + "conv_out", c.out_channels, block_in, 3);
 }
 
@@ -127,27 +178,37 @@ NormWeights ConvTower::norm(WeightLoader& w, const std::string& name, int channe
 }
 
 ConvTower::Resnet ConvTower::load_resnet(WeightLoader& w, const std::string& p, int in, int out) {
+  const LayoutNames n{config_.layout, direction_ == Direction::Decoder, 0};
   Resnet r;
   r.norm1 = norm(w, p + ".norm1", in);
   r.conv1 = conv(w, p + ".conv1", out, in, 3);
   r.norm2 = norm(w, p + ".norm2", out);
   r.conv2 = conv(w, p + ".conv2", out, out, 3);
-  if (in != out) r.nin = conv(w, p + ".nin_shortcut", out, in, 1);
+  if (in != out) r.nin = conv(w, p + n.shortcut(), out, in, 1);
   return r;
 }
 
 ConvTower::Attn ConvTower::load_attn(WeightLoader& w, const std::string& p, int channels) {
   Attn a;
   a.channels = channels;
+  if (config_.layout == ConvTowerLayout::Diffusers) {
+    a.norm = norm(w, p + ".group_norm", channels);
+    a.q = w.linear(p + ".to_q", channels, channels, true);
+    a.k = w.linear(p + ".to_k", channels, channels, true);
+    a.v = w.linear(p + ".to_v", channels, channels, true);
+    a.out = w.linear(p + ".to_out.0", channels, channels, true);
+    return a;
+  }
   a.norm = norm(w, p + ".norm", channels);
   a.qkv = conv(w, p + ".qkv", 3 * channels, channels, 1);
   a.proj = conv(w, p + ".proj_out", channels, channels, 1);
   return a;
 }
 
-Tensor ConvTower::norm_silu(const NormWeights& n, const Tensor& x) {
+Tensor ConvTower::norm_silu(const NormWeights& n, const Tensor& x, TraceSink* trace, const std::string& name) {
   Tensor y = backend_.empty(DType::F32, x.shape());
   backend_.group_norm(x, config_.groups.for_channels(x.dim(0)), n.w, n.b, kGroupEps, y);
+  if (trace) trace->add(name, y);
   backend_.activation(y, Activation::SiLU, y);
   return y;
 }
@@ -166,22 +227,35 @@ Tensor ConvTower::attention(const Attn& a, const Tensor& x) {
   const int64_t C = a.channels, H = x.dim(1), W = x.dim(2), N = H * W;
   Tensor normed = b.empty(DType::F32, x.shape());
   b.group_norm(x, config_.groups.for_channels(C), a.norm.w, a.norm.b, kGroupEps, normed);
-  const Tensor qkv = conv_same(b, a.qkv, normed);  // [3C, H, W] = [q | k | v] along channels
-  Tensor tokens = b.empty(DType::F32, {N, 3 * C});
-  b.transpose(qkv.view({3 * C, N}), tokens);
-  Tensor out = b.empty(DType::F32, {1, N, C});
   AttentionParams ap;
   ap.q_heads = ap.kv_heads = 1;
   ap.head_dim = static_cast<int>(C);
   ap.scale = 1.0f / std::sqrt(static_cast<float>(C));
   ap.mask = AttentionMask::None;
-  const Tensor t3 = tokens.view({1, N, 3 * C});
-  b.attention(t3.slice(2, 0, C), t3.slice(2, C, 2 * C), t3.slice(2, 2 * C, 3 * C), out, ap);
+  Tensor out = b.empty(DType::F32, {1, N, C});
   Tensor h = b.empty(DType::F32, {C, H, W});
-  b.transpose(out.view({N, C}), h.view({C, N}));
-  Tensor y = conv_same(b, a.proj, h);
-  b.add(y, x, y);
-  return y;
+  if (a.qkv.w.defined()) {
+    const Tensor qkv = conv_same(b, a.qkv, normed);  // [3C, H, W] = [q | k | v] along channels
+    Tensor tokens = b.empty(DType::F32, {N, 3 * C});
+    b.transpose(qkv.view({3 * C, N}), tokens);
+    const Tensor t3 = tokens.view({1, N, 3 * C});
+    b.attention(t3.slice(2, 0, C), t3.slice(2, C, 2 * C), t3.slice(2, 2 * C, 3 * C), out, ap);
+    b.transpose(out.view({N, C}), h.view({C, N}));
+    Tensor y = conv_same(b, a.proj, h);
+    b.add(y, x, y);
+    return y;
+  }
+  Tensor tokens = b.empty(DType::F32, {N, C});
+  b.transpose(normed.view({C, N}), tokens);
+  Tensor q = b.empty(DType::F32, {1, N, C}), k = b.empty(DType::F32, {1, N, C}), v = b.empty(DType::F32, {1, N, C});
+  b.linear(tokens, a.q.w, &a.q.b, q.view({N, C}));
+  b.linear(tokens, a.k.w, &a.k.b, k.view({N, C}));
+  b.linear(tokens, a.v.w, &a.v.b, v.view({N, C}));
+  b.attention(q, k, v, out, ap);
+  b.linear(out.view({N, C}), a.out.w, &a.out.b, tokens);
+  b.transpose(tokens, h.view({C, N}));
+  b.add(h, x, h);
+  return h;
 }
 
 Tensor ConvTower::level(const Level& lvl, Tensor h) {
@@ -196,32 +270,43 @@ Tensor ConvTower::level(const Level& lvl, Tensor h) {
   return conv_same(backend_, lvl.resample, up);
 }
 
-Tensor ConvTower::body(const Tensor& x) {
+Tensor ConvTower::body(const Tensor& x, TraceSink* trace, const std::string& tp) {
   VG_CHECK(x.rank() == 3 && x.dim(0) == config_.in_channels, "ConvTower: input ", x.describe(), ", expected [",
            config_.in_channels, ", H, W]");
   Tensor h = conv_same(backend_, conv_in_, x);
+  if (trace) trace->add(tp + "conv_in", h);
   auto mid = [&] {
     h = resnet(mid1_, h);
     if (config_.mid_attn) h = attention(mid_attention_, h);
     h = resnet(mid2_, h);
+    if (trace) trace->add(tp + "mid_block", h);
   };
   const int levels = static_cast<int>(levels_.size());
+  const LayoutNames n{ConvTowerLayout::Diffusers, direction_ == Direction::Decoder, levels};
+  auto run_level = [&](int i) {
+    h = level(levels_[i], h);
+    if (trace) trace->add(tp + (n.decoder ? "up_" : "down_") + std::to_string(n.index(i)), h);
+  };
   if (direction_ == Direction::Decoder) {
     mid();
-    for (int i = levels - 1; i >= 0; --i) h = level(levels_[i], h);
+    for (int i = levels - 1; i >= 0; --i) run_level(i);
   } else {
-    for (int i = 0; i < levels; ++i) h = level(levels_[i], h);
+    for (int i = 0; i < levels; ++i) run_level(i);
     mid();
   }
-  return norm_silu(norm_out_, h);
+  return norm_silu(norm_out_, h, trace, tp + "conv_norm_out");
 }
 
-Tensor ConvTower::run(const Tensor& x) { return conv_same(backend_, conv_out_, body(x)); }
+Tensor ConvTower::run(const Tensor& x, TraceSink* trace, const std::string& trace_prefix) {
+  Tensor y = conv_same(backend_, conv_out_, body(x, trace, trace_prefix));
+  if (trace) trace->add(trace_prefix + "conv_out", y);
+  return y;
+}
 
 void ConvTower::run(const Tensor& x, const Tensor& y) {
   Conv2dParams p;
   p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = static_cast<int>(conv_out_.w.dim(2) / 2);
-  backend_.conv2d(body(x), conv_out_.w, &conv_out_.b, p, y);
+  backend_.conv2d(body(x, nullptr, ""), conv_out_.w, &conv_out_.b, p, y);
 }
 
 }  // namespace vargpt

@@ -1,5 +1,6 @@
 // The convolutional encoder / decoder towers of taming-style autoencoders (VQGAN, VAR's
-// multi-scale VQ-VAE, Infinity's BSQ VAE; the SDXL VAE follows the layout with other tensor names):
+// multi-scale VQ-VAE, Infinity's BSQ VAE) and of diffusers' AutoencoderKL (the SDXL VAE), which has
+// the same layout under other tensor names:
 // conv_in, levels of GroupNorm(32)-SiLU-conv resnet blocks with optional single-head attention,
 // stride-2 downsampling (encoder) or nearest-2x upsampling (decoder), a middle block pair around
 // attention, then GroupNorm-SiLU-conv_out.
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/trace.h"
 #include "../common/weights.h"
 
 namespace vargpt {
@@ -27,6 +29,12 @@ struct ConvTowerGroups {
   int for_channels(int64_t channels) const;  // throws when none divides
 };
 
+// Tensor naming: taming's (down.N / up.N with .block.J, mid.block_1, a fused qkv 1x1 conv) or
+// diffusers' (down_blocks.N / up_blocks.N with .resnets.J, mid_block.resnets.J, separate
+// to_q / to_k / to_v / to_out.0 linears). Diffusers numbers decoder levels from the innermost, so
+// taming's up.i is up_blocks.(levels - 1 - i).
+enum class ConvTowerLayout : uint8_t { Taming, Diffusers };
+
 struct ConvTowerConfig {
   int ch = 0;                 // base channels; level i has ch * ch_mult[i]
   std::vector<int> ch_mult;
@@ -39,6 +47,7 @@ struct ConvTowerConfig {
   std::vector<bool> resample;
   ConvTowerNames names;
   ConvTowerGroups groups;
+  ConvTowerLayout layout = ConvTowerLayout::Taming;
   bool resamples(int level, bool encoder) const;
   int downsample() const;
 };
@@ -49,6 +58,8 @@ struct ConvTowerConfig {
 // caller, which knows the latent width.
 ConvTowerConfig derive_conv_tower(const WeightLoader& weights, const std::string& prefix, bool decoder, int ch,
                                   const ConvTowerNames& names = {});
+// The same for diffusers' names; ch is level 0's width (read from the shapes too).
+ConvTowerConfig derive_diffusers_conv_tower(const WeightLoader& weights, const std::string& prefix, bool decoder);
 
 // y [O, H', W'] = conv2d(x [C, H, W]) with "same" padding (k / 2 on every side).
 Tensor conv_same(Backend& backend, const ConvWeights& c, const Tensor& x);
@@ -58,11 +69,14 @@ class ConvTower {
   enum class Direction { Encoder, Decoder };
   // Tensor names under `prefix`: conv_in, down.N / up.N (.block.J, .attn.J, .downsample.conv /
   // .upsample.conv), mid.block_1, mid.attn_1, mid.block_2, norm_out, conv_out, each followed by
-  // config.names' suffix.
+  // config.names' suffix; or their diffusers counterparts (ConvTowerLayout).
   ConvTower(Direction direction, const ConvTowerConfig& config, WeightLoader& weights, const std::string& prefix);
 
   // x [in_channels, H, W] -> [out_channels, H', W'] (H' = H / downsample or H * downsample).
-  Tensor run(const Tensor& x);
+  // With a trace sink, the outputs of conv_in, the middle block, each level (under diffusers'
+  // numbering: up_K / down_K), norm_out (before SiLU) and conv_out under `trace_prefix` +
+  // conv_in, mid_block, up_K, conv_norm_out, conv_out.
+  Tensor run(const Tensor& x, TraceSink* trace = nullptr, const std::string& trace_prefix = "");
   // Same, into a preallocated output.
   void run(const Tensor& x, const Tensor& y);
 
@@ -73,7 +87,8 @@ class ConvTower {
   };
   struct Attn {
     NormWeights norm;
-    ConvWeights qkv, proj;
+    ConvWeights qkv, proj;        // taming: fused 1x1 convs
+    LinearWeights q, k, v, out;   // diffusers: linears over the channel vectors
     int channels = 0;
   };
   struct Level {
@@ -88,9 +103,9 @@ class ConvTower {
   Attn load_attn(WeightLoader& w, const std::string& p, int channels);
   Tensor resnet(const Resnet& r, const Tensor& x);
   Tensor attention(const Attn& a, const Tensor& x);
-  Tensor norm_silu(const NormWeights& n, const Tensor& x);
+  Tensor norm_silu(const NormWeights& n, const Tensor& x, TraceSink* trace = nullptr, const std::string& name = "");
   Tensor level(const Level& lvl, Tensor h);
-  Tensor body(const Tensor& x);  // everything before norm_out
+  Tensor body(const Tensor& x, TraceSink* trace, const std::string& trace_prefix);  // up to norm_out + SiLU
 
   Backend& backend_;
   Direction direction_;
