@@ -494,3 +494,73 @@ export interface NativeAddon {
   // A BLIP3-o checkpoint's DiT alone (native/binding/dit.cc).
   loadBlip3oDit(dir: string, device?: string): Promise<NativeBlip3oDit>;
 }
+
+// A diffusers decoder folder (BLIP3-o's diffusion-decoder/: SDXL-layout UNet, EulerDiscrete
+// scheduler, AutoencoderKL decoder) alone (native/binding/diffusion_decoder.cc).
+export interface NativeAddon {
+  loadDiffusionDecoder(dir: string, device?: string): Promise<NativeDiffusionDecoder>;
+}
+
+export interface NativeDiffusionDecoderConfig {
+  device: string;
+  unet: {
+    inChannels: number;
+    outChannels: number;
+    blockOutChannels: number[];
+    heads: number[]; // attention heads per down block (up blocks in reverse)
+    crossAttentionDim: number;
+    timeEmbedDim: number;
+    textEmbedsDim: number; // pooled text embedding width of the text_time conditioning (0 without it)
+    timeIds: number; // time ids per batch row (0 without text_time)
+    additionTimeEmbedDim: number;
+  };
+  vae: {
+    latentChannels: number;
+    imageChannels: number;
+    scalingFactor: number;
+    downsample: number;
+    blockOutChannels: number[];
+    resnetsPerUpBlock: number;
+  };
+  scheduler: { numTrainTimesteps: number; betaSchedule: string; timestepSpacing: string; stepsOffset: number };
+}
+
+export interface NativeDiffusionDecoder {
+  config(): NativeDiffusionDecoderConfig;
+  // The Euler tables of set_timesteps(steps): timesteps [steps], sigmas [steps + 1].
+  schedule(steps: number): { timesteps: Float32Array; sigmas: Float32Array; initNoiseSigma: number };
+  // One UNet evaluation: sample [B, C, h, w], encoderHiddenStates [B, L, X], textEmbeds [B, T],
+  // timeIds B x ids (row-major); eps [B, C, h, w].
+  unetStep(request: {
+    sample: NativeTensorInput;
+    timestep: number | ArrayLike<number>;
+    encoderHiddenStates: NativeTensorInput;
+    textEmbeds?: NativeTensorInput;
+    timeIds?: ArrayLike<number | bigint>;
+    trace?: boolean;
+  }): Promise<{ eps: NativeTensor; trace?: Record<string, NativeTensor> }>;
+  // latents [C, h, w] in the pipeline's latent space -> sample [3, H, W], image01 [H, W, 3] and
+  // imageUint8 [H, W, 3].
+  vaeDecode(request: {
+    latents: NativeTensorInput;
+    trace?: boolean;
+  }): Promise<{ sample: NativeTensor; image01: NativeTensor; imageUint8: NativeTensor; trace?: Record<string, NativeTensor> }>;
+  // The guided Euler loop (encoderHiddenStates rows: cond, uncond) from noise [C, h, w], then the
+  // VAE unless decode is false.
+  sample(request: {
+    encoderHiddenStates: NativeTensorInput;
+    textEmbeds?: NativeTensorInput;
+    timeIds?: ArrayLike<number | bigint>;
+    noise: NativeTensorInput;
+    steps?: number;
+    guidance?: number;
+    decode?: boolean;
+    trace?: boolean;
+  }): Promise<{
+    latents: NativeTensor;
+    sample?: NativeTensor;
+    image01?: NativeTensor;
+    imageUint8?: NativeTensor;
+    trace?: Record<string, NativeTensor>;
+  }>;
+}

@@ -4,6 +4,7 @@
 #include "binding.h"
 
 namespace vargpt::binding {
+void init_diffusion_decoder(Napi::Env env, Napi::Object exports);  // loadDiffusionDecoder (diffusion_decoder.cc)
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 }  // namespace vargpt::binding
 
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vargpt::binding::init_bsq_vae(env, exports);
   vargpt::binding::init_infinity(env, exports);
   vargpt::binding::init_dit(env, exports);
+  vargpt::binding::init_diffusion_decoder(env, exports);
   return exports;
 }
 }  // namespace

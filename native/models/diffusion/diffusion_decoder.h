@@ -1,0 +1,53 @@
+// A diffusers text-to-image decoder folder as BLIP3-o ships it (diffusion-decoder/:
+// model_index.json, unet/, vae/, scheduler/): the SDXL-layout UNet, the EulerDiscrete scheduler and
+// the AutoencoderKL decoder, and the classifier-free-guided sampling loop that joins them.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../ae/autoencoder_kl.h"
+#include "../common/trace.h"
+#include "euler_discrete.h"
+#include "unet2d.h"
+
+namespace vargpt {
+
+// The weights file of a diffusers component folder: diffusion_pytorch_model.safetensors, else its
+// bf16 or fp16 variant.
+std::string diffusers_weights_file(const std::string& component_dir);
+
+struct DiffusionSampleRequest {
+  Tensor context;                // [2, L, cross_attention_dim]: row 0 conditional, row 1 unconditional
+  Tensor text_embeds;            // [2, text_embeds_dim] (text_time UNets)
+  std::vector<double> time_ids;  // 2 x time ids, row-major
+  Tensor noise;                  // [C, h, w] standard normal draw
+  int steps = 50;
+  float guidance = 3.0f;
+  // Called after each step with (step index, steps); may throw Cancelled.
+  std::function<void(int, int)> on_step;
+};
+
+class DiffusionDecoder {
+ public:
+  DiffusionDecoder(const std::string& dir, std::shared_ptr<Backend> backend);
+  Backend& backend() { return *backend_; }
+  UNet2D& unet() { return *unet_; }
+  AutoencoderKlDecoder& vae() { return *vae_; }
+  const EulerDiscreteConfig& scheduler() const { return scheduler_; }
+
+  // The Euler loop with classifier-free guidance (uncond + g·(cond − uncond)); returns the final
+  // latents [C, h, w]. Traces unet.timesteps, unet.sigmas, unet.latents [steps + 1, ...],
+  // unet.model_input, unet.eps_cond, unet.eps_uncond, unet.eps_guided.
+  Tensor sample(const DiffusionSampleRequest& request, TraceSink* trace = nullptr);
+
+ private:
+  std::shared_ptr<Backend> backend_;
+  EulerDiscreteConfig scheduler_;
+  std::unique_ptr<UNet2D> unet_;
+  std::unique_ptr<AutoencoderKlDecoder> vae_;
+};
+
+}  // namespace vargpt

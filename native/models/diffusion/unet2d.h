@@ -1,0 +1,104 @@
+// diffusers' UNet2DConditionModel in the SDXL layout (BLIP3-o's diffusion decoder): conv_in, the
+// sinusoidal timestep embedding and the "text_time" added conditioning, down blocks of ResNets
+// (with the time embedding added) and Transformer2D blocks (GroupNorm, linear proj_in, LayerNorm
+// + self-attention, LayerNorm + cross-attention to the context, LayerNorm + GEGLU feed-forward,
+// linear proj_out, residual), stride-2 downsampling, the middle block, up blocks that concatenate
+// the skips and upsample (nearest 2x + conv), then GroupNorm, SiLU, conv_out. Sizes come from
+// unet/config.json and the tensor shapes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../common/trace.h"
+#include "../common/weights.h"
+
+namespace vargpt {
+
+struct UNet2DConfig {
+  int in_channels = 0, out_channels = 0;
+  std::vector<int> block_out_channels;
+  std::vector<bool> down_cross, up_cross;  // CrossAttn{Down,Up}Block2D vs {Down,Up}Block2D
+  std::vector<int> heads;                  // attention heads per down block (up blocks reversed)
+  int groups = 32;
+  double norm_eps = 1e-5;
+  bool flip_sin_to_cos = true;
+  double freq_shift = 0;
+  int cross_attention_dim = 0;
+  bool text_time = false;  // addition_embed_type "text_time"
+  int addition_time_embed_dim = 0;
+  int text_embeds_dim = 0;  // add_embedding input minus the time ids' embeddings
+  int time_ids = 0;         // time ids per batch row (6 for SDXL)
+  int time_embed_dim = 0;
+};
+
+// `dir` holds config.json; shapes are checked against `weights`.
+UNet2DConfig read_unet2d_config(const std::string& dir, const WeightLoader& weights);
+
+// The sinusoid of diffusers' get_timestep_embedding (max period 10000), evaluated in double and
+// rounded to f32: out [N, dim] (host) for N values.
+Tensor timestep_sinusoid(const std::vector<double>& t, int dim, bool flip_sin_to_cos, double freq_shift);
+
+struct UNet2DInputs {
+  Tensor sample;                 // [B, C, h, w] f32
+  std::vector<double> timestep;  // one value, or one per batch row
+  Tensor context;                // encoder_hidden_states [B, L, cross_attention_dim] f32
+  Tensor text_embeds;            // [B, text_embeds_dim] f32 (text_time only)
+  std::vector<double> time_ids;  // B * time_ids values, row-major (text_time only)
+};
+
+class UNet2D {
+ public:
+  UNet2D(const UNet2DConfig& config, WeightLoader& weights);
+  const UNet2DConfig& config() const { return config_; }
+  // The noise prediction [B, out_channels, h, w]. Traces time_proj, time_embedding, add_time_proj,
+  // add_embedding, conv_in, down_i, mid, up_i, conv_norm_out, conv_out.
+  Tensor forward(const UNet2DInputs& in, TraceSink* trace = nullptr);
+
+ private:
+  struct Resnet {
+    NormWeights norm1, norm2;
+    ConvWeights conv1, conv2, shortcut;  // shortcut.w undefined when channels are kept
+    LinearWeights time_proj;
+    int in = 0, out = 0;
+  };
+  struct Attention {
+    LinearWeights q, k, v, out;
+  };
+  struct TransformerBlock {
+    NormWeights norm1, norm2, norm3;
+    Attention self_attn, cross_attn;
+    LinearWeights ff_in, ff_out;  // GEGLU projection (2 x inner) and the output linear
+  };
+  struct Transformer {
+    NormWeights norm;
+    LinearWeights proj_in, proj_out;
+    std::vector<TransformerBlock> blocks;
+    int heads = 1;
+  };
+  struct Block {
+    std::vector<Resnet> resnets;
+    std::vector<Transformer> attentions;  // empty, or one per resnet
+    ConvWeights resample;                 // downsampler / upsampler conv, or undefined
+  };
+
+  Resnet load_resnet(WeightLoader& w, const std::string& p);
+  Transformer load_transformer(WeightLoader& w, const std::string& p, int channels, int heads);
+  Tensor conv(const ConvWeights& c, const Tensor& x, int stride = 1);
+  Tensor norm_silu(const NormWeights& n, const Tensor& x, float eps, bool silu = true);
+  Tensor resnet(const Resnet& r, const Tensor& x, const Tensor& temb);
+  Tensor transformer(const Transformer& t, const Tensor& x, const Tensor& context);
+  void attention(const Attention& a, const Tensor& x, const Tensor& context, int heads, const Tensor& residual);
+
+  Backend& backend_;
+  UNet2DConfig config_;
+  ConvWeights conv_in_, conv_out_;
+  LinearWeights time_1_, time_2_, add_1_, add_2_;
+  std::vector<Block> down_, up_;
+  Resnet mid_first_;
+  std::vector<Transformer> mid_attn_;
+  std::vector<Resnet> mid_resnets_;  // after each mid attention
+  NormWeights norm_out_;
+};
+
+}  // namespace vargpt
