@@ -57,6 +57,7 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
   std::vector<Tensor> latents{trace ? b.to_host(x) : Tensor()}, inputs, cond, uncond, guided;
   Tensor batch = b.empty(DType::F32, {2, C, h, w});
   Tensor diff = b.empty(DType::F32, shape), g = b.empty(DType::F32, shape);
+  const UNet2DContextCache context = unet_->prepare_context(r.context);
   for (int i = 0; i < r.steps; ++i) {
     const float sigma = s.sigmas[i];
     euler_scale_model_input(b, x, sigma, batch.select(0));
@@ -67,7 +68,7 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
     in.context = r.context;
     in.text_embeds = r.text_embeds;
     in.time_ids = r.time_ids;
-    const Tensor eps = unet_->forward(in);
+    const Tensor eps = unet_->forward(in, nullptr, &context);
     const Tensor ec = eps.select(0), eu = eps.select(1);
     b.axpby(1.0f, ec, -1.0f, eu, diff);
     b.axpby(1.0f, eu, r.guidance, diff, g);

@@ -249,6 +249,7 @@ UNet2D::Transformer UNet2D::load_transformer(WeightLoader& w, const std::string&
              "ff.net.0.proj.weight has shape ", shape_string(ff), ", expected [2 x inner, ", C, "]");
     b.ff_in = w.linear(bp + "ff.net.0.proj", ff[0], C, true);
     b.ff_out = w.linear(bp + "ff.net.2", C, ff[0] / 2, true);
+    b.index = transformer_blocks_++;
     t.blocks.push_back(std::move(b));
   }
   return t;
@@ -287,13 +288,21 @@ Tensor UNet2D::resnet(const Resnet& r, const Tensor& x, const Tensor& temb) {
   return h;
 }
 
-void UNet2D::attention(const Attention& a, const Tensor& x, const Tensor& context, int heads, const Tensor& residual) {
+void UNet2D::project_kv(const Attention& a, const Tensor& context, Tensor& k, Tensor& v) {
   Backend& b = backend_;
-  const int64_t B = x.dim(0), N = x.dim(1), C = a.q.out(), L = context.dim(1);
-  Tensor q = b.empty(DType::F32, {B, N, C}), k = b.empty(DType::F32, {B, L, C}), v = b.empty(DType::F32, {B, L, C});
-  b.linear(x, a.q.w, nullptr, q);
+  const int64_t B = context.dim(0), L = context.dim(1), C = a.k.out();
+  k = b.empty(DType::F32, {B, L, C});
+  v = b.empty(DType::F32, {B, L, C});
   b.linear(context, a.k.w, nullptr, k);
   b.linear(context, a.v.w, nullptr, v);
+}
+
+void UNet2D::attention(const Attention& a, const Tensor& x, const Tensor& k, const Tensor& v, int heads,
+                       const Tensor& residual) {
+  Backend& b = backend_;
+  const int64_t B = x.dim(0), N = x.dim(1), C = a.q.out();
+  Tensor q = b.empty(DType::F32, {B, N, C});
+  b.linear(x, a.q.w, nullptr, q);
   AttentionParams ap;
   ap.q_heads = ap.kv_heads = heads;
   ap.head_dim = static_cast<int>(C / heads);
@@ -304,7 +313,8 @@ void UNet2D::attention(const Attention& a, const Tensor& x, const Tensor& contex
   b.linear(o, a.out.w, &a.out.b, residual, Activation::None, true);
 }
 
-Tensor UNet2D::transformer(const Transformer& t, const Tensor& x, const Tensor& context) {
+Tensor UNet2D::transformer(const Transformer& t, const Tensor& x, const Tensor& context,
+                           const UNet2DContextCache* cache) {
   Backend& b = backend_;
   const int64_t B = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), N = H * W;
   Tensor normed = b.empty(DType::F32, x.shape());
@@ -315,10 +325,17 @@ Tensor UNet2D::transformer(const Transformer& t, const Tensor& x, const Tensor& 
   b.linear(tokens, t.proj_in.w, &t.proj_in.b, h);
   Tensor n = b.empty(DType::F32, {B, N, C});
   for (const TransformerBlock& blk : t.blocks) {
+    Tensor k, v;
     b.layer_norm(h, &blk.norm1.w, &blk.norm1.b, kLayerNormEps, n);
-    attention(blk.self_attn, n, n, t.heads, h);
+    project_kv(blk.self_attn, n, k, v);
+    attention(blk.self_attn, n, k, v, t.heads, h);
     b.layer_norm(h, &blk.norm2.w, &blk.norm2.b, kLayerNormEps, n);
-    attention(blk.cross_attn, n, context, t.heads, h);
+    if (cache) {
+      attention(blk.cross_attn, n, cache->keys[blk.index], cache->values[blk.index], t.heads, h);
+    } else {
+      project_kv(blk.cross_attn, context, k, v);
+      attention(blk.cross_attn, n, k, v, t.heads, h);
+    }
     b.layer_norm(h, &blk.norm3.w, &blk.norm3.b, kLayerNormEps, n);
     const int64_t I = blk.ff_out.in();
     Tensor proj = b.empty(DType::F32, {B * N, 2 * I});
@@ -335,7 +352,26 @@ Tensor UNet2D::transformer(const Transformer& t, const Tensor& x, const Tensor& 
   return y;
 }
 
-Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace) {
+UNet2DContextCache UNet2D::prepare_context(const Tensor& context) {
+  VG_CHECK(context.rank() == 3 && context.dim(2) == config_.cross_attention_dim && context.dtype() == DType::F32,
+           "UNet: encoder_hidden_states ", context.describe(), ", expected f32 [B, L, ", config_.cross_attention_dim,
+           "]");
+  UNet2DContextCache cache;
+  cache.context = context;
+  cache.keys.resize(transformer_blocks_);
+  cache.values.resize(transformer_blocks_);
+  auto add = [&](const std::vector<Transformer>& list) {
+    for (const Transformer& t : list)
+      for (const TransformerBlock& blk : t.blocks)
+        project_kv(blk.cross_attn, context, cache.keys[blk.index], cache.values[blk.index]);
+  };
+  for (const Block& blk : down_) add(blk.attentions);
+  add(mid_attn_);
+  for (const Block& blk : up_) add(blk.attentions);
+  return cache;
+}
+
+Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace, const UNet2DContextCache* cache) {
   Backend& b = backend_;
   const UNet2DConfig& c = config_;
   const Tensor& x = in.sample;
@@ -350,6 +386,8 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace) {
                in.context.dtype() == DType::F32,
            "UNet: encoder_hidden_states ", in.context.describe(), ", expected f32 [", B, ", L, ",
            c.cross_attention_dim, "]");
+  VG_CHECK(cache == nullptr || (cache->context.raw() == in.context.raw() && cache->context.shape() == in.context.shape()),
+           "UNet: the context cache was made for another encoder_hidden_states");
   VG_CHECK(in.timestep.size() == 1 || static_cast<int64_t>(in.timestep.size()) == B, "UNet: ", in.timestep.size(),
            " timesteps for a batch of ", B);
 
@@ -396,7 +434,7 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace) {
     const Block& blk = down_[i];
     for (size_t j = 0; j < blk.resnets.size(); ++j) {
       h = resnet(blk.resnets[j], h, temb);
-      if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context);
+      if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context, cache);
       skips.push_back(h);
     }
     if (blk.resample.w.defined()) {
@@ -407,7 +445,7 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace) {
   }
   h = resnet(mid_first_, h, temb);
   for (size_t j = 0; j < mid_attn_.size(); ++j) {
-    h = transformer(mid_attn_[j], h, in.context);
+    h = transformer(mid_attn_[j], h, in.context, cache);
     h = resnet(mid_resnets_[j], h, temb);
   }
   if (trace) trace->add("mid", h);
@@ -424,7 +462,7 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace) {
       b.copy(h, cat.slice(1, 0, C1));
       b.copy(skip, cat.slice(1, C1, C1 + C2));
       h = resnet(blk.resnets[j], cat, temb);
-      if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context);
+      if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context, cache);
     }
     if (blk.resample.w.defined()) {
       Tensor up = b.empty(DType::F32, {B, h.dim(1), 2 * h.dim(2), 2 * h.dim(3)});

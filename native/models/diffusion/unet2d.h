@@ -47,13 +47,23 @@ struct UNet2DInputs {
   std::vector<double> time_ids;  // B * time_ids values, row-major (text_time only)
 };
 
+// The cross-attention keys and values of one context for every transformer block: they depend on
+// the context only, so a sampling loop computes them once instead of at every step.
+struct UNet2DContextCache {
+  Tensor context;
+  std::vector<Tensor> keys, values;  // [B, L, C] per transformer block, in load order
+};
+
 class UNet2D {
  public:
   UNet2D(const UNet2DConfig& config, WeightLoader& weights);
   const UNet2DConfig& config() const { return config_; }
   // The noise prediction [B, out_channels, h, w]. Traces time_proj, time_embedding, add_time_proj,
   // add_embedding, conv_in, down_i, mid, up_i, conv_norm_out, conv_out.
-  Tensor forward(const UNet2DInputs& in, TraceSink* trace = nullptr);
+  // With a cache made by prepare_context(in.context), the cross-attention keys and values are read
+  // from it.
+  Tensor forward(const UNet2DInputs& in, TraceSink* trace = nullptr, const UNet2DContextCache* cache = nullptr);
+  UNet2DContextCache prepare_context(const Tensor& context);
 
  private:
   struct Resnet {
@@ -69,6 +79,7 @@ class UNet2D {
     NormWeights norm1, norm2, norm3;
     Attention self_attn, cross_attn;
     LinearWeights ff_in, ff_out;  // GEGLU projection (2 x inner) and the output linear
+    int index = 0;                // position in UNet2DContextCache
   };
   struct Transformer {
     NormWeights norm;
@@ -87,8 +98,11 @@ class UNet2D {
   Tensor conv(const ConvWeights& c, const Tensor& x, int stride = 1);
   Tensor norm_silu(const NormWeights& n, const Tensor& x, float eps, bool silu = true);
   Tensor resnet(const Resnet& r, const Tensor& x, const Tensor& temb);
-  Tensor transformer(const Transformer& t, const Tensor& x, const Tensor& context);
-  void attention(const Attention& a, const Tensor& x, const Tensor& context, int heads, const Tensor& residual);
+  Tensor transformer(const Transformer& t, const Tensor& x, const Tensor& context, const UNet2DContextCache* cache);
+  // residual += to_out(attention(q(x), k, v)); k and v [B, L, C] from the context.
+  void attention(const Attention& a, const Tensor& x, const Tensor& k, const Tensor& v, int heads,
+                 const Tensor& residual);
+  void project_kv(const Attention& a, const Tensor& context, Tensor& k, Tensor& v);
 
   Backend& backend_;
   UNet2DConfig config_;
@@ -99,6 +113,7 @@ class UNet2D {
   std::vector<Transformer> mid_attn_;
   std::vector<Resnet> mid_resnets_;  // after each mid attention
   NormWeights norm_out_;
+  int transformer_blocks_ = 0;
 };
 
 }  // namespace vargpt
