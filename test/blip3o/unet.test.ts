@@ -127,6 +127,19 @@ describe('BLIP3-o UNet and Euler scheduler against the fixture', () => {
     await expect(dec.unetStep({ ...base, timeIds: step.ints('time_ids').slice(1) })).rejects.toThrow(/11 time ids, expected 2 x 6/);
     await expect(dec.unetStep({ ...base, timestep: Number.NaN })).rejects.toThrow(/timestep holds a non-finite value/);
     expect(() => dec.schedule(0)).toThrow(/steps must be an integer from 1/);
+    const noise = gen.shape('unet.noise');
+    await expect(
+      dec.sample({
+        encoderHiddenStates: gen.input('unet.prompt_embeds'),
+        textEmbeds: gen.input('unet.text_embeds'),
+        timeIds: gen.ints('unet.time_ids'),
+        noise: { dtype: 'f32', shape: [noise[0]! - 1, noise[1]!, noise[2]!], data: new Float32Array((noise[0]! - 1) * noise[1]! * noise[2]!) },
+        steps: 2,
+      }),
+    ).rejects.toThrow(/noise f32\[3, 8, 8\], expected f32 \[4, h, w\]/);
+    await expect(
+      dec.sample({ encoderHiddenStates: step.input('sample'), noise: gen.input('unet.noise') }),
+    ).rejects.toThrow(/encoderHiddenStates is f32\[2, 4, 8, 8\], expected an f32 tensor of rank 3/);
     const out = await dec.unetStep({ ...base, timestep: Array.from(step.f32('timestep')) });
     expectClose('eps (after errors)', f32Of(out.eps, 'eps'), step.f32('eps'), step.tolerance('eps'));
   });

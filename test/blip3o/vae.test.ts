@@ -1,7 +1,7 @@
 // BLIP3-o's SDXL VAE decoder (diffusion-decoder/vae, diffusers' AutoencoderKL) against the fixture's
 // vae_decode case: every traced intermediate from the 1/scaling_factor input through the up blocks
 // to the sample, then the [0, 1] image and its 8-bit rounding (ties to even).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -84,4 +84,42 @@ describe('loadDiffusionDecoder bad input', () => {
       rmSync(empty, { recursive: true, force: true });
     }
   });
+
+  // A copy of the decoder folder (weights linked) with one config value changed.
+  async function loadWith(component: 'unet' | 'vae' | 'scheduler', file: string, edit: (cfg: Record<string, unknown>) => void) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vargpt-b3o-'));
+    try {
+      cpSync(path.join(decoderDir, 'model_index.json'), path.join(dir, 'model_index.json'));
+      for (const c of ['unet', 'vae', 'scheduler']) {
+        cpSync(path.join(decoderDir, c), path.join(dir, c), { recursive: true, filter: (src) => !src.endsWith('.safetensors') });
+        for (const w of ['diffusion_pytorch_model.bf16.safetensors'])
+          if (c !== 'scheduler') symlinkSync(path.join(decoderDir, c, w), path.join(dir, c, w));
+      }
+      const cfgPath = path.join(dir, component, file);
+      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+      edit(cfg);
+      writeFileSync(cfgPath, JSON.stringify(cfg));
+      return await native().loadDiffusionDecoder(dir, 'cpu');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('rejects configurations it does not implement or that contradict the tensors, naming the key', async () => {
+    await expect(loadWith('unet', 'config.json', (c) => (c.use_linear_projection = false))).rejects.toThrow(/unet\/config.json: use_linear_projection must be true/);
+    await expect(loadWith('unet', 'config.json', (c) => (c.down_block_types = ['DownBlock2D', 'SimpleCrossAttnDownBlock2D', 'CrossAttnDownBlock2D']))).rejects.toThrow(
+      /down block type "SimpleCrossAttnDownBlock2D" is not supported/,
+    );
+    await expect(loadWith('unet', 'config.json', (c) => (c.projection_class_embeddings_input_dim = 1900))).rejects.toThrow(/add_embedding.linear_1.weight has shape \[128, 1888\], expected \[T, 1900\]/);
+    await expect(loadWith('vae', 'config.json', (c) => (c.block_out_channels = [32, 64, 64, 64]))).rejects.toThrow(/block_out_channels\[1\] does not match the decoder's tensors/);
+    await expect(loadWith('scheduler', 'scheduler_config.json', (c) => (c.prediction_type = 'v_prediction'))).rejects.toThrow(/prediction_type "v_prediction" is not supported/);
+    await expect(loadWith('scheduler', 'scheduler_config.json', (c) => (c.timestep_spacing = 'karras'))).rejects.toThrow(/timestep_spacing "karras" is not supported/);
+    // The unchanged copy loads.
+    const ok = await loadWith('vae', 'config.json', () => {});
+    expect(ok.config().vae.scalingFactor).toBe(dec0ScalingFactor());
+  });
 });
+
+function dec0ScalingFactor(): number {
+  return readJson<{ scaling_factor: number }>(path.join(decoderDir, 'vae', 'config.json')).scaling_factor;
+}
