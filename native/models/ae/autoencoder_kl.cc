@@ -89,7 +89,7 @@ Tensor image01_to_uint8(const Tensor& image01) {
   uint8_t* d = static_cast<uint8_t*>(out.raw());
   for (int64_t i = 0; i < src.numel(); ++i) {
     const float v = std::nearbyint(s[i] * 255.0f);  // the default rounding mode: ties to even
-    d[i] = static_cast<uint8_t>(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+    d[i] = std::isnan(v) ? 0 : static_cast<uint8_t>(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
   }
   return out;
 }
