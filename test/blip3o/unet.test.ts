@@ -1,7 +1,7 @@
 // BLIP3-o's SDXL-layout UNet (diffusion-decoder/unet) and EulerDiscrete scheduler against the
 // fixture: the unet_step case (every traced block on Euler step 0's inputs), the scheduler tables
-// of the generation case, and the generation case's 50-step guided loop from the recorded CLIP
-// features, time ids and noise through the latents, the VAE and the 8-bit image.
+// of the generation case, and the generation and reconstruction cases' 50-step guided loops from
+// the recorded CLIP features, time ids and noise through the latents, the VAE and the 8-bit image.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeDiffusionDecoder } from '../../lib/native.js';
@@ -11,10 +11,10 @@ import { expectClose, expectEqualInts, reportObserved } from '../helpers/model-f
 const step = new FixtureCase('unet_step');
 const gen = new FixtureCase('generation');
 
-// The pipeline call the generation case records ("pipe(inputs, guidance_scale=3.0, ...)").
-function guidanceScale(): number {
-  const m = /guidance_scale=([0-9.]+)/.exec(String(gen.meta.call));
-  if (!m) throw new Error(`generation.json: no guidance_scale in ${String(gen.meta.call)}`);
+// The pipeline call a case records ("pipe(inputs, guidance_scale=3.0, ...)").
+function guidanceScale(c: FixtureCase): number {
+  const m = /guidance_scale=([0-9.]+)/.exec(String(c.meta.call));
+  if (!m) throw new Error(`${c.name}.json: no guidance_scale in ${String(c.meta.call)}`);
   return Number(m[1]);
 }
 
@@ -90,27 +90,29 @@ describe('BLIP3-o UNet and Euler scheduler against the fixture', () => {
     expectClose('eps row 1 = generation unet.eps_uncond[0]', eps.subarray(n), part(gen.f32('unet.eps_uncond'), 0, n), gen.tolerance('unet.eps_uncond'));
   });
 
-  it('runs the guided 50-step loop and the VAE from the recorded conditioning and noise', async () => {
-    const steps = gen.shape('unet.timesteps')[0]!;
+  // Both text-to-image cases end in the same stage 2, from their own CLIP features and noise.
+  it.each(['generation', 'reconstruction'])('runs the guided 50-step loop and the VAE of the %s case from its recorded conditioning and noise', async (name) => {
+    const c = name === 'generation' ? gen : new FixtureCase(name);
+    const steps = c.shape('unet.timesteps')[0]!;
     const out = await dec.sample({
-      encoderHiddenStates: gen.input('unet.prompt_embeds'),
-      textEmbeds: gen.input('unet.text_embeds'),
-      timeIds: gen.ints('unet.time_ids'),
-      noise: gen.input('unet.noise'),
+      encoderHiddenStates: c.input('unet.prompt_embeds'),
+      textEmbeds: c.input('unet.text_embeds'),
+      timeIds: c.ints('unet.time_ids'),
+      noise: c.input('unet.noise'),
       steps,
-      guidance: guidanceScale(),
+      guidance: guidanceScale(c),
       trace: true,
     });
     const trace = out.trace!;
-    expectEqualInts('unet.time_ids (replayed)', gen.ints('unet.time_ids'), gen.meta.time_ids as number[]);
-    for (const name of ['unet.latents', 'unet.model_input', 'unet.eps_cond', 'unet.eps_uncond', 'unet.eps_guided', 'vae.input', 'vae.sample']) {
-      expect(trace[name]?.shape, `${name}: shape`).toEqual(gen.shape(name));
-      expectClose(name, f32Of(trace[name], name), gen.f32(name), gen.tolerance(name));
+    expectEqualInts('unet.time_ids (replayed)', c.ints('unet.time_ids'), c.meta.time_ids as number[]);
+    for (const t of ['unet.latents', 'unet.model_input', 'unet.eps_cond', 'unet.eps_uncond', 'unet.eps_guided', 'vae.input', 'vae.sample']) {
+      expect(trace[t]?.shape, `${name} ${t}: shape`).toEqual(c.shape(t));
+      expectClose(`${name} ${t}`, f32Of(trace[t], t), c.f32(t), c.tolerance(t));
     }
-    const n = gen.f32('unet.noise').length;
-    expectClose('latents (result)', f32Of(out.latents, 'latents'), part(gen.f32('unet.latents'), steps, n), gen.tolerance('unet.latents'));
-    expectClose('image01', f32Of(out.image01, 'image01'), gen.f32('image01'), gen.tolerance('image01'));
-    expectPixels('image_uint8', new Uint8Array(out.imageUint8!.data), gen.u8('image_uint8'), 4 * gen.pixelsDiffering('image_uint8'));
+    const n = c.f32('unet.noise').length;
+    expectClose(`${name} latents (result)`, f32Of(out.latents, 'latents'), part(c.f32('unet.latents'), steps, n), c.tolerance('unet.latents'));
+    expectClose(`${name} image01`, f32Of(out.image01, 'image01'), c.f32('image01'), c.tolerance('image01'));
+    expectPixels(`${name} image_uint8`, new Uint8Array(out.imageUint8!.data), c.u8('image_uint8'), 4 * c.pixelsDiffering('image_uint8'));
   });
 
   it('rejects bad UNet input with a clear error and stays usable', async () => {
