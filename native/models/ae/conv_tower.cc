@@ -34,8 +34,10 @@ struct LayoutNames {
   // Diffusers' index of tower level i (decoders count from the innermost level).
   int index(int i) const { return diffusers() && decoder ? levels - 1 - i : i; }
   std::string level(int i) const { return levels_key() + std::to_string(index(i)) + "."; }
-  std::string block(int j) const { return (diffusers() ? "resnets." : "block.") + std::to_string(j); }
-  std::string attn(int j) const { return (diffusers() ? "attentions." : "attn.") + std::to_string(j); }
+  std::string blocks_key() const { return diffusers() ? "resnets." : "block."; }
+  std::string attn_key() const { return diffusers() ? "attentions." : "attn."; }
+  std::string block(int j) const { return blocks_key() + std::to_string(j); }
+  std::string attn(int j) const { return attn_key() + std::to_string(j); }
   std::string resample() const {
     if (diffusers()) return decoder ? "upsamplers.0.conv" : "downsamplers.0.conv";
     return decoder ? "upsample.conv" : "downsample.conv";
@@ -62,7 +64,7 @@ ConvTowerConfig derive(const WeightLoader& w, const std::string& p, bool decoder
   const int levels = w.count_indexed(levels_key);
   VG_CHECK(levels > 0, path, ": no ", levels_key, "* tensors");
   n.levels = levels;
-  t.blocks = w.count_indexed(p + n.level(0) + n.block(0).substr(0, n.block(0).find('.') + 1));
+  t.blocks = w.count_indexed(p + n.level(0) + n.blocks_key());
   for (int i = 0; i < levels; ++i) {
     const std::string lp = p + n.level(i);
     const std::string conv2 = lp + n.block(0) + ".conv2" + names.conv + ".weight";
@@ -70,10 +72,10 @@ ConvTowerConfig derive(const WeightLoader& w, const std::string& p, bool decoder
     VG_CHECK(shape.size() == 4 && shape[0] % ch == 0, path, ": ", conv2, " has shape ", shape_string(shape),
              ", expected a multiple of ch = ", ch, " output channels");
     t.ch_mult.push_back(static_cast<int>(shape[0] / ch));
-    const std::string blocks_key = lp + n.block(0).substr(0, n.block(0).find('.') + 1);
+    const std::string blocks_key = lp + n.blocks_key();
     const int blocks = w.count_indexed(blocks_key);
     VG_CHECK(blocks == t.blocks, path, ": ", blocks_key, "* has ", blocks, " res blocks, level 0 has ", t.blocks);
-    const std::string attn_key = lp + n.attn(0).substr(0, n.attn(0).find('.') + 1);
+    const std::string attn_key = lp + n.attn_key();
     const int attn = w.count_indexed(attn_key);
     VG_CHECK(attn == 0 || attn == t.blocks, path, ": ", attn_key, "* has ", attn, " attention blocks for ", t.blocks,
              " res blocks");
