@@ -4,7 +4,6 @@
 #include "binding.h"
 
 namespace vargpt::binding {
-void init_diffusion_decoder(Napi::Env env, Napi::Object exports);  // loadDiffusionDecoder (diffusion_decoder.cc)
 AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 }  // namespace vargpt::binding
 

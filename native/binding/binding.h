@@ -32,6 +32,7 @@ void init_vision_tower(Napi::Env env, Napi::Object exports);    // loadVisionTow
 void init_bsq_vae(Napi::Env env, Napi::Object exports);         // loadBsqVae (bsq_vae.cc)
 void init_infinity(Napi::Env env, Napi::Object exports);        // loadInfinity (infinity.cc)
 void init_dit(Napi::Env env, Napi::Object exports);             // loadBlip3oDit (dit.cc)
+void init_diffusion_decoder(Napi::Env env, Napi::Object exports);  // loadDiffusionDecoder (diffusion_decoder.cc)
 
 // Parses "f32" / "bf16" / ... (the names TypeScript uses).
 DType parse_dtype(const Napi::Value& value, const char* what);
