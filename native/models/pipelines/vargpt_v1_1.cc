@@ -121,6 +121,15 @@ std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<B
   return m;
 }
 
+QwenVlParts VargptV11::turn_parts() {
+  QwenVlParts p;
+  p.llm = llm_.get();
+  p.vision = vision_.get();
+  p.image_token = config_.tokens.image;
+  p.eos = config_.tokens.eos_all;
+  return p;
+}
+
 GenerateResult VargptV11::generate(const GenerateRequest& request) {
   GenerateResult result;
   Run run(*this, request, result);

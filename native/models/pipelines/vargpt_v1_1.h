@@ -15,6 +15,7 @@
 #include "../gen/infinity.h"
 #include "../llm/decoder.h"
 #include "../vision/qwen2_vl.h"
+#include "qwen_vl_turn.h"
 
 namespace vargpt {
 
@@ -56,6 +57,7 @@ class VargptV11 final : public Model {
   VargptV11() = default;
   class Run;  // state of one generate() call (vargpt_v1_1_run.h)
   void load_image_gen(WeightLoader& w);
+  QwenVlParts turn_parts();
 
   std::shared_ptr<Backend> backend_;
   std::string device_;

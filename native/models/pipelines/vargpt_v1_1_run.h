@@ -1,11 +1,11 @@
-// Internal: the state of one VargptV11::generate() call.
+// Internal: the state of one VargptV11::generate() call: a Qwen-VL turn (qwen_vl_turn.h) and,
+// when it draws, the image's options (vargpt_v1_1_image.cc).
 #pragma once
 
 #include <vector>
 
 #include "../../core/error.h"
-#include "../common/trace.h"
-#include "../llm/mrope_positions.h"
+#include "qwen_vl_turn.h"
 #include "vargpt_v1_1.h"
 
 namespace vargpt {
@@ -17,22 +17,21 @@ class VargptV11::Run {
         b_(*model.backend_),
         req_(request),
         res_(result),
-        trace_(b_, request.trace ? &result.trace : nullptr),
-        prof_(b_, request.profile),
-        cache_(model.llm_->new_cache(request.kv_dtype)) {}
+        // A turn that may draw keeps every hidden state: they become the cross-attention context.
+        turn_(b_, model.turn_parts(), request, result, request.has_image_options),
+        trace_(turn_.trace()),
+        prof_(turn_.profiler()),
+        cache_(turn_.cache()),
+        mrope_(turn_.mrope()),
+        ctx_hidden_(turn_.hidden()) {}
 
   void execute();
 
  private:
   void validate();
-  void check_cancel() const {
-    if (req_.cancelled && req_.cancelled()) throw Cancelled();
-  }
-  Tensor embed_prompt();
-  void emit(int32_t token);
-  // Feeds one token after the cache; returns its logits [1, vocab] and keeps its hidden state for
-  // the image's cross-attention context.
-  Tensor step(int32_t token);
+  void check_cancel() const { turn_.check_cancel(); }
+  void emit(int32_t token) { turn_.emit(token); }
+  Tensor step(int32_t token) { return turn_.step(token); }
   void check_image_options();
   void draw_image();  // vargpt_v1_1_image.cc
   // A small decode of the running code sum, for on_image_progress after scale (h, w).
@@ -42,15 +41,12 @@ class VargptV11::Run {
   Backend& b_;
   const GenerateRequest& req_;
   GenerateResult& res_;
-  TraceSink trace_;
-  Profiler prof_;
-  KvCache cache_;
-  std::vector<ImageGrid> grids_;  // per image, in patches
-  MropeIndex mrope_;
-  std::vector<int32_t> history_;  // prompt + generated ids (repetition penalty)
-  std::vector<Tensor> step_logits_;
-  std::vector<int32_t> step_positions_;  // [steps, 3]
-  std::vector<Tensor> ctx_hidden_;  // H_ctx: post-norm hidden of every token fed, in order
+  QwenVlTurn turn_;
+  TraceSink& trace_;
+  Profiler& prof_;
+  KvCache& cache_;
+  const MropeIndex& mrope_;
+  const std::vector<Tensor>& ctx_hidden_;  // H_ctx: post-norm hidden of every token fed, in order
   struct Scale {
     int h, w;
   };

@@ -1,0 +1,213 @@
+#include "qwen_vl_turn.h"
+
+#include <algorithm>
+#include <set>
+
+#include "../common/text_sampling.h"
+
+namespace vargpt {
+
+QwenVlTurn::QwenVlTurn(Backend& backend, const QwenVlParts& parts, const GenerateRequest& request,
+                       GenerateResult& result, bool keep_hidden)
+    : b_(backend),
+      parts_(parts),
+      req_(request),
+      res_(result),
+      keep_hidden_(keep_hidden),
+      trace_(backend, request.trace ? &result.trace : nullptr),
+      prof_(backend, request.profile),
+      cache_(parts.llm->new_cache(request.kv_dtype)) {}
+
+void QwenVlTurn::validate(int64_t reserved) {
+  const DecoderConfig& lc = parts_.llm->config();
+  const GenerateRequest& r = req_;
+  check_text_request(r, lc.vocab);
+  const int64_t T = static_cast<int64_t>(r.input_ids.size());
+  const bool has_image_tokens =
+      std::find(r.input_ids.begin(), r.input_ids.end(), parts_.image_token) != r.input_ids.end();
+  VG_CHECK(parts_.vision || (!has_image_tokens && r.pixel_values.empty()),
+           "generate: the request holds an image but this checkpoint has no vision tower (visual.*)");
+  VG_CHECK(r.image_grids.size() == r.pixel_values.size(), "generate: imageGrids describes ", r.image_grids.size(),
+           " image(s) but pixelValues holds ", r.pixel_values.size());
+  std::vector<MergedGrid> merged;
+  if (parts_.vision) {
+    const Qwen2VlVisionConfig& v = parts_.vision->config();
+    for (size_t i = 0; i < r.image_grids.size(); ++i) {
+      const auto& [t, h, w] = r.image_grids[i];
+      VG_CHECK(t >= 1 && h >= v.merge && w >= v.merge && h % v.merge == 0 && w % v.merge == 0 && t <= 4096 &&
+                   h <= 65536 && w <= 65536,
+               "generate: imageGrids[", i, "] = (", t, ", ", h, ", ", w, ") must be positive patch counts with rows and "
+               "columns multiples of the merge size ", v.merge);
+      const ImageGrid g{t, h, w};
+      VG_CHECK(r.pixel_values[i].dtype() == DType::F32 && r.pixel_values[i].numel() == g.patches() * v.patch_values(),
+               "generate: pixelValues[", i, "] has ", r.pixel_values[i].numel(), " values, expected ", g.patches(),
+               " patches x ", v.patch_values(), " for grid (", t, ", ", h, ", ", w, ")");
+      grids_.push_back(g);
+      merged.push_back({t, h / v.merge, w / v.merge});
+    }
+  }
+  mrope_ = mrope_positions(r.input_ids, parts_.image_token, merged);
+  VG_CHECK(T + r.max_new_tokens + reserved <= lc.max_positions, "generate: the prompt has ", T,
+           " tokens and maxNewTokens is ", r.max_new_tokens,
+           reserved ? " (with the positions an image takes)" : "", ": more than the model's max_position_embeddings (",
+           lc.max_positions, ")");
+}
+
+Tensor QwenVlTurn::embed_prompt() {
+  const std::vector<int32_t>& ids = req_.input_ids;
+  const int64_t T = static_cast<int64_t>(ids.size()), H = parts_.llm->config().hidden;
+  Tensor embeds = b_.empty(DType::F32, {T, H});
+  parts_.llm->embed(b_.upload(Tensor::from_host(DType::I32, {T}, ids.data())), embeds);
+  if (trace_.enabled()) trace_.add("input_ids", Tensor::from_host(DType::I32, {T}, ids.data()));
+  if (grids_.empty()) return embeds;
+
+  Profiler::Stage stage(prof_, "visionEncode");
+  const Qwen2VlVisionConfig& v = parts_.vision->config();
+  int64_t patches = 0;
+  for (const ImageGrid& g : grids_) patches += g.patches();
+  // Every image of the prompt in one call: attention stays inside each image (segments).
+  Tensor host = Tensor::empty_host(DType::F32, {patches, v.patch_values()});
+  int64_t row = 0;
+  for (const Tensor& px : req_.pixel_values) {
+    std::copy(px.data<float>(), px.data<float>() + px.numel(), host.data<float>() + row * v.patch_values());
+    row += px.numel() / v.patch_values();
+  }
+  const Tensor pixels = b_.upload(host);
+  const int64_t m2 = int64_t{v.merge} * v.merge;
+  Tensor features = b_.empty(DType::F32, {patches / m2, H});
+  std::vector<Tensor> block_out;
+  Qwen2VlVision::Hooks hooks;
+  if (trace_.enabled()) {
+    std::vector<int32_t> thw;
+    for (const ImageGrid& g : grids_) thw.insert(thw.end(), {g.t, g.h, g.w});
+    trace_.add("pixel_values", host);
+    trace_.add("image_grid_thw", Tensor::from_host(DType::I32, {static_cast<int64_t>(grids_.size()), 3}, thw.data()));
+    hooks.patch_embed = [&](const Tensor& h) { trace_.add("vit_patch_embed", h); };
+    hooks.block_out = [&](int, const Tensor& h) { block_out.push_back(b_.to_host(h)); };
+    hooks.windows = [&](const VisionWindows& w) {
+      trace_.add("vit_window_index",
+                 Tensor::from_host(DType::I32, {static_cast<int64_t>(w.index.size())}, w.index.data()));
+      std::vector<int32_t> cu(w.cu_seqlens.begin(), w.cu_seqlens.end());
+      trace_.add("vit_cu_window_seqlens", Tensor::from_host(DType::I32, {static_cast<int64_t>(cu.size())}, cu.data()));
+    };
+    hooks.merger_windowed = [&](const Tensor& f) { trace_.add("vit_merger_windowed", f); };
+  }
+  check_cancel();
+  parts_.vision->encode(pixels, grids_, features, hooks);
+  trace_.stack("vit_block_out", block_out);
+  // VARGPT-v1.1's fixture calls the merged features merger_out, BLIP3-o's vit_out.
+  trace_.add(v.windowed() ? "vit_out" : "merger_out", features);
+
+  // masked_scatter: the merged tokens fill the image-token positions in prompt order.
+  int64_t done = 0;
+  for (int64_t i = 0; i < T;) {
+    if (ids[i] != parts_.image_token) {
+      ++i;
+      continue;
+    }
+    int64_t j = i;
+    while (j < T && ids[j] == parts_.image_token) ++j;
+    b_.copy(features.slice(0, done, done + (j - i)), embeds.slice(0, i, j));
+    done += j - i;
+    i = j;
+  }
+  return embeds;
+}
+
+void QwenVlTurn::emit(int32_t token) {
+  res_.tokens.push_back(token);
+  history_.push_back(token);
+  if (req_.on_token) req_.on_token(token);
+}
+
+Tensor QwenVlTurn::step(int32_t token) {
+  const Positions pos = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
+  if (trace_.enabled()) step_positions_.insert(step_positions_.end(), pos.ids.begin(), pos.ids.end());
+  if (!keep_hidden_) return parts_.llm->next_logits(token, pos, cache_);
+  const DecoderConfig& lc = parts_.llm->config();
+  Tensor x = b_.empty(DType::F32, {1, lc.hidden});
+  parts_.llm->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
+  Tensor hidden = b_.empty(DType::F32, {1, lc.hidden});
+  parts_.llm->forward(x, pos, &cache_, hidden);
+  hidden_.push_back(hidden);
+  Tensor logits = b_.empty(DType::F32, {1, lc.vocab});
+  parts_.llm->logits(hidden, logits);
+  return logits;
+}
+
+Tensor QwenVlTurn::prefill() {
+  check_cancel();
+  history_ = req_.input_ids;
+  const int64_t T = static_cast<int64_t>(req_.input_ids.size());
+  const DecoderConfig& lc = parts_.llm->config();
+  Tensor logits = b_.empty(DType::F32, {1, lc.vocab});
+  const Tensor embeds = embed_prompt();
+  check_cancel();
+  Profiler::Stage stage(prof_, "prefill");
+  Tensor hidden = b_.empty(DType::F32, {T, lc.hidden});
+  parts_.llm->forward(embeds, mrope_.positions, &cache_, hidden);
+  parts_.llm->logits(hidden.slice(0, T - 1, T), logits);
+  if (keep_hidden_) hidden_.push_back(hidden);
+  if (trace_.enabled()) {
+    trace_.add("mrope_position_ids", Tensor::from_host(DType::I32, {3, T}, mrope_.positions.ids.data()));
+    const int32_t delta = static_cast<int32_t>(mrope_.rope_delta);
+    trace_.add("rope_deltas", Tensor::from_host(DType::I32, {1}, &delta));
+    trace_.add("prefill_inputs_embeds", embeds);
+    trace_.add("prefill_hidden", hidden);
+    trace_.add("prefill_last_logits", logits.view({lc.vocab}));
+  }
+  return logits;
+}
+
+void QwenVlTurn::decode(Tensor logits, int image_start, const std::function<void()>& draw) {
+  const int V = parts_.llm->config().vocab;
+  std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
+  if (!req_.ignore_eos) stops.insert(parts_.eos.begin(), parts_.eos.end());
+  int generated = 0;
+  if (req_.force_image) {
+    VG_CHECK(image_start >= 0 && draw, "generate: forceImage: this model cannot draw");
+    emit(image_start);
+    draw();
+  }
+  while (!req_.force_image && generated < req_.max_new_tokens) {
+    check_cancel();
+    int32_t token;
+    {
+      Profiler::Stage stage(prof_, "sampleText");
+      token = choose_text_token(b_, logits, req_, history_, generated, V);
+      if (trace_.enabled()) step_logits_.push_back(logits.view({V}));
+    }
+    emit(token);
+    ++generated;
+    // Upstream hands over to the image decoder here; text ends either way.
+    if (image_start >= 0 && token == image_start && draw) {
+      draw();
+      break;
+    }
+    if (stops.count(token) || (image_start >= 0 && token == image_start)) {
+      res_.stop = StopReason::Eos;
+      break;
+    }
+    if (generated >= req_.max_new_tokens) {
+      res_.stop = StopReason::Length;
+      break;
+    }
+    Profiler::Stage stage(prof_, "decode");
+    logits = step(token);
+    prof_.count("decodeTokens", 1);
+  }
+  if (req_.max_new_tokens == 0 && !res_.has_image) res_.stop = StopReason::Length;
+  trace_.stack("step_logits", step_logits_);
+  // One [t, h, w] row per decode step (each step's axis-major positions of one token).
+  if (trace_.enabled() && !step_positions_.empty())
+    trace_.add("step_position_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(step_positions_.size() / 3), 3},
+                                                      step_positions_.data()));
+  if (trace_.enabled()) {
+    std::vector<int32_t> all = req_.input_ids;
+    all.insert(all.end(), res_.tokens.begin(), res_.tokens.end());
+    trace_.add("output_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(all.size())}, all.data()));
+  }
+  res_.profile = prof_.results();
+}
+
+}  // namespace vargpt

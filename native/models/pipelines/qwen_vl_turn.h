@@ -1,0 +1,79 @@
+// One assistant turn of a Qwen-VL model (a Qwen2-VL or Qwen2.5-VL vision tower in front of a Qwen2
+// decoder with multimodal RoPE): the prompt's images through the vision tower in one call, their
+// merged features in place of the image-pad tokens, M-RoPE positions, prefill, and the token loop
+// with decode positions shifted by rope_delta. VARGPT-v1.1 and BLIP3-o read images this way; each
+// family adds its own drawing, which this turn hands over to when the image-start token comes.
+// Trace names are the reference fixtures'.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "../../core/error.h"
+#include "../common/model.h"
+#include "../common/trace.h"
+#include "../llm/decoder.h"
+#include "../llm/mrope_positions.h"
+#include "../vision/qwen2_vl.h"
+
+namespace vargpt {
+
+// What a turn reads of the loaded model.
+struct QwenVlParts {
+  DecoderLlm* llm = nullptr;
+  Qwen2VlVision* vision = nullptr;  // null: the checkpoint reads no images
+  int image_token = -1;                   // <|image_pad|>
+  std::vector<int> eos;                   // every id config.json calls EOS
+};
+
+class QwenVlTurn {
+ public:
+  // `keep_hidden`: keep the final-norm hidden state of every token fed (a drawing's context).
+  QwenVlTurn(Backend& backend, const QwenVlParts& parts, const GenerateRequest& request, GenerateResult& result,
+             bool keep_hidden);
+
+  // Checks the text request and the images against the model, and computes the M-RoPE positions.
+  // `reserved` positions after the new tokens stay free (an image to draw).
+  void validate(int64_t reserved);
+  // Embeds the prompt (image features in place), runs the prefill and returns the logits of its
+  // last row [1, vocab].
+  Tensor prefill();
+  // Chooses and feeds tokens until a stop. With `image_start` >= 0 and `draw` set, that token, when
+  // emitted (or forced by request.force_image), is emitted and `draw` runs; without `draw` it ends
+  // the text. Then records the traces and the profile.
+  void decode(Tensor logits, int image_start, const std::function<void()>& draw);
+
+  // For a family's drawing, which continues the same sequence.
+  void emit(int32_t token);
+  // Feeds one token after the cache; returns its logits [1, vocab].
+  Tensor step(int32_t token);
+  void check_cancel() const {
+    if (req_.cancelled && req_.cancelled()) throw Cancelled();
+  }
+  KvCache& cache() { return cache_; }
+  const MropeIndex& mrope() const { return mrope_; }
+  // Final-norm hidden states of every token fed so far, in order (with keep_hidden).
+  const std::vector<Tensor>& hidden() const { return hidden_; }
+  TraceSink& trace() { return trace_; }
+  Profiler& profiler() { return prof_; }
+
+ private:
+  Tensor embed_prompt();
+
+  Backend& b_;
+  QwenVlParts parts_;
+  const GenerateRequest& req_;
+  GenerateResult& res_;
+  bool keep_hidden_;
+  TraceSink trace_;
+  Profiler prof_;
+  KvCache cache_;
+  std::vector<ImageGrid> grids_;  // per image, in patches
+  MropeIndex mrope_;
+  std::vector<int32_t> history_;  // prompt + generated ids (repetition penalty)
+  std::vector<Tensor> step_logits_;
+  std::vector<int32_t> step_positions_;  // [steps, 3]
+  std::vector<Tensor> hidden_;
+};
+
+}  // namespace vargpt
