@@ -3,9 +3,51 @@
 #include <algorithm>
 #include <set>
 
+#include "../common/config_json.h"
 #include "../common/text_sampling.h"
 
 namespace vargpt {
+
+int config_token_id(const Json& object, const char* key, const std::string& what, bool required) {
+  const Json* v = object.find(key);
+  if (v == nullptr || v->is_null()) {
+    VG_CHECK(!required, what, ": ", key, " is required");
+    return -1;
+  }
+  const int64_t id = json_int(object, key, -1, what);
+  VG_CHECK(id >= 0 && id < (int64_t{1} << 30), what, ": ", key, " = ", id, " is not a token id");
+  return static_cast<int>(id);
+}
+
+QwenVlConfig parse_qwen_vl_config(const Json& root, const std::string& what, const WeightLoader& w) {
+  QwenVlConfig c;
+  // Qwen2-VL keeps the text model's fields at the root; newer exports nest them in text_config.
+  const Json* text = root.find("text_config");
+  if (text == nullptr || !text->is_object()) text = &root;
+  c.llm = parse_decoder_config(*text, what, w, "");
+  VG_CHECK(c.llm.position_axes() == 3, what, ": a Qwen-VL model needs M-RoPE (rope_scaling.mrope_section with 3 sections)");
+  c.has_vision = w.has("visual.patch_embed.proj.weight");
+  const Json* vision = root.find("vision_config");
+  if (c.has_vision) {
+    VG_CHECK(vision && vision->is_object(), what, ": the checkpoint has visual.* tensors but no vision_config");
+    c.vision = parse_qwen2_vl_vision_config(*vision, what + " vision_config", w, "visual.");
+    VG_CHECK(c.vision.out_hidden == c.llm.hidden, what, ": the vision merger's output width ", c.vision.out_hidden,
+             " differs from the LLM's hidden_size ", c.llm.hidden);
+  }
+  QwenVlTokens& t = c.tokens;
+  t.bos = config_token_id(root, "bos_token_id", what, false);
+  t.eos_all = config_ids(root, "eos_token_id", what);
+  VG_CHECK(!t.eos_all.empty(), what, ": eos_token_id is required");
+  t.image = config_token_id(root, "image_token_id", what, c.has_vision);
+  t.video = config_token_id(root, "video_token_id", what, false);
+  t.vision_start = config_token_id(root, "vision_start_token_id", what, c.has_vision);
+  t.vision_end = config_token_id(root, "vision_end_token_id", what, c.has_vision);
+  for (int id : {t.bos, t.image, t.video, t.vision_start, t.vision_end})
+    VG_CHECK(id < c.llm.vocab, what, ": token id ", id, " is outside the vocabulary (", c.llm.vocab, ")");
+  for (int id : t.eos_all)
+    VG_CHECK(id >= 0 && id < c.llm.vocab, what, ": eos_token_id ", id, " is outside the vocabulary (", c.llm.vocab, ")");
+  return c;
+}
 
 QwenVlTurn::QwenVlTurn(Backend& backend, const QwenVlParts& parts, const GenerateRequest& request,
                        GenerateResult& result, bool keep_hidden)

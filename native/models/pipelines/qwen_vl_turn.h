@@ -18,6 +18,27 @@
 
 namespace vargpt {
 
+class Json;
+
+// Token ids config.json gives a Qwen-VL model (-1 where it has none).
+struct QwenVlTokens {
+  int bos = -1, image = -1, video = -1, vision_start = -1, vision_end = -1;
+  std::vector<int> eos_all;  // every id config.json calls EOS
+};
+
+struct QwenVlConfig {
+  DecoderConfig llm;
+  bool has_vision = false;  // visual.* tensors
+  Qwen2VlVisionConfig vision;
+  QwenVlTokens tokens;
+};
+
+// The Qwen-VL part of config.json `root` (the text model at the root or in text_config,
+// vision_config, the token ids), checked against the tensors; `what` names the file in errors.
+QwenVlConfig parse_qwen_vl_config(const Json& root, const std::string& what, const WeightLoader& w);
+// A token id field of `object` (-1 when absent and not required), checked to be an id.
+int config_token_id(const Json& object, const char* key, const std::string& what, bool required);
+
 // What a turn reads of the loaded model.
 struct QwenVlParts {
   DecoderLlm* llm = nullptr;

@@ -11,59 +11,25 @@
 
 namespace vargpt {
 
-namespace {
-
-int token_id(const Json& object, const char* key, const std::string& what, bool required) {
-  const Json* v = object.find(key);
-  if (v == nullptr || v->is_null()) {
-    VG_CHECK(!required, what, ": ", key, " is required");
-    return -1;
-  }
-  const int64_t id = json_int(object, key, -1, what);
-  VG_CHECK(id >= 0 && id < (int64_t{1} << 30), what, ": ", key, " = ", id, " is not a token id");
-  return static_cast<int>(id);
-}
-
-}  // namespace
 
 VargptV11Config load_vargpt_v1_1_config(const std::string& dir, const WeightLoader& w) {
   const Json root = read_config_json(dir);
   const std::string what = dir + "/config.json";
+  QwenVlConfig q = parse_qwen_vl_config(root, what, w);
   VargptV11Config c;
-  // Qwen2-VL keeps the text model's fields at the root; newer exports nest them in text_config.
-  const Json* text = root.find("text_config");
-  if (text == nullptr || !text->is_object()) text = &root;
-  c.llm = parse_decoder_config(*text, what, w, "");
-  VG_CHECK(c.llm.position_axes() == 3, what, ": VARGPT-v1.1 needs M-RoPE (rope_scaling.mrope_section with 3 sections)");
-
-  c.has_vision = w.has("visual.patch_embed.proj.weight");
-  const Json* vision = root.find("vision_config");
-  if (c.has_vision) {
-    VG_CHECK(vision && vision->is_object(), what, ": the checkpoint has visual.* tensors but no vision_config");
-    c.vision = parse_qwen2_vl_vision_config(*vision, what + " vision_config", w, "visual.");
-    VG_CHECK(c.vision.out_hidden == c.llm.hidden, what, ": vision_config.hidden_size ", c.vision.out_hidden,
-             " (the merger's output) differs from the LLM's hidden_size ", c.llm.hidden);
-  }
+  c.llm = q.llm;
+  c.has_vision = q.has_vision;
+  c.vision = q.vision;
+  static_cast<QwenVlTokens&>(c.tokens) = q.tokens;
   c.has_image_gen = w.count_indexed("vargpt_gen.block_chunks.") > 0 || w.has("vargpt_gen.word_embed.weight");
-
   VargptV11Tokens& t = c.tokens;
-  t.bos = token_id(root, "bos_token_id", what, false);
-  t.eos_all = config_ids(root, "eos_token_id", what);
-  VG_CHECK(!t.eos_all.empty(), what, ": eos_token_id is required");
-  t.image = token_id(root, "image_token_id", what, c.has_vision);
-  t.video = token_id(root, "video_token_id", what, false);
-  t.vision_start = token_id(root, "vision_start_token_id", what, c.has_vision);
-  t.vision_end = token_id(root, "vision_end_token_id", what, c.has_vision);
   if (const Json* s = root.find("special_tokens"); s && s->is_object()) {
-    t.image_gen_start = token_id(*s, "image_gen_start_token_id", what + " special_tokens", true);
-    t.image_gen_end = token_id(*s, "image_gen_end_token_id", what + " special_tokens", true);
-    t.image_gen_pad = token_id(*s, "image_gen_pad_token_id", what + " special_tokens", true);
+    t.image_gen_start = config_token_id(*s, "image_gen_start_token_id", what + " special_tokens", true);
+    t.image_gen_end = config_token_id(*s, "image_gen_end_token_id", what + " special_tokens", true);
+    t.image_gen_pad = config_token_id(*s, "image_gen_pad_token_id", what + " special_tokens", true);
   }
-  for (int id : {t.bos, t.image, t.video, t.vision_start, t.vision_end, t.image_gen_start, t.image_gen_end,
-                 t.image_gen_pad})
+  for (int id : {t.image_gen_start, t.image_gen_end, t.image_gen_pad})
     VG_CHECK(id < c.llm.vocab, what, ": token id ", id, " is outside the vocabulary (", c.llm.vocab, ")");
-  for (int id : t.eos_all)
-    VG_CHECK(id >= 0 && id < c.llm.vocab, what, ": eos_token_id ", id, " is outside the vocabulary (", c.llm.vocab, ")");
   return c;
 }
 

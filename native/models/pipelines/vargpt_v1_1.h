@@ -19,10 +19,8 @@
 
 namespace vargpt {
 
-struct VargptV11Tokens {
-  int bos = -1, image = -1, video = -1, vision_start = -1, vision_end = -1;
+struct VargptV11Tokens : QwenVlTokens {
   int image_gen_start = -1, image_gen_end = -1, image_gen_pad = -1;
-  std::vector<int> eos_all;  // every id config.json calls EOS
 };
 
 struct VargptV11Config {
