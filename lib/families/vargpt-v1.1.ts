@@ -9,17 +9,19 @@ import path from 'node:path';
 import type { ChatTemplate } from '../chat-template.js';
 import type { CheckpointJson, JsonObject } from '../checkpoint-config.js';
 import { CHECKPOINT_FILES, Reader, readCheckpointJson } from '../checkpoint-config.js';
-import { CheckpointError, InputError, throwIfAborted } from '../errors.js';
+import { CheckpointError, InputError } from '../errors.js';
 import type { GeneratedImage, RgbImage } from '../image.js';
 import { resizeImage } from '../image.js';
 import type { NativeGenerateRequest, NativeModelInfo, NativeVargptV11Info } from '../native.js';
 import type { ChatOptions, EditImageOptions, GenerateImageOptions, ImageProgressBase, ResolvedText, Rule, ScaleSchedule } from '../options.js';
 import { checkCallbacks, checkDefault, imageRules, num, optionObject, resolveSeed, resolveText, toTyped } from '../options.js';
 import type { Qwen2VlImageConfig } from '../qwen2-vl-image.js';
-import { parseQwen2VlImageConfig, qwen2VlPixels } from '../qwen2-vl-image.js';
+import { parseQwen2VlImageConfig } from '../qwen2-vl-image.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
 import { chatTemplateFor, loadedAs, turnBudget } from './common.js';
+import type { PreparedImages } from './qwen-vl.js';
+import { checkQwenVlAgreement, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -179,14 +181,6 @@ function scalePairs(scales: ReadonlyArray<readonly [number, number]>): Int32Arra
   return Int32Array.from(scales.flatMap(([h, w]) => [h, w]));
 }
 
-function ids(value: unknown, where: string): number[] {
-  const list = Array.isArray(value) ? value : value === undefined || value === null ? [] : [value];
-  for (const id of list) {
-    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new CheckpointError(`${where} must be a token id or a list of them`);
-  }
-  return list as number[];
-}
-
 export function parseModelConfig(raw: JsonObject, file = 'config.json'): V11ModelConfig {
   const r = new Reader(file, raw);
   const modelType = r.optionalString('model_type');
@@ -328,13 +322,6 @@ interface V11Call {
   profile: boolean;
 }
 
-// The images of a prompt, preprocessed: one [patches, 1176] block and one (t, h, w) grid each.
-interface PreparedImages {
-  pixelValues: Float32Array[];
-  grids: Int32Array;
-  tokens: number[]; // <|image_pad|> tokens per image
-}
-
 class VargptV11Model implements FamilyModel {
   readonly info: VargptV11ModelInfo;
   readonly template: ChatTemplate;
@@ -358,36 +345,19 @@ class VargptV11Model implements FamilyModel {
     this.imageStartId = s.imageGenStart?.id ?? null;
     this.imageSampling = defaults.image;
     this.defaults = { text: defaults.text, image: info.image ? defaults.image : null };
-    // Text ends on every id the checkpoint calls EOS (config.json, generation_config.json, the
-    // tokenizer's eos_token) and on <|endoftext|>, Qwen's end of document.
-    const stops = new Set<number>([...info.eosIds, s.eos.id]);
-    const gen = files.generationConfig;
-    if (gen) for (const id of ids(gen['eos_token_id'], `${path.join(files.dir, CHECKPOINT_FILES.generationConfig)}: "eos_token_id"`)) stops.add(id);
-    const endOfText = tokenizer.tokenToId('<|endoftext|>');
-    if (endOfText !== undefined) stops.add(endOfText);
-    this.stopIds = [...stops].sort((a, b) => a - b);
+    this.stopIds = qwenVlStopIds(info, tokenizer, files.generationConfig, files.dir);
   }
 
   // config.json, the tokenizer files and the tensors were read by separate loaders; they must agree.
   private checkAgreement(info: NativeVargptV11Info): void {
     const s = this.tokenizer.specialTokens;
     const dir = this.files.dir;
-    if (!info.eosIds.includes(s.eos.id)) {
-      throw new CheckpointError(`${dir}: the tokenizer's eos_token "${s.eos.text}" (${s.eos.id}) is not among config.json's eos_token_id ${JSON.stringify(info.eosIds)}`);
-    }
-    if (info.vision) {
-      if (!s.image) throw new CheckpointError(`${dir}: the checkpoint has a vision tower but the tokenizer has no image token (config.json image_token_id)`);
-      if (s.image.id !== info.imageTokenId) throw new CheckpointError(`${dir}: the image token is ${s.image.id} in the tokenizer files but ${info.imageTokenId} in config.json`);
-      if (!this.files.config.vision) throw new CheckpointError(`${dir}: the checkpoint has visual.* tensors but config.json has no vision_config`);
-    }
+    checkQwenVlAgreement(info, this.tokenizer, dir, this.files.config.vision !== null);
     if (s.imageGenStart && s.imageGenStart.id !== info.imageGenStartId) {
       throw new CheckpointError(`${dir}: <|image_gen_start|> is ${s.imageGenStart.id} in the tokenizer files but ${info.imageGenStartId} in config.json`);
     }
     if (info.image && !s.imageGenStart) {
       throw new CheckpointError(`${dir}: the checkpoint has image generation weights but the tokenizer has no <|image_gen_start|> (config.json special_tokens)`);
-    }
-    if (this.tokenizer.size > info.llm.vocabSize) {
-      throw new CheckpointError(`${dir}: the tokenizer has ${this.tokenizer.size} tokens, the embedding only ${info.llm.vocabSize} rows`);
     }
   }
 
@@ -467,44 +437,22 @@ class VargptV11Model implements FamilyModel {
     };
   }
 
-  // Template, images and tokens: everything before the native call, checked.
   // `shrinkSource`: pre-shrink image 0, the editing source.
-  private async prompt(
-    call: V11Call,
-    readImage: ReadImage,
-    signal: AbortSignal | undefined,
-    shrinkSource: boolean,
-  ): Promise<{ inputIds: Int32Array; images: PreparedImages }> {
-    const { prompt, images } = this.template.render(call.messages);
-    const vision = this.info.vision;
-    const processor = this.files.imageProcessor;
-    const prepared: PreparedImages = { pixelValues: [], grids: new Int32Array(3 * images.length), tokens: [] };
-    if (images.length > 0 && (!vision || !processor)) {
-      throw new InputError(`${call.what}: this model has no vision tower (no visual.* weights), so it cannot read images; send text only`);
-    }
-    let expanded = prompt;
-    if (vision && processor && images.length > 0) {
-      const merge = vision.mergeSize * vision.mergeSize;
-      for (const [i, input] of images.entries()) {
-        let rgb = await readImage(input, `image ${i + 1}`);
-        if (shrinkSource && i === 0) rgb = await preShrinkEditSource(rgb);
-        let px;
-        try {
-          px = await qwen2VlPixels(rgb, processor);
-        } catch (error) {
-          if (error instanceof InputError) throw new InputError(`${call.what}: image ${i + 1}: ${error.message}`);
-          throw error;
-        }
-        prepared.pixelValues.push(px.patches);
-        prepared.grids.set([px.grid.t, px.grid.h, px.grid.w], 3 * i);
-        prepared.tokens.push((px.grid.t * px.grid.h * px.grid.w) / merge);
-        throwIfAborted(signal, call.what);
-      }
-      const placeholder = this.tokenizer.specialTokens.image?.text;
-      if (!placeholder) throw new CheckpointError(`${this.files.dir}: no image placeholder token`);
-      expanded = expandEachPlaceholder(prompt, placeholder, prepared.tokens);
-    }
-    return { inputIds: Int32Array.from(this.tokenizer.encode(expanded)), images: prepared };
+  private prompt(call: V11Call, readImage: ReadImage, signal: AbortSignal | undefined, shrinkSource: boolean): Promise<{ inputIds: Int32Array; images: PreparedImages }> {
+    return qwenVlPrompt(
+      {
+        what: call.what,
+        messages: call.messages,
+        template: this.template,
+        tokenizer: this.tokenizer,
+        vision: this.info.vision,
+        processor: this.files.imageProcessor,
+        dir: this.files.dir,
+        adjust: shrinkSource ? (rgb, i) => (i === 0 ? preShrinkEditSource(rgb) : Promise.resolve(rgb)) : undefined,
+      },
+      readImage,
+      signal,
+    );
   }
 
   // The image decoder cross-attends to every token before <|image_gen_start|>; its unconditional
@@ -574,21 +522,6 @@ class VargptV11Model implements FamilyModel {
       checkTokens: (value, where) => ({ tokens: checkBits(value, where, scales, image.bits), scales: scalePairs(scales) }),
     };
   }
-}
-
-// The Qwen2-VL processor step: the i-th placeholder becomes counts[i] placeholders (the image's
-// merged patches), after checking the template wrote exactly one per image.
-export function expandEachPlaceholder(prompt: string, placeholder: string, counts: readonly number[]): string {
-  const pieces = prompt.split(placeholder);
-  if (pieces.length - 1 !== counts.length) {
-    throw new InputError(`the prompt holds ${pieces.length - 1} image placeholder(s) "${placeholder}" but ${counts.length} image(s) were given`);
-  }
-  let out = pieces[0]!;
-  counts.forEach((n, i) => {
-    if (!Number.isSafeInteger(n) || n < 1) throw new InputError(`invalid image token count ${n}`);
-    out += placeholder.repeat(n) + pieces[i + 1]!;
-  });
-  return out;
 }
 
 export const vargptV11: FamilyAdapter = {
