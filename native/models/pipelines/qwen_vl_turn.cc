@@ -19,6 +19,31 @@ int config_token_id(const Json& object, const char* key, const std::string& what
   return static_cast<int>(id);
 }
 
+void set_qwen_vl_info(Info& out, const QwenVlConfig& c) {
+  if (c.has_vision) {
+    const Qwen2VlVisionConfig& v = c.vision;
+    out.set("vision", Info::object()
+                          .set("embedDim", v.embed_dim)
+                          .set("depth", v.depth)
+                          .set("heads", v.heads)
+                          .set("patchSize", v.patch_size)
+                          .set("temporalPatchSize", v.temporal_patch)
+                          .set("mergeSize", v.merge)
+                          .set("channels", v.channels)
+                          .set("patchValues", v.patch_values())
+                          .set("outHidden", v.out_hidden)
+                          .set("windowed", v.windowed()));
+  } else {
+    out.set("vision", Info::null());
+  }
+  const QwenVlTokens& t = c.tokens;
+  out.set("bosId", t.bos)
+      .set("eosIds", Info::numbers(t.eos_all))
+      .set("imageTokenId", t.image)
+      .set("visionStartId", t.vision_start)
+      .set("visionEndId", t.vision_end);
+}
+
 QwenVlConfig parse_qwen_vl_config(const Json& root, const std::string& what, const WeightLoader& w) {
   QwenVlConfig c;
   // Qwen2-VL keeps the text model's fields at the root; newer exports nest them in text_config.
@@ -100,7 +125,13 @@ Tensor QwenVlTurn::embed_prompt() {
   const int64_t T = static_cast<int64_t>(ids.size()), H = parts_.llm->config().hidden;
   Tensor embeds = b_.empty(DType::F32, {T, H});
   parts_.llm->embed(b_.upload(Tensor::from_host(DType::I32, {T}, ids.data())), embeds);
-  if (trace_.enabled()) trace_.add("input_ids", Tensor::from_host(DType::I32, {T}, ids.data()));
+  if (trace_.enabled()) {
+    trace_.add("input_ids", Tensor::from_host(DType::I32, {T}, ids.data()));
+    // The processor's token types: 1 at image tokens.
+    std::vector<int32_t> types(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) types[i] = ids[i] == parts_.image_token ? 1 : 0;
+    trace_.add("mm_token_type_ids", Tensor::from_host(DType::I32, {T}, types.data()));
+  }
   if (grids_.empty()) return embeds;
 
   Profiler::Stage stage(prof_, "visionEncode");
@@ -217,7 +248,7 @@ void QwenVlTurn::decode(Tensor logits, int image_start, const std::function<void
     {
       Profiler::Stage stage(prof_, "sampleText");
       token = choose_text_token(b_, logits, req_, history_, generated, V);
-      if (trace_.enabled()) step_logits_.push_back(logits.view({V}));
+      if (trace_.enabled() && (generated > 0 || parts_.step_logits_include_prefill)) step_logits_.push_back(logits.view({V}));
     }
     emit(token);
     ++generated;
@@ -245,6 +276,7 @@ void QwenVlTurn::decode(Tensor logits, int image_start, const std::function<void
     trace_.add("step_position_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(step_positions_.size() / 3), 3},
                                                       step_positions_.data()));
   if (trace_.enabled()) {
+    trace_.add("generated_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(res_.tokens.size())}, res_.tokens.data()));
     std::vector<int32_t> all = req_.input_ids;
     all.insert(all.end(), res_.tokens.begin(), res_.tokens.end());
     trace_.add("output_ids", Tensor::from_host(DType::I32, {static_cast<int64_t>(all.size())}, all.data()));

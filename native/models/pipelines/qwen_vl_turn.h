@@ -36,6 +36,8 @@ struct QwenVlConfig {
 // The Qwen-VL part of config.json `root` (the text model at the root or in text_config,
 // vision_config, the token ids), checked against the tensors; `what` names the file in errors.
 QwenVlConfig parse_qwen_vl_config(const Json& root, const std::string& what, const WeightLoader& w);
+// info() parts every Qwen-VL family reports: "vision" (null without a tower) and the token ids.
+void set_qwen_vl_info(Info& out, const QwenVlConfig& config);
 // A token id field of `object` (-1 when absent and not required), checked to be an id.
 int config_token_id(const Json& object, const char* key, const std::string& what, bool required);
 
@@ -45,6 +47,10 @@ struct QwenVlParts {
   Qwen2VlVision* vision = nullptr;  // null: the checkpoint reads no images
   int image_token = -1;                   // <|image_pad|>
   std::vector<int> eos;                   // every id config.json calls EOS
+  // The trace's step_logits: the logits every new token was chosen from (VARGPT-v1.1's fixture),
+  // or only those of the decode steps after the prefill (BLIP3-o's, whose first token comes from
+  // prefill_last_logits).
+  bool step_logits_include_prefill = true;
 };
 
 class QwenVlTurn {

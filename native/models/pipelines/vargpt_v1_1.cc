@@ -15,20 +15,16 @@ namespace vargpt {
 VargptV11Config load_vargpt_v1_1_config(const std::string& dir, const WeightLoader& w) {
   const Json root = read_config_json(dir);
   const std::string what = dir + "/config.json";
-  QwenVlConfig q = parse_qwen_vl_config(root, what, w);
   VargptV11Config c;
-  c.llm = q.llm;
-  c.has_vision = q.has_vision;
-  c.vision = q.vision;
-  static_cast<QwenVlTokens&>(c.tokens) = q.tokens;
+  static_cast<QwenVlConfig&>(c) = parse_qwen_vl_config(root, what, w);
   c.has_image_gen = w.count_indexed("vargpt_gen.block_chunks.") > 0 || w.has("vargpt_gen.word_embed.weight");
-  VargptV11Tokens& t = c.tokens;
+  ImageGenTokens& t = c.gen;
   if (const Json* s = root.find("special_tokens"); s && s->is_object()) {
-    t.image_gen_start = config_token_id(*s, "image_gen_start_token_id", what + " special_tokens", true);
-    t.image_gen_end = config_token_id(*s, "image_gen_end_token_id", what + " special_tokens", true);
-    t.image_gen_pad = config_token_id(*s, "image_gen_pad_token_id", what + " special_tokens", true);
+    t.start = config_token_id(*s, "image_gen_start_token_id", what + " special_tokens", true);
+    t.end = config_token_id(*s, "image_gen_end_token_id", what + " special_tokens", true);
+    t.pad = config_token_id(*s, "image_gen_pad_token_id", what + " special_tokens", true);
   }
-  for (int id : {t.image_gen_start, t.image_gen_end, t.image_gen_pad})
+  for (int id : {t.start, t.end, t.pad})
     VG_CHECK(id < c.llm.vocab, what, ": token id ", id, " is outside the vocabulary (", c.llm.vocab, ")");
   return c;
 }
@@ -37,7 +33,7 @@ VargptV11::~VargptV11() = default;
 
 void VargptV11::load_image_gen(WeightLoader& w) {
   const VargptV11Config& c = config_;
-  const int start = c.tokens.image_gen_start;
+  const int start = c.gen.start;
   VG_CHECK(start >= 0, "VARGPT-v1.1: the checkpoint has image-generation weights but config.json names no "
                        "special_tokens.image_gen_start_token_id");
   infinity_ = std::make_unique<InfinityDecoder>(parse_infinity_config(w, "vargpt_gen."), w, "vargpt_gen.");
@@ -169,21 +165,7 @@ Info VargptV11::info() const {
   Info out = Info::object();
   out.set("family", family()).set("device", device_);
   out.set("llm", llm_->info());
-  if (c.has_vision) {
-    const Qwen2VlVisionConfig& v = c.vision;
-    out.set("vision", Info::object()
-                          .set("embedDim", v.embed_dim)
-                          .set("depth", v.depth)
-                          .set("heads", v.heads)
-                          .set("patchSize", v.patch_size)
-                          .set("temporalPatchSize", v.temporal_patch)
-                          .set("mergeSize", v.merge)
-                          .set("channels", v.channels)
-                          .set("patchValues", v.patch_values())
-                          .set("outHidden", v.out_hidden));
-  } else {
-    out.set("vision", Info::null());
-  }
+  set_qwen_vl_info(out, c);
   if (c.has_image_gen) {
     const InfinityConfig& ic = infinity_->config();
     const BsqVaeConfig& vc = vae_->config();
@@ -200,14 +182,7 @@ Info VargptV11::info() const {
   } else {
     out.set("image", Info::null());
   }
-  const VargptV11Tokens& t = c.tokens;
-  out.set("bosId", t.bos)
-      .set("eosIds", Info::numbers(t.eos_all))
-      .set("imageTokenId", t.image)
-      .set("visionStartId", t.vision_start)
-      .set("visionEndId", t.vision_end)
-      .set("imageGenStartId", t.image_gen_start)
-      .set("imageGenEndId", t.image_gen_end);
+  out.set("imageGenStartId", c.gen.start).set("imageGenEndId", c.gen.end);
   return out;
 }
 

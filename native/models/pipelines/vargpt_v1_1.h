@@ -19,16 +19,14 @@
 
 namespace vargpt {
 
-struct VargptV11Tokens : QwenVlTokens {
-  int image_gen_start = -1, image_gen_end = -1, image_gen_pad = -1;
+// config.json special_tokens: the image-generation tokens (-1 where absent).
+struct ImageGenTokens {
+  int start = -1, end = -1, pad = -1;
 };
 
-struct VargptV11Config {
-  DecoderConfig llm;
-  bool has_vision = false;
-  Qwen2VlVisionConfig vision;
+struct VargptV11Config : QwenVlConfig {
   bool has_image_gen = false;  // the checkpoint carries vargpt_gen.* and vae_local.*
-  VargptV11Tokens tokens;
+  ImageGenTokens gen;
 };
 
 // Reads config.json of `dir` (Qwen2 text fields at the root, vision_config, special_tokens) and

@@ -21,7 +21,7 @@ void VargptV11::Run::execute() {
   validate();
   const Tensor logits = turn_.prefill();
   const bool draws = req_.has_image_options;
-  turn_.decode(logits, m_.config_.tokens.image_gen_start, draws ? std::function<void()>([this] { draw_image(); }) : nullptr);
+  turn_.decode(logits, m_.config_.gen.start, draws ? std::function<void()>([this] { draw_image(); }) : nullptr);
 }
 
 }  // namespace vargpt

@@ -112,7 +112,7 @@ void VargptV11::Run::draw_image() {
       const Positions pos = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
       trace_.add("start_token_position_ids", Tensor::from_host(DType::I32, {3, 1}, pos.ids.data()));
     }
-    const Tensor logits = step(c.tokens.image_gen_start);
+    const Tensor logits = step(c.gen.start);
     if (trace_.enabled()) {
       trace_.add("start_token_hidden", ctx_hidden_.back());
       trace_.add("start_token_logits", logits.view({c.llm.vocab}));
