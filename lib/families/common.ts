@@ -2,8 +2,10 @@
 // and the new-token budget a prompt leaves in the model's positions.
 import { ChatTemplate } from '../chat-template.js';
 import { CheckpointError, InputError } from '../errors.js';
-import type { NativeModelInfo } from '../native.js';
+import type { NativeGenerateRequest, NativeModelInfo } from '../native.js';
+import type { ResolvedText } from '../options.js';
 import type { VargptTokenizer } from '../tokenizer.js';
+import type { RequestHooks } from './types.js';
 
 // The native info of a model the runtime loaded as `family`; config.json and the native registry
 // name the family separately, so they must agree.
@@ -58,4 +60,29 @@ export function turnBudget(
     return 1;
   }
   return newTokenBudget(what, promptTokens, maxPositions, requested, defaultMax, imagePositions);
+}
+
+// The fields of a native request every family fills the same way: text sampling, stops, cache
+// precision, trace and profile flags, and the call's hooks.
+export function commonRequestFields(
+  text: ResolvedText,
+  stopIds: number[],
+  kvCache: 'f32' | 'bf16',
+  flags: { trace: boolean; profile: boolean },
+  hooks: RequestHooks,
+): Omit<NativeGenerateRequest, 'inputIds' | 'maxNewTokens'> {
+  return {
+    temperature: text.temperature,
+    topK: text.topK,
+    topP: text.topP,
+    repetitionPenalty: text.repetitionPenalty,
+    seed: text.seed,
+    stopIds,
+    kvCache,
+    trace: flags.trace,
+    profile: flags.profile,
+    cancel: hooks.cancel,
+    onToken: hooks.onToken,
+    onImageProgress: hooks.onImageProgress,
+  };
 }

@@ -19,7 +19,7 @@ import type { Qwen2VlImageConfig } from '../qwen2-vl-image.js';
 import { parseQwen2VlImageConfig } from '../qwen2-vl-image.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
-import { chatTemplateFor, loadedAs, turnBudget } from './common.js';
+import { chatTemplateFor, commonRequestFields, loadedAs, turnBudget } from './common.js';
 import type { PreparedImages } from './qwen-vl.js';
 import { checkQwenVlAgreement, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
@@ -480,27 +480,16 @@ class VargptV11Model implements FamilyModel {
   private request(call: V11Call, inputIds: Int32Array, images: PreparedImages, maxNewTokens: number, hooks: RequestHooks): NativeGenerateRequest {
     const { text, image } = call;
     return {
+      ...commonRequestFields(text, this.stopIds, this.kvCache, call, hooks),
       inputIds,
       pixelValues: images.pixelValues,
       imageGrids: images.grids,
       forceImage: call.forceImage,
       maxNewTokens,
-      temperature: text.temperature,
-      topK: text.topK,
-      topP: text.topP,
-      repetitionPenalty: text.repetitionPenalty,
-      seed: text.seed,
-      stopIds: this.stopIds,
-      kvCache: this.kvCache,
       // Only a model that draws gets image options: the runtime draws whenever the start token comes.
       image: this.info.image
         ? { cfg: image.cfg, tau: image.tau, topK: image.topK, topP: image.topP, seed: text.seed, scales: image.scales, replay: image.replay }
         : undefined,
-      trace: call.trace,
-      profile: call.profile,
-      cancel: hooks.cancel,
-      onToken: hooks.onToken,
-      onImageProgress: hooks.onImageProgress,
     };
   }
 

@@ -23,7 +23,7 @@ import type { ChatOptions, GenerateImageOptions, ImageProgressBase, ImageShape, 
 import { checkCallbacks, imageRules, resolveImage, resolveImageIndices, resolveSeed, resolveText } from '../options.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
 import type { ChatMessage, ImageInput } from '../types.js';
-import { chatTemplateFor, loadedAs, turnBudget } from './common.js';
+import { chatTemplateFor, commonRequestFields, loadedAs, turnBudget } from './common.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -357,23 +357,12 @@ class VargptV1Model implements FamilyModel {
   private request(call: V1Call, inputIds: Int32Array, pixelValues: Float32Array[], maxNewTokens: number, hooks: RequestHooks): NativeGenerateRequest {
     const { text, image } = call;
     return {
+      ...commonRequestFields(text, [this.tokenizer.specialTokens.eos.id], this.kvCache, call, hooks),
       inputIds,
       pixelValues,
       forceImage: call.forceImage,
       maxNewTokens,
-      temperature: text.temperature,
-      topK: text.topK,
-      topP: text.topP,
-      repetitionPenalty: text.repetitionPenalty,
-      seed: text.seed,
-      stopIds: [this.tokenizer.specialTokens.eos.id],
-      kvCache: this.kvCache,
       image: { cfg: image.cfg, topK: image.topK, topP: image.topP, seed: text.seed, replay: image.replay },
-      trace: call.trace,
-      profile: call.profile,
-      cancel: hooks.cancel,
-      onToken: hooks.onToken,
-      onImageProgress: hooks.onImageProgress,
     };
   }
 
