@@ -17,6 +17,7 @@ export { FAMILIES, supportedFamilies } from './families/registry.js';
 export type { FamilyAdapter, ImageDefaults, SamplingDefaults, TextDefaults } from './families/types.js';
 export type { VargptV1ImageProgress, VargptV1ModelInfo } from './families/vargpt-v1.js';
 export type { VargptV11ImageProgress, VargptV11ModelInfo } from './families/vargpt-v1.1.js';
+export type { Blip3oModelInfo } from './families/blip3o.js';
 export { DEFAULT_SCALES as VARGPT_V11_DEFAULT_SCALES } from './families/vargpt-v1.1.js';
 export type { ChatEvent } from './stream.js';
 export { devices } from './devices.js';

@@ -136,6 +136,8 @@ export interface NativeQwen2VlVisionInfo {
   patchValues: number;
   // The merger's output width (the LLM's hidden size).
   outHidden: number;
+  // Qwen2.5-VL: window attention with full-attention blocks.
+  windowed: boolean;
 }
 
 // info() of a VARGPT-v1.1 model (native/models/pipelines/vargpt_v1_1.cc). Token ids are -1 where
@@ -167,8 +169,26 @@ export interface NativeVargptV11Info {
   imageGenEndId: number;
 }
 
+// info() of a BLIP3-o model (native/models/pipelines/blip3o.cc). Token ids are -1 where config.json
+// has none.
+export interface NativeBlip3oInfo {
+  family: 'blip3o';
+  device: string;
+  llm: NativeLlmInfo & { ropeTheta: number; mropeSection: number[] };
+  vision: NativeQwen2VlVisionInfo | null;
+  bosId: number;
+  eosIds: number[];
+  imageTokenId: number;
+  visionStartId: number;
+  visionEndId: number;
+  // config.json n_query: the learned queries after [IMG].
+  nQuery: number;
+  // The runtime does not draw with BLIP3-o yet.
+  image: null;
+}
+
 // info() of a loaded model; `family` tells the kinds apart.
-export type NativeModelInfo = NativeVargptV1Info | NativeVargptV11Info;
+export type NativeModelInfo = NativeVargptV1Info | NativeVargptV11Info | NativeBlip3oInfo;
 
 export interface NativeImage {
   width: number;

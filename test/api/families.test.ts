@@ -15,10 +15,11 @@ afterAll(removeJsonCheckpoints);
 
 describe('family registry', () => {
   it('lists each family once, with its model types and architectures', () => {
-    expect(FAMILIES.map((f) => f.family)).toEqual(['vargpt-v1', 'vargpt-v1.1']);
+    expect(FAMILIES.map((f) => f.family)).toEqual(['vargpt-v1', 'vargpt-v1.1', 'blip3o']);
     expect(new Set(FAMILIES.flatMap((f) => f.modelTypes)).size).toBe(FAMILIES.flatMap((f) => f.modelTypes).length);
     expect(supportedFamilies()).toBe(
-      'vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration), vargpt_qwen2_vl (VARGPT-v1.1, VARGPTQwen2VLForConditionalGeneration)',
+      'vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration), vargpt_qwen2_vl (VARGPT-v1.1, VARGPTQwen2VLForConditionalGeneration), ' +
+        'blip3o_qwen / blip3o_qwen_inference (BLIP3-o, blip3oQwenForCausalLM / blip3oQwenForInferenceLM)',
     );
   });
 
@@ -28,6 +29,7 @@ describe('family registry', () => {
     expect(familyFor({ model_type: null, architectures: ['VARGPTLlavaForConditionalGeneration'] }, 'config.json').family).toBe('vargpt-v1');
     expect(familyFor({ model_type: 'vargpt_qwen2_vl' }, 'config.json').family).toBe('vargpt-v1.1');
     expect(familyFor({ architectures: ['VARGPTQwen2VLForConditionalGeneration'] }, 'config.json').family).toBe('vargpt-v1.1');
+    expect(familyFor({ model_type: 'blip3o_qwen' }, 'config.json').family).toBe('blip3o');
   });
 
   it('refuses an unknown model_type, or no model_type and an unknown architecture, listing the supported families', () => {
@@ -42,13 +44,13 @@ describe('family registry', () => {
   });
 
   it('loadModel refuses a checkpoint of an unsupported family before loading weights', async () => {
-    const dir = jsonCheckpoint({ config: (c) => (c['model_type'] = 'blip3o_qwen') });
+    const dir = jsonCheckpoint({ config: (c) => (c['model_type'] = 'qwen2_5_vl') });
     const addon = fakeAddon();
     const load = loadModelWith(addon, dir);
     await expect(load).rejects.toBeInstanceOf(CheckpointError);
-    await expect(loadModelWith(addon, dir)).rejects.toThrow(/model_type "blip3o_qwen" is not a model family this runtime supports; it supports vargpt_llava \(VARGPT v1/);
+    await expect(loadModelWith(addon, dir)).rejects.toThrow(/model_type "qwen2_5_vl" is not a model family this runtime supports; it supports vargpt_llava \(VARGPT v1/);
     expect(addon.loads).toBe(0);
-    await expect(VargptTokenizer.fromDir(dir)).rejects.toThrow(/model_type "blip3o_qwen"/);
+    await expect(VargptTokenizer.fromDir(dir)).rejects.toThrow(/model_type "qwen2_5_vl"/);
   });
 
   it('loadModel reads a config without model_type through architectures[0]', async () => {

@@ -11,7 +11,7 @@ import { fixturesDir, tinyModelDir, v11ModelDir } from '../helpers/paths.js';
 
 afterAll(removeJsonCheckpoints);
 
-const supported = /is not a supported family; supported model types: vargpt_llava \(vargpt-v1\), vargpt_qwen2_vl \(vargpt-v1\.1\)/;
+const supported = /is not a supported family; supported model types: vargpt_llava \(vargpt-v1\), vargpt_qwen2_vl \(vargpt-v1\.1\), blip3o_qwen \(blip3o\)/;
 
 describe('native family registry', () => {
   it('loads a VARGPT v1 checkpoint as the vargpt-v1 family', async () => {
@@ -26,11 +26,16 @@ describe('native family registry', () => {
     await model.dispose();
   });
 
+  it('loads a BLIP3-o checkpoint as the blip3o family', async () => {
+    const model = await native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' });
+    expect(model.info().family).toBe('blip3o');
+    await model.dispose();
+  });
+
   it('refuses another family by its model_type, listing the supported ones', async () => {
-    await expect(native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(
-      /model_type "blip3o_qwen" \(architectures\[0\] "blip3oQwenForCausalLM"\) is not a supported family/,
-    );
-    await expect(native().loadModel(path.join(fixturesDir, 'blip3o-tiny', 'model'), { device: 'cpu' })).rejects.toThrow(supported);
+    const other = jsonCheckpoint({ config: (c) => void (c['model_type'] = 'qwen2_5_vl') });
+    await expect(native().loadModel(other, { device: 'cpu' })).rejects.toThrow(/model_type "qwen2_5_vl" .*is not a supported family/);
+    await expect(native().loadModel(other, { device: 'cpu' })).rejects.toThrow(supported);
   });
 
   it('reads architectures[0] only where model_type is absent', async () => {

@@ -100,11 +100,11 @@ export async function expectGenerationReplayParity(model: NativeModel, ex: Expec
   // Control flow: 32002 forced and fed, X = argmax after it recorded (never fed), then the image.
   const X = Number(ex.values('token_after_start')[0]);
   expect(X).toBe(meta.token_after_start);
-  expect(Array.from(r.tokens)).toEqual([model.info().imageGenStartId, X]);
+  expect(Array.from(r.tokens)).toEqual([v1Info(model).imageGenStartId, X]);
   expect(r.tokenAfterImageStart).toBe(X);
   expect(r.stopReason).toBe('image');
   const outputIds = ex.ints('output_ids');
-  expect(Array.from(outputIds.subarray(meta.llm_positions.prompt_len))).toEqual([model.info().imageGenStartId, X, X]);
+  expect(Array.from(outputIds.subarray(meta.llm_positions.prompt_len))).toEqual([v1Info(model).imageGenStartId, X, X]);
 
   expectClose('startTokenLogits', traceValues(trace, 'startTokenLogits'), ex.values('start_token_logits'), TOL_LLM);
   expectClose('sos', traceValues(trace, 'sos'), ex.values('sos_var_embed'), TOL_VAR);

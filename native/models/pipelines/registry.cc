@@ -4,6 +4,7 @@
 
 #include "../../core/error.h"
 #include "../common/config_json.h"
+#include "blip3o.h"
 #include "vargpt_v1.h"
 #include "vargpt_v1_1.h"
 
@@ -13,6 +14,7 @@ const std::vector<ModelFamily>& model_families() {
   static const std::vector<ModelFamily> families = {
       {"vargpt-v1", {"vargpt_llava"}, {"VARGPTLlavaForConditionalGeneration"}, &VargptV1::load},
       {"vargpt-v1.1", {"vargpt_qwen2_vl"}, {"VARGPTQwen2VLForConditionalGeneration"}, &VargptV11::load},
+      {"blip3o", {"blip3o_qwen", "blip3o_qwen_inference"}, {"blip3oQwenForCausalLM", "blip3oQwenForInferenceLM"}, &Blip3o::load},
   };
   return families;
 }
