@@ -1,10 +1,12 @@
 // npm run bench -- model --preset <checkpoint-dir | tiny | small | medium | vargpt-v1> [--dtype f32|bf16]
 //                        [--device cpu|cuda|cuda:N] [--prompt 595] [--tokens 32] [--no-warmup] [--json]
 // npm run bench -- model --family vargpt-v1.1 --preset <dir | tiny | small | medium | full> [--dtype f32|bf16]
-//                        [--image 448x448] [--tokens 32] [--runs 3]
+//                        [--part understanding|image|both] [--image 448x448] [--tokens 32] [--runs 3]
+//                        [--image-runs 3] [--edit-image 512x512] [--seed 1]
 //                        [--upstream <VARGPT-v1.1 checkout> --python <venv python>] [--threads 2]
-//   (VARGPT-v1.1: bench/_vargpt-v1.1.mjs; with --upstream the upstream PyTorch code is timed on the
-//   same checkpoint in the same run, see bench/upstream/README.md)
+//   (VARGPT-v1.1: bench/_vargpt-v1.1.mjs; understanding, then one 512x512 text-to-image and one
+//   edit (--part image); with --upstream the upstream PyTorch code is timed on the same checkpoint
+//   in the same run, see bench/upstream/README.md)
 //
 // A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
 // has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
@@ -28,7 +30,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { measureVargptV11, upstreamVargptV11 } from './_vargpt-v1.1.mjs';
+import { measureVargptV11, measureVargptV11Image, upstreamImageStages, upstreamVargptV11, upstreamVargptV11Image } from './_vargpt-v1.1.mjs';
 import { loadAddon, pseudo, root } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
@@ -48,6 +50,11 @@ function parseArgs(args) {
     runs: 3,
     imageSize: { width: 448, height: 448 },
     question: 'What is shown in this image?',
+    part: 'both',
+    imageRuns: undefined,
+    editImageSize: { width: 512, height: 512 },
+    drawPrompt: 'Please design a drawing of a butterfly on a flower.',
+    instruction: 'Make it look like a watercolor painting.',
     upstream: undefined,
     python: 'python3',
     threads: 2,
@@ -64,7 +71,14 @@ function parseArgs(args) {
     else if (a === '--image') {
       const [w, h] = next().split('x').map(Number);
       opts.imageSize = { width: w, height: h ?? w };
-    } else if (a === '--question') opts.question = next();
+    } else if (a === '--edit-image') {
+      const [w, h] = next().split('x').map(Number);
+      opts.editImageSize = { width: w, height: h ?? w };
+    } else if (a === '--part') opts.part = next();
+    else if (a === '--image-runs') opts.imageRuns = Number(next());
+    else if (a === '--draw-prompt') opts.drawPrompt = next();
+    else if (a === '--instruction') opts.instruction = next();
+    else if (a === '--question') opts.question = next();
     else if (a === '--upstream') opts.upstream = next();
     else if (a === '--python') opts.python = next();
     else if (a === '--threads') opts.threads = Number(next());
@@ -78,6 +92,8 @@ function parseArgs(args) {
     else throw new Error(`unknown option ${a}`);
   }
   if (!opts.preset) throw new Error('usage: npm run bench -- model --preset <checkpoint-dir> [--device cpu] [--prompt 595] [--tokens 32] [--json]');
+  if (!['understanding', 'image', 'both'].includes(opts.part)) throw new Error(`--part ${opts.part}: use understanding, image or both`);
+  opts.imageRuns ??= opts.runs;
   return opts;
 }
 
@@ -321,23 +337,34 @@ async function cpuCeilings() {
 
 async function runVargptV11(model, info, dir, opts, out) {
   if (opts.device !== 'cpu') throw new Error('the VARGPT-v1.1 benchmark runs on the CPU (the CUDA backend has not run this family)');
-  out.understanding = await measureVargptV11(addon, model, info, dir, opts);
+  const wantU = opts.part !== 'image';
+  const wantI = opts.part !== 'understanding';
+  if (wantU) out.understanding = await measureVargptV11(addon, model, info, dir, opts);
+  if (wantI) out.image = await measureVargptV11Image(addon, model, info, dir, opts);
   out.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   model.dispose();
   out.ceilings = await cpuCeilings();
-  if (opts.upstream) out.upstream = await upstreamVargptV11(dir, opts);
+  if (opts.upstream && wantU) out.upstream = await upstreamVargptV11(dir, opts);
+  if (opts.upstream && wantI) out.upstreamImage = await upstreamVargptV11Image(dir, opts);
   if (opts.json) {
     console.log(JSON.stringify(out, null, 2));
     return out;
   }
-  const u = out.understanding;
   const c = out.ceilings;
+  const u = out.understanding;
   const up = out.upstream;
-  console.log(`checkpoint ${dir} (VARGPT-v1.1, ${u.dtype} LLM weights, ${(u.llmLinearBytes / 1e9).toFixed(3)} GB of LLM linear weights + head), device cpu`);
+  console.log(`checkpoint ${dir} (VARGPT-v1.1${u ? `, ${u.dtype} LLM weights, ${(u.llmLinearBytes / 1e9).toFixed(3)} GB of LLM linear weights + head` : ''}), device cpu`);
   console.log(`ceilings: FMA peak ${c.gflops.toFixed(1)} GFLOP/s, read bandwidth ${c.gbps.toFixed(1)} GB/s, ${c.threads} threads, kernels ${c.kernels}`);
-  console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB; image ${u.image.requested.width}x${u.image.requested.height} -> ${u.image.resized.width}x${u.image.resized.height}, ${u.image.patches} patches, ${u.image.imageTokens} tokens; medians of ${u.runs} runs`);
-  if (up) console.log(`upstream PyTorch: torch ${up.versions?.torch ?? '?'}, transformers ${up.versions?.transformers ?? '?'}, ${up.threads ?? '?'} threads, ${up.dtype}, attention ${up.attn_implementation ?? '?'}; medians of ${up.runs} runs`);
+  console.log(`load ${fmt(out.loadSeconds)} s, peak RSS ${(out.peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+  if (u) printUnderstanding(u, c, up);
+  if (out.image) printImage(out.image, c, out.upstreamImage);
+  return out;
+}
+
+function printUnderstanding(u, c, up) {
   console.log('');
+  console.log(`understanding: image ${u.image.requested.width}x${u.image.requested.height} -> ${u.image.resized.width}x${u.image.resized.height}, ${u.image.patches} patches, ${u.image.imageTokens} tokens; medians of ${u.runs} runs`);
+  if (up) console.log(`upstream PyTorch: torch ${up.versions?.torch ?? '?'}, transformers ${up.versions?.transformers ?? '?'}, ${up.threads ?? '?'} threads, ${up.dtype}, attention ${up.attn_implementation ?? '?'}; medians of ${up.runs} runs`);
   const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(up ? ['upstream', 'speed-up'] : [])]];
   const upstream = up ? upstreamStages(up) : null;
   if (upstream && upstream.promptTokens !== u.promptTokens) {
@@ -357,7 +384,43 @@ async function runVargptV11(model, info, dir, opts, out) {
     );
   }
   table(rows);
-  return out;
+}
+
+// Text-to-image and edit: one table per case, this runtime's profile stages beside upstream's
+// matching stages (bench/upstream/README.md says what each upstream key covers).
+function printImage(im, c, upAll) {
+  console.log('');
+  console.log(`image: ${im.scales.length} scales to ${im.scales.at(-1).join('x')} tokens, cfg ${im.cfg}, tau ${im.tau}, top-k ${im.topK}, top-p ${im.topP}; Infinity ${im.generator.blocks} blocks, width ${im.generator.width}; medians of ${im.runs} runs after ${im.warmup ? 'a warm-up' : 'no warm-up'}`);
+  if (upAll) console.log(`upstream PyTorch: torch ${upAll.versions?.torch ?? '?'}, transformers ${upAll.versions?.transformers ?? '?'}, ${upAll.threads ?? '?'} threads, ${upAll.dtype}; medians of ${upAll.runs} runs after ${upAll.warmup} warm-up; peak RSS ${fmt(upAll.memory_mb?.peak_rss_inference ?? NaN, 0)} MiB during inference`);
+  for (const name of ['t2i', 'edit']) {
+    const r = im[name];
+    if (!r) continue;
+    const upc = upAll?.cases?.[name];
+    const u = upc ? upstreamImageStages(upc) : null;
+    const s = r.stageSeconds;
+    console.log('');
+    const what = name === 't2i' ? `text-to-image ${r.size}` : `edit ${r.size} (source ${r.source.requested.width}x${r.source.requested.height} -> ${r.source.resized.width}x${r.source.resized.height}, ${r.source.imageTokens} image tokens)`;
+    console.log(`${what}, prompt ${r.promptTokens} tokens${u && u.promptTokens !== r.promptTokens ? ` (upstream's: ${u.promptTokens})` : ''}`);
+    const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(u ? ['upstream s', 'speed-up'] : [])]];
+    const vs = (ours, theirs) => (u ? [fmt(theirs), ours > 0 ? `${(theirs / ours).toFixed(2)}x` : '-'] : []);
+    const pct = (g) => `${fmt((100 * g) / c.gflops, 0)}% peak`;
+    const pre = (s.visionEncode ?? 0) + (s.prefill ?? 0);
+    rows.push([name === 'edit' ? 'ViT + prompt prefill' : 'prompt prefill', fmt(pre), '', '', ...vs(pre, u?.prefill)]);
+    rows.push(['LLM: start token + image scales (2 CFG rows)', fmt(s.imageLlm), `≈${fmt(r.imageLlmGflops, 1)} GFLOP/s`, pct(r.imageLlmGflops), ...vs(s.imageLlm, u?.imageLlm)]);
+    rows.push(['condition (pool, context, AdaLN, start input)', fmt(s.imageCondition), '', '', ...vs(s.imageCondition, u?.imageCondition)]);
+    rows.push(['Infinity: projector + blocks + head', fmt(s.infinityBlocks), `≈${fmt(r.infinityGflops, 1)} GFLOP/s`, pct(r.infinityGflops), ...vs(s.infinityBlocks, u?.infinityBlocks)]);
+    rows.push(['CFG + top-k/top-p bit sampling', fmt(s.sampling, 4), '', '', ...vs(s.sampling, u?.sampling)]);
+    rows.push(['codes, upsampling, next-scale input', fmt(s.codes, 4), '', '', ...vs(s.codes, u?.codes)]);
+    // Direct-convolution FLOPs; the CPU backend runs the 3x3 convolutions as Winograd, which does
+    // fewer multiplies, so this rate can pass the GEMM peak.
+    rows.push(['BSQ VAE decode', fmt(s.vaeDecode), `≈${fmt(r.vaeDecodeGflops, 1)} GFLOP/s (direct-conv equiv.)`, pct(r.vaeDecodeGflops), ...vs(s.vaeDecode, u?.vaeDecode)]);
+    if (u) {
+      rows.push(['upstream only: lm_head on the last scale', '', '', '', fmt(u.lmHeadLastScale), '']);
+      rows.push(['upstream only: PNG write, CFG mix, rest', '', '', '', fmt(u.rest), '']);
+    }
+    rows.push(['end to end', fmt(r.wallSeconds), '', '', ...vs(r.wallSeconds, u?.wall)]);
+    table(rows);
+  }
 }
 
 // The upstream script's stage medians, in this benchmark's stages (seconds).
