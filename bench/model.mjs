@@ -401,6 +401,8 @@ function printImage(im, c, upAll) {
     console.log('');
     const what = name === 't2i' ? `text-to-image ${r.size}` : `edit ${r.size} (source ${r.source.requested.width}x${r.source.requested.height} -> ${r.source.resized.width}x${r.source.resized.height}, ${r.source.imageTokens} image tokens)`;
     console.log(`${what}, prompt ${r.promptTokens} tokens${u && u.promptTokens !== r.promptTokens ? ` (upstream's: ${u.promptTokens})` : ''}`);
+    // The start token and the token predicted after it: the same greedy pick on both sides.
+    if (upc) console.log(`new tokens: ${r.tokens.join(', ')}; upstream's: ${upc.output_ids_tail.join(', ')}`);
     const rows = [['stage', 'seconds', 'rate', 'vs ceiling', ...(u ? ['upstream s', 'speed-up'] : [])]];
     const vs = (ours, theirs) => (u ? [fmt(theirs), ours > 0 ? `${(theirs / ours).toFixed(2)}x` : '-'] : []);
     const pct = (g) => `${fmt((100 * g) / c.gflops, 0)}% peak`;
