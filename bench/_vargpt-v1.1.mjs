@@ -274,7 +274,7 @@ function imageFlops(info, gen, promptTokens, contextTokens) {
 const STAGE_KEYS = ['visionEncode', 'prefill', 'imageLlm', 'imageCondition', 'infinityBlocks', 'sampling', 'codes', 'vaeDecode'];
 
 export async function measureVargptV11Image(addon, model, info, dir, opts) {
-  if (!info.hasImageGenerationWeights) throw new Error(`${dir} has no image generator (vargpt_gen.*, vae_local.*)`);
+  if (!info.image) throw new Error(`${dir} has no image generator (vargpt_gen.*, vae_local.*)`);
   const ckpt = await addon.openCheckpoint(dir);
   const gen = generatorSizes(ckpt);
   const cases = await imageCases(dir, info, opts);
