@@ -21,6 +21,13 @@ Shape WeightLoader::shape(const std::string& name) const {
   return checkpoint_->info(name).shape;
 }
 
+int WeightLoader::dim(const std::string& name, int axis, int rank) const {
+  const Shape s = shape(name);
+  VG_CHECK(static_cast<int>(s.size()) == rank, checkpoint_->path(), ": ", name, " has rank ", s.size(), ", expected ", rank);
+  VG_CHECK(s[axis] > 0 && s[axis] < (int64_t{1} << 30), checkpoint_->path(), ": ", name, " has a bad size ", s[axis]);
+  return static_cast<int>(s[axis]);
+}
+
 int WeightLoader::count_indexed(const std::string& prefix) const {
   // Indexed module lists (layers.0., layers.1., ...) must be dense: count until the first gap.
   std::set<int> seen;

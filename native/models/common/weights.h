@@ -46,6 +46,8 @@ class WeightLoader {
   bool has(const std::string& name) const { return checkpoint_->has(name); }
   // The stored shape; throws "checkpoint has no tensor <name> (<what it is for>)".
   Shape shape(const std::string& name) const;
+  // Size `axis` of a tensor that must have `rank` dimensions: a model size read from its weights.
+  int dim(const std::string& name, int axis, int rank) const;
   // Number of consecutive indices i = 0, 1, ... for which `prefix + i + "."` starts some tensor name.
   int count_indexed(const std::string& prefix) const;
 

@@ -15,13 +15,6 @@ namespace {
 // Distinguishes decoders so a cache made by one is never run through another.
 std::atomic<uint64_t> next_decoder_id{1};
 
-int dim_of(const WeightLoader& w, const std::string& name, int axis, int rank) {
-  const Shape s = w.shape(name);
-  VG_CHECK(static_cast<int>(s.size()) == rank, "Infinity: ", name, " has rank ", s.size(), ", expected ", rank);
-  VG_CHECK(s[axis] > 0 && s[axis] < (int64_t{1} << 30), "Infinity: ", name, " has a bad size ", s[axis]);
-  return static_cast<int>(s[axis]);
-}
-
 void check_rows(const Tensor& t, int64_t cols, const char* what) {
   VG_CHECK(t.defined() && t.rank() == 2 && t.dim(1) == cols && t.dim(0) > 0 && t.dtype() == DType::F32, "Infinity: ",
            what, " ", t.defined() ? t.describe() : std::string("(none)"), ", expected f32 [L >= 1, ", cols, "]");
@@ -36,27 +29,27 @@ InfinityConfig parse_infinity_config(const WeightLoader& w, const std::string& p
   for (int i = 0; i < n_chunks; ++i) c.depth += w.count_indexed(chunks + std::to_string(i) + ".module.");
   VG_CHECK(c.depth > 0, "Infinity: the checkpoint has no blocks under ", chunks, "{c}.module.{j}");
   const std::string b0 = chunks + "0.module.0.";
-  c.width = dim_of(w, prefix + "word_embed.weight", 0, 2);
-  c.bits = dim_of(w, prefix + "word_embed.weight", 1, 2);
-  c.heads = dim_of(w, b0 + "sa.scale_mul_1H11", 1, 4);
+  c.width = w.dim(prefix + "word_embed.weight", 0, 2);
+  c.bits = w.dim(prefix + "word_embed.weight", 1, 2);
+  c.heads = w.dim(b0 + "sa.scale_mul_1H11", 1, 4);
   VG_CHECK(c.width % c.heads == 0, "Infinity: width ", c.width, " is not a multiple of ", c.heads, " heads");
   c.head_dim = c.width / c.heads;
   // Half of each head's pairs rotate by the row, half by the column.
   VG_CHECK(c.head_dim % 4 == 0, "Infinity: head_dim ", c.head_dim, " must be a multiple of 4 for the 2D RoPE");
-  c.mlp_hidden = dim_of(w, b0 + "ffn.fc1.weight", 0, 2);
-  c.context_dim = dim_of(w, b0 + "ca.mat_kv.weight", 1, 2);
-  c.text_dim = dim_of(w, prefix + "text_norm.weight", 0, 1);
-  c.uncond_rows = dim_of(w, prefix + "cfg_uncond", 0, 2);
-  const int uncond_dim = dim_of(w, prefix + "cfg_uncond", 1, 2);
+  c.mlp_hidden = w.dim(b0 + "ffn.fc1.weight", 0, 2);
+  c.context_dim = w.dim(b0 + "ca.mat_kv.weight", 1, 2);
+  c.text_dim = w.dim(prefix + "text_norm.weight", 0, 1);
+  c.uncond_rows = w.dim(prefix + "cfg_uncond", 0, 2);
+  const int uncond_dim = w.dim(prefix + "cfg_uncond", 1, 2);
   // cfg_uncond rows stand in for both the pool's rows and the blocks' context.
   VG_CHECK(uncond_dim == c.context_dim && uncond_dim == c.text_dim, "Infinity: cfg_uncond has ", uncond_dim,
            " columns, but the cross-attention reads ", c.context_dim, " and text_norm ", c.text_dim);
-  c.levels = dim_of(w, prefix + "lvl_embed.weight", 0, 2);
-  c.pool_heads = dim_of(w, prefix + "text_proj_for_sos.ca.mat_q", 1, 3);
-  c.pool_head_dim = dim_of(w, prefix + "text_proj_for_sos.ca.mat_q", 2, 3);
+  c.levels = w.dim(prefix + "lvl_embed.weight", 0, 2);
+  c.pool_heads = w.dim(prefix + "text_proj_for_sos.ca.mat_q", 1, 3);
+  c.pool_head_dim = w.dim(prefix + "text_proj_for_sos.ca.mat_q", 2, 3);
   VG_CHECK(c.pool_heads * c.pool_head_dim == c.width, "Infinity: text_proj_for_sos.ca.mat_q has ", c.pool_heads,
            " x ", c.pool_head_dim, " values, expected width ", c.width);
-  const int head_out = dim_of(w, prefix + "head.weight", 0, 2);
+  const int head_out = w.dim(prefix + "head.weight", 0, 2);
   VG_CHECK(head_out == 2 * c.bits, "Infinity: head gives ", head_out, " logits, expected 2 per bit (", 2 * c.bits,
            ")");
   return c;

@@ -14,13 +14,6 @@ namespace {
 // Distinguishes DiTs so a context prepared by one is never run through another.
 std::atomic<uint64_t> next_dit_id{1};
 
-int dim_of(const WeightLoader& w, const std::string& name, int axis, int rank) {
-  const Shape s = w.shape(name);
-  VG_CHECK(static_cast<int>(s.size()) == rank, "Lumina DiT: ", name, " has rank ", s.size(), ", expected ", rank);
-  VG_CHECK(s[axis] > 0 && s[axis] < (int64_t{1} << 30), "Lumina DiT: ", name, " has a bad size ", s[axis]);
-  return static_cast<int>(s[axis]);
-}
-
 // Diffusers' Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0) in f32 as upstream computes it:
 // row b = [cos(t_b f_i) | sin(t_b f_i)], f_i = exp(-ln(10000) i / half).
 Tensor timestep_sinusoid(const std::vector<int64_t>& t, int width) {
@@ -44,28 +37,28 @@ Tensor timestep_sinusoid(const std::vector<int64_t>& t, int width) {
 
 LuminaDitConfig parse_lumina_dit_config(const WeightLoader& w, const std::string& prefix) {
   LuminaDitConfig c;
-  c.dim = dim_of(w, prefix + "patch_embedder.proj.weight", 0, 2);
-  c.in_channels = dim_of(w, prefix + "patch_embedder.proj.weight", 1, 2);
+  c.dim = w.dim(prefix + "patch_embedder.proj.weight", 0, 2);
+  c.in_channels = w.dim(prefix + "patch_embedder.proj.weight", 1, 2);
   c.layers = w.count_indexed(prefix + "layers.");
   VG_CHECK(c.layers > 0, "Lumina DiT: the checkpoint has no blocks under ", prefix, "layers.{i}");
   const std::string b0 = prefix + "layers.0.";
-  c.heads = dim_of(w, b0 + "gate", 0, 1);
+  c.heads = w.dim(b0 + "gate", 0, 1);
   VG_CHECK(c.dim % c.heads == 0, "Lumina DiT: dim ", c.dim, " is not a multiple of ", c.heads, " heads (",
            b0, "gate)");
   c.head_dim = c.dim / c.heads;
   // Half of each head's pairs turn by the row, half by the column.
   VG_CHECK(c.head_dim % 4 == 0, "Lumina DiT: head_dim ", c.head_dim, " must be a multiple of 4 for the 2D RoPE");
-  const int kv_width = dim_of(w, b0 + "attn1.to_k.weight", 0, 2);
+  const int kv_width = w.dim(b0 + "attn1.to_k.weight", 0, 2);
   VG_CHECK(kv_width % c.head_dim == 0, "Lumina DiT: ", b0, "attn1.to_k.weight gives ", kv_width,
            " key columns, not a multiple of head_dim ", c.head_dim);
   c.kv_heads = kv_width / c.head_dim;
   VG_CHECK(c.heads % c.kv_heads == 0, "Lumina DiT: ", c.heads, " heads do not share ", c.kv_heads, " kv heads evenly");
-  c.ffn_hidden = dim_of(w, b0 + "feed_forward.linear_1.weight", 0, 2);
-  c.caption_dim = dim_of(w, prefix + "caption_projection.linear_1.weight", 1, 2);
-  c.temb_dim = dim_of(w, prefix + "time_caption_embed.timestep_embedder.linear_1.weight", 0, 2);
-  c.freq_dim = dim_of(w, prefix + "time_caption_embed.timestep_embedder.linear_1.weight", 1, 2);
+  c.ffn_hidden = w.dim(b0 + "feed_forward.linear_1.weight", 0, 2);
+  c.caption_dim = w.dim(prefix + "caption_projection.linear_1.weight", 1, 2);
+  c.temb_dim = w.dim(prefix + "time_caption_embed.timestep_embedder.linear_1.weight", 0, 2);
+  c.freq_dim = w.dim(prefix + "time_caption_embed.timestep_embedder.linear_1.weight", 1, 2);
   VG_CHECK(c.freq_dim % 2 == 0, "Lumina DiT: timestep sinusoid width ", c.freq_dim, " is odd");
-  c.out_channels = dim_of(w, prefix + "norm_out.linear_2.weight", 0, 2);
+  c.out_channels = w.dim(prefix + "norm_out.linear_2.weight", 0, 2);
   return c;
 }
 
