@@ -33,7 +33,7 @@ GenerateResult Blip3o::generate(const GenerateRequest& request) {
   parts.eos = config_.tokens.eos_all;
   parts.step_logits_include_prefill = false;
   QwenVlTurn turn(*backend_, parts, request, result, false);
-  turn.validate(0);
+  turn.validate();
   const Tensor logits = turn.prefill();
   turn.decode(logits, -1, nullptr);
   return result;

@@ -85,7 +85,7 @@ QwenVlTurn::QwenVlTurn(Backend& backend, const QwenVlParts& parts, const Generat
       prof_(backend, request.profile),
       cache_(parts.llm->new_cache(request.kv_dtype)) {}
 
-void QwenVlTurn::validate(int64_t reserved) {
+void QwenVlTurn::validate() {
   const DecoderConfig& lc = parts_.llm->config();
   const GenerateRequest& r = req_;
   check_text_request(r, lc.vocab);
@@ -114,10 +114,8 @@ void QwenVlTurn::validate(int64_t reserved) {
     }
   }
   mrope_ = mrope_positions(r.input_ids, parts_.image_token, merged);
-  VG_CHECK(T + r.max_new_tokens + reserved <= lc.max_positions, "generate: the prompt has ", T,
-           " tokens and maxNewTokens is ", r.max_new_tokens,
-           reserved ? " (with the positions an image takes)" : "", ": more than the model's max_position_embeddings (",
-           lc.max_positions, ")");
+  VG_CHECK(T + r.max_new_tokens <= lc.max_positions, "generate: the prompt has ", T, " tokens and maxNewTokens is ",
+           r.max_new_tokens, ": more than the model's max_position_embeddings (", lc.max_positions, ")");
 }
 
 Tensor QwenVlTurn::embed_prompt() {

@@ -60,8 +60,8 @@ class QwenVlTurn {
              bool keep_hidden);
 
   // Checks the text request and the images against the model, and computes the M-RoPE positions.
-  // `reserved` positions after the new tokens stay free (an image to draw).
-  void validate(int64_t reserved);
+  // (A family that draws checks the positions its image takes itself.)
+  void validate();
   // Embeds the prompt (image features in place), runs the prefill and returns the logits of its
   // last row [1, vocab].
   Tensor prefill();

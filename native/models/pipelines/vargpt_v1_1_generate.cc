@@ -13,7 +13,7 @@ void VargptV11::Run::validate() {
   VG_CHECK(c.has_image_gen || !r.has_image_options,
            "generate: request.image: this checkpoint has no image-generation weights (vargpt_gen.*, vae_local.*)");
   VG_CHECK(!r.force_image || r.has_image_options, "generate: forceImage needs request.image (cfg, tau, topK, topP, scales)");
-  turn_.validate(0);
+  turn_.validate();
   if (r.has_image_options) check_image_options();
 }
 
