@@ -600,12 +600,7 @@ def main():
         result["versions"] = U.versions()
     else:
         result, ok = run_bench(args, dtype), True
-    text = json.dumps(result, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    sys.exit(0 if ok else 1)
+    U.write_result(result, ok, args.out)
 
 
 if __name__ == "__main__":

@@ -887,9 +887,14 @@ def main():
     else:
         result, ok = run_bench(args, up, dtype), True
 
+    write_result(result, ok, args.out)
+
+
+def write_result(result, ok, out):
+    """Prints the JSON result (and writes it to `out`), then exits 0 if the run or check passed."""
     text = json.dumps(result, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text + "\n")
     print(text)
     sys.exit(0 if ok else 1)
