@@ -288,7 +288,8 @@ function checkpointDefaults(files: VargptV11Files): { text: TextDefaults; image:
   const file = path.join(files.dir, CHECKPOINT_FILES.generationConfig);
   const gen = files.generationConfig;
   const image = imageDefaultsFrom(SPEC_DEFAULTS.image, gen, file, V11_IMAGE_RULES);
-  const tau = gen && new Reader(file, gen).has('image_tau') ? checkDefault(new Reader(file, gen).number('image_tau'), TAU_RULE, `${file}: "image_tau"`) : SPEC_DEFAULTS.image.tau;
+  const r = gen ? new Reader(file, gen) : null;
+  const tau = r?.has('image_tau') ? checkDefault(r.number('image_tau'), TAU_RULE, `${file}: "image_tau"`) : SPEC_DEFAULTS.image.tau;
   return {
     text: textDefaultsFrom(SPEC_DEFAULTS.text, gen, file),
     image: { ...image, tau, scales: SPEC_DEFAULTS.image.scales },

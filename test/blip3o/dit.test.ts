@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeBlip3oDit, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose, reportObserved } from '../helpers/model-fixture.js';
+import { expectClose, reportObserved, spreadTolerance } from '../helpers/model-fixture.js';
 import { blip3oDir, blip3oExpectedDir, blip3oModelDir, v11ModelDir } from '../helpers/paths.js';
 import { validF32File } from '../helpers/safetensors-writer.js';
 
@@ -52,9 +52,7 @@ function get(c: Case, name: string): StTensor {
 }
 
 function tolerance(c: Case, tensor: string): number {
-  const spread = c.json.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`${c.name}.${tensor}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(c.json.tensors, tensor, c.name);
 }
 
 function f32(t: NativeTensor): Float32Array {

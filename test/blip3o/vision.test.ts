@@ -16,7 +16,7 @@ import { decodeImage, type RgbImage } from '../../lib/image.js';
 import { native, type NativeTensor, type NativeVisionTower } from '../../lib/native.js';
 import { parseQwen2VlImageConfig, qwen2VlPixels } from '../../lib/qwen2-vl-image.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose, expectEqualInts, reportObserved, toF64 } from '../helpers/model-fixture.js';
+import { expectClose, expectEqualInts, reportObserved, toF64, spreadTolerance } from '../helpers/model-fixture.js';
 import { blip3oExpectedDir, blip3oModelDir } from '../helpers/paths.js';
 
 type CaseJson = { tensors: Record<string, { f32_vs_f64?: { rel_err_maxnorm?: number } }> };
@@ -31,9 +31,7 @@ function fixtureCase(name: string) {
       return t;
     },
     tolerance(tensor: string): number {
-      const spread = json.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-      if (spread === undefined) throw new Error(`${name}.${tensor}: no float32-vs-float64 spread in the fixture`);
-      return Math.max(4 * spread, 1e-5);
+      return spreadTolerance(json.tensors, tensor, name);
     },
   };
 }

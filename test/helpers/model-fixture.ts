@@ -210,3 +210,15 @@ export function v1Info(model: NativeModel): NativeVargptV1Info {
   if (info.family !== 'vargpt-v1') throw new Error(`expected a vargpt-v1 model, the runtime loaded "${info.family}"`);
   return info;
 }
+
+// The tolerance of a fixture tensor: 4x its recorded float32-vs-float64 spread (max|a32 - a64| /
+// max|a64|), never tighter than 1e-5 of max|ref| (what a different summation order alone moves).
+export function spreadTolerance(
+  tensors: Record<string, { f32_vs_f64?: { rel_err_maxnorm?: number } } | undefined>,
+  tensor: string,
+  where: string,
+): number {
+  const spread = tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
+  if (spread === undefined) throw new Error(`${where}.${tensor}: no float32-vs-float64 spread in the fixture`);
+  return Math.max(4 * spread, 1e-5);
+}

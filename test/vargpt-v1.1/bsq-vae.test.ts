@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeBsqVae, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose, expectEqualInts, reportObserved } from '../helpers/model-fixture.js';
+import { expectClose, expectEqualInts, reportObserved, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir, tinyModelDir } from '../helpers/paths.js';
 import { validF32File } from '../helpers/safetensors-writer.js';
 
@@ -22,9 +22,7 @@ const manifest = readJson<{
 }>(path.join(v11ExpectedDir, 'bsq_vae.json'));
 
 function tolerance(tensor: string): number {
-  const spread = manifest.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`bsq_vae.${tensor}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(manifest.tensors, tensor, 'bsq_vae');
 }
 
 function get(name: string): StTensor {

@@ -19,7 +19,7 @@ import { bf16ToF32, f32ToBf16, type Tensor } from '../../lib/tensor.js';
 import type { ImageProgress } from '../../lib/options.js';
 import { removeJsonCheckpoints, filteredCheckpoint } from '../helpers/checkpoint-copy.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose, expectEqualInts } from '../helpers/model-fixture.js';
+import { expectClose, expectEqualInts, spreadTolerance } from '../helpers/model-fixture.js';
 import { tinyModelDir, v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 interface CaseJson {
@@ -37,6 +37,7 @@ interface CaseJson {
 }
 
 interface FixtureCase {
+  name: string;
   json: CaseJson;
   tensors: Map<string, StTensor>;
   scales: Array<[number, number]>;
@@ -44,7 +45,7 @@ interface FixtureCase {
 
 function fixtureCase(name: string): FixtureCase {
   const json = readJson<CaseJson>(path.join(v11ExpectedDir, `${name}.json`));
-  return { json, tensors: readSafetensors(path.join(v11ExpectedDir, `${name}.safetensors`)), scales: json.scale_schedule.map(([, h, w]) => [h, w]) };
+  return { name, json, tensors: readSafetensors(path.join(v11ExpectedDir, `${name}.safetensors`)), scales: json.scale_schedule.map(([, h, w]) => [h, w]) };
 }
 
 const generation = fixtureCase('generation');
@@ -72,9 +73,7 @@ function sampling(c: FixtureCase) {
 }
 
 function tolerance(c: FixtureCase, name: string): number {
-  const spread = c.json.tensors[name]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`${name}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(c.json.tensors, name, c.name);
 }
 
 function traced(reply: ImageReply, name: string): Tensor {
@@ -105,7 +104,7 @@ function compareCase(c: FixtureCase, reply: ImageReply): void {
       expect(maxPixelDiff(got.data as Uint8Array, want.bytes), name).toBeLessThanOrEqual(2);
     } else if (want.dtype === 'F32') {
       expect(got.dtype, name).toBe('f32');
-      expectClose(`${c.json.prompt.length}.${name}`, got.data as Float32Array, asFloat32(want), tolerance(c, name));
+      expectClose(`${c.name}.${name}`, got.data as Float32Array, asFloat32(want), tolerance(c, name));
     } else if (want.dtype === 'BOOL' || want.dtype === 'U8') {
       expectEqualInts(name, Array.from(got.data as ArrayLike<number>, (v) => (v ? 1 : 0)), Array.from(want.bytes, (b) => (b ? 1 : 0)));
     } else {
@@ -266,9 +265,7 @@ describe('VARGPT-v1.1 drawing through the public API (fixture vargpt-v1.1-tiny)'
     const image = await model.decodeImageTokens(bits, { scales, trace: true });
     expect([image.width, image.height]).toEqual([128, 128]);
     for (const name of ['decode_summed_codes', 'decode_image']) {
-      const spread = bsq.tensors[name]?.f32_vs_f64?.rel_err_maxnorm;
-      if (spread === undefined) throw new Error(`bsq_vae.${name}: no spread`);
-      expectClose(`bsq_vae.${name}`, image.trace![name]!.data as Float32Array, asFloat32(tensors.get(name)!), Math.max(4 * spread, 1e-5));
+      expectClose(`bsq_vae.${name}`, image.trace![name]!.data as Float32Array, asFloat32(tensors.get(name)!), spreadTolerance(bsq.tensors, name, 'bsq_vae'));
     }
     // The same image, as uint8, as the drawing path truncates it.
     const fromFixture = asFloat32(tensors.get('decode_image')!);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeGenerateRequest, type NativeGenerateResult, type NativeModel, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose } from '../helpers/model-fixture.js';
+import { expectClose, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 interface GenJson {
@@ -34,9 +34,7 @@ function ref(name: string): StTensor {
 }
 
 function tolerance(name: string): number {
-  const spread = json.tensors[name]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`generation.${name}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(json.tensors, name, 'generation');
 }
 
 function traced(trace: Record<string, NativeTensor> | undefined, name: string): NativeTensor {

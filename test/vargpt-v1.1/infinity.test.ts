@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeInfinity, type NativeInfinityCache, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose, reportObserved } from '../helpers/model-fixture.js';
+import { expectClose, reportObserved, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 interface Expected {
@@ -40,9 +40,7 @@ function values(c: Case, name: string): Float32Array {
 }
 
 function tolerance(c: Case, tensor: string): number {
-  const spread = c.json.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`${c.name}.${tensor}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(c.json.tensors, tensor, c.name);
 }
 
 function f32(t: NativeTensor): Float32Array {

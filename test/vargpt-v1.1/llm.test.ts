@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeLanguageModel, type NativeTensor } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose } from '../helpers/model-fixture.js';
+import { expectClose, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 interface Manifest {
@@ -20,9 +20,7 @@ function tolerance(caseName: string, tensor: string): number {
   const manifest = readJson<Manifest>(path.join(v11ExpectedDir, `${caseName}.json`)) as {
     tensors: Record<string, { f32_vs_f64?: { rel_err_maxnorm?: number } }>;
   };
-  const spread = manifest.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`${caseName}.${tensor}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(manifest.tensors, tensor, caseName);
 }
 
 function f32(t: NativeTensor): Float32Array {

@@ -14,7 +14,7 @@ import { loadModel, type VargptModel } from '../../lib/index.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
 import { filteredCheckpoint, removeJsonCheckpoints } from '../helpers/checkpoint-copy.js';
-import { expectClose } from '../helpers/model-fixture.js';
+import { expectClose, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 interface CaseJson {
@@ -30,9 +30,7 @@ const question = caseJson.conversation[0]!.content.find((p) => p.type === 'text'
 const imagePath = path.join(v11ExpectedDir, 'input.png');
 
 function tolerance(name: string): number {
-  const spread = caseJson.tensors[name]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`understanding.${name}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(caseJson.tensors, name, 'understanding');
 }
 
 function ref(name: string): StTensor {

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { native, type NativeTensor, type NativeVisionTower } from '../../lib/native.js';
 import { asFloat32, asNumbers, readJson, readSafetensors, type StTensor } from '../helpers/fixtures.js';
-import { expectClose } from '../helpers/model-fixture.js';
+import { expectClose, spreadTolerance } from '../helpers/model-fixture.js';
 import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 const understanding = readSafetensors(path.join(v11ExpectedDir, 'understanding.safetensors'));
@@ -17,9 +17,7 @@ const manifest = readJson<{ tensors: Record<string, { f32_vs_f64?: { rel_err_max
 );
 
 function tolerance(tensor: string): number {
-  const spread = manifest.tensors[tensor]?.f32_vs_f64?.rel_err_maxnorm;
-  if (spread === undefined) throw new Error(`understanding.${tensor}: no float32-vs-float64 spread in the fixture`);
-  return Math.max(4 * spread, 1e-5);
+  return spreadTolerance(manifest.tensors, tensor, 'understanding');
 }
 
 function get(name: string): StTensor {
