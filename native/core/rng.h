@@ -61,7 +61,7 @@ VG_HOST_DEVICE inline float philox_uniform01(uint64_t seed, uint64_t stream, uin
 }
 
 // Stream ids keep the draws of different purposes apart under one seed.
-enum class RngPurpose : uint32_t { CfgNoise = 1, ImageSampling = 2, TextSampling = 3, Test = 15 };
+enum class RngPurpose : uint32_t { CfgNoise = 1, ImageSampling = 2, TextSampling = 3, FlowNoise = 4, DiffusionNoise = 5, Test = 15 };
 VG_HOST_DEVICE inline uint64_t rng_stream(RngPurpose purpose, uint32_t step) {
   return (static_cast<uint64_t>(purpose) << 32) | step;
 }

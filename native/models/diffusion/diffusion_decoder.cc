@@ -49,6 +49,7 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
   if (trace) {
     trace->add("unet.timesteps", Tensor::from_host(DType::F32, {r.steps}, s.timesteps.data()));
     trace->add("unet.sigmas", Tensor::from_host(DType::F32, {r.steps + 1}, s.sigmas.data()));
+    trace->add("unet.init_noise_sigma", Tensor::from_host(DType::F32, {1}, &s.init_noise_sigma));
   }
   const Shape shape = r.noise.shape();
   const int64_t C = shape[0], h = shape[1], w = shape[2];
@@ -72,6 +73,11 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
     const Tensor ec = eps.select(0), eu = eps.select(1);
     b.axpby(1.0f, ec, -1.0f, eu, diff);
     b.axpby(1.0f, eu, r.guidance, diff, g);
+    Tensor denoised;
+    if (r.on_step && r.want_denoised) {
+      denoised = b.empty(DType::F32, shape);
+      b.axpby(1.0f, x, -sigma, g, denoised);
+    }
     euler_step(b, x, g, sigma, s.sigmas[i + 1]);
     if (trace) {
       inputs.push_back(b.to_host(batch.select(0)));
@@ -80,7 +86,7 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
       guided.push_back(b.to_host(g));
       latents.push_back(b.to_host(x));
     }
-    if (r.on_step) r.on_step(i, r.steps);
+    if (r.on_step) r.on_step(i, r.steps, denoised.defined() ? &denoised : nullptr);
   }
   if (trace) {
     trace->stack("unet.latents", latents);

@@ -26,8 +26,11 @@ struct DiffusionSampleRequest {
   Tensor noise;                  // [C, h, w] standard normal draw
   int steps = 50;
   float guidance = 3.0f;
-  // Called after each step with (step index, steps); may throw Cancelled.
-  std::function<void(int, int)> on_step;
+  // Called after each step with (step index, steps, denoised): with want_denoised, `denoised` is
+  // the step's estimate of the clean latents x - sigma·eps (a preview's input), else null. It may
+  // throw Cancelled.
+  std::function<void(int, int, const Tensor* denoised)> on_step;
+  bool want_denoised = false;
 };
 
 class DiffusionDecoder {

@@ -62,6 +62,7 @@ UNet2DConfig read_unet2d_config(const std::string& dir, const WeightLoader& w) {
   UNet2DConfig c;
   c.in_channels = config_positive(cfg, "in_channels", 4, what);
   c.out_channels = config_positive(cfg, "out_channels", 4, what);
+  c.sample_size = config_positive(cfg, "sample_size", 128, what);
   const Json* boc = cfg.find("block_out_channels");
   VG_CHECK(boc != nullptr && boc->is_array() && !boc->as_array().empty(), what,
            ": block_out_channels must be a non-empty list");

@@ -17,6 +17,7 @@ namespace vargpt {
 
 struct UNet2DConfig {
   int in_channels = 0, out_channels = 0;
+  int sample_size = 0;  // the latent side it was trained at (a pipeline's default size)
   std::vector<int> block_out_channels;
   std::vector<bool> down_cross, up_cross;  // CrossAttn{Down,Up}Block2D vs {Down,Up}Block2D
   std::vector<int> heads;                  // attention heads per down block (up blocks reversed)
@@ -30,6 +31,8 @@ struct UNet2DConfig {
   int text_embeds_dim = 0;  // add_embedding input minus the time ids' embeddings
   int time_ids = 0;         // time ids per batch row (6 for SDXL)
   int time_embed_dim = 0;
+  // Latent sides must be multiples of this: every block but the last halves them.
+  int downsample() const { return 1 << (static_cast<int>(block_out_channels.size()) - 1); }
 };
 
 // `dir` holds config.json; shapes are checked against `weights`.

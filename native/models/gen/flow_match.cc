@@ -28,7 +28,8 @@ FlowMatchSchedule flow_match_schedule(int steps, double shift, int train_timeste
 }
 
 void flow_match_sample(Backend& b, const FlowMatchSchedule& schedule, float guidance, const Tensor& x,
-                       const FlowVelocity& velocity, TraceSink* trace, const std::function<bool()>& cancelled) {
+                       const FlowVelocity& velocity, TraceSink* trace, const std::function<bool()>& cancelled,
+                       const std::function<void(int, int)>& on_step) {
   VG_CHECK(x.defined() && x.dtype() == DType::F32 && x.is_contiguous() && x.rank() >= 1, "flow sampler: latent ",
            x.defined() ? x.describe() : std::string("(none)"), ", expected a contiguous f32 tensor");
   const int n = schedule.steps();
@@ -67,6 +68,7 @@ void flow_match_sample(Backend& b, const FlowMatchSchedule& schedule, float guid
       v_g.push_back(b.to_host(guided));
       latents.push_back(b.to_host(x));
     }
+    if (on_step) on_step(i, n);
   }
   if (trace) {
     trace->stack("flow.latents", latents);

@@ -28,9 +28,11 @@ using FlowVelocity = std::function<void(const Tensor& x2, int64_t t, const Tenso
 // Runs every step from x (the initial noise, updated in place to the final latent):
 // v = v_u + guidance (v_c - v_u), x <- x + (sigma_{i+1} - sigma_i) v, all in f32. Traces
 // flow.sigmas, flow.timesteps, flow.t_int, flow.latents [N + 1, ...] (0 = noise),
-// flow.v_uncond, flow.v_cond and flow.v_guided [N, ...]. `cancelled` is polled between steps.
+// flow.v_uncond, flow.v_cond and flow.v_guided [N, ...]. `cancelled` is polled between steps;
+// `on_step(i, N)` runs after step i (it may throw Cancelled).
 void flow_match_sample(Backend& backend, const FlowMatchSchedule& schedule, float guidance, const Tensor& x,
                        const FlowVelocity& velocity, TraceSink* trace = nullptr,
-                       const std::function<bool()>& cancelled = nullptr);
+                       const std::function<bool()>& cancelled = nullptr,
+                       const std::function<void(int, int)>& on_step = nullptr);
 
 }  // namespace vargpt

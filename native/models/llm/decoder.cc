@@ -114,7 +114,7 @@ KvCache DecoderLlm::new_cache(DType dtype) const {
 void DecoderLlm::embed(const Tensor& ids, const Tensor& out) { backend_.embedding(ids, embed_tokens_, out); }
 
 void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
-                         const LayerHook& layer_hook) {
+                         const LayerHook& layer_hook, int hidden_tail_keys) {
   Backend& b = backend_;
   const DecoderConfig& c = config_;
   const int64_t H = c.hidden;
@@ -123,6 +123,8 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
   VG_CHECK(hidden.rank() == 2 && hidden.dim(0) == x.dim(0) && hidden.dim(1) == H, "DecoderLlm::forward: output ",
            hidden.describe(), " does not match input ", x.describe());
   const int T = static_cast<int>(x.dim(0));
+  VG_CHECK(hidden_tail_keys >= 0 && hidden_tail_keys < T && (hidden_tail_keys == 0 || cache == nullptr),
+           "DecoderLlm::forward: ", hidden_tail_keys, " hidden keys of ", T, " (only without a cache, at most T - 1)");
   VG_CHECK((positions.axes == 1 || positions.axes == c.position_axes()) && positions.count() == T &&
                static_cast<int64_t>(positions.ids.size()) == int64_t{positions.axes} * T,
            "DecoderLlm::forward: ", positions.ids.size(), " position ids on ", positions.axes, " axes for ", T,
@@ -182,8 +184,21 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
       b.cast(k_f32, k_slot);
       b.cast(v_f32, v_slot);
     }
-    b.attention(q.view({1, T, q_dim}), k_all.slice(0, 0, start + T).view({1, start + T, kv_dim}),
-                v_all.slice(0, 0, start + T).view({1, start + T, kv_dim}), attn.view({1, T, q_dim}), ap);
+    if (hidden_tail_keys == 0) {
+      b.attention(q.view({1, T, q_dim}), k_all.slice(0, 0, start + T).view({1, start + T, kv_dim}),
+                  v_all.slice(0, 0, start + T).view({1, start + T, kv_dim}), attn.view({1, T, q_dim}), ap);
+    } else {
+      // Rows before the hidden tail never see it (causal); the tail's rows see every earlier key
+      // and none of the tail's, themselves included.
+      const int n = T - hidden_tail_keys;
+      const Tensor k_seen = k_all.slice(0, 0, n).view({1, n, kv_dim});
+      const Tensor v_seen = v_all.slice(0, 0, n).view({1, n, kv_dim});
+      b.attention(q.slice(0, 0, n).view({1, n, q_dim}), k_seen, v_seen, attn.slice(0, 0, n).view({1, n, q_dim}), ap);
+      AttentionParams tail = ap;
+      tail.mask = AttentionMask::None;
+      b.attention(q.slice(0, n, T).view({1, T - n, q_dim}), k_seen, v_seen,
+                  attn.slice(0, n, T).view({1, T - n, q_dim}), tail);
+    }
     b.linear(attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
 
     b.rms_norm(h, l.post_norm.w, c.rms_eps, xn);

@@ -58,10 +58,12 @@ class DecoderLlm {
   // tokens see everything it holds and each other causally, and their keys and values are
   // appended to it; without one (nullptr) they see only each other (in f32). Writes the hidden states
   // after the final RMSNorm to `hidden` [T, hidden] (HF hidden_states[-1]). `layer_hook(i, h)`
-  // sees the residual stream after layer i.
+  // sees the residual stream after layer i. `hidden_tail_keys` (without a cache only): the last n
+  // tokens' keys are hidden from every query, as an attention mask n entries shorter than the
+  // sequence is read once padded with zeros (BLIP3-o's generate_image under transformers >= 4.53).
   using LayerHook = std::function<void(int layer, const Tensor& h)>;
   void forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
-               const LayerHook& layer_hook = nullptr);
+               const LayerHook& layer_hook = nullptr, int hidden_tail_keys = 0);
 
   // logits [N, vocab] = lm_head(hidden [N, hidden]).
   void logits(const Tensor& hidden, const Tensor& logits);

@@ -65,6 +65,10 @@ class QwenVlTurn {
   // Embeds the prompt (image features in place), runs the prefill and returns the logits of its
   // last row [1, vocab].
   Tensor prefill();
+  // The prompt's token embeddings [T, hidden] with the vision tower's features in place of the
+  // image-pad tokens (traces input_ids, pixel_values, vit_*). prefill() starts with it; a family
+  // that feeds the prompt otherwise (BLIP3-o's drawing) calls it directly.
+  Tensor embed_prompt();
   // Chooses and feeds tokens until a stop. With `image_start` >= 0 and `draw` set, that token, when
   // emitted (or forced by request.force_image), is emitted and `draw` runs; without `draw` it ends
   // the text. Then records the traces and the profile.
@@ -85,8 +89,6 @@ class QwenVlTurn {
   Profiler& profiler() { return prof_; }
 
  private:
-  Tensor embed_prompt();
-
   Backend& b_;
   QwenVlParts parts_;
   const GenerateRequest& req_;
