@@ -234,7 +234,7 @@ export class VargptModel {
       const onImageProgress = guard(
         userProgress &&
           ((stage: string, step: number, steps: number, preview: NativeImage) =>
-            userProgress(this.adapter.progress(stage, step + 1, steps, toImage(preview)))),
+            userProgress(this.adapter.progress(stage, step + 1, steps, preview.width > 0 ? toImage(preview) : null))),
       );
       const startId = this.adapter.imageStartId ?? -1;
       const stream = this.tokenizer.createStreamDecoder();
@@ -348,6 +348,17 @@ export class VargptModel {
     if (typeof instruction !== 'string' || instruction.trim().length === 0) throw new InputError('editImage: instruction must be a non-empty string');
     const plan = this.adapter.planEdit('editImage', image, instruction, options);
     return this.drawn('editImage', plan, options);
+  }
+
+  // Draws from `image` as the family's reconstruction prompt asks (BLIP3-o: the image resized to
+  // 448x448 and read by the vision tower, then "Please reconstruct the given image.", both
+  // stages as in generateImage). model.editImage(image, instruction) takes another instruction.
+  async reconstructImage(image: ImageInput, options?: GenerateImageOptions): Promise<ImageReply> {
+    this.checkUsable('reconstructImage');
+    if (image === undefined || image === null) throw new InputError('reconstructImage: image is missing');
+    if (!this.adapter.planReconstruct) throw new InputError(`reconstructImage: ${this.info.family} has no reconstruction prompt`);
+    const plan = this.adapter.planReconstruct('reconstructImage', image, options);
+    return this.drawn('reconstructImage', plan, options);
   }
 
   private async drawn(what: string, plan: CallPlan, options: GenerateImageOptions | undefined): Promise<ImageReply> {

@@ -183,8 +183,21 @@ export interface NativeBlip3oInfo {
   visionEndId: number;
   // config.json n_query: the learned queries after [IMG].
   nQuery: number;
-  // The runtime does not draw with BLIP3-o yet.
-  image: null;
+  // The drawing half (the DiT, the UNet, the VAE), or null with imageUnavailable saying what the
+  // checkpoint lacks.
+  image: NativeBlip3oImageInfo | null;
+  imageUnavailable?: string;
+}
+
+export interface NativeBlip3oImageInfo {
+  // Width of the CLIP features stage 1 generates (the DiT's channels, the UNet's cross-attention).
+  clipWidth: number;
+  // Pixel side at the UNet's trained sample_size (1024 in the release), and what sizes must divide by.
+  defaultSize: number;
+  sizeMultiple: number;
+  dit: { dim: number; layers: number; heads: number; kvHeads: number; captionDim: number };
+  unet: { blockOutChannels: number[]; latentChannels: number; sampleSize: number; crossAttentionDim: number; downsample: number };
+  vae: { downsample: number; latentChannels: number; scalingFactor: number };
 }
 
 // info() of a loaded model; `family` tells the kinds apart.
@@ -194,6 +207,41 @@ export interface NativeImage {
   width: number;
   height: number;
   data: Uint8Array; // RGB
+}
+
+// The drawing options of VARGPT v1 and v1.1 (next-scale prediction).
+export interface NativeVarImageRequest {
+  cfg: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  // VARGPT-v1.1: logits temperature and the scale schedule, one [h, w] token grid per scale.
+  tau?: number;
+  scales?: number[][];
+  // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per
+  // scale; VARGPT-v1.1: bits[si], h*w*bits values 0/1, token-major.
+  replay?: { indices?: Int32Array[]; noise?: Float32Array[]; bits?: Int32Array[] };
+}
+
+// BLIP3-o's drawing options: stage 1 (the DiT's flow sampler over a grid x grid token grid),
+// stage 2 (the UNet's Euler sampler and the image size), and the negative prompt's ids (ending
+// with [IMG]). replay holds the fixture's draws by name, one array each: 'flow.noise',
+// 'neg.flow.noise', 'unet.noise'.
+export interface NativeDiffusionImageRequest {
+  seed: number;
+  flowSteps: number;
+  flowGuidance: number;
+  flowShift: number;
+  flowTrainTimesteps: number;
+  grid: number;
+  // 1: the last query's key is hidden from every position (a short attention mask padded with zeros).
+  maskLastQuery: number;
+  steps: number;
+  guidance: number;
+  width: number;
+  height: number;
+  negativeIds: number[];
+  replay?: Record<string, Float32Array[]>;
 }
 
 export interface NativeGenerateRequest {
@@ -214,18 +262,7 @@ export interface NativeGenerateRequest {
   ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do): for benchmarks
   // Precision of the call's attention caches (the LLM's and the image decoder's); default f32.
   kvCache?: 'f32' | 'bf16';
-  image?: {
-    cfg: number;
-    topK: number;
-    topP: number;
-    seed: number;
-    // VARGPT-v1.1: logits temperature and the scale schedule, one [h, w] token grid per scale.
-    tau?: number;
-    scales?: number[][];
-    // Replaces the sampler (indices[si], pn*pn ids) and the CFG noise (noise[si], pn*pn*hidden) per
-    // scale; VARGPT-v1.1: bits[si], h*w*bits values 0/1, token-major.
-    replay?: { indices?: Int32Array[]; noise?: Float32Array[]; bits?: Int32Array[] };
-  };
+  image?: NativeVarImageRequest | NativeDiffusionImageRequest;
   // result.trace: host tensors by name. Understanding: pixelValues [n,3,S,S], visionFeatures [n,N,Cv]
   // (hidden_states[vision_feature_layer], CLS dropped), imageFeatures [n,N,H] (projected),
   // prefillEmbeds [T,H], prefillHidden [T,H] (after the final norm), prefillLogits [V], stepLogits

@@ -28,6 +28,12 @@ export interface ImageReplay {
   indices?: ArrayLike<number>[];
   noise?: ArrayLike<number>[];
   bits?: ArrayLike<number>[];
+  // BLIP3-o: the three Gaussian draws by the names trace: true gives them: the prompt's flow
+  // noise [clipWidth x grid x grid], the " " negative's, and the UNet's initial latents
+  // [latentChannels x height/8 x width/8].
+  'flow.noise'?: ArrayLike<number>;
+  'neg.flow.noise'?: ArrayLike<number>;
+  'unet.noise'?: ArrayLike<number>;
 }
 
 // A scale schedule: the [height, width] token grid of each scale, coarse to fine.
@@ -47,6 +53,25 @@ export interface ImageSamplingOptions {
   // 512x512 pixels).
   tau?: number;
   scales?: ScaleSchedule;
+  // BLIP3-o, stage 2: the UNet's Euler steps and classifier-free guidance scale, and the image
+  // size in pixels (multiples of info.image.sizeMultiple; default info.image.defaultSize square).
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+  // BLIP3-o, stage 1: the DiT's flow-matching steps, guidance scale and timestep shift, and its
+  // token grid (grid x grid CLIP features; default the square root of info.nQuery).
+  flowSteps?: number;
+  flowGuidance?: number;
+  flowShift?: number;
+  grid?: number;
+  // BLIP3-o: hide the last learned query's key from every position in stage 1's LLM pass (default
+  // false). Upstream's generate_image passes an attention mask one entry shorter than the
+  // sequence (the appended [IMG] is not counted). transformers 4.51, which upstream pins, ignores
+  // an all-ones mask under SDPA, so every position attends causally (the default here); later
+  // transformers pad the short mask with a zero, which hides the last query's key (its own row
+  // then attends only to the earlier positions). The reference fixtures were computed that way.
+  maskLastQuery?: boolean;
   replay?: ImageReplay;
 }
 
@@ -173,6 +198,16 @@ export function resolveSeed(o: Record<string, unknown>, what: string): number {
   return num(o, 'seed', what, randomInt(0, 2 ** 48 - 1), { check: (v) => isInt(v) && v >= 0, rule: 'an integer >= 0' });
 }
 
+// The drawing options of BLIP3-o, which the next-scale families do not have.
+export const DIFFUSION_OPTION_KEYS = ['steps', 'guidance', 'width', 'height', 'flowSteps', 'flowGuidance', 'flowShift', 'grid', 'maskLastQuery'] as const;
+
+// Throws for the first of `keys` that `o` sets: an option of another family, never silently ignored.
+export function rejectOptions(o: Record<string, unknown>, what: string, keys: readonly string[], why: string): void {
+  for (const key of keys) {
+    if (o[key] !== undefined) throw new InputError(`${what}.${key}: ${why}`);
+  }
+}
+
 export function checkCallbacks(o: Record<string, unknown>, what: string, keys: readonly string[]): void {
   for (const key of keys) {
     if (o[key] !== undefined && typeof o[key] !== 'function') throw new InputError(`${what}.${key} must be a function`);
@@ -248,6 +283,7 @@ export function resolveImage(value: unknown, what: string, shape: ImageShape | n
   for (const key of ['tau', 'scales']) {
     if (o[key] !== undefined) throw new InputError(`${what}.${key}: VARGPT v1 has no ${key === 'tau' ? 'logits temperature' : 'scale schedule'} option (its scales are fixed by the checkpoint)`);
   }
+  rejectOptions(o, what, DIFFUSION_OPTION_KEYS, 'a BLIP3-o (diffusion) option; VARGPT v1 draws by next-scale prediction (cfg, topK, topP)');
   if (o['replay'] !== undefined) {
     if (!shape) throw new InputError(`${what}.replay: this model has no image decoder`);
     const r = optionObject(o['replay'], `${what}.replay`);

@@ -69,6 +69,13 @@ export interface GenerateCommandOptions extends GlobalOptions {
   topP?: number;
   tau?: number;
   scales?: Array<[number, number]>;
+  // BLIP3-o
+  steps?: number;
+  guidance?: number;
+  flowSteps?: number;
+  flowGuidance?: number;
+  width?: number;
+  height?: number;
   kvCache?: 'f32' | 'bf16';
 }
 
@@ -100,6 +107,14 @@ export async function editCommand(image: string, instruction: string, options: E
   await drawCommand(options, io, (model, draw) => model.editImage(image, instruction, { ...draw, preShrink: options.preShrink }));
 }
 
+// Draws from an image with the family's reconstruction prompt (BLIP3-o).
+export async function reconstructCommand(image: string, options: GenerateCommandOptions, io: Io): Promise<void> {
+  await access(image).catch(() => {
+    throw new Error(`cannot read the image ${image}`);
+  });
+  await drawCommand(options, io, (model, draw) => model.reconstructImage(image, draw));
+}
+
 async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model: VargptModel, draw: GenerateImageOptions) => Promise<ImageReply>): Promise<void> {
   if (options.output) formatFromPath(options.output);
   await using model = await openModel(options, io);
@@ -114,6 +129,12 @@ async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model
       topP: options.topP,
       tau: options.tau,
       scales: options.scales,
+      steps: options.steps,
+      guidance: options.guidance,
+      flowSteps: options.flowSteps,
+      flowGuidance: options.flowGuidance,
+      width: options.width,
+      height: options.height,
       signal: io.signal,
       onImageProgress: (p) => bar.update(p.step, p.steps, { stage: p.stage }),
     });

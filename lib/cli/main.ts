@@ -4,12 +4,13 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { isAbortError } from '../errors.js';
 import { FAMILIES } from '../families/registry.js';
-import type { SamplingDefaults } from '../families/types.js';
+import type { DiffusionImageDefaults, ImageDefaults, SamplingDefaults } from '../families/types.js';
+import { isDiffusionDefaults } from '../families/types.js';
 import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
 import type { SynthDType, SynthFamily } from '../synth.js';
 import { chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
-import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, synthCommand } from './commands.js';
+import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, reconstructCommand, synthCommand } from './commands.js';
 import type { EditCommandOptions, GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
 
 function integer(min: number) {
@@ -28,10 +29,18 @@ function decimal(value: string): number {
 
 // Option defaults belong to the model (its family's table, seeded from the checkpoint's
 // generation_config.json): the help names each family's value.
-function modelDefault(pick: (defaults: SamplingDefaults) => number | undefined): string {
+function varImage(d: SamplingDefaults): ImageDefaults | null {
+  return d.image && !isDiffusionDefaults(d.image) ? d.image : null;
+}
+
+function diffusionImage(d: SamplingDefaults): DiffusionImageDefaults | null {
+  return isDiffusionDefaults(d.image) ? d.image : null;
+}
+
+function modelDefault(pick: (defaults: SamplingDefaults) => number | null | undefined): string {
   const values = FAMILIES.flatMap((f) => {
     const value = pick(f.specDefaults);
-    return value === undefined ? [] : [`${f.title}: ${value}`];
+    return value === undefined || value === null ? [] : [`${f.title}: ${value}`];
   });
   return `model default${values.length ? `; ${values.join(', ')}` : ''}`;
 }
@@ -95,11 +104,17 @@ function withDrawing(cmd: Command): Command {
   return cmd
     .option('-o, --output <file>', 'output image (.png, .jpg, .webp); default vargpt-<seed>.png')
     .option('--seed <n>', 'random seed (default: random, printed)', integer(0))
-    .option('--cfg <x>', `classifier-free guidance (${modelDefault((d) => d.image?.cfg)})`, decimal)
-    .option('--top-k <k>', `top-k over the codebook / each bit (${modelDefault((d) => d.image?.topK)})`, integer(1))
-    .option('--top-p <p>', `top-p over the codebook / each bit (${modelDefault((d) => d.image?.topP)})`, decimal)
-    .option('--tau <t>', `VARGPT-v1.1 logits temperature (${modelDefault((d) => d.image?.tau)})`, decimal)
-    .option('--scales <list>', 'VARGPT-v1.1 scale schedule in tokens, "1,2,4,...,32" or "HxW,..." (default: 10 scales to 32x32, 512x512 pixels)', scales);
+    .option('--cfg <x>', `classifier-free guidance (${modelDefault((d) => varImage(d)?.cfg)})`, decimal)
+    .option('--top-k <k>', `top-k over the codebook / each bit (${modelDefault((d) => varImage(d)?.topK)})`, integer(1))
+    .option('--top-p <p>', `top-p over the codebook / each bit (${modelDefault((d) => varImage(d)?.topP)})`, decimal)
+    .option('--tau <t>', `VARGPT-v1.1 logits temperature (${modelDefault((d) => varImage(d)?.tau)})`, decimal)
+    .option('--scales <list>', 'VARGPT-v1.1 scale schedule in tokens, "1,2,4,...,32" or "HxW,..." (default: 10 scales to 32x32, 512x512 pixels)', scales)
+    .option('--steps <n>', `BLIP3-o UNet (Euler) steps (${modelDefault((d) => diffusionImage(d)?.steps)})`, integer(1))
+    .option('--guidance <x>', `BLIP3-o UNet guidance scale (${modelDefault((d) => diffusionImage(d)?.guidance)})`, decimal)
+    .option('--flow-steps <n>', `BLIP3-o DiT flow-matching steps (${modelDefault((d) => diffusionImage(d)?.flowSteps)})`, integer(1))
+    .option('--flow-guidance <x>', `BLIP3-o DiT guidance scale (${modelDefault((d) => diffusionImage(d)?.flowGuidance)})`, decimal)
+    .option('--width <px>', 'BLIP3-o image width (default: the checkpoint\'s, 1024 in the release)', integer(1))
+    .option('--height <px>', 'BLIP3-o image height (default: the checkpoint\'s)', integer(1));
 }
 
 function withText(cmd: Command): Command {
@@ -131,6 +146,15 @@ withDrawing(
 ).action((image: string, instruction: string, options: Omit<EditCommandOptions, 'preShrink'> & { preShrink: 'auto' | 'always' | 'never' }) =>
   run((io) => editCommand(image, instruction, { ...options, preShrink: options.preShrink === 'auto' ? 'auto' : options.preShrink === 'always' }, io)),
 );
+
+withDrawing(
+  withModel(
+    program
+      .command('reconstruct')
+      .description('draw from an image with the reconstruction prompt (BLIP3-o)')
+      .argument('<image>', 'the image to reconstruct'),
+  ),
+).action((image: string, options: GenerateCommandOptions) => run((io) => reconstructCommand(image, options, io)));
 
 withText(
   withModel(

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { CheckpointJson, JsonObject } from '../checkpoint-config.js';
 import { CHECKPOINT_FILES, readCheckpointJson, readModelConfigJson } from '../checkpoint-config.js';
 import { CheckpointError } from '../errors.js';
-import type { Blip3oModelInfo } from './blip3o.js';
+import type { Blip3oImageProgress, Blip3oModelInfo } from './blip3o.js';
 import { blip3o } from './blip3o.js';
 import type { FamilyAdapter, FamilyCheckpoint } from './types.js';
 import type { VargptV1ImageProgress, VargptV1ModelInfo } from './vargpt-v1.js';
@@ -19,8 +19,9 @@ export const FAMILIES: readonly FamilyAdapter[] = [vargptV1, vargptV11, blip3o];
 // model.info, by family (`family` tells them apart).
 export type ModelInfo = VargptV1ModelInfo | VargptV11ModelInfo | Blip3oModelInfo;
 
-// The onImageProgress event, by family (model.family tells them apart; both draw by 'scale').
-export type ImageProgress = VargptV1ImageProgress | VargptV11ImageProgress;
+// The onImageProgress event, by family (model.family tells them apart: the VARGPT families draw
+// by 'scale', BLIP3-o by 'flow', 'negative' and 'denoise').
+export type ImageProgress = VargptV1ImageProgress | VargptV11ImageProgress | Blip3oImageProgress;
 
 // "vargpt_llava (VARGPT v1, VARGPTLlavaForConditionalGeneration), ..."
 export function supportedFamilies(): string {

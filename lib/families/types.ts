@@ -30,12 +30,29 @@ export interface ImageDefaults {
   scales?: ScaleSchedule;
 }
 
+// BLIP3-o's drawing defaults: stage 1 (the DiT's flow sampler) and stage 2 (the UNet's Euler
+// sampler). width, height and grid are null in the family's table: they come from the checkpoint.
+export interface DiffusionImageDefaults {
+  flowSteps: number;
+  flowGuidance: number;
+  flowShift: number;
+  steps: number;
+  guidance: number;
+  width: number | null;
+  height: number | null;
+  grid: number | null;
+}
+
 // The defaults of every sampling option: the family's table (FamilyAdapter.specDefaults), and per
 // checkpoint those overlaid with generation_config.json (model.defaults).
 export interface SamplingDefaults {
   text: TextDefaults;
   // null: the family (or this checkpoint) does not draw.
-  image: ImageDefaults | null;
+  image: ImageDefaults | DiffusionImageDefaults | null;
+}
+
+export function isDiffusionDefaults(d: ImageDefaults | DiffusionImageDefaults | null): d is DiffusionImageDefaults {
+  return d !== null && 'flowSteps' in d;
 }
 
 // Decodes an image input (file, bytes, raw pixels) under the model's limits: lib/model.ts's image I/O.
@@ -84,8 +101,12 @@ export interface FamilyModel {
   planEdit(what: string, image: ImageInput, instruction: string, options: EditImageOptions | undefined): CallPlan;
   // The user message ask(image, question) sends: the family's own order of image and question.
   askMessage(image: ImageInput, question: string): ChatMessage;
-  // The public progress event of native step `step` (already 1-based) of `steps`.
-  progress(stage: string, step: number, steps: number, preview: GeneratedImage): ImageProgress;
+  // The public progress event of native step `step` (already 1-based) of `steps`; `preview` is null
+  // for a step that has no pixels yet (BLIP3-o's stage 1).
+  progress(stage: string, step: number, steps: number, preview: GeneratedImage | null): ImageProgress;
+  // Image-conditioned drawing of `image` as the family's reconstruction prompt asks (BLIP3-o);
+  // absent where the family has none.
+  planReconstruct?(what: string, image: ImageInput, options: GenerateImageOptions | undefined): CallPlan;
   // Throws an InputError naming `what` when this model has no discrete image tokens.
   // `options` are the caller's (their `scales`, where the family's schedule varies).
   imageTokens(what: string, options: Record<string, unknown>): ImageTokenCodec;

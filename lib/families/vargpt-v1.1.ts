@@ -14,7 +14,7 @@ import type { GeneratedImage, RgbImage } from '../image.js';
 import { resizeImage } from '../image.js';
 import type { NativeGenerateRequest, NativeModelInfo, NativeVargptV11Info } from '../native.js';
 import type { ChatOptions, EditImageOptions, GenerateImageOptions, ImageProgressBase, ResolvedText, Rule, ScaleSchedule } from '../options.js';
-import { checkCallbacks, checkDefault, imageRules, num, optionObject, resolveSeed, resolveText, toTyped } from '../options.js';
+import { checkCallbacks, checkDefault, DIFFUSION_OPTION_KEYS, imageRules, num, optionObject, rejectOptions, resolveSeed, resolveText, toTyped } from '../options.js';
 import type { Qwen2VlImageConfig } from '../qwen2-vl-image.js';
 import { parseQwen2VlImageConfig } from '../qwen2-vl-image.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
@@ -146,6 +146,7 @@ export function resolveV11Image(
   defaults: ImageDefaults & { tau: number; scales: ScaleSchedule },
 ): V11ResolvedImage {
   const o = optionObject(value, what);
+  rejectOptions(o, what, DIFFUSION_OPTION_KEYS, 'a BLIP3-o (diffusion) option; VARGPT-v1.1 draws by next-scale prediction (cfg, tau, topK, topP, scales)');
   const levels = image?.levels ?? Number.MAX_SAFE_INTEGER;
   const out: V11ResolvedImage = {
     cfg: num(o, 'cfg', what, defaults.cfg, V11_IMAGE_RULES.cfg),
@@ -494,7 +495,8 @@ class VargptV11Model implements FamilyModel {
     };
   }
 
-  progress(stage: string, step: number, steps: number, preview: GeneratedImage): VargptV11ImageProgress {
+  progress(stage: string, step: number, steps: number, preview: GeneratedImage | null): VargptV11ImageProgress {
+    if (!preview) throw new Error(`the runtime reported image stage ${JSON.stringify(stage)} without a preview`);
     if (stage !== 'scale') throw new Error(`the runtime reported image stage ${JSON.stringify(stage)}; VARGPT-v1.1 draws by 'scale'`);
     return { stage, step, steps, preview, scale: step, scales: steps };
   }

@@ -366,7 +366,8 @@ class VargptV1Model implements FamilyModel {
     };
   }
 
-  progress(stage: string, step: number, steps: number, preview: GeneratedImage): VargptV1ImageProgress {
+  progress(stage: string, step: number, steps: number, preview: GeneratedImage | null): VargptV1ImageProgress {
+    if (!preview) throw new Error(`the runtime reported image stage ${JSON.stringify(stage)} without a preview`);
     if (stage !== 'scale') throw new Error(`the runtime reported image stage ${JSON.stringify(stage)}; VARGPT v1 draws by 'scale'`);
     return { stage, step, steps, preview, scale: step, scales: steps };
   }

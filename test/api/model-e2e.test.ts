@@ -110,6 +110,7 @@ describe('end to end on the fixture checkpoint', () => {
         seed: 42,
         signal: controller.signal,
         onImageProgress: (p) => {
+          if (p.stage !== 'scale') throw new Error(`VARGPT v1 reported stage ${p.stage}`);
           scales.push(p.scale);
           if (p.scale === 3) controller.abort();
         },

@@ -140,7 +140,8 @@ describe('VARGPT-v1.1 drawing through the public API (fixture vargpt-v1.1-tiny)'
 
   it('has the spec defaults: cfg 3, tau 0.5, top-k 900, top-p 0.97, the 10-scale 512x512 schedule', () => {
     expect(model.defaults.image).toMatchObject({ cfg: 3, tau: 0.5, topK: 900, topP: 0.97 });
-    expect(model.defaults.image?.scales?.map(([h]) => h)).toEqual([1, 2, 4, 6, 8, 12, 16, 20, 24, 32]);
+    const image = model.defaults.image;
+    expect(image !== null && 'scales' in image ? image.scales?.map(([h]) => h) : null).toEqual([1, 2, 4, 6, 8, 12, 16, 20, 24, 32]);
     expect(model.info.family === 'vargpt-v1.1' && model.info.image).toMatchObject({ bits: 32, downsample: 16, hasEncoder: true });
   });
 
@@ -186,8 +187,8 @@ describe('VARGPT-v1.1 drawing through the public API (fixture vargpt-v1.1-tiny)'
     const events: ImageProgress[] = [];
     const reply = await model.generateImage(textOf(generation), { ...sampling(generation), seed: 3, onImageProgress: (p) => events.push(p) });
     expect(events.map((e) => [e.stage, e.step, e.steps])).toEqual(generation.scales.map((_, i) => ['scale', i + 1, generation.scales.length]));
-    expect(events[0]!.preview.width).toBe(16);
-    expect(Array.from(events.at(-1)!.preview.data)).toEqual(Array.from(reply.image.data));
+    expect(events[0]!.preview!.width).toBe(16);
+    expect(Array.from(events.at(-1)!.preview!.data)).toEqual(Array.from(reply.image.data));
     const kinds: string[] = [];
     for await (const event of model.chatStream([{ role: 'user', content: textOf(generation) }], { forceImage: true, seed: 3, image: sampling(generation) })) {
       kinds.push(event.type);

@@ -109,6 +109,7 @@ describe('VARGPT v1 info and progress', () => {
     await model.generateImage('a fox', {
       seed: 3,
       onImageProgress: (p) => {
+        if (p.stage !== 'scale') throw new Error(`VARGPT v1 reported stage ${p.stage}`);
         expect([p.scale, p.scales]).toEqual([p.step, p.steps]);
         seen.push(`${p.stage} ${p.step}/${p.steps}`);
       },
@@ -116,7 +117,7 @@ describe('VARGPT v1 info and progress', () => {
     expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => `scale ${i + 1}/10`));
     const events: ChatEvent[] = [];
     for await (const e of model.chatStream([{ role: 'user', content: 'x' }], { forceImage: true })) events.push(e);
-    const progress = events.flatMap((e) => (e.type === 'image-progress' ? [[e.stage, e.step, e.steps, e.scale, e.scales]] : []));
+    const progress = events.flatMap((e) => (e.type === 'image-progress' && e.stage === 'scale' ? [[e.stage, e.step, e.steps, e.scale, e.scales]] : []));
     expect(progress).toEqual(Array.from({ length: 10 }, (_, i) => ['scale', i + 1, 10, i + 1, 10]));
   });
 

@@ -60,7 +60,7 @@ describe('model over a native test double', () => {
   it('generateImage(): forces the start token, reports scales 1..10 and returns the image', async () => {
     const { addon, model } = await setup();
     const progress: string[] = [];
-    const reply = await model.generateImage('a butterfly', { seed: 1234, cfg: 2, topK: 100, topP: 0.9, onImageProgress: (p) => progress.push(`${p.scale}/${p.scales}:${p.preview.width}`) });
+    const reply = await model.generateImage('a butterfly', { seed: 1234, cfg: 2, topK: 100, topP: 0.9, onImageProgress: (p) => progress.push(`${p.step}/${p.steps}:${p.preview?.width}`) });
     const req = addon.model.requests[0]!;
     expect(req.forceImage).toBe(true);
     expect(req.image).toMatchObject({ cfg: 2, topK: 100, topP: 0.9, seed: 1234 });
@@ -121,7 +121,7 @@ describe('model over a native test double', () => {
     const { addon, model } = await setup();
     const controller = new AbortController();
     const scales: number[] = [];
-    const run = model.generateImage('x', { signal: controller.signal, onImageProgress: (p) => { scales.push(p.scale); if (p.scale === 4) controller.abort(); } });
+    const run = model.generateImage('x', { signal: controller.signal, onImageProgress: (p) => { scales.push(p.step); if (p.step === 4) controller.abort(); } });
     await expect(run).rejects.toMatchObject({ name: 'AbortError' });
     expect(scales).toEqual([1, 2, 3, 4]);
     expect(addon.model.cancelsSeen).toBe(1);
@@ -187,7 +187,7 @@ describe('model over a native test double', () => {
     expect(events.map((e) => e.type)).toEqual(['text', 'text', 'end']);
     expect(events.filter((e) => e.type === 'text').map((e) => (e as { delta: string }).delta).join('')).toBe('Hello world');
     const drawn: string[] = [];
-    for await (const e of model.chatStream([{ role: 'user', content: 'draw me a cat please' }])) drawn.push(e.type === 'image-progress' ? `p${e.scale}` : e.type);
+    for await (const e of model.chatStream([{ role: 'user', content: 'draw me a cat please' }])) drawn.push(e.type === 'image-progress' ? `p${e.step}` : e.type);
     expect(drawn).toEqual(['text', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9', 'p10', 'image', 'end']);
   });
 
