@@ -329,9 +329,11 @@ export class VargptModel {
     return this.generate(this.chatArgs('ask', [this.adapter.askMessage(image, question)], options));
   }
 
-  // Draws an image for a prompt, as the family draws: the first new token is forced to
-  // <|image_gen_start|>, then the scales run with the LLM in the loop (VARGPT v1: VAR into the
-  // VQ-VAE; VARGPT-v1.1: Infinity's bitwise head into the BSQ VAE, 512x512 by default).
+  // Draws an image for a prompt, as the family draws: VARGPT v1 and v1.1 force
+  // <|image_gen_start|> as the first new token, then the scales run with the LLM in the loop (v1:
+  // VAR into the VQ-VAE; v1.1: Infinity's bitwise head into the BSQ VAE, 512x512 by default);
+  // BLIP3-o runs its learned queries through the LLM, the DiT's flow into CLIP features, then the
+  // UNet's Euler loop and the VAE (1024x1024 by default).
   async generateImage(prompt: string, options?: GenerateImageOptions): Promise<ImageReply> {
     this.checkUsable('generateImage');
     if (typeof prompt !== 'string' || prompt.trim().length === 0) throw new InputError('generateImage: prompt must be a non-empty string');

@@ -108,6 +108,9 @@ export interface SynthesizeV11Options extends CommonSynthesizeOptions {
 export interface SynthesizeBlip3oOptions extends CommonSynthesizeOptions {
   family: 'blip3o';
   preset: Blip3oPresetName;
+  // Sizes to write instead of the preset's (checked as the presets are): other query counts,
+  // GQA in the DiT, an untied head... `preset` still names the result.
+  sizes?: Blip3oSizes;
 }
 
 export type SynthesizeOptions = SynthesizeV1Options | SynthesizeV11Options | SynthesizeBlip3oOptions;
@@ -290,7 +293,8 @@ function blip3oSizes(options: SynthesizeBlip3oOptions): Blip3oSizes {
   if (!(BLIP3O_PRESET_NAMES as readonly string[]).includes(preset)) {
     throw new InputError(`synthesize: preset "${preset}" is not a blip3o preset (${BLIP3O_PRESET_NAMES.join(', ')})${otherFamilyHint(preset, 'blip3o')}`);
   }
-  return copyBlip3oSizes(BLIP3O_PRESETS[preset as Blip3oPresetName]);
+  if (options.sizes === undefined) return copyBlip3oSizes(BLIP3O_PRESETS[preset as Blip3oPresetName]);
+  return copyBlip3oSizes(options.sizes);
 }
 
 function planBlip3o(sizes: Blip3oSizes, preset: Blip3oPresetName, dtype: SynthDType): Plan {
