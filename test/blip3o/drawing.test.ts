@@ -5,6 +5,7 @@
 // 8-bit image within +-1 on at most 4x the pixels the reference's own float32 and float64 runs
 // round apart. Then what the fixture cannot show: the negative's cache, progress, abort, the
 // attention-mask choice and bad input.
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,12 +85,22 @@ function expectCase(c: FixtureCase, reply: ImageReply): void {
 
 describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
   let model: VargptModel;
+  const loadProgress: Array<{ loaded: number; total: number }> = [];
   beforeAll(async () => {
-    model = await loadModel(blip3oModelDir, { device: 'cpu' });
+    model = await loadModel(blip3oModelDir, { device: 'cpu', onLoadProgress: (p) => loadProgress.push(p) });
   });
   afterAll(async () => {
     reportObserved('BLIP3-o drawing');
     await model?.dispose();
+  });
+
+  it('reports loading as one count over the checkpoint and its diffusion-decoder/ folder', () => {
+    const total = loadProgress[0]!.total;
+    expect(loadProgress.every((p, i) => p.total === total && (i === 0 || p.loaded >= loadProgress[i - 1]!.loaded))).toBe(true);
+    expect(loadProgress.at(-1)!.loaded).toBe(total);
+    // The decoder's tensors are counted: more than the top folder's safetensors hold.
+    const top = readdirSync(blip3oModelDir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(path.join(blip3oModelDir, f)).size, 0);
+    expect(total).toBeGreaterThan(top);
   });
 
   it('reports what it draws with, and the defaults the spec and the checkpoint give', () => {

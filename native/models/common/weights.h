@@ -44,6 +44,10 @@ class WeightLoader {
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
   Backend& backend() const { return backend_; }
   bool has(const std::string& name) const { return checkpoint_->has(name); }
+  // Bytes of every tensor in the checkpoint (what progress counts up to).
+  uint64_t total_bytes() const { return total_; }
+  // Replaces the progress callback (a caller loading several checkpoints as one count).
+  void set_progress(Progress progress) { progress_ = std::move(progress); }
   // The stored shape; throws "checkpoint has no tensor <name> (<what it is for>)".
   Shape shape(const std::string& name) const;
   // Size `axis` of a tensor that must have `rank` dimensions: a model size read from its weights.

@@ -23,19 +23,40 @@ std::string diffusers_weights_file(const std::string& dir) {
   fail(dir, ": no diffusion_pytorch_model[.bf16|.fp16].safetensors");
 }
 
-DiffusionDecoder::DiffusionDecoder(const std::string& dir, std::shared_ptr<Backend> backend)
+uint64_t DiffusionDecoder::weight_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  try {
+    for (const char* part : {"/unet", "/vae"}) {
+      const auto checkpoint = SafetensorsCheckpoint::open(diffusers_weights_file(dir + part));
+      for (const auto& name : checkpoint->names()) {
+        const TensorInfo& info = checkpoint->info(name);
+        total += info.end - info.begin;
+      }
+    }
+  } catch (const std::exception&) {
+    return 0;
+  }
+  return total;
+}
+
+DiffusionDecoder::DiffusionDecoder(const std::string& dir, std::shared_ptr<Backend> backend, const Progress& progress,
+                                   const std::function<bool()>& cancelled)
     : backend_(std::move(backend)) {
   VG_CHECK(is_file(dir + "/model_index.json"), dir, ": not a diffusers pipeline folder (no model_index.json)");
   scheduler_ = read_euler_discrete_config(dir + "/scheduler/scheduler_config.json");
-  {
-    WeightLoader w(SafetensorsCheckpoint::open(diffusers_weights_file(dir + "/unet")), *backend_, nullptr, nullptr);
-    unet_ = std::make_unique<UNet2D>(read_unet2d_config(dir + "/unet", w), w);
+  WeightLoader unet(SafetensorsCheckpoint::open(diffusers_weights_file(dir + "/unet")), *backend_, nullptr, cancelled);
+  WeightLoader vae(SafetensorsCheckpoint::open(diffusers_weights_file(dir + "/vae")), *backend_, nullptr, cancelled);
+  const uint64_t unet_bytes = unet.total_bytes(), total = unet_bytes + vae.total_bytes();
+  if (progress) {
+    // Each loader reports its own bytes; the caller sees both as one count.
+    unet.set_progress([&](uint64_t n, uint64_t) { progress(n, total); });
+    vae.set_progress([&](uint64_t n, uint64_t) { progress(unet_bytes + n, total); });
   }
-  {
-    WeightLoader w(SafetensorsCheckpoint::open(diffusers_weights_file(dir + "/vae")), *backend_, nullptr, nullptr);
-    vae_ = std::make_unique<AutoencoderKlDecoder>(read_autoencoder_kl_config(dir + "/vae", w), w);
-  }
+  unet_ = std::make_unique<UNet2D>(read_unet2d_config(dir + "/unet", unet), unet);
+  vae_ = std::make_unique<AutoencoderKlDecoder>(read_autoencoder_kl_config(dir + "/vae", vae), vae);
   backend_->synchronize();
+  unet.finish();
+  vae.finish();
 }
 
 Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trace) {

@@ -35,7 +35,14 @@ struct DiffusionSampleRequest {
 
 class DiffusionDecoder {
  public:
-  DiffusionDecoder(const std::string& dir, std::shared_ptr<Backend> backend);
+  using Progress = std::function<void(uint64_t loaded, uint64_t total)>;
+  // `progress(loaded, total)` counts the UNet's and the VAE's tensor bytes; `cancelled` is polled
+  // between tensors (it throws Cancelled).
+  DiffusionDecoder(const std::string& dir, std::shared_ptr<Backend> backend, const Progress& progress = nullptr,
+                   const std::function<bool()>& cancelled = nullptr);
+  // The tensor bytes the constructor loads (0 when a weights file is missing: the constructor
+  // then says which).
+  static uint64_t weight_bytes(const std::string& dir);
   Backend& backend() { return *backend_; }
   UNet2D& unet() { return *unet_; }
   AutoencoderKlDecoder& vae() { return *vae_; }

@@ -24,7 +24,12 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
   std::unique_ptr<Blip3o> m(new Blip3o());
   m->backend_ = std::move(backend);
   m->device_ = m->backend_->name();
-  WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
+  // One progress count over the checkpoint and its diffusion-decoder/ folder.
+  const std::string decoder_dir = dir + "/diffusion-decoder";
+  const uint64_t decoder_bytes = is_file(decoder_dir + "/model_index.json") ? DiffusionDecoder::weight_bytes(decoder_dir) : 0;
+  WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, nullptr, cancelled);
+  const uint64_t main_bytes = w.total_bytes();
+  if (progress) w.set_progress([&](uint64_t n, uint64_t) { progress(n, main_bytes + decoder_bytes); });
   const Json root = read_config_json(dir);
   const std::string what = dir + "/config.json";
   m->config_ = parse_qwen_vl_config(root, what, w);
@@ -37,7 +42,6 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
   // The generation half. Unknown tensors of the release (the training-only EVA-CLIP tower under
   // model.gen_vision_tower.*) are never read.
   const bool has_dit = w.has(std::string(kDitPrefix) + "patch_embedder.proj.weight");
-  const std::string decoder_dir = dir + "/diffusion-decoder";
   if (!has_dit) {
     m->missing_for_drawing_ = "this checkpoint has no DiT weights (model.dit.model.*)";
   } else if (m->n_query_ <= 0 || !w.has(kQueries)) {
@@ -59,7 +63,9 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
   w.finish();
   if (m->missing_for_drawing_.empty()) {
     if (cancelled && cancelled()) throw Cancelled();
-    m->decoder_ = std::make_unique<DiffusionDecoder>(decoder_dir, m->backend_);
+    DiffusionDecoder::Progress decoder_progress;
+    if (progress) decoder_progress = [&](uint64_t n, uint64_t) { progress(main_bytes + n, main_bytes + decoder_bytes); };
+    m->decoder_ = std::make_unique<DiffusionDecoder>(decoder_dir, m->backend_, decoder_progress, cancelled);
     const UNet2DConfig& u = m->decoder_->unet().config();
     const int clip = m->dit_->config().out_channels;
     VG_CHECK(u.cross_attention_dim == clip, decoder_dir, "/unet: cross_attention_dim ", u.cross_attention_dim,
