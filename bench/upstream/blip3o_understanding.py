@@ -429,12 +429,18 @@ def main():
     dtype = torch.float32 if args.dtype == "float32" else torch.bfloat16
     if args.tolerance is None:
         args.tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    run(args, dtype, run_fixture_check, run_bench, versions)
+
+
+def run(args, dtype, check, bench, versions_of):
+    """--check-fixture or timing, stdout kept for the JSON (library prints go to
+    stderr); exit status 1 when the check fails."""
     with contextlib.redirect_stdout(sys.stderr):
         if args.check_fixture:
-            result, ok = run_fixture_check(args, dtype)
-            result["versions"] = versions()
+            result, ok = check(args, dtype)
+            result["versions"] = versions_of()
         else:
-            result, ok = run_bench(args, dtype), True
+            result, ok = bench(args, dtype), True
     write_result(result, ok, args.out)
 
 
