@@ -531,8 +531,6 @@ def run_bench(args, dtype):
                                          "llm_tokens": int(inp["pixel_values"].shape[0]) // 4}
             result_cases[name] = entry
     rss_end = U.rss_status()
-    import resource
-    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {
         "mode": "bench",
         "model": os.path.abspath(args.model),
@@ -548,13 +546,7 @@ def run_bench(args, dtype):
         "runs": args.runs, "warmup": args.warmup,
         "cases": result_cases,
         "stages": STAGES,
-        "memory_mb": {
-            "rss_before_load": rss_start.get("VmRSS"),
-            "rss_after_load": rss_after_load.get("VmRSS"),
-            "peak_rss_through_load": rss_after_load.get("VmHWM"),
-            "peak_rss_inference": rss_end.get("VmHWM") if reset_ok else None,
-            "peak_rss_process": max(ru, rss_end.get("VmHWM", 0.0), rss_after_load.get("VmHWM", 0.0)),
-        },
+        "memory_mb": U.memory_report(rss_start, rss_after_load, rss_end, reset_ok),
         "threads": torch.get_num_threads(),
         "cpu": {"model": U.cpu_model(), "logical_cpus": os.cpu_count()},
         "versions": U.versions(),

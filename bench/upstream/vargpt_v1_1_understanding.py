@@ -576,6 +576,21 @@ def reset_peak_rss():
         return False
 
 
+def memory_report(rss_start, rss_after_load, rss_end, reset_ok):
+    """RSS figures in MiB: before and after loading, the peak through loading,
+    the peak of the inference phase alone (after reset_peak_rss()) and of the
+    whole process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {
+        "rss_before_load": rss_start.get("VmRSS"),
+        "rss_after_load": rss_after_load.get("VmRSS"),
+        "peak_rss_through_load": rss_after_load.get("VmHWM"),
+        "peak_rss_inference": rss_end.get("VmHWM") if reset_ok else None,
+        "peak_rss_process": max(ru, rss_end.get("VmHWM", 0.0), rss_after_load.get("VmHWM", 0.0)),
+        "inference_peak_reset": "/proc/self/clear_refs" if reset_ok else "unavailable",
+    }
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -625,6 +640,21 @@ def synthetic_image(width, height, seed=0):
     b = 127 + 60 * np.sin((xx + yy) / max(width + height, 1) * 12.0)
     img = np.stack([r, g, b], axis=-1) + rng.normal(0, 20, size=(height, width, 3))
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def bench_image(args):
+    """(image, min_pixels, max_pixels) for a timing run: --image with the
+    checkpoint's pixel limits (or --min-pixels/--max-pixels), else a synthetic
+    --image-size image with the limits widened to keep that size."""
+    if args.image:
+        from PIL import Image
+        return Image.open(args.image).convert("RGB"), args.min_pixels, args.max_pixels
+    width, height = parse_size(args.image_size)
+    with open(os.path.join(args.model, "preprocessor_config.json")) as f:
+        pcfg = json.load(f)
+    min_px = args.min_pixels if args.min_pixels is not None else min(pcfg.get("min_pixels", 3136), width * height)
+    max_px = args.max_pixels if args.max_pixels is not None else max(pcfg.get("max_pixels", 12845056), width * height)
+    return synthetic_image(width, height), min_px, max_px
 
 
 def rel_err(a, b):
@@ -710,18 +740,8 @@ def run_bench(args, up, dtype):
     model, config, info = load_model(up, args.model, dtype, args.attn, args.keep_gen_modules)
     rss_after_load = rss_status()
 
-    width, height = parse_size(args.image_size)
-    if args.image:
-        from PIL import Image
-        image = Image.open(args.image).convert("RGB")
-        min_px, max_px = args.min_pixels, args.max_pixels
-    else:
-        image = synthetic_image(width, height)
-        # keep the requested size: widen the checkpoint's pixel limits to include it
-        with open(os.path.join(args.model, "preprocessor_config.json")) as f:
-            pcfg = json.load(f)
-        min_px = args.min_pixels if args.min_pixels is not None else min(pcfg.get("min_pixels", 3136), width * height)
-        max_px = args.max_pixels if args.max_pixels is not None else max(pcfg.get("max_pixels", 12845056), width * height)
+    image, min_px, max_px = bench_image(args)
+    width, height = image.size
     processor = build_processor(up, args.model, min_px, max_px)
     conversation = [{"role": "user", "content": [{"type": "text", "text": args.question}, {"type": "image"}]}]
     prompt, inputs = prepare_inputs(processor, conversation, image, dtype)
@@ -774,7 +794,6 @@ def run_bench(args, up, dtype):
     rss_end = rss_status()
 
     med = {k: statistics.median(v) for k, v in samples.items()}
-    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {
         "mode": "bench",
         "model": os.path.abspath(args.model),
@@ -811,14 +830,7 @@ def run_bench(args, up, dtype):
             "decode_tok_s": N / med["decode_total"],
         },
         "samples_ms": {k: [round(x * 1e3, 3) for x in v] for k, v in samples.items()},
-        "memory_mb": {
-            "rss_before_load": rss_start.get("VmRSS"),
-            "rss_after_load": rss_after_load.get("VmRSS"),
-            "peak_rss_through_load": rss_after_load.get("VmHWM"),
-            "peak_rss_inference": rss_end.get("VmHWM") if reset_ok else None,
-            "peak_rss_process": max(ru, rss_end.get("VmHWM", 0.0)),
-            "inference_peak_reset": "/proc/self/clear_refs" if reset_ok else "unavailable",
-        },
+        "memory_mb": memory_report(rss_start, rss_after_load, rss_end, reset_ok),
         "generated_ids": generated,
         "greedy": True, "eos_ignored": True, "logits_processors": "none",
         "threads": torch.get_num_threads(),
