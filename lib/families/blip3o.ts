@@ -50,7 +50,9 @@ export const RECONSTRUCT_INSTRUCTION = 'Please reconstruct the given image.';
 const NEGATIVE_PROMPT = ' ';
 // The reconstruction path resizes every source to this square (bicubic) before the processor.
 const RECONSTRUCT_SIZE = 448;
-const MAX_SIDE = 4096;
+// Larger sides are refused: at 2048 x 2048 the VAE's last up block already holds several
+// 128-channel full-resolution activations (about 2 GB each in f32).
+const MAX_SIDE = 2048;
 
 // info() of a BLIP3-o model.
 export interface Blip3oModelInfo extends NativeBlip3oInfo {
