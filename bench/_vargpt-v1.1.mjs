@@ -57,9 +57,9 @@ async function understandingRequest(dir, info, opts) {
   };
 }
 
-function runUpstream(opts, dir) {
-  const script = path.join(root, 'bench', 'upstream', 'vargpt_v1_1_understanding.py');
-  return runPython(opts, [
+// The arguments an understanding script of bench/upstream takes (the VARGPT-v1.1 and BLIP3-o ones).
+export function understandingArgs(script, dir, opts) {
+  return [
     script,
     '--model', dir,
     '--upstream', opts.upstream,
@@ -70,10 +70,15 @@ function runUpstream(opts, dir) {
     '--threads', String(opts.threads),
     '--dtype', opts.dtype === 'bf16' ? 'bfloat16' : 'float32',
     '--quiet',
-  ]);
+  ];
 }
 
-function runPython(opts, args) {
+function runUpstream(opts, dir) {
+  return runPython(opts, understandingArgs(path.join(root, 'bench', 'upstream', 'vargpt_v1_1_understanding.py'), dir, opts));
+}
+
+// Runs an upstream script and returns the JSON object it prints.
+export function runPython(opts, args) {
   return new Promise((resolve, reject) => {
     const child = spawn(opts.python, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';

@@ -31,7 +31,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { measureVargptV11, measureVargptV11Image, upstreamImageStages, upstreamVargptV11, upstreamVargptV11Image } from './_vargpt-v1.1.mjs';
-import { loadAddon, pseudo, root } from './common.mjs';
+import { fmt, loadAddon, pseudo, root, table } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
 const addon = loadAddon();
@@ -137,15 +137,6 @@ function llmMatmulParams(llm) {
   return llm.layers * (llm.hiddenSize * (q + 2 * kv) + q * llm.hiddenSize + 3 * llm.hiddenSize * llm.intermediateSize);
 }
 
-function table(rows) {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
-  for (const [i, r] of rows.entries()) {
-    console.log(r.map((cell, c) => (c === 0 ? String(cell).padEnd(widths[c]) : String(cell).padStart(widths[c]))).join('  '));
-    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
-}
-
-const fmt = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
 
 export async function run(args) {
   const opts = parseArgs(args);
