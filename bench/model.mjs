@@ -7,6 +7,19 @@
 //   (VARGPT-v1.1: bench/_vargpt-v1.1.mjs; understanding, then one 512x512 text-to-image and one
 //   edit (--part image); with --upstream the upstream PyTorch code is timed on the same checkpoint
 //   in the same run, see bench/upstream/README.md)
+// npm run bench -- model --family blip3o --preset <dir | tiny | small | 4b | 8b> [--dtype f32|bf16]
+//                        [--part understanding|image|both] [--image 448x448] [--tokens 32] [--runs 3]
+//                        [--image-runs 3] [--steps 50] [--flow-steps 30] [--draw-size 1024x1024]
+//                        [--reconstruct] [--seed 1] [--out result.json]
+//                        [--upstream <BLIP3o checkout> --python <venv python>] [--upstream-scripts DIR]
+//   (BLIP3-o: bench/_blip3o.mjs, through the public API on the loaded model; understanding, then
+//   text-to-image at the checkpoint's default size and step counts (--part image): one image end
+//   to end and per stage -- LLM, DiT flow steps, the " " negative (first call only: later calls
+//   reuse it), UNet Euler steps, VAE -- with the DiT's and UNet's GFLOP per step counted from the
+//   weight shapes; --reconstruct adds reconstructImage. With --upstream, bench/upstream's
+//   blip3o_understanding.py and blip3o_generation.py (or those in --upstream-scripts) run on the
+//   same checkpoint in the same run; diffusers must be on PYTHONPATH, see bench/upstream/README.md)
+// Any family: --json prints the result object; --out also writes it to a file (BLIP3-o).
 //
 // A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
 // has the upstream PyTorch timings for small and medium) into bench/out/presets/<name>-<dtype>.
@@ -31,6 +44,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { measureVargptV11, measureVargptV11Image, upstreamImageStages, upstreamVargptV11, upstreamVargptV11Image } from './_vargpt-v1.1.mjs';
+import { runBlip3o } from './_blip3o.mjs';
 import { fmt, loadAddon, pseudo, root, table } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
@@ -56,7 +70,13 @@ function parseArgs(args) {
     drawPrompt: 'Please design a drawing of a butterfly on a flower.',
     instruction: 'Make it look like a watercolor painting.',
     upstream: undefined,
+    upstreamScripts: undefined,
     python: 'python3',
+    steps: undefined,
+    flowSteps: undefined,
+    drawSize: undefined,
+    reconstruct: false,
+    out: undefined,
     threads: 2,
   };
   for (let i = 0; i < args.length; i++) {
@@ -81,6 +101,14 @@ function parseArgs(args) {
     else if (a === '--question') opts.question = next();
     else if (a === '--upstream') opts.upstream = next();
     else if (a === '--python') opts.python = next();
+    else if (a === '--upstream-scripts') opts.upstreamScripts = path.resolve(next());
+    else if (a === '--steps') opts.steps = Number(next());
+    else if (a === '--flow-steps') opts.flowSteps = Number(next());
+    else if (a === '--draw-size') {
+      const [w, h] = next().split('x').map(Number);
+      opts.drawSize = { width: w, height: h ?? w };
+    } else if (a === '--reconstruct') opts.reconstruct = true;
+    else if (a === '--out') opts.out = path.resolve(next());
     else if (a === '--threads') opts.threads = Number(next());
     else if (a === '--device') opts.device = next();
     else if (a === '--dtype') opts.dtype = next();
@@ -149,6 +177,7 @@ export async function run(args) {
   const info = model.info();
   out.info = info;
   if (info.family === 'vargpt-v1.1') return runVargptV11(model, info, dir, opts, out);
+  if (info.family === 'blip3o') return runBlip3o(addon, model, dir, opts, out, cpuCeilings);
   const { llmLinear, dtype } = await weightBytes(dir);
   out.weights = { llmLinearBytes: llmLinear, dtype };
 
