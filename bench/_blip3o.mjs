@@ -344,12 +344,10 @@ export async function measureBlip3oImage(addon, model, dir, opts) {
 
 // ---- upstream
 
-function upstreamScript(opts, name) {
-  return path.join(opts.upstreamScripts ?? path.join(root, 'bench', 'upstream'), name);
-}
+const upstreamScript = (name) => path.join(root, 'bench', 'upstream', name);
 
 export function upstreamBlip3oUnderstanding(dir, opts) {
-  return runPython(opts, [...understandingArgs(upstreamScript(opts, 'blip3o_understanding.py'), dir, opts), '--warmup', opts.warmup ? '1' : '0']);
+  return runPython(opts, [...understandingArgs(upstreamScript('blip3o_understanding.py'), dir, opts), '--warmup', opts.warmup ? '1' : '0']);
 }
 
 // Upstream's text-to-image (float32 only), with the same caption, size and step counts; its
@@ -357,7 +355,7 @@ export function upstreamBlip3oUnderstanding(dir, opts) {
 export function upstreamBlip3oImage(dir, opts, image) {
   const o = image.options;
   const args = [
-    upstreamScript(opts, 'blip3o_generation.py'),
+    upstreamScript('blip3o_generation.py'),
     '--model', dir,
     '--upstream', opts.upstream,
     '--caption', o.caption,

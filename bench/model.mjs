@@ -9,16 +9,16 @@
 //   in the same run, see bench/upstream/README.md)
 // npm run bench -- model --family blip3o --preset <dir | tiny | small | 4b | 8b> [--dtype f32|bf16]
 //                        [--part understanding|image|both] [--image 448x448] [--tokens 32] [--runs 3]
-//                        [--image-runs 3] [--steps 50] [--flow-steps 30] [--draw-size 1024x1024]
+//                        [--image-runs 3] [--steps 50] [--flow-steps 30] [--draw-size WxH] [--draw-prompt TEXT]
 //                        [--reconstruct] [--seed 1] [--out result.json]
-//                        [--upstream <BLIP3o checkout> --python <venv python>] [--upstream-scripts DIR]
+//                        [--upstream <BLIP3o checkout> --python <venv python>] [--threads 2]
 //   (BLIP3-o: bench/_blip3o.mjs, through the public API on the loaded model; understanding, then
 //   text-to-image at the checkpoint's default size and step counts (--part image): one image end
 //   to end and per stage -- LLM, DiT flow steps, the " " negative (first call only: later calls
 //   reuse it), UNet Euler steps, VAE -- with the DiT's and UNet's GFLOP per step counted from the
 //   weight shapes; --reconstruct adds reconstructImage. With --upstream, bench/upstream's
-//   blip3o_understanding.py and blip3o_generation.py (or those in --upstream-scripts) run on the
-//   same checkpoint in the same run; diffusers must be on PYTHONPATH, see bench/upstream/README.md)
+//   blip3o_understanding.py and blip3o_generation.py run on the same checkpoint in the same run;
+//   diffusers on PYTHONPATH, see bench/upstream/README.md)
 // Any family: --json prints the result object; --out also writes it to a file (BLIP3-o).
 //
 // A preset name is synthesized once (random weights, the synth tool's sizes; shared/bench/README.md
@@ -70,7 +70,6 @@ function parseArgs(args) {
     drawPrompt: 'Please design a drawing of a butterfly on a flower.',
     instruction: 'Make it look like a watercolor painting.',
     upstream: undefined,
-    upstreamScripts: undefined,
     python: 'python3',
     steps: undefined,
     flowSteps: undefined,
@@ -101,7 +100,6 @@ function parseArgs(args) {
     else if (a === '--question') opts.question = next();
     else if (a === '--upstream') opts.upstream = next();
     else if (a === '--python') opts.python = next();
-    else if (a === '--upstream-scripts') opts.upstreamScripts = path.resolve(next());
     else if (a === '--steps') opts.steps = Number(next());
     else if (a === '--flow-steps') opts.flowSteps = Number(next());
     else if (a === '--draw-size') {
