@@ -16,6 +16,7 @@ import { loadModel } from '../../lib/model.js';
 import type { GenerateImageOptions } from '../../lib/options.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { FixtureCase, expectPixels } from '../helpers/blip3o-decoder.js';
+import { readJson } from '../helpers/fixtures.js';
 import { expectClose, expectEqualInts, reportObserved } from '../helpers/model-fixture.js';
 import { blip3oExpectedDir, blip3oModelDir } from '../helpers/paths.js';
 
@@ -80,7 +81,7 @@ function expectCase(c: FixtureCase, reply: ImageReply): void {
   }
   // The public image is the traced one.
   expect(Array.from(reply.image.data)).toEqual(values(trace['image_uint8']!));
-  expect([reply.image.width, reply.image.height]).toEqual(c.meta.height_width as number[]);
+  expect([reply.image.height, reply.image.width]).toEqual(c.meta.height_width as number[]);
 }
 
 describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
@@ -107,8 +108,14 @@ describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
     if (model.info.family !== 'blip3o') throw new Error('not loaded as blip3o');
     const image = model.info.image!;
     expect(image.clipWidth).toBe(gen.shape('clip_features')[1]);
-    expect(image.defaultSize).toBe((gen.meta.height_width as number[])[0]);
-    expect(model.defaults.image).toEqual({ flowSteps: 30, flowGuidance: 3, flowShift: 1, steps: 50, guidance: 3, width: image.defaultSize, height: image.defaultSize, grid: gen.meta.grid });
+    // The pipeline's default size: the UNet's sample_size times the VAE's downsampling.
+    const unet = readJson<{ sample_size: number; block_out_channels: number[] }>(path.join(blip3oModelDir, 'diffusion-decoder', 'unet', 'config.json'));
+    const vae = readJson<{ block_out_channels: number[] }>(path.join(blip3oModelDir, 'diffusion-decoder', 'vae', 'config.json'));
+    const down = 2 ** (vae.block_out_channels.length - 1);
+    expect(image.defaultSize).toBe(unet.sample_size * down);
+    expect(image.sizeMultiple).toBe(down * 2 ** (unet.block_out_channels.length - 1));
+    const side = Math.sqrt(model.info.nQuery);
+    expect(model.defaults.image).toEqual({ flowSteps: 30, flowGuidance: 3, flowShift: 1, steps: 50, guidance: 3, width: image.defaultSize, height: image.defaultSize, grid: Number.isInteger(side) ? side : null });
     // The flow shift the fixture's external scheduler config holds is the default read here.
     expect((gen.meta.flow_scheduler_config as { shift: number }).shift).toBe(1);
   });
@@ -172,7 +179,7 @@ describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
       expect(events.map((e) => `${e.stage}${e.step}/${e.steps}${e.preview ? '+' : ''}`)).toEqual([
         'flow1/3', 'flow2/3', 'flow3/3', 'negative1/3', 'negative2/3', 'negative3/3', 'denoise1/4+', 'denoise2/4+', 'denoise3/4+', 'denoise4/4+',
       ]);
-      expect(reply.image.width).toBe((gen.meta.height_width as number[])[1]);
+      expect(reply.image.width).toBe(fresh.info.family === 'blip3o' ? fresh.info.image?.defaultSize : -1);
 
       const controller = new AbortController();
       let denoised = 0;
@@ -196,15 +203,19 @@ describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
   });
 
   it('refuses bad drawing options with a clear error and stays usable', async () => {
+    if (model.info.family !== 'blip3o') throw new Error('not loaded as blip3o');
+    const m = model.info.image!.sizeMultiple;
+    const noise = model.info.image!.clipWidth * Number(model.defaults.image && 'grid' in model.defaults.image ? model.defaults.image.grid : 0) ** 2;
     const bad: Array<[GenerateImageOptions, RegExp]> = [
-      [{ width: 48 }, /width must be a multiple of 32/],
-      [{ height: 0 }, /height must be a multiple of 32/],
+      [{ width: m + m / 2 }, new RegExp(`width must be a multiple of ${m}`)],
+      [{ height: 0 }, new RegExp(`height must be a multiple of ${m}`)],
+      [{ width: 4096 }, new RegExp(`width must be a multiple of ${m} in \\[${m}, 2048\\]`)],
       [{ steps: 0 }, /steps must be an integer in \[1, 1000\]/],
       [{ flowGuidance: -1 }, /flowGuidance must be a number in \[0, 100\]/],
       [{ flowShift: 0 }, /flowShift must be a number in \(0, 100\]/],
       [{ cfg: 3 }, /cfg: an option of the next-scale families/],
       [{ scales: [[1, 1]] }, /scales: an option of the next-scale families/],
-      [{ replay: { 'flow.noise': new Float32Array(3) } }, /replay\.flow\.noise has 3 values, expected 28672/],
+      [{ replay: { 'flow.noise': new Float32Array(3) } }, new RegExp(`replay\\.flow\\.noise has 3 values, expected ${noise}`)],
       [{ replay: { bits: [new Int32Array(1)] } }, /replay\.bits: BLIP3-o replays/],
       [{ maskLastQuery: 1 as unknown as boolean }, /maskLastQuery must be true or false/],
     ];
@@ -216,6 +227,6 @@ describe('BLIP3-o drawing through the public API (fixture blip3o-tiny)', () => {
     await expect(model.reconstructImage(Buffer.from('not an image'))).rejects.toThrow(/image/);
     await expect(model.encodeImageTokens(reconImage)).rejects.toThrow(/no discrete image tokens/);
     const ok = await model.generateImage('a cat', { flowSteps: 1, steps: 1, seed: 3 });
-    expect(ok.image.width).toBe((gen.meta.height_width as number[])[1]);
+    expect(ok.image.width).toBe(model.info.family === 'blip3o' ? model.info.image?.defaultSize : -1);
   });
 });
