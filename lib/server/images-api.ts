@@ -40,12 +40,13 @@ function imageRequest(o: Params, model: VargptModel): ImageRequest {
   return { prompt, n, seed, stream, partialImages, size: { width: sized.width, height: sized.height }, options: { ...drawingOptions(o), ...sized.options } };
 }
 
-// Sends step k of K's preview when it is one of the `partial` evenly spaced ones (every preview
+// Sends step k of K's preview when it is one of `partial` evenly spaced over steps 1..K-1 (every preview
 // when `partial` is null), never the last step's (the completed event carries the image).
 function wantPartial(p: ImageProgress, partial: number | null): boolean {
   if (!p.preview || p.step >= p.steps) return false;
   if (partial === null) return true;
-  return Math.floor((p.step * partial) / p.steps) > Math.floor(((p.step - 1) * partial) / p.steps);
+  const last = p.steps - 1;
+  return Math.floor((p.step * partial) / last) > Math.floor(((p.step - 1) * partial) / last);
 }
 
 async function draw(
