@@ -71,7 +71,12 @@ export class StopMatcher {
   }
 }
 
-const ROLE_MAP: Record<string, ChatMessage['role']> = { system: 'system', developer: 'system', user: 'user', assistant: 'assistant' };
+const ROLE_MAP = new Map<unknown, ChatMessage['role']>([
+  ['system', 'system'],
+  ['developer', 'system'],
+  ['user', 'user'],
+  ['assistant', 'assistant'],
+]);
 
 async function toMessages(value: unknown, services: Services, signal: AbortSignal): Promise<ChatMessage[]> {
   if (!Array.isArray(value) || value.length === 0) throw badRequest('messages must be a non-empty array', 'messages', value === undefined ? 'missing_required_parameter' : 'invalid_value');
@@ -80,7 +85,7 @@ async function toMessages(value: unknown, services: Services, signal: AbortSigna
     const at = `messages[${i}]`;
     const m = value[i] as Params | null;
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw badRequest(`${at} must be an object`, at);
-    const role = typeof m['role'] === 'string' ? ROLE_MAP[m['role']] : undefined;
+    const role = ROLE_MAP.get(m['role']);
     if (!role) throw badRequest(`${at}.role must be "system", "developer", "user" or "assistant", got ${JSON.stringify(m['role'])}`, `${at}.role`);
     const content = m['content'];
     if (typeof content === 'string') {
@@ -184,6 +189,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
   const matcher = new StopMatcher(stops);
   const stopper = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stopper.signal]);
+  const stopBeats = stream ? events.keepAlive() : () => undefined;
   const result = await scheduler.submit(ctx.signal, async (m) => {
     if (stream) events.send(chunk({ role: 'assistant', content: '' }, null));
     const onToken = (delta: string) => {
@@ -197,7 +203,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
       if (matcher.stopped && !ctx.signal.aborted) return null;
       throw error;
     }
-  });
+  }).finally(stopBeats);
   const rest = matcher.flush();
   if (rest && stream) events.send(chunk({ content: rest }, null));
   const text = matcher.emitted;
@@ -216,7 +222,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
     events.end();
     return;
   }
-  const content: string | Array<{ type: 'text'; text: string } | ImageUrlPart> = images.length > 0 ? [{ type: 'text', text }, ...images] : text;
+  const content: string | Array<{ type: 'text'; text: string } | ImageUrlPart> = images.length > 0 ? [...(text ? [{ type: 'text' as const, text }] : []), ...images] : text;
   sendJson(res, 200, {
     id,
     object: 'chat.completion',

@@ -93,10 +93,20 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<Rec
   if (/^multipart\//i.test(type)) {
     throw new HttpError(415, `expected a JSON body (content-type: application/json), got "${type}"`, 'invalid_request_error', null, 'unsupported_media_type');
   }
-  const body = await readBody(req, limit);
+  // A body a framework has parsed already (Express's express.json()): the stream is spent.
+  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  if (parsed !== undefined && req.readableEnded) {
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) && !Buffer.isBuffer(parsed)) return parsed as Record<string, unknown>;
+    if (typeof parsed !== 'string' && !Buffer.isBuffer(parsed)) throw badRequest('the request body must be a JSON object', null, 'invalid_json');
+    return parseObject(Buffer.isBuffer(parsed) ? parsed.toString('utf8') : parsed);
+  }
+  return parseObject((await readBody(req, limit)).toString('utf8'));
+}
+
+function parseObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(body.toString('utf8'));
+    value = JSON.parse(text);
   } catch (error) {
     throw badRequest(`the request body is not valid JSON: ${(error as Error).message}`, null, 'invalid_json');
   }
@@ -123,6 +133,19 @@ export class EventStream {
     if (this.res.destroyed || this.res.writableEnded) return;
     this.open();
     this.res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  }
+
+  // A comment line every `ms` while the reply is worked on, so proxies and clients keep the
+  // connection; returns the function that stops it.
+  keepAlive(ms = 15_000): () => void {
+    const timer = setInterval(() => {
+      if (!this.res.destroyed && !this.res.writableEnded) {
+        this.open();
+        this.res.write(': keep-alive\n\n');
+      }
+    }, ms);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   end(): void {

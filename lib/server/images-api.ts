@@ -64,6 +64,7 @@ async function draw(
   const events = new EventStream(res);
   const common = { created_at: created, size, quality: 'auto', background: 'opaque', output_format: 'png' } as const;
   let partialIndex = 0;
+  const stopBeats = req.stream ? events.keepAlive() : () => undefined;
   const replies = await scheduler.submit(ctx.signal, async (model, signal) => {
     const out: ImageReply[] = [];
     const sends: Array<Promise<void>> = [];
@@ -82,7 +83,7 @@ async function draw(
     }
     await Promise.all(sends);
     return out;
-  });
+  }).finally(stopBeats);
   const data: Array<{ b64_json: string; revised_prompt: string; seed: number }> = [];
   let inputTokens = 0;
   let outputTokens = 0;

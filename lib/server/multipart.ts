@@ -33,7 +33,7 @@ export function readMultipart(req: IncomingMessage, limits: { maxFileBytes: numb
       reject(badRequest(`malformed multipart body: ${(error as Error).message}`, null, 'invalid_multipart'));
       return;
     }
-    const form: Form = { fields: {}, files: [] };
+    const form: Form = { fields: Object.create(null) as Record<string, string>, files: [] };
     let failed = false;
     const fail = (error: HttpError) => {
       if (failed) return;
