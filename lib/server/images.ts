@@ -138,7 +138,7 @@ export function sizeOptions(model: VargptModel, size: string | undefined): { wid
     const scales = vargptV11Scales(model);
     const at = scales.findIndex(([h, w]) => h * down === height && w * down === width);
     if (at < 0) {
-      const sides = scales.filter(([h, w]) => h === w && h * down >= 64).map(([h]) => `${h * down}x${h * down}`);
+      const sides = scales.map(([h, w]) => `${w * down}x${h * down}`);
       throw badRequest(`size ${size}: this model draws ${sides.join(', ')} (default ${dw}x${dh})`, 'size', 'invalid_size');
     }
     return { width, height, options: width === dw && height === dh ? {} : { scales: scales.slice(0, at + 1) } };
