@@ -87,6 +87,7 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
       server.close(() => resolve());
       server.closeIdleConnections();
     });
+    io.err('vargpt serve: stopped\n');
   } finally {
     for (const model of models.values()) await model.dispose();
   }

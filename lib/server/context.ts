@@ -2,6 +2,7 @@
 // sequence met) and how a failure becomes an HTTP error.
 import type { VargptModel } from '../model.js';
 import { HttpError } from './http.js';
+import type { ImageInputLimits } from './images.js';
 import type { Outcome } from './metrics.js';
 import type { ModelScheduler } from './scheduler.js';
 
@@ -28,7 +29,7 @@ export class RequestContext {
 export interface Services {
   scheduler(name: unknown, param?: string): { scheduler: ModelScheduler; model: VargptModel; name: string };
   generated(model: string, tokens: number, images: number): void;
-  imageLimits: import('./images.js').ImageInputLimits;
+  imageLimits: ImageInputLimits;
   maxBodyBytes: number;
   log(message: string): void;
 }

@@ -68,6 +68,15 @@ function positive(value: number | undefined, fallback: number, what: string, min
   return value;
 }
 
+// The request's path, decoded, without trailing slashes ('/' when it cannot be read).
+function pathOf(url: string | undefined): string {
+  try {
+    return decodeURIComponent(new URL(url ?? '/', 'http://localhost').pathname).replace(/\/+$/, '') || '/';
+  } catch {
+    return '/';
+  }
+}
+
 function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
@@ -141,8 +150,7 @@ export function createServer(models: ServedModels, options: ServerOptions = {}):
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const path = pathOf(req.url);
     const route = ROUTES[path];
     const endpoint = route ? path : path.startsWith('/v1/models') ? '/v1/models' : path === '/health' || path === '/metrics' ? path : 'other';
     const ctx = new RequestContext();
@@ -176,7 +184,7 @@ export function createServer(models: ServedModels, options: ServerOptions = {}):
         return;
       }
       if (path.startsWith('/v1/models/') && req.method === 'GET') {
-        const id = decodeURIComponent(path.slice('/v1/models/'.length));
+        const id = path.slice('/v1/models/'.length);
         const s = schedulers.get(id);
         if (!s) throw new HttpError(404, `the model "${id}" does not exist`, 'invalid_request_error', 'model', 'model_not_found');
         sendJson(res, 200, modelObject(s));

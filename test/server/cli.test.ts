@@ -41,6 +41,7 @@ describe('vargpt serve', () => {
     }
     expect(await exited).toBe(0);
     expect(stderr).toContain('shutting down');
+    expect(stderr).toContain('vargpt serve: stopped');
   });
 
   it('refuses two models of the same name and shows the options in --help', () => {

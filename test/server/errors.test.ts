@@ -85,6 +85,8 @@ describe('server errors', () => {
     expect(error).toMatchObject({ code: 'model_not_found', param: 'model' });
     expect((await fetch(`${server.url}/v1/models/nope`)).status).toBe(404);
     expect((await fetch(`${server.url}/v1/nothing`)).status).toBe(404);
+    expect((await fetch(`${server.url}/v1/models/%E0%A4%A`)).status).toBe(404);
+    expect((await fetch(`${server.url}/v1/models/v1/`)).status).toBe(200);
     const get = await fetch(`${server.url}/v1/chat/completions`);
     expect(get.status).toBe(405);
     expect(get.headers.get('allow')).toBe('POST');
