@@ -140,16 +140,18 @@ describe('server errors', () => {
     expect(ok.choices[0]?.finish_reason).toBe('length');
   });
 
-  it('a full queue answers 429 with Retry-After; a request past its timeout is stopped with 504', async () => {
-    const tight = await another({ maxQueue: 0, timeoutS: 1 });
+  it('a full queue answers 429 with Retry-After; a request past its timeout is stopped with 504 and the next one runs', async () => {
+    const tight = await another({ maxQueue: 1, timeoutS: 1 });
     const started = Date.now();
     const slow = postJson(`${tight.url}/v1/images/generations`, SLOW);
     await new Promise((resolve) => setTimeout(resolve, 150));
+    const waiting = postJson(`${tight.url}/v1/chat/completions`, { ...QUICK, model: 'b3' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
     const busy = await postJson(`${tight.url}/v1/chat/completions`, { ...QUICK, model: 'b3' });
     expectError(busy, 429, null, 'queue_full');
     expect(Number(busy.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    const timedOut = await slow;
-    expectError(timedOut, 504, null, 'timeout');
+    expectError(await slow, 504, null, 'timeout');
+    expect((await waiting).status).toBe(200);
     expect(Date.now() - started).toBeLessThan(5000);
     // The model is free again at once.
     expect((await postJson(`${tight.url}/v1/chat/completions`, { ...QUICK, model: 'b3' })).status).toBe(200);
