@@ -187,6 +187,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
   });
   const matcher = new StopMatcher(stops);
+  let promptTokens = 0;
   const stopper = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stopper.signal]);
   const stopBeats = stream ? events.keepAlive() : () => undefined;
@@ -198,7 +199,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
       if (matcher.stopped) stopper.abort();
     };
     try {
-      return await m.chat(messages, { ...options, signal, onToken });
+      return await m.chat(messages, { ...options, signal, onToken, onStart: (info) => (promptTokens = info.promptTokens) });
     } catch (error) {
       if (matcher.stopped && !ctx.signal.aborted) return null;
       throw error;
@@ -208,7 +209,6 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
   if (rest && stream) events.send(chunk({ content: rest }, null));
   const text = matcher.emitted;
   const completionTokens = result ? result.tokens.length : model.tokenizer.encode(text, { addSpecialTokens: false }).length;
-  const promptTokens = result?.promptTokens ?? 0;
   const usage: ChatCompletionUsage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
   const images: ImageUrlPart[] = [];
   for (const image of result?.images ?? []) images.push({ type: 'image_url', image_url: { url: `data:image/png;base64,${await pngBase64(image)}` } });

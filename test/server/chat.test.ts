@@ -69,6 +69,8 @@ describe('chat completions', () => {
     expect(r.choices[0]?.message.content).toBe(cut);
     expect(r.choices[0]?.finish_reason).toBe('stop');
     expect(r.usage?.completion_tokens).toBeLessThanOrEqual(16);
+    const full16 = await (fx.models['v1'] as VargptModel).chat(messages, { maxNewTokens: 16 });
+    expect(r.usage?.prompt_tokens).toBe(full16.promptTokens);
     let streamed = '';
     for await (const chunk of await fx.client.chat.completions.create({ model: 'v1', messages, max_tokens: 16, stop, stream: true })) {
       const c = chunk.choices[0]?.delta.content;
