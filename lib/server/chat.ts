@@ -9,7 +9,7 @@ import type { ChatReply } from '../model.js';
 import type { ChatOptions } from '../options.js';
 import type { ChatMessage, ContentPart } from '../types.js';
 import type { RequestContext, Services } from './context.js';
-import { EventStream, badRequest, readJson, sendJson } from './http.js';
+import { EventStream, anySignal, badRequest, readJson, sendJson } from './http.js';
 import { drawingOptions, imageFromUrl, pngBase64, requireDrawing } from './images.js';
 import type { Params } from './params.js';
 import { optionalBool, optionalInt, optionalNumber, seedParam } from './params.js';
@@ -189,7 +189,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
   const matcher = new StopMatcher(stops);
   let promptTokens = 0;
   const stopper = new AbortController();
-  const signal = AbortSignal.any([ctx.signal, stopper.signal]);
+  const signal = anySignal([ctx.signal, stopper.signal]);
   const stopBeats = stream ? events.keepAlive() : () => undefined;
   const result = await scheduler.submit(ctx.signal, async (m) => {
     if (stream) events.send(chunk({ role: 'assistant', content: '' }, null));

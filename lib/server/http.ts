@@ -152,3 +152,16 @@ export class EventStream {
     if (!this.res.writableEnded) this.res.end();
   }
 }
+
+// Aborts when any of `signals` does (AbortSignal.any, which Node has from 20.3 only).
+export function anySignal(signals: readonly AbortSignal[]): AbortSignal {
+  const controller = new AbortController();
+  for (const signal of signals) {
+    if (signal.aborted) {
+      controller.abort(signal.reason);
+      break;
+    }
+    signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true, signal: controller.signal });
+  }
+  return controller.signal;
+}

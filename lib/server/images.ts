@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import type { GeneratedImage } from '../image.js';
 import type { VargptModel } from '../model.js';
 import type { ImageSamplingOptions, ScaleSchedule } from '../options.js';
-import { HttpError, badRequest, tooLarge } from './http.js';
+import { HttpError, anySignal, badRequest, tooLarge } from './http.js';
 import type { Params } from './params.js';
 import { optionalBool, optionalInt, optionalNumber } from './params.js';
 
@@ -60,7 +60,7 @@ export async function imageFromUrl(url: string, limits: ImageInputLimits, param:
   const timeout = AbortSignal.timeout(limits.remoteTimeoutMs);
   let response: Response;
   try {
-    response = await fetch(parsed, { signal: AbortSignal.any([signal, timeout]), redirect: 'error' });
+    response = await fetch(parsed, { signal: anySignal([signal, timeout]), redirect: 'error' });
   } catch (error) {
     if (signal.aborted) throw error;
     throw badRequest(`${param}: could not fetch ${parsed.origin}${parsed.pathname}: ${(error as Error).message}`, param, 'image_fetch_failed');
