@@ -20,6 +20,8 @@ export type { VargptV11ImageProgress, VargptV11ModelInfo } from './families/varg
 export type { Blip3oModelInfo } from './families/blip3o.js';
 export { DEFAULT_SCALES as VARGPT_V11_DEFAULT_SCALES } from './families/vargpt-v1.1.js';
 export type { ChatEvent } from './stream.js';
+export { createServer } from './server/index.js';
+export type { ServedModels, ServerOptions, ShutdownOptions, VargptServer } from './server/index.js';
 export { devices } from './devices.js';
 export type { CpuInfo, CudaInfo, DeviceReport } from './devices.js';
 export { synthesize, FAMILY_PRESET_NAMES, PRESETS, PRESET_NAMES, SYNTH_FAMILIES, V11_PRESETS, V11_PRESET_NAMES } from './synth.js';

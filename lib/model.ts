@@ -160,6 +160,7 @@ interface GenerateArgs {
   plan: CallPlan;
   signal?: AbortSignal;
   onToken?: (delta: string, tokenId: number) => void;
+  onStart?: (info: { promptTokens: number }) => void;
   onImageProgress?: (progress: ImageProgress) => void;
 }
 
@@ -229,6 +230,8 @@ export class VargptModel {
           }
         });
       const onToken = guard(args.onToken);
+      guard(args.onStart)?.({ promptTokens: prepared.promptTokens });
+      if (callbackError !== null) throw callbackError;
       const userProgress = args.onImageProgress;
       // Native steps count from 0, the public ones from 1.
       const onImageProgress = guard(
@@ -292,7 +295,7 @@ export class VargptModel {
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
     const plan = this.adapter.planChat(what, messages, options);
-    return { what, plan, signal: options?.signal, onToken: options?.onToken, onImageProgress: options?.onImageProgress };
+    return { what, plan, signal: options?.signal, onToken: options?.onToken, onStart: options?.onStart, onImageProgress: options?.onImageProgress };
   }
 
   // One assistant turn for a conversation. Images in user messages are read by the vision tower;

@@ -101,6 +101,8 @@ export interface TextOptions extends CallOptions {
   repetitionPenalty?: number;
   // Each decoded text piece as it is generated.
   onToken?: (delta: string, tokenId: number) => void;
+  // Once, when the call leaves the model's queue and starts, with the prompt's length in tokens.
+  onStart?: (info: { promptTokens: number }) => void;
 }
 
 export interface ChatOptions extends TextOptions {
@@ -223,7 +225,7 @@ export function checkCallbacks(o: Record<string, unknown>, what: string, keys: r
 // shrinks to the room the prompt leaves).
 export function resolveText(value: unknown, what: string, defaults: TextDefaults): ResolvedText {
   const o = optionObject(value, what);
-  checkCallbacks(o, what, ['onToken', 'onImageProgress']);
+  checkCallbacks(o, what, ['onToken', 'onImageProgress', 'onStart']);
   return {
     maxNewTokens: o['maxNewTokens'] === undefined ? null : num(o, 'maxNewTokens', what, 0, TEXT_RULES.maxNewTokens),
     temperature: num(o, 'temperature', what, defaults.temperature, TEXT_RULES.temperature),

@@ -10,6 +10,8 @@ import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
 import type { SynthDType, SynthFamily } from '../synth.js';
 import { chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
+import { serveCommand } from './serve.js';
+import type { ServeCommandOptions } from './serve.js';
 import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, reconstructCommand, synthCommand } from './commands.js';
 import type { EditCommandOptions, GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
 
@@ -174,6 +176,26 @@ withText(
       .option('--out-dir <dir>', 'where drawn images are saved (default: current folder)'),
   ),
 ).action((options: ChatCommandOptions) => run((io) => chatCommand(options, io)));
+
+program
+  .command('serve')
+  .description('serve the models over an OpenAI-compatible HTTP API (chat, images, edits, /metrics)')
+  .option('-m, --model <[name=]dir>', 'checkpoint folder, named by its basename or NAME=DIR; repeat to serve several', (value: string, list: string[]) => [...list, value], [] as string[])
+  .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
+  .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <n>', 'port (0: any free port)', integer(0), 8080)
+  .option('--max-queue <n>', 'requests that may wait per model before new ones get 429', integer(0), 16)
+  .option('--api-key <key>', 'require Authorization: Bearer <key> (default: $VARGPT_API_KEY)')
+  .option('--timeout-s <n>', 'longest a request may take, waiting included (504 past it)', integer(1), 600)
+  .option('--grace-s <n>', 'on SIGTERM or Ctrl-C, how long in-flight requests may finish', integer(0), 30)
+  .option('--allow-remote-images <hosts>', 'comma-separated hosts whose http(s) image URLs are fetched', (value: string) =>
+    value
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
+  )
+  .action((options: ServeCommandOptions) => run((io) => serveCommand(options, io)));
 
 program
   .command('info')

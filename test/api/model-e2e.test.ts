@@ -139,6 +139,19 @@ describe('end to end on the fixture checkpoint', () => {
     expect(end.reply.text).toBe(understanding.generated_text);
   });
 
+  it('onStart reports the prompt length once, before the first token; a throwing onStart rejects the call', async () => {
+    const seen: string[] = [];
+    const reply = await model.ask(inputPng, QUESTION, { maxNewTokens: 2, onStart: ({ promptTokens }) => seen.push(`start ${promptTokens}`), onToken: () => seen.push('token') });
+    expect(seen[0]).toBe(`start ${reply.promptTokens}`);
+    expect(seen.filter((s) => s.startsWith('start'))).toHaveLength(1);
+    const throwing = () => {
+      throw new RangeError('no');
+    };
+    await expect(model.chat([{ role: 'user', content: 'hi' }], { onStart: throwing })).rejects.toThrow(RangeError);
+    await expect(model.chat([{ role: 'user', content: 'hi' }], { onStart: 5 as never })).rejects.toThrow(/onStart must be a function/);
+    expect((await model.chat([{ role: 'user', content: 'hi' }], { maxNewTokens: 1 })).tokens).toHaveLength(1);
+  });
+
   it('encodeImageTokens matches the fixture indices; decodeImageTokens matches its decode', async () => {
     const v = readSafetensors(path.join(fixtureExpected, 'vqvae.safetensors'));
     const indices = await model.encodeImageTokens(path.join(fixtureExpected, 'vqvae_input.png'));
