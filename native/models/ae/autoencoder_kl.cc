@@ -45,7 +45,7 @@ AutoencoderKlDecoder::AutoencoderKlDecoder(const AutoencoderKlConfig& c, WeightL
                                          : ConvWeights{}),
       decoder_(ConvTower::Direction::Decoder, c.decoder, w, "decoder.") {}
 
-Tensor AutoencoderKlDecoder::decode(const Tensor& latents, TraceSink* trace) {
+Tensor AutoencoderKlDecoder::decode(const Tensor& latents, TraceSink* trace, const std::function<bool()>& cancelled) {
   VG_CHECK(latents.rank() == 3 && latents.dim(0) == config_.latent_channels && latents.dtype() == DType::F32,
            "AutoencoderKL decode: latents ", latents.describe(), ", expected f32 [", config_.latent_channels,
            ", h, w]");
@@ -59,7 +59,7 @@ Tensor AutoencoderKlDecoder::decode(const Tensor& latents, TraceSink* trace) {
     x = conv_same(b, post_quant_conv_, x);
     if (trace) trace->add("post_quant_conv", x);
   }
-  Tensor sample = decoder_.run(x, trace, "decoder.");
+  Tensor sample = decoder_.run(x, trace, "decoder.", cancelled);
   if (trace) trace->add("sample", sample);
   return sample;
 }

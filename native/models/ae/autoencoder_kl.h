@@ -4,6 +4,7 @@
 // upsampling). Sizes come from vae/config.json and the tensor shapes.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,7 +33,8 @@ class AutoencoderKlDecoder {
   const AutoencoderKlConfig& config() const { return config_; }
   // latents [C, h, w] in the pipeline's (scaled) latent space -> sample [image_channels, H, W],
   // about [-1, 1]. Traces vae_input, post_quant_conv, decoder.* and sample.
-  Tensor decode(const Tensor& latents, TraceSink* trace = nullptr);
+  // `cancelled` is polled between the decoder's blocks (it throws Cancelled).
+  Tensor decode(const Tensor& latents, TraceSink* trace = nullptr, const std::function<bool()>& cancelled = nullptr);
 
  private:
   Backend& backend_;

@@ -216,6 +216,7 @@ Tensor ConvTower::norm_silu(const NormWeights& n, const Tensor& x, TraceSink* tr
 }
 
 Tensor ConvTower::resnet(const Resnet& r, const Tensor& x) {
+  poll();
   Tensor h = conv_same(backend_, r.conv1, norm_silu(r.norm1, x));
   h = conv_same(backend_, r.conv2, norm_silu(r.norm2, h));
   const Tensor shortcut = r.nin.w.defined() ? conv_same(backend_, r.nin, x) : x;
@@ -224,6 +225,7 @@ Tensor ConvTower::resnet(const Resnet& r, const Tensor& x) {
 }
 
 Tensor ConvTower::attention(const Attn& a, const Tensor& x) {
+  poll();
   // Single-head attention over the H·W positions with channel vectors: softmax(q·k / sqrt(C)) v.
   Backend& b = backend_;
   const int64_t C = a.channels, H = x.dim(1), W = x.dim(2), N = H * W;
@@ -299,7 +301,13 @@ Tensor ConvTower::body(const Tensor& x, TraceSink* trace, const std::string& tp)
   return norm_silu(norm_out_, h, trace, tp + "conv_norm_out");
 }
 
-Tensor ConvTower::run(const Tensor& x, TraceSink* trace, const std::string& trace_prefix) {
+Tensor ConvTower::run(const Tensor& x, TraceSink* trace, const std::string& trace_prefix,
+                      const std::function<bool()>& cancelled) {
+  struct Scope {
+    const std::function<bool()>*& slot;
+    ~Scope() { slot = nullptr; }
+  } scope{cancelled_};
+  cancelled_ = cancelled ? &cancelled : nullptr;
   Tensor y = conv_same(backend_, conv_out_, body(x, trace, trace_prefix));
   if (trace) trace->add(trace_prefix + "conv_out", y);
   return y;

@@ -6,9 +6,11 @@
 // attention, then GroupNorm-SiLU-conv_out.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "../../core/error.h"
 #include "../common/trace.h"
 #include "../common/weights.h"
 
@@ -76,7 +78,10 @@ class ConvTower {
   // With a trace sink, the outputs of conv_in, the middle block, each level (under diffusers'
   // numbering: up_K / down_K), norm_out (before SiLU) and conv_out under `trace_prefix` +
   // conv_in, mid_block, up_K, conv_norm_out, conv_out.
-  Tensor run(const Tensor& x, TraceSink* trace = nullptr, const std::string& trace_prefix = "");
+  // `cancelled` is polled before every ResNet block and attention (it throws Cancelled): a
+  // full-resolution decode takes tens of seconds on a CPU.
+  Tensor run(const Tensor& x, TraceSink* trace = nullptr, const std::string& trace_prefix = "",
+             const std::function<bool()>& cancelled = nullptr);
   // Same, into a preallocated output.
   void run(const Tensor& x, const Tensor& y);
 
@@ -107,7 +112,12 @@ class ConvTower {
   Tensor level(const Level& lvl, Tensor h);
   Tensor body(const Tensor& x, TraceSink* trace, const std::string& trace_prefix);  // up to norm_out + SiLU
 
+  void poll() const {
+    if (cancelled_ && *cancelled_ && (*cancelled_)()) throw Cancelled();
+  }
+
   Backend& backend_;
+  const std::function<bool()>* cancelled_ = nullptr;  // during run() only
   Direction direction_;
   ConvTowerConfig config_;
   ConvWeights conv_in_, conv_out_;

@@ -90,6 +90,7 @@ Tensor DiffusionDecoder::sample(const DiffusionSampleRequest& r, TraceSink* trac
     in.context = r.context;
     in.text_embeds = r.text_embeds;
     in.time_ids = r.time_ids;
+    in.cancelled = r.cancelled;
     const Tensor eps = unet_->forward(in, nullptr, &context);
     const Tensor ec = eps.select(0), eu = eps.select(1);
     b.axpby(1.0f, ec, -1.0f, eu, diff);

@@ -31,6 +31,8 @@ struct DiffusionSampleRequest {
   // throw Cancelled.
   std::function<void(int, int, const Tensor* denoised)> on_step;
   bool want_denoised = false;
+  // Polled inside each UNet step, between its blocks (it throws Cancelled).
+  std::function<bool()> cancelled;
 };
 
 class DiffusionDecoder {

@@ -428,12 +428,16 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace, const UNet2DCon
   Tensor temb = b.empty(DType::F32, emb.shape());
   b.activation(emb, Activation::SiLU, temb);
 
+  auto poll = [&in] {
+    if (in.cancelled && in.cancelled()) throw Cancelled();
+  };
   Tensor h = conv(conv_in_, x);
   if (trace) trace->add("conv_in", h);
   std::vector<Tensor> skips{h};
   for (int i = 0; i < levels; ++i) {
     const Block& blk = down_[i];
     for (size_t j = 0; j < blk.resnets.size(); ++j) {
+      poll();
       h = resnet(blk.resnets[j], h, temb);
       if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context, cache);
       skips.push_back(h);
@@ -444,8 +448,10 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace, const UNet2DCon
     }
     if (trace) trace->add("down_" + std::to_string(i), h);
   }
+  poll();
   h = resnet(mid_first_, h, temb);
   for (size_t j = 0; j < mid_attn_.size(); ++j) {
+    poll();
     h = transformer(mid_attn_[j], h, in.context, cache);
     h = resnet(mid_resnets_[j], h, temb);
   }
@@ -462,6 +468,7 @@ Tensor UNet2D::forward(const UNet2DInputs& in, TraceSink* trace, const UNet2DCon
       Tensor cat = b.empty(DType::F32, {B, C1 + C2, h.dim(2), h.dim(3)});
       b.copy(h, cat.slice(1, 0, C1));
       b.copy(skip, cat.slice(1, C1, C1 + C2));
+      poll();
       h = resnet(blk.resnets[j], cat, temb);
       if (!blk.attentions.empty()) h = transformer(blk.attentions[j], h, in.context, cache);
     }

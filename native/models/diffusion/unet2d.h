@@ -7,6 +7,7 @@
 // unet/config.json and the tensor shapes.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,8 @@ struct UNet2DInputs {
   Tensor context;                // encoder_hidden_states [B, L, cross_attention_dim] f32
   Tensor text_embeds;            // [B, text_embeds_dim] f32 (text_time only)
   std::vector<double> time_ids;  // B * time_ids values, row-major (text_time only)
+  // Polled between blocks (it throws Cancelled): one SDXL step takes minutes on a small CPU.
+  std::function<bool()> cancelled;
 };
 
 // The cross-attention keys and values of one context for every transformer block: they depend on

@@ -238,7 +238,7 @@ class Blip3o::Draw {
       small = b_.empty(DType::F32, {C, h / f, w / f});
       b_.resize_area(denoised, small);
     }
-    const Tensor sample = b_.to_host(m_.decoder_->vae().decode(small));
+    const Tensor sample = b_.to_host(m_.decoder_->vae().decode(small, nullptr, req_.cancelled));
     return rgb_of(image01_to_uint8(vae_sample_to_image01(sample)));
   }
 
@@ -274,6 +274,7 @@ class Blip3o::Draw {
       }
     }
     s.want_denoised = static_cast<bool>(req_.on_image_progress);
+    s.cancelled = req_.cancelled;
     s.on_step = [&](int i, int n, const Tensor* denoised) {
       turn_.check_cancel();
       // The last step reports the finished image, after the full decode below.
@@ -291,7 +292,7 @@ class Blip3o::Draw {
       Profiler::Stage stage(turn_.profiler(), "vae");
       TraceList list;
       TraceSink vae_trace(b_, req_.trace ? &list : nullptr);
-      sample = b_.to_host(m_.decoder_->vae().decode(latents, trace.enabled() ? &vae_trace : nullptr));
+      sample = b_.to_host(m_.decoder_->vae().decode(latents, trace.enabled() ? &vae_trace : nullptr, req_.cancelled));
       // The pipeline's names: the VAE's input and output are vae.input and vae.sample.
       for (auto& [name, t] : list) res_.trace.emplace_back(name == "vae_input" ? "vae.input" : "vae." + name, std::move(t));
     }
