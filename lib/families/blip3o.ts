@@ -24,7 +24,7 @@ import { BLIP3O_MODEL_TYPES, BLIP3O_TOKEN_IDS, parseBlip3oConfig } from './blip3
 import { chatTemplateFor, commonRequestFields, loadedAs, newTokenBudget } from './common.js';
 import { textDefaultsFrom } from './defaults.js';
 import type { PreparedImages } from './qwen-vl.js';
-import { checkQwenVlAgreement, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
+import { checkQwenVlAgreement, checkQwenVlProcessor, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
 import type { CallPlan, DiffusionImageDefaults, FamilyAdapter, FamilyCheckpoint, FamilyModel, ImageTokenCodec, ReadImage, RequestHooks, SamplingDefaults, TextDefaults } from './types.js';
 
 export const FAMILY = 'blip3o';
@@ -35,11 +35,12 @@ const ARCHITECTURES: readonly string[] = ['blip3oQwenForCausalLM', 'blip3oQwenFo
 // Drawing: upstream's sample_images defaults (30 flow steps, CFG 3) and its pipeline's (50 Euler
 // steps, guidance 3); the flow shift of diffusers' FlowMatchEulerDiscreteScheduler() defaults,
 // which the Lumina scheduler config upstream downloads holds. Size and grid come per checkpoint.
+const FLOW_SHIFT = 1;
+const FLOW_TRAIN_TIMESTEPS = 1000;
 export const SPEC_DEFAULTS: SamplingDefaults = {
   text: { maxNewTokens: 512, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 },
-  image: { flowSteps: 30, flowGuidance: 3, flowShift: 1, steps: 50, guidance: 3, width: null, height: null, grid: null },
+  image: { flowSteps: 30, flowGuidance: 3, flowShift: FLOW_SHIFT, steps: 50, guidance: 3, width: null, height: null, grid: null },
 };
-const FLOW_TRAIN_TIMESTEPS = 1000;
 
 // Upstream's inference prompt (spec 2.2: the conv_qwen template, no <|im_end|> after the
 // assistant tag), the user text it wraps a caption in, and the reconstruction instruction (1.7).
@@ -91,7 +92,7 @@ function tokenConfig(config: Blip3oModelConfig): TokenConfig {
 
 function readFlowScheduler(dir: string): Blip3oFiles['flowScheduler'] {
   const file = path.join(dir, 'scheduler', 'scheduler_config.json');
-  if (!fs.existsSync(file)) return { shift: SPEC_DEFAULTS.image && 'flowShift' in SPEC_DEFAULTS.image ? SPEC_DEFAULTS.image.flowShift : 1, trainTimesteps: FLOW_TRAIN_TIMESTEPS, file: null };
+  if (!fs.existsSync(file)) return { shift: FLOW_SHIFT, trainTimesteps: FLOW_TRAIN_TIMESTEPS, file: null };
   let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -103,7 +104,7 @@ function readFlowScheduler(dir: string): Blip3oFiles['flowScheduler'] {
   if (o['_class_name'] !== 'FlowMatchEulerDiscreteScheduler') {
     throw new CheckpointError(`${file}: _class_name ${JSON.stringify(o['_class_name'])}; BLIP3-o's DiT samples with FlowMatchEulerDiscreteScheduler`);
   }
-  const shift = o['shift'] ?? 1;
+  const shift = o['shift'] ?? FLOW_SHIFT;
   const train = o['num_train_timesteps'] ?? FLOW_TRAIN_TIMESTEPS;
   if (typeof shift !== 'number' || !(shift > 0 && shift <= 100)) throw new CheckpointError(`${file}: shift must be a number in (0, 100], got ${JSON.stringify(shift)}`);
   if (typeof train !== 'number' || !Number.isSafeInteger(train) || train < 1 || train > 100000) {
@@ -120,13 +121,7 @@ export function readFiles(json: CheckpointJson): Blip3oFiles {
   const preprocessorFile = path.join(json.dir, CHECKPOINT_FILES.preprocessor);
   if (!json.preprocessor) throw new CheckpointError(`${json.dir} has a vision tower but no preprocessor_config.json (pixel limits, mean and std)`);
   const imageProcessor = parseQwen2VlImageConfig(json.preprocessor, preprocessorFile);
-  const v = config.vision;
-  const p = imageProcessor;
-  if (p.patchSize !== v.patchSize || p.mergeSize !== v.mergeSize || p.temporalPatchSize !== v.temporalPatchSize) {
-    throw new CheckpointError(
-      `${preprocessorFile}: patch ${p.patchSize}, merge ${p.mergeSize}, temporal patch ${p.temporalPatchSize} differ from config.json vision_config (${v.patchSize}, ${v.mergeSize}, ${v.temporalPatchSize})`,
-    );
-  }
+  checkQwenVlProcessor(config.vision, imageProcessor, preprocessorFile);
   return {
     dir: json.dir,
     config,

@@ -52,6 +52,19 @@ export function qwenVlStopIds(info: QwenVlNativeInfo, tokenizer: VargptTokenizer
 }
 
 // config.json, the tokenizer files and the tensors were read by separate loaders; they must agree.
+// preprocessor_config.json must cut patches as config.json's vision tower reads them.
+export function checkQwenVlProcessor(
+  vision: { patchSize: number; mergeSize: number; temporalPatchSize: number },
+  p: Qwen2VlImageConfig,
+  file: string,
+): void {
+  if (p.patchSize !== vision.patchSize || p.mergeSize !== vision.mergeSize || p.temporalPatchSize !== vision.temporalPatchSize) {
+    throw new CheckpointError(
+      `${file}: patch ${p.patchSize}, merge ${p.mergeSize}, temporal patch ${p.temporalPatchSize} differ from config.json vision_config (${vision.patchSize}, ${vision.mergeSize}, ${vision.temporalPatchSize})`,
+    );
+  }
+}
+
 export function checkQwenVlAgreement(info: QwenVlNativeInfo, tokenizer: VargptTokenizer, dir: string, hasVisionConfig: boolean): void {
   const s = tokenizer.specialTokens;
   if (!info.eosIds.includes(s.eos.id)) {

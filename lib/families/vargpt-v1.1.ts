@@ -21,7 +21,7 @@ import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../token
 import type { ChatMessage, ImageInput } from '../types.js';
 import { chatTemplateFor, commonRequestFields, loadedAs, turnBudget } from './common.js';
 import type { PreparedImages } from './qwen-vl.js';
-import { checkQwenVlAgreement, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
+import { checkQwenVlAgreement, checkQwenVlProcessor, qwenVlPrompt, qwenVlStopIds } from './qwen-vl.js';
 import { imageDefaultsFrom, textDefaultsFrom } from './defaults.js';
 import type {
   CallPlan,
@@ -260,15 +260,7 @@ export function readFiles(json: CheckpointJson): VargptV11Files {
   if (config.vision && !imageProcessor) {
     throw new CheckpointError(`${json.dir} has a vision tower but no preprocessor_config.json (pixel limits, mean and std)`);
   }
-  if (config.vision && imageProcessor) {
-    const v = config.vision;
-    const p = imageProcessor;
-    if (p.patchSize !== v.patchSize || p.mergeSize !== v.mergeSize || p.temporalPatchSize !== v.temporalPatchSize) {
-      throw new CheckpointError(
-        `${preprocessorFile}: patch ${p.patchSize}, merge ${p.mergeSize}, temporal patch ${p.temporalPatchSize} differ from config.json vision_config (${v.patchSize}, ${v.mergeSize}, ${v.temporalPatchSize})`,
-      );
-    }
-  }
+  if (config.vision && imageProcessor) checkQwenVlProcessor(config.vision, imageProcessor, preprocessorFile);
   return {
     dir: json.dir,
     config,

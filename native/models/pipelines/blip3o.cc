@@ -100,11 +100,7 @@ GenerateResult Blip3o::generate(const GenerateRequest& request) {
 }
 
 QwenVlParts Blip3o::turn_parts() {
-  QwenVlParts parts;
-  parts.llm = llm_.get();
-  parts.vision = vision_.get();
-  parts.image_token = config_.tokens.image;
-  parts.eos = config_.tokens.eos_all;
+  QwenVlParts parts = qwen_vl_parts(llm_.get(), vision_.get(), config_);
   // The fixture's step_logits are the decode steps' (its first token comes from the prefill's).
   parts.step_logits_include_prefill = false;
   return parts;

@@ -74,6 +74,15 @@ QwenVlConfig parse_qwen_vl_config(const Json& root, const std::string& what, con
   return c;
 }
 
+QwenVlParts qwen_vl_parts(DecoderLlm* llm, Qwen2VlVision* vision, const QwenVlConfig& config) {
+  QwenVlParts p;
+  p.llm = llm;
+  p.vision = vision;
+  p.image_token = config.tokens.image;
+  p.eos = config.tokens.eos_all;
+  return p;
+}
+
 QwenVlTurn::QwenVlTurn(Backend& backend, const QwenVlParts& parts, const GenerateRequest& request,
                        GenerateResult& result, bool keep_hidden)
     : b_(backend),

@@ -53,6 +53,9 @@ struct QwenVlParts {
   bool step_logits_include_prefill = true;
 };
 
+// The parts every Qwen-VL family fills the same way from its loaded model and config.
+QwenVlParts qwen_vl_parts(DecoderLlm* llm, Qwen2VlVision* vision, const QwenVlConfig& config);
+
 class QwenVlTurn {
  public:
   // `keep_hidden`: keep the final-norm hidden state of every token fed (a drawing's context).

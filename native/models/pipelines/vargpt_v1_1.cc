@@ -84,12 +84,7 @@ std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<B
 }
 
 QwenVlParts VargptV11::turn_parts() {
-  QwenVlParts p;
-  p.llm = llm_.get();
-  p.vision = vision_.get();
-  p.image_token = config_.tokens.image;
-  p.eos = config_.tokens.eos_all;
-  return p;
+  return qwen_vl_parts(llm_.get(), vision_.get(), config_);
 }
 
 GenerateResult VargptV11::generate(const GenerateRequest& request) {
