@@ -14,7 +14,7 @@ import type { NativeAddon, NativeImage, NativeModel } from './native.js';
 import { native } from './native.js';
 import type { ChatOptions, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
 import { checkCallbacks } from './options.js';
-import { CallQueue } from './queue.js';
+import { CallQueue, MAX_BATCH } from './queue.js';
 import { Tensor } from './tensor.js';
 import { ChatStream } from './stream.js';
 import type { ChatEvent } from './stream.js';
@@ -42,6 +42,12 @@ export interface LoadModelOptions {
   // the float32 reference does; 'bf16' halves that memory (VARGPT-v1.1 at full size: about 1.3 GB
   // less for one 512x512 image) at about 3 significant digits in the cached keys and values.
   kvCache?: 'f32' | 'bf16';
+  // How many assistant turns (chat, ask, chatStream) may decode together, one forward pass per
+  // token for all of them (continuous batching: a call made while others decode joins them at the
+  // next step). 1 runs every call alone. Default and maximum 8: up to 8 rows the CPU GEMM reads
+  // each weight once per step for the whole batch and computes each row exactly as alone, so a
+  // batched call returns what it returns alone. Calls still start in the order they were made.
+  maxBatch?: number;
 }
 
 // Options of the image-token calls.
@@ -127,6 +133,10 @@ export async function loadModelWith(
   const device = resolveDevice(addon, options.device);
   const kvCache = options.kvCache ?? 'f32';
   if (kvCache !== 'f32' && kvCache !== 'bf16') throw new InputError(`loadModel options.kvCache must be "f32" or "bf16", got ${JSON.stringify(options.kvCache)}`);
+  const maxBatch = options.maxBatch ?? MAX_BATCH;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH) {
+    throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${JSON.stringify(options.maxBatch)}`);
+  }
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
   const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
@@ -148,7 +158,7 @@ export async function loadModelWith(
     signal?.removeEventListener('abort', onAbort);
   }
   try {
-    return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer, { kvCache }), tokenizer, limits);
+    return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer, { kvCache }), tokenizer, limits, maxBatch);
   } catch (error) {
     nativeModel.dispose();
     throw error;
@@ -188,13 +198,19 @@ export class VargptModel {
     private readonly adapter: FamilyModel,
     tokenizer: VargptTokenizer,
     limits: ImageLimits,
+    maxBatch = MAX_BATCH,
   ) {
     this.info = adapter.info;
     this.tokenizer = tokenizer;
     this.template = adapter.template;
     this.defaults = adapter.defaults;
     this.readImage = (input, what) => decodeImage(input, { limits, what });
-    this.queue = new CallQueue(() => addon.createCancelToken());
+    this.queue = new CallQueue(() => addon.createCancelToken(), model, maxBatch);
+  }
+
+  // How many assistant turns decode together (loadModel options.maxBatch).
+  get maxBatch(): number {
+    return this.queue.maxBatch;
   }
 
   // The family the checkpoint loaded as ('vargpt-v1', 'vargpt-v1.1'); the same as info.family.
@@ -213,8 +229,10 @@ export class VargptModel {
   private async generate(args: GenerateArgs): Promise<ChatReply> {
     this.checkUsable(args.what);
     throwIfAborted(args.signal, args.what);
-    const prepared = await args.plan.prepare(this.readImage, args.signal);
-    return this.queue.run(args.what, args.signal, async (cancel) => {
+    // The call takes its place in the line now; its images decode while it waits.
+    const preparing = args.plan.prepare(this.readImage, args.signal);
+    return this.queue.runTurn(args.what, args.signal, preparing, async (cancel, execute) => {
+      const prepared = await preparing;
       let callbackError: unknown = null;
       // A throwing user callback stops the call and becomes its error (never an uncaught
       // exception inside a native callback).
@@ -260,7 +278,7 @@ export class VargptModel {
       });
       let result;
       try {
-        result = await this.model.generate(request);
+        result = await execute(request);
       } catch (error) {
         if (callbackError !== null) throw callbackError;
         throw error;
@@ -381,9 +399,13 @@ export class VargptModel {
   async encodeImageTokens(image: ImageInput, options: ImageTokenOptions = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
     const input = this.adapter.imageTokens('encodeImageTokens', tokenOptions(options, 'encodeImageTokens')).encoderInput();
-    const rgb = await this.readImage(image, 'encodeImageTokens: image');
-    const pixels = await vqvaePixels(rgb, input.width, input.height);
-    return this.queue.run('encodeImageTokens', options.signal, () => this.model.encodeImageTokens(pixels, input.height, input.width, input.scales ?? undefined));
+    const preparing = this.readImage(image, 'encodeImageTokens: image').then((rgb) => vqvaePixels(rgb, input.width, input.height));
+    return this.queue.run(
+      'encodeImageTokens',
+      options.signal,
+      async () => this.model.encodeImageTokens(await preparing, input.height, input.width, input.scales ?? undefined),
+      preparing,
+    );
   }
 
   // The image of a full token list (as encodeImageTokens returns; options.scales as given there).

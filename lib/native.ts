@@ -290,9 +290,33 @@ export interface NativeGenerateResult {
   profile?: Record<string, number>;
 }
 
+// An assistant turn in progress, for continuous batching (lib/queue.ts): startTurn() checks the
+// request and runs its prefill; stepTurns() advances several turns of one model together, one
+// forward pass per token; finishTurn() draws (when the turn left to draw) and returns what
+// generate() returns. dispose() frees its caches early (a finished turn has freed them already).
+export interface NativeTurn {
+  dispose(): void;
+}
+
+export interface NativeTurnStep {
+  // ready: it continues; draw: it emitted its image-start token (finishTurn draws); done: its
+  // text ended; cancelled: its cancel token fired; failed: error says why.
+  state: 'ready' | 'draw' | 'done' | 'cancelled' | 'failed';
+  error?: string;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
   generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
+  // The request's cancel token stays the turn's; its callbacks are not used here.
+  startTurn(request: NativeGenerateRequest): Promise<NativeTurn>;
+  // Steps until a turn leaves or `interrupt` fires (checked after every step); onToken(token, i)
+  // streams the token turn i emitted. Resolves with one state per turn.
+  stepTurns(turns: NativeTurn[], interrupt: NativeCancelToken | null, onToken: (token: number, index: number) => void): Promise<NativeTurnStep[]>;
+  finishTurn(
+    turn: NativeTurn,
+    callbacks: Pick<NativeGenerateRequest, 'onToken' | 'onImageProgress'>,
+  ): Promise<NativeGenerateResult>;
   // pixels: [3, height, width] in [-1, 1]; one Int32Array of tokens per scale (VARGPT v1: codebook
   // indices; VARGPT-v1.1: bits, h*w*d per scale, token-major). scales: (h, w) pairs, the schedule
   // of families whose schedule varies (VARGPT-v1.1).

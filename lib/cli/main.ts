@@ -186,6 +186,7 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <n>', 'port (0: any free port)', integer(0), 8080)
   .option('--max-queue <n>', 'requests that may wait per model before new ones get 429', integer(0), 16)
+  .option('--max-batch <n>', 'requests per model that decode together, one forward pass per token (1..8; 1: one at a time)', integer(1), 8)
   .option('--api-key <key>', 'require Authorization: Bearer <key> (default: $VARGPT_API_KEY)')
   .option('--timeout-s <n>', 'longest a request may take, waiting included (504 past it)', integer(1), 600)
   .option('--grace-s <n>', 'on SIGTERM or Ctrl-C, how long in-flight requests may finish', integer(0), 30)

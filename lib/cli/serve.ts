@@ -19,6 +19,7 @@ export interface ServeCommandOptions {
   host: string;
   port: number;
   maxQueue: number;
+  maxBatch: number;
   apiKey?: string;
   timeoutS: number;
   graceS: number;
@@ -52,7 +53,7 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
   try {
     for (const { name, dir } of specs) {
       io.err(`vargpt serve: loading ${name} from ${dir}\n`);
-      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, signal: io.signal }));
+      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, maxBatch: options.maxBatch, signal: io.signal }));
     }
     const handler = createServer(models, {
       maxQueue: options.maxQueue,

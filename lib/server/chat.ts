@@ -133,9 +133,11 @@ function stopParam(o: Params): string[] {
   return list as string[];
 }
 
-function chatOptions(o: Params): { options: ChatOptions; stream: boolean; includeUsage: boolean; stops: string[] } {
-  const n = optionalInt(o, 'n', 1, 1);
-  void n;
+// Choices one request may ask for (n): they decode together, in the model's batch (maxBatch).
+export const MAX_CHOICES = 8;
+
+function chatOptions(o: Params): { options: ChatOptions; stream: boolean; includeUsage: boolean; stops: string[]; n: number } {
+  const n = optionalInt(o, 'n', 1, MAX_CHOICES) ?? 1;
   for (const key of ['tools', 'functions']) {
     if (Array.isArray(o[key]) && (o[key] as unknown[]).length > 0) throw badRequest(`${key} are not supported by this server`, key, 'unsupported_parameter');
   }
@@ -162,74 +164,99 @@ function chatOptions(o: Params): { options: ChatOptions; stream: boolean; includ
     options.image = drawingOptions(image as Params, 'image.');
   }
   const so = o['stream_options'] as Params | undefined | null;
-  return { options, stream: optionalBool(o, 'stream') ?? false, includeUsage: so !== null && typeof so === 'object' && so['include_usage'] === true, stops: stopParam(o) };
+  return { options, stream: optionalBool(o, 'stream') ?? false, includeUsage: so !== null && typeof so === 'object' && so['include_usage'] === true, stops: stopParam(o), n };
 }
 
 function finishReason(reply: ChatReply | null): 'stop' | 'length' {
   return reply?.stopReason === 'length' ? 'length' : 'stop';
 }
 
+// One choice of a completion: its own stop matcher, stopper and reply.
+interface Choice {
+  index: number;
+  matcher: StopMatcher;
+  stopper: AbortController;
+  reply: ChatReply | null;
+}
+
 export async function chatCompletions(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, services: Services): Promise<void> {
   const body = await readJson(req, services.maxBodyBytes);
   const { scheduler, model, name } = services.scheduler(body['model']);
-  const { options, stream, includeUsage, stops } = chatOptions(body);
+  const { options, stream, includeUsage, stops, n } = chatOptions(body);
   if (options.forceImage) requireDrawing(model, name, 'force_image');
   const messages = await toMessages(body['messages'], services, ctx.signal);
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const events = new EventStream(res);
-  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+  const chunk = (index: number, delta: Record<string, unknown>, finish: string | null) => ({
     id,
     object: 'chat.completion.chunk',
     created,
     model: name,
     system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index, delta, logprobs: null, finish_reason: finish }],
   });
-  const matcher = new StopMatcher(stops);
+  // Choice i samples with seed + i (a request without a seed gets one drawn per choice), so the
+  // choices differ under sampling and each is reproducible.
+  const choices: Choice[] = Array.from({ length: n }, (_, index) => ({ index, matcher: new StopMatcher(stops), stopper: new AbortController(), reply: null }));
   let promptTokens = 0;
-  const stopper = new AbortController();
-  const signal = anySignal([ctx.signal, stopper.signal]);
   const stopBeats = stream ? events.keepAlive() : () => undefined;
-  const result = await scheduler.submit(ctx.signal, async (m) => {
-    if (stream) events.send(chunk({ role: 'assistant', content: '' }, null));
-    const onToken = (delta: string) => {
-      const text = matcher.push(delta);
-      if (text && stream) events.send(chunk({ content: text }, null));
-      if (matcher.stopped) stopper.abort();
-    };
-    try {
-      return await m.chat(messages, { ...options, signal, onToken, onStart: (info) => (promptTokens = info.promptTokens) });
-    } catch (error) {
-      if (matcher.stopped && !ctx.signal.aborted) return null;
-      throw error;
-    }
+  await scheduler.submit(ctx.signal, async (m) => {
+    if (stream) for (const c of choices) events.send(chunk(c.index, { role: 'assistant', content: '' }, null));
+    await Promise.all(
+      choices.map(async (c) => {
+        const signal = anySignal([ctx.signal, c.stopper.signal]);
+        const onToken = (delta: string) => {
+          const text = c.matcher.push(delta);
+          if (text && stream) events.send(chunk(c.index, { content: text }, null));
+          if (c.matcher.stopped) c.stopper.abort();
+        };
+        const seed = options.seed !== undefined ? options.seed + c.index : undefined;
+        try {
+          c.reply = await m.chat(messages, { ...options, ...(seed !== undefined ? { seed } : {}), signal, onToken, onStart: (info) => (promptTokens = info.promptTokens) });
+        } catch (error) {
+          if (!(c.matcher.stopped && !ctx.signal.aborted)) throw error;
+        }
+      }),
+    );
   }).finally(stopBeats);
-  const rest = matcher.flush();
-  if (rest && stream) events.send(chunk({ content: rest }, null));
-  const text = matcher.emitted;
-  const completionTokens = result ? result.tokens.length : model.tokenizer.encode(text, { addSpecialTokens: false }).length;
+  let completionTokens = 0;
+  let imageCount = 0;
+  const done: Array<{ choice: Choice; text: string; images: ImageUrlPart[] }> = [];
+  for (const c of choices) {
+    const rest = c.matcher.flush();
+    if (rest && stream) events.send(chunk(c.index, { content: rest }, null));
+    const text = c.matcher.emitted;
+    completionTokens += c.reply ? c.reply.tokens.length : model.tokenizer.encode(text, { addSpecialTokens: false }).length;
+    const images: ImageUrlPart[] = [];
+    for (const image of c.reply?.images ?? []) images.push({ type: 'image_url', image_url: { url: `data:image/png;base64,${await pngBase64(image)}` } });
+    imageCount += images.length;
+    done.push({ choice: c, text, images });
+  }
   const usage: ChatCompletionUsage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
-  const images: ImageUrlPart[] = [];
-  for (const image of result?.images ?? []) images.push({ type: 'image_url', image_url: { url: `data:image/png;base64,${await pngBase64(image)}` } });
-  services.generated(name, completionTokens, images.length);
-  const finish = finishReason(result);
+  services.generated(name, completionTokens, imageCount);
   if (stream) {
-    if (images.length > 0) events.send(chunk({ content: images }, null));
-    events.send(chunk({}, finish));
+    for (const { choice, images } of done) {
+      if (images.length > 0) events.send(chunk(choice.index, { content: images }, null));
+      events.send(chunk(choice.index, {}, finishReason(choice.reply)));
+    }
     if (includeUsage) events.send({ id, object: 'chat.completion.chunk', created, model: name, system_fingerprint: null, choices: [], usage });
     events.send('[DONE]');
     events.end();
     return;
   }
-  const content: string | Array<{ type: 'text'; text: string } | ImageUrlPart> = images.length > 0 ? [...(text ? [{ type: 'text' as const, text }] : []), ...images] : text;
   sendJson(res, 200, {
     id,
     object: 'chat.completion',
     created,
     model: name,
     system_fingerprint: null,
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish }],
+    choices: done.map(({ choice, text, images }) => ({
+      index: choice.index,
+      message: { role: 'assistant', content: images.length > 0 ? [...(text ? [{ type: 'text' as const, text }] : []), ...images] : text, refusal: null },
+      logprobs: null,
+      finish_reason: finishReason(choice.reply),
+    })),
     usage,
   });
 }

@@ -1,7 +1,7 @@
 // "Run this request on this model": the one place that decides when a request's model work runs.
-// Today each model runs one request at a time, in arrival order, with a bounded waiting line
-// (the model's own call queue then never holds more than one call). A scheduler that batches
-// concurrent requests into shared forward passes would replace this class and keep its interface.
+// Up to model.maxBatch requests run at once: the model's own queue decodes their text together
+// (continuous batching: one forward pass per token for all of them) and runs drawings in turn, in
+// arrival order. Past that, requests wait here in a bounded line, in arrival order.
 import type { VargptModel } from '../model.js';
 import { HttpError } from './http.js';
 import type { Metrics } from './metrics.js';
@@ -13,7 +13,7 @@ interface Waiting {
 
 export class ModelScheduler {
   private readonly line: Waiting[] = [];
-  private busy = false;
+  private active = 0;
   // Seconds the last requests took to run, for a Retry-After estimate.
   private averageRun = 1;
 
@@ -29,15 +29,19 @@ export class ModelScheduler {
   }
 
   get running(): number {
-    return this.busy ? 1 : 0;
+    return this.active;
+  }
+
+  private get full(): boolean {
+    return this.active >= this.model.maxBatch;
   }
 
   // Runs `task` on the model once its turn comes. Refuses at once (429, with Retry-After) when
   // `maxQueue` requests already wait; a request whose signal aborts while waiting leaves the line.
   submit<T>(signal: AbortSignal, task: (model: VargptModel, signal: AbortSignal) => Promise<T>): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    if (this.busy && this.line.length >= this.maxQueue) {
-      const retry = Math.max(1, Math.ceil(this.averageRun * (this.line.length + 1)));
+    if (this.full && this.line.length >= this.maxQueue) {
+      const retry = Math.max(1, Math.ceil((this.averageRun * (this.line.length + 1)) / this.model.maxBatch));
       return Promise.reject(
         new HttpError(429, `model "${this.name}" is busy: ${this.line.length} requests are waiting (the limit is ${this.maxQueue}); retry later`, 'rate_limit_error', null, 'queue_full', {
           'retry-after': String(retry),
@@ -51,7 +55,7 @@ export class ModelScheduler {
           signal.removeEventListener('abort', onAbort);
           this.metrics.queued(this.name, (performance.now() - queuedAt) / 1000);
           const began = performance.now();
-          this.busy = true;
+          this.active++;
           let work: Promise<T>;
           try {
             work = task(this.model, signal);
@@ -60,7 +64,7 @@ export class ModelScheduler {
           }
           work.then(resolve, reject).finally(() => {
             this.averageRun = 0.8 * this.averageRun + 0.2 * ((performance.now() - began) / 1000);
-            this.busy = false;
+            this.active--;
             this.next();
           });
         },
@@ -75,13 +79,11 @@ export class ModelScheduler {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.line.push(entry);
-      if (!this.busy) this.next();
+      this.next();
     });
   }
 
   private next(): void {
-    if (this.busy) return;
-    const entry = this.line.shift();
-    entry?.start();
+    while (!this.full && this.line.length > 0) this.line.shift()?.start();
   }
 }

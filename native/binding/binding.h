@@ -15,6 +15,7 @@ struct AddonData {
   Napi::FunctionReference checkpoint_class;
   Napi::FunctionReference model_class;
   Napi::FunctionReference cancel_token_class;
+  Napi::FunctionReference turn_class;
   Napi::FunctionReference language_model_class, sequence_class, vision_tower_class,
       bsq_vae_class;
   Napi::FunctionReference infinity_class, infinity_cache_class;

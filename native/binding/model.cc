@@ -11,6 +11,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "../models/llm/turn_batch.h"
 #include "../models/pipelines/registry.h"
 #include "async.h"
 #include "binding.h"
@@ -304,6 +305,106 @@ std::shared_ptr<std::atomic<bool>> cancel_field(Napi::Env env, const Napi::Objec
   return CancelTokenWrap::Unwrap(v.As<Napi::Object>())->flag();
 }
 
+// ---- a call's callbacks as stream events (the worker's `send` outlives them: they are cleared or
+// dropped before the work returns)
+
+template <typename Send>
+std::function<void(int32_t)> token_events(const Send& send, int sequence) {
+  return [&send, sequence](int32_t token) {
+    StreamEvent e;
+    e.kind = StreamEvent::Kind::Token;
+    e.token = token;
+    e.sequence = sequence;
+    send(e);
+  };
+}
+
+template <typename Send>
+std::function<void(const char*, int, int, const RgbImage&)> image_progress_events(const Send& send) {
+  return [&send](const char* stage, int step, int steps, const RgbImage& preview) {
+    StreamEvent e;
+    e.kind = StreamEvent::Kind::ImageProgress;
+    e.stage = stage;
+    e.step = step;
+    e.steps = steps;
+    e.preview = std::make_shared<const RgbImage>(preview);
+    send(e);
+  };
+}
+
+// ---- turns (continuous batching): a turn is started, stepped together with other turns of the
+// same model, and finished; lib/queue.ts schedules them.
+
+struct TurnState {
+  std::shared_ptr<Model> model;  // the turn refers to it: keeps the weights alive
+  std::unique_ptr<Turn> turn;
+  std::shared_ptr<std::atomic<bool>> cancel;  // the caller's cancel token (may be null)
+  std::atomic<bool> busy{false};               // a worker holds the turn
+  std::atomic<bool> left{false};               // a step reported it leaving: only finishTurn may follow
+  std::atomic<bool> finished{false};           // finishTurn ran
+};
+
+class TurnWrap : public Napi::ObjectWrap<TurnWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "Turn", {InstanceMethod("dispose", &TurnWrap::dispose)});
+  }
+  explicit TurnWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TurnWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "turns come from model.startTurn(request)");
+    state_ = *info[0].As<Napi::External<std::shared_ptr<TurnState>>>().Data();
+  }
+  const std::shared_ptr<TurnState>& state() const { return state_; }
+
+ private:
+  // Frees the turn's caches now rather than at garbage collection (not while a call holds it).
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    if (state_ && !state_->busy.load()) state_.reset();
+    return info.Env().Undefined();
+  }
+  std::shared_ptr<TurnState> state_;
+};
+
+// Claims the turns of `value` (an array of Turn objects) for one worker; throws, claiming none,
+// if one is disposed, finished or held by another call.
+std::vector<std::shared_ptr<TurnState>> claim_turns(const Napi::Env& env, const Napi::Value& value, const char* what) {
+  std::vector<std::shared_ptr<TurnState>> out;
+  each_element(value, what, [&](const Napi::Value& e, const std::string& name) {
+    VG_CHECK(e.IsObject() && e.As<Napi::Object>().InstanceOf(addon_data(env).turn_class.Value()), name,
+             " must be a Turn from startTurn()");
+    std::shared_ptr<TurnState> t = TurnWrap::Unwrap(e.As<Napi::Object>())->state();
+    VG_CHECK(t != nullptr, name, " is disposed");
+    VG_CHECK(!t->finished.load(), name, " is finished");
+    for (const auto& o : out) VG_CHECK(o != t, name, " is listed twice");
+    out.push_back(std::move(t));
+  });
+  for (size_t i = 0; i < out.size(); ++i) {
+    bool expected = false;
+    if (!out[i]->busy.compare_exchange_strong(expected, true)) {
+      for (size_t j = 0; j < i; ++j) out[j]->busy.store(false);
+      fail(what, "[", i, "] is in use by another call");
+    }
+  }
+  return out;
+}
+
+// Releases claimed turns when a worker's work ends, however it ends; clears the per-call
+// callbacks the work installed (they refer to the worker).
+struct TurnClaim {
+  std::vector<std::shared_ptr<TurnState>> turns;
+  ~TurnClaim() {
+    for (const auto& t : turns) {
+      if (t->turn) {
+        GenerateRequest& r = t->turn->request();
+        r.on_token = nullptr;
+        r.on_image_progress = nullptr;
+        r.cancelled = nullptr;
+      }
+      t->busy.store(false);
+    }
+  }
+};
+
 // ---- the model object
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -311,6 +412,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod("info", &ModelWrap::info), InstanceMethod("generate", &ModelWrap::generate),
+                        InstanceMethod("startTurn", &ModelWrap::start_turn),
+                        InstanceMethod("stepTurns", &ModelWrap::step_turns),
+                        InstanceMethod("finishTurn", &ModelWrap::finish_turn),
                         InstanceMethod("encodeImageTokens", &ModelWrap::encode_image_tokens),
                         InstanceMethod("decodeImageTokens", &ModelWrap::decode_image_tokens),
                         InstanceMethod("dispose", &ModelWrap::dispose)});
@@ -350,23 +454,168 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           std::lock_guard<std::mutex> call(state->call_mutex);
           request->cancelled = cancelled;
           if (stream_tokens)
-            request->on_token = [&send](int32_t token) {
-              StreamEvent e;
-              e.kind = StreamEvent::Kind::Token;
-              e.token = token;
-              send(e);
-            };
+            request->on_token = token_events(send, 0);
           if (want_progress)
-            request->on_image_progress = [&send](const char* stage, int step, int steps, const RgbImage& preview) {
-              StreamEvent e;
-              e.kind = StreamEvent::Kind::ImageProgress;
-              e.stage = stage;
-              e.step = step;
-              e.steps = steps;
-              e.preview = std::make_shared<const RgbImage>(preview);
-              send(e);
-            };
+            request->on_image_progress = image_progress_events(send);
           return model->generate(*request);
+        },
+        result_to_js);
+  }
+
+  // startTurn(request) -> Promise<Turn>: checks the request and runs its prefill. The request's
+  // cancel token stays the turn's for every later call; its callbacks are not used (stepTurns and
+  // finishTurn take their own).
+  Napi::Value start_turn(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
+    std::shared_ptr<std::atomic<bool>> cancel;
+    StreamCallbacks ignored;
+    bool want_progress = false;
+    std::shared_ptr<GenerateRequest> request;
+    try {
+      request = std::make_shared<GenerateRequest>(
+          parse_request(env, info.Length() > 0 ? info[0] : env.Undefined(), cancel, ignored, want_progress));
+    } catch (const std::exception& e) {
+      return rejected_promise(env, e.what());
+    }
+    auto state = state_;
+    std::shared_ptr<Model> model = state_->acquire();
+    auto turn = std::make_shared<TurnState>();
+    turn->model = model;
+    turn->cancel = cancel;
+    return StreamWorker<std::shared_ptr<TurnState>>::start(
+        env, "vargpt.startTurn", cancel, StreamCallbacks{},
+        [state, model, request, turn](const auto&, const auto& cancelled) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          request->cancelled = cancelled;
+          turn->turn = model->start_turn(std::move(*request));
+          turn->turn->request().cancelled = nullptr;
+          return turn;
+        },
+        [](Napi::Env env, std::shared_ptr<TurnState>& t) -> Napi::Value {
+          using Ptr = std::shared_ptr<TurnState>;
+          auto external = Napi::External<Ptr>::New(env, new Ptr(t), [](Napi::Env, Ptr* p) { delete p; });
+          return addon_data(env).turn_class.New({external});
+        });
+  }
+
+  // stepTurns(turns, interrupt, onToken(token, index)) -> Promise<[{state, error?}]>: decode steps
+  // of every turn together, one forward pass per step, until a turn leaves (its image to draw, the
+  // end of its text, its cancel token, an error) or `interrupt` (a cancel token) fires, which ends
+  // the call after the current step so that a new turn can join. A turn that leaves is reported
+  // with its state ('draw', 'done', 'cancelled', 'failed' with error); the others are 'ready'.
+  Napi::Value step_turns(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
+    auto claim = std::make_shared<TurnClaim>();
+    std::shared_ptr<std::atomic<bool>> interrupt;
+    StreamCallbacks callbacks;
+    try {
+      VG_CHECK(info.Length() >= 1, "stepTurns(turns, interrupt, onToken): turns is required");
+      if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+        VG_CHECK(info[1].IsObject() && info[1].As<Napi::Object>().InstanceOf(addon_data(env).cancel_token_class.Value()),
+                 "stepTurns: interrupt must come from createCancelToken()");
+        interrupt = CancelTokenWrap::Unwrap(info[1].As<Napi::Object>())->flag();
+      }
+      if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+        VG_CHECK(info[2].IsFunction(), "stepTurns: onToken must be a function");
+        callbacks.on_token = info[2].As<Napi::Function>();
+      }
+      claim->turns = claim_turns(env, info[0], "stepTurns: turns");
+      VG_CHECK(!claim->turns.empty(), "stepTurns: turns is empty");
+      for (size_t i = 0; i < claim->turns.size(); ++i)
+        VG_CHECK(!claim->turns[i]->left.load(), "stepTurns: turns[", i, "] has left the batch (finishTurn it)");
+    } catch (const std::exception& e) {
+      return rejected_promise(env, e.what());
+    }
+    for (const auto& t : claim->turns)
+      if (t->model != state_->model)
+        return rejected_promise(env, "stepTurns: a turn belongs to another model");  // claim releases them
+    auto state = state_;
+    std::shared_ptr<Model> model = state_->acquire();
+    using Result = std::vector<BatchedTurn>;
+    return StreamWorker<Result>::start(
+        env, "vargpt.stepTurns", nullptr, callbacks,
+        [state, model, claim, interrupt](const auto& send, const auto& callback_failed) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          std::vector<BatchedTurn> batch(claim->turns.size());
+          for (size_t i = 0; i < batch.size(); ++i) {
+            TurnState& t = *claim->turns[i];
+            batch[i].turn = t.turn.get();
+            GenerateRequest& r = t.turn->request();
+            r.on_token = token_events(send, static_cast<int>(i));
+            auto flag = t.cancel;
+            r.cancelled = [flag, &callback_failed] { return (flag && flag->load(std::memory_order_relaxed)) || callback_failed(); };
+          }
+          DecoderLlm& llm = model->text_decoder();
+          for (;;) {
+            const int left = vargpt::step_turns(llm, batch);
+            if (left > 0 || (interrupt && interrupt->load(std::memory_order_relaxed)) || callback_failed()) break;
+          }
+          for (size_t i = 0; i < batch.size(); ++i)
+            if (batch[i].state != BatchedTurn::State::Ready) claim->turns[i]->left.store(true);
+          return batch;
+        },
+        [](Napi::Env env, Result& batch) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, batch.size());
+          for (size_t i = 0; i < batch.size(); ++i) {
+            Napi::Object o = Napi::Object::New(env);
+            const char* name = "ready";
+            switch (batch[i].state) {
+              case BatchedTurn::State::Ready: name = "ready"; break;
+              case BatchedTurn::State::Draw: name = "draw"; break;
+              case BatchedTurn::State::Done: name = "done"; break;
+              case BatchedTurn::State::Cancelled: name = "cancelled"; break;
+              case BatchedTurn::State::Failed: name = "failed"; break;
+            }
+            o.Set("state", name);
+            if (batch[i].state == BatchedTurn::State::Failed) o.Set("error", batch[i].error);
+            out.Set(static_cast<uint32_t>(i), o);
+          }
+          return out;
+        });
+  }
+
+  // finishTurn(turn, {onToken, onImageProgress}) -> Promise<result>: draws when the turn left
+  // with 'draw', then returns what generate() returns. The turn's cancel token stops a drawing.
+  Napi::Value finish_turn(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->disposed()) return rejected_promise(env, "model is disposed");
+    auto claim = std::make_shared<TurnClaim>();
+    StreamCallbacks callbacks;
+    try {
+      VG_CHECK(info.Length() >= 1, "finishTurn(turn, callbacks): turn is required");
+      Napi::Array one = Napi::Array::New(env, 1);
+      one.Set(0u, info[0]);
+      if (info.Length() > 1 && info[1].IsObject()) {
+        const auto o = info[1].As<Napi::Object>();
+        callbacks.on_token = function_field(o, "onToken", "finishTurn: callbacks");
+        callbacks.on_image_progress = function_field(o, "onImageProgress", "finishTurn: callbacks");
+      }
+      claim->turns = claim_turns(env, one, "finishTurn: turn");
+    } catch (const std::exception& e) {
+      return rejected_promise(env, e.what());
+    }
+    if (claim->turns[0]->model != state_->model) return rejected_promise(env, "finishTurn: the turn belongs to another model");
+    const bool stream_tokens = !callbacks.on_token.IsEmpty();
+    const bool want_progress = !callbacks.on_image_progress.IsEmpty();
+    auto state = state_;
+    std::shared_ptr<Model> model = state_->acquire();
+    std::shared_ptr<TurnState> turn = claim->turns[0];
+    return StreamWorker<GenerateResult>::start(
+        env, "vargpt.finishTurn", turn->cancel, callbacks,
+        [state, model, claim, turn, stream_tokens, want_progress](const auto& send, const auto& cancelled) {
+          std::lock_guard<std::mutex> call(state->call_mutex);
+          GenerateRequest& r = turn->turn->request();
+          r.cancelled = cancelled;
+          if (stream_tokens)
+            r.on_token = token_events(send, 0);
+          if (want_progress)
+            r.on_image_progress = image_progress_events(send);
+          turn->finished = true;
+          GenerateResult result = turn->turn->finish();
+          turn->turn.reset();  // the caches go now, not when JS collects the Turn
+          return result;
         },
         result_to_js);
   }
@@ -511,6 +760,8 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
 void init_model(Napi::Env env, Napi::Object exports) {
   Napi::Function model = ModelWrap::define(env);
   addon_data(env).model_class = Napi::Persistent(model);
+  Napi::Function turn = TurnWrap::define(env);
+  addon_data(env).turn_class = Napi::Persistent(turn);
   Napi::Function token = CancelTokenWrap::define(env);
   addon_data(env).cancel_token_class = Napi::Persistent(token);
   exports.Set("loadModel", Napi::Function::New(env, load_model));

@@ -24,6 +24,7 @@ namespace vargpt::binding {
 struct StreamEvent {
   enum class Kind : uint8_t { Token, ImageProgress, LoadProgress } kind = Kind::Token;
   int32_t token = 0;
+  int sequence = 0;  // Token: which turn of a batched step emitted it (0 for a call of one turn)
   const char* stage = "";  // a string literal of the pipeline (static storage)
   int step = 0, steps = 0;
   double loaded = 0, total = 0;
@@ -88,7 +89,8 @@ class StreamWorker final : public Napi::AsyncProgressQueueWorker<StreamEvent> {
       try {
         switch (e.kind) {
           case StreamEvent::Kind::Token:
-            if (!on_token_.IsEmpty()) on_token_.Call({Napi::Number::New(env, e.token)});
+            if (!on_token_.IsEmpty())
+              on_token_.Call({Napi::Number::New(env, e.token), Napi::Number::New(env, e.sequence)});
             break;
           case StreamEvent::Kind::ImageProgress:
             if (!on_image_progress_.IsEmpty())

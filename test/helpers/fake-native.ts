@@ -70,7 +70,11 @@ export function solidImage(width: number, height: number, seed: number): NativeI
   return { width, height, data };
 }
 
-export class FakeNativeModel implements NativeModel {
+// Without the turn calls, the model's queue runs every call alone through generate() (the path
+// maxBatch 1 takes): these tests exercise the queue's order, cancellation and disposal on it.
+export type NativeModelWithoutTurns = Omit<NativeModel, 'startTurn' | 'stepTurns' | 'finishTurn'>;
+
+export class FakeNativeModel implements NativeModelWithoutTurns {
   readonly requests: NativeGenerateRequest[] = [];
   active = 0;
   maxActive = 0;
@@ -186,7 +190,7 @@ export function fakeAddon(info: NativeVargptV1Info = FIXTURE_INFO, script: (r: N
         if (options.cancel?.cancelled) throw abortError();
         options.onProgress?.(i * 25, 100);
       }
-      return model;
+      return model as unknown as NativeModel;
     },
   };
   return addon;

@@ -65,9 +65,12 @@ export function dataUrl(png: Buffer): string {
 // The tiny fixture models by the names the server tests serve them under.
 const FIXTURES = { v1: tinyModelDir, v11: v11ModelDir, b3: blip3oModelDir } as const;
 
-export async function loadFixtureModels(names: ReadonlyArray<keyof typeof FIXTURES> = ['v1', 'v11', 'b3']): Promise<Record<string, VargptModel>> {
+export async function loadFixtureModels(
+  names: ReadonlyArray<keyof typeof FIXTURES> = ['v1', 'v11', 'b3'],
+  options: { maxBatch?: number } = {},
+): Promise<Record<string, VargptModel>> {
   const out: Record<string, VargptModel> = {};
-  for (const name of names) out[name] = await loadModel(FIXTURES[name], { device: 'cpu' });
+  for (const name of names) out[name] = await loadModel(FIXTURES[name], { device: 'cpu', ...options });
   return out;
 }
 

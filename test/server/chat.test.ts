@@ -126,4 +126,41 @@ describe('chat completions', () => {
     expect(await pngSize(images[0]?.split(',')[1] ?? '')).toMatchObject({ width: 64, height: 64 });
     expect(finish).toBe('stop');
   });
+
+  it('n choices decode together; choice i is the call with seed + i, streamed under its index', async () => {
+    const messages = [{ role: 'user' as const, content: 'Name a colour.' }];
+    const model = fx.models['v11'] as VargptModel;
+    const direct = await Promise.all([0, 1, 2].map((i) => model.chat(messages, { maxNewTokens: 8, seed: 20 + i, temperature: 1 })));
+    const r = await fx.client.chat.completions.create({ model: 'v11', messages, max_tokens: 8, seed: 20, temperature: 1, n: 3 });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    expect(r.choices.map((c) => c.message.content)).toEqual(direct.map((d) => d.text));
+    expect(r.usage?.completion_tokens).toBe(direct.reduce((a, d) => a + d.tokens.length, 0));
+    const stream = await fx.client.chat.completions.create({ model: 'v11', messages, max_tokens: 8, seed: 20, temperature: 1, n: 3, stream: true });
+    const texts = ['', '', ''];
+    const finished = [false, false, false];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        if (typeof c.delta.content === 'string') texts[c.index] += c.delta.content;
+        if (c.finish_reason) finished[c.index] = true;
+      }
+    }
+    expect(texts).toEqual(direct.map((d) => d.text));
+    expect(finished).toEqual([true, true, true]);
+  });
+
+  it('concurrent streaming requests decode together and each gets what it gets alone', async () => {
+    const prompts = ['Count to five.', 'Say hello.', 'Describe the sea.', 'What is 2+2?', 'Name a fruit.', 'Why?'];
+    const model = fx.models['b3'] as VargptModel;
+    const alone: string[] = [];
+    for (const [i, p] of prompts.entries()) alone.push((await model.chat([{ role: 'user', content: p }], { maxNewTokens: 10, seed: i, temperature: i % 2 ? 0.9 : 0 })).text);
+    const streamed = await Promise.all(
+      prompts.map(async (p, i) => {
+        const stream = await fx.client.chat.completions.create({ model: 'b3', messages: [{ role: 'user', content: p }], max_tokens: 10, seed: i, temperature: i % 2 ? 0.9 : 0, stream: true });
+        let text = '';
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+        return text;
+      }),
+    );
+    expect(streamed).toEqual(alone);
+  });
 });

@@ -60,7 +60,8 @@ describe('server errors', () => {
     expectError(await postJson(url, { ...QUICK, max_tokens: 0 }), 400, 'max_tokens');
     expectError(await postJson(url, { ...QUICK, seed: -1 }), 400, 'seed');
     expectError(await postJson(url, { ...QUICK, stop: ['a', 'b', 'c', 'd', 'e'] }), 400, 'stop');
-    expectError(await postJson(url, { ...QUICK, n: 2 }), 400, 'n');
+    expectError(await postJson(url, { ...QUICK, n: 9 }), 400, 'n');
+    expectError(await postJson(url, { ...QUICK, n: 0 }), 400, 'n');
     expectError(await postJson(url, { ...QUICK, stream: 'yes' }), 400, 'stream');
     expectError(await postJson(url, { ...QUICK, model: 7 }), 400, 'model');
     // The model's own checks become 400s too: no image in a system message.
@@ -144,7 +145,9 @@ describe('server errors', () => {
     // The timeout counts from a request's arrival, queue wait included: the second request comes
     // late enough to have time left to run once the first is stopped, even on a slow
     // (sanitizer) build.
-    const tight = await another({ maxQueue: 1, timeoutS: 2 });
+    // A model that runs one request at a time, so that the second request waits in the line.
+    const one = await loadFixtureModels(['b3'], { maxBatch: 1 });
+    const tight = await startServer(one, { maxQueue: 1, timeoutS: 2 });
     const started = Date.now();
     const slow = postJson(`${tight.url}/v1/images/generations`, SLOW);
     await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -158,6 +161,8 @@ describe('server errors', () => {
     expect(Date.now() - started).toBeLessThan(8000);
     // The model is free again at once.
     expect((await postJson(`${tight.url}/v1/chat/completions`, { ...QUICK, model: 'b3' })).status).toBe(200);
+    await tight.close();
+    await disposeAll(one);
   });
 
   it('a client that disconnects stops its work', async () => {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../../core/error.h"
+#include "../llm/turn_batch.h"
 
 namespace vargpt {
 
@@ -33,6 +34,11 @@ int ImageOptions::integer(const std::string& name, int lo, int hi) const {
 const std::vector<Tensor>* ImageOptions::replayed(const std::string& name) const {
   const auto it = replay.find(name);
   return it == replay.end() ? nullptr : &it->second;
+}
+
+GenerateResult Model::generate(const GenerateRequest& request) {
+  const std::unique_ptr<Turn> turn = start_turn(request);
+  return run_turn_alone(*turn, text_decoder());
 }
 
 ImageTokens Model::encode_image_tokens(const float*, int64_t, int, int, const TokenGrids&) {

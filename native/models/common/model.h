@@ -18,6 +18,7 @@
 #include "../../backend/backend.h"
 #include "image_out.h"
 #include "info.h"
+#include "trace.h"
 
 namespace vargpt {
 
@@ -87,6 +88,31 @@ using ImageTokens = std::vector<std::vector<int32_t>>;
 // A scale schedule: the (h, w) token grid of every scale. Empty: the family's fixed schedule.
 using TokenGrids = std::vector<std::array<int, 2>>;
 
+class DecoderLlm;
+struct DecodeRow;
+
+// One assistant turn that a scheduler advances a token at a time, so that the decode steps of
+// several turns can share one forward pass (DecoderLlm::decode_step: continuous batching).
+// Model::generate() runs a turn alone through the same calls (run_turn_alone), so a turn decoded
+// in a batch produces the tokens it produces alone.
+class Turn {
+ public:
+  enum class Next { Feed, Draw, Done };
+  virtual ~Turn() = default;
+  // Chooses and emits (request().on_token) the next token from the latest logits, or the token the
+  // request forces. Feed: `feed` holds what the decoder runs next, and fed() must follow before the
+  // next advance(); Draw: the token started an image, which finish() draws; Done: the text ended.
+  virtual Next advance(DecodeRow& feed) = 0;
+  // The fed row's outputs: logits [1, vocab] and final-norm hidden state [1, hidden].
+  virtual void fed(const Tensor& logits, const Tensor& hidden) = 0;
+  // Draws when advance() said Draw, then records the traces and profile; called once, last.
+  virtual GenerateResult finish() = 0;
+  // The turn's own copy of its request. Its callbacks and cancel poll may be replaced between
+  // calls (each call of the binding streams through its own worker).
+  virtual GenerateRequest& request() = 0;
+  virtual Profiler& profiler() = 0;
+};
+
 class Model {
  public:
   using LoadProgress = std::function<void(uint64_t loaded, uint64_t total)>;
@@ -97,8 +123,15 @@ class Model {
   // Sizes and token ids for the caller (the binding turns it into a JS object).
   virtual Info info() const = 0;
 
-  // One assistant turn. Not reentrant: the binding runs one call at a time per model.
-  virtual GenerateResult generate(const GenerateRequest& request) = 0;
+  // One assistant turn, run alone: start_turn() and run_turn_alone(). Not reentrant: the binding
+  // runs one call at a time per model.
+  GenerateResult generate(const GenerateRequest& request);
+
+  // Checks `request` and runs everything before the first token (the vision tower, the prefill).
+  // The turn refers to this model, which must outlive it.
+  virtual std::unique_ptr<Turn> start_turn(GenerateRequest request) = 0;
+  // The decoder every turn of this model feeds.
+  virtual DecoderLlm& text_decoder() = 0;
 
   // Image tokenizer, where the family has one. `pixels` is [channels, height, width] in [-1, 1];
   // `scales` is the schedule for families whose schedule varies (empty: the family's own).

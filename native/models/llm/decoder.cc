@@ -113,6 +113,52 @@ KvCache DecoderLlm::new_cache(DType dtype) const {
 
 void DecoderLlm::embed(const Tensor& ids, const Tensor& out) { backend_.embedding(ids, embed_tokens_, out); }
 
+DecoderLlm::Scratch DecoderLlm::scratch(int64_t rows) const {
+  Backend& b = backend_;
+  const DecoderConfig& c = config_;
+  Scratch sc;
+  sc.xn = b.empty(DType::F32, {rows, c.hidden});
+  sc.q = b.empty(DType::F32, {rows, c.q_dim()});
+  sc.attn = b.empty(DType::F32, {rows, c.q_dim()});
+  sc.gate = b.empty(DType::F32, {rows, c.intermediate});
+  sc.up = b.empty(DType::F32, {rows, c.intermediate});
+  sc.act = b.empty(DType::F32, {rows, c.intermediate});
+  return sc;
+}
+
+AttentionParams DecoderLlm::attention_params() const {
+  AttentionParams ap;
+  ap.q_heads = config_.heads;
+  ap.kv_heads = config_.kv_heads;
+  ap.head_dim = config_.head_dim;
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  ap.mask = AttentionMask::Causal;
+  return ap;
+}
+
+void DecoderLlm::project_qkv(const Layer& l, const Tensor& h, const Tensor& table, const Scratch& sc, const Tensor& k,
+                             const Tensor& v) {
+  Backend& b = backend_;
+  const DecoderConfig& c = config_;
+  auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
+  b.rms_norm(h, l.input_norm.w, c.rms_eps, sc.xn);
+  b.linear(sc.xn, l.q, bias(l.q_bias), sc.q);
+  b.linear(sc.xn, l.k, bias(l.k_bias), k);
+  b.linear(sc.xn, l.v, bias(l.v_bias), v);
+  b.rope(sc.q, table, c.head_dim, RopePairing::RotateHalf);
+  b.rope(k, table, c.head_dim, RopePairing::RotateHalf);
+}
+
+void DecoderLlm::finish_layer(const Layer& l, const Tensor& h, const Scratch& sc) {
+  Backend& b = backend_;
+  b.linear(sc.attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
+  b.rms_norm(h, l.post_norm.w, config_.rms_eps, sc.xn);
+  b.linear(sc.xn, l.gate, nullptr, sc.gate);
+  b.linear(sc.xn, l.up, nullptr, sc.up);
+  b.glu(sc.gate, sc.up, Activation::SiLU, sc.act);
+  b.linear(sc.act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
+}
+
 void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
                          const LayerHook& layer_hook, int hidden_tail_keys) {
   Backend& b = backend_;
@@ -146,23 +192,15 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
   const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
   Tensor h = b.empty(DType::F32, {T, H});  // residual stream
   b.copy(x, h);
-  Tensor xn = b.empty(DType::F32, {T, H});
-  Tensor q = b.empty(DType::F32, {T, q_dim});
-  Tensor attn = b.empty(DType::F32, {T, q_dim});
-  Tensor gate = b.empty(DType::F32, {T, c.intermediate});
-  Tensor up = b.empty(DType::F32, {T, c.intermediate});
-  Tensor act = b.empty(DType::F32, {T, c.intermediate});
+  Scratch sc = scratch(T);
+  const Tensor& q = sc.q;
+  const Tensor& attn = sc.attn;
   // A bf16 cache receives this step's keys (after RoPE) and values by a cast from f32 rows.
   const bool staged = kv.dtype() != DType::F32;
   Tensor k_f32 = staged ? b.empty(DType::F32, {T, kv_dim}) : Tensor();
   Tensor v_f32 = staged ? b.empty(DType::F32, {T, kv_dim}) : Tensor();
 
-  AttentionParams ap;
-  ap.q_heads = c.heads;
-  ap.kv_heads = c.kv_heads;
-  ap.head_dim = c.head_dim;
-  ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  ap.mask = AttentionMask::Causal;
+  const AttentionParams ap = attention_params();
 
   for (int li = 0; li < c.layers; ++li) {
     const Layer& l = layers_[li];
@@ -172,14 +210,7 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
     const Tensor v_slot = v_all.slice(0, start, start + T);
     const Tensor& k_new = staged ? k_f32 : k_slot;
     const Tensor& v_new = staged ? v_f32 : v_slot;
-    auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
-
-    b.rms_norm(h, l.input_norm.w, c.rms_eps, xn);
-    b.linear(xn, l.q, bias(l.q_bias), q);
-    b.linear(xn, l.k, bias(l.k_bias), k_new);
-    b.linear(xn, l.v, bias(l.v_bias), v_new);
-    b.rope(q, table, c.head_dim, RopePairing::RotateHalf);
-    b.rope(k_new, table, c.head_dim, RopePairing::RotateHalf);
+    project_qkv(l, h, table, sc, k_new, v_new);
     if (staged) {
       b.cast(k_f32, k_slot);
       b.cast(v_f32, v_slot);
@@ -199,13 +230,7 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
       b.attention(q.slice(0, n, T).view({1, T - n, q_dim}), k_seen, v_seen,
                   attn.slice(0, n, T).view({1, T - n, q_dim}), tail);
     }
-    b.linear(attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
-
-    b.rms_norm(h, l.post_norm.w, c.rms_eps, xn);
-    b.linear(xn, l.gate, nullptr, gate);
-    b.linear(xn, l.up, nullptr, up);
-    b.glu(gate, up, Activation::SiLU, act);
-    b.linear(act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
+    finish_layer(l, h, sc);
     if (layer_hook) layer_hook(li, h);
   }
   b.rms_norm(h, final_norm_.w, c.rms_eps, hidden);
@@ -218,14 +243,72 @@ void DecoderLlm::logits(const Tensor& hidden, const Tensor& logits) {
 
 Tensor DecoderLlm::next_logits(int32_t token, const Positions& positions, KvCache& cache) {
   Backend& b = backend_;
-  const int64_t H = config_.hidden;
-  Tensor x = b.empty(DType::F32, {1, H});
-  embed(b.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
-  Tensor hidden = b.empty(DType::F32, {1, H});
-  forward(x, positions, &cache, hidden);
+  std::vector<DecodeRow> rows(1);
+  rows[0].token = token;
+  rows[0].positions = positions;
+  rows[0].cache = &cache;
+  Tensor hidden = b.empty(DType::F32, {1, config_.hidden});
   Tensor out = b.empty(DType::F32, {1, config_.vocab});
-  logits(hidden, out);
+  decode_step(rows, hidden, out);
   return out;
+}
+
+void DecoderLlm::decode_step(const std::vector<DecodeRow>& rows, const Tensor& hidden, const Tensor& logits_out) {
+  Backend& b = backend_;
+  const DecoderConfig& c = config_;
+  const int64_t H = c.hidden, N = static_cast<int64_t>(rows.size());
+  VG_CHECK(N > 0, "DecoderLlm::decode_step: no rows");
+  VG_CHECK(hidden.rank() == 2 && hidden.dim(0) == N && hidden.dim(1) == H, "DecoderLlm::decode_step: hidden ",
+           hidden.describe(), ", expected [", N, ", ", H, "]");
+  VG_CHECK(logits_out.rank() == 2 && logits_out.dim(0) == N && logits_out.dim(1) == c.vocab,
+           "DecoderLlm::decode_step: logits ", logits_out.describe(), ", expected [", N, ", ", c.vocab, "]");
+  const int axes = c.position_axes();
+  // Positions axis-major over the batch ([axes][N]), as rope_table reads them; a text row (one
+  // axis) feeds every M-RoPE axis alike.
+  std::vector<int32_t> pos(static_cast<size_t>(axes * N));
+  std::vector<int32_t> ids(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    const DecodeRow& r = rows[i];
+    VG_CHECK(r.cache != nullptr, "DecoderLlm::decode_step: row ", i, " has no cache");
+    VG_CHECK(r.token >= 0 && r.token < c.vocab, "DecoderLlm::decode_step: row ", i, " token ", r.token,
+             " is outside the vocabulary [0, ", c.vocab, ")");
+    VG_CHECK(r.positions.count() == 1 && (r.positions.axes == 1 || r.positions.axes == axes),
+             "DecoderLlm::decode_step: row ", i, " needs the positions of one token on 1 or ", axes, " axes");
+    for (int64_t j = 0; j < i; ++j)
+      VG_CHECK(rows[j].cache != r.cache, "DecoderLlm::decode_step: rows ", j, " and ", i, " share a cache");
+    for (int a = 0; a < axes; ++a) pos[a * N + i] = r.positions.ids[r.positions.axes == 1 ? 0 : a];
+    ids[i] = r.token;
+  }
+  // Room for every row first, so a full cache fails the step before any row is touched.
+  for (const DecodeRow& r : rows) r.cache->reserve(r.cache->length() + 1);
+  const Tensor table = b.upload(rope_table(inv_freq_, axis_of_pair_, pos.data(), axes, static_cast<int>(N)));
+
+  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  Tensor h = b.empty(DType::F32, {N, H});  // residual stream
+  embed(b.upload(Tensor::from_host(DType::I32, {N}, ids.data())), h);
+  Scratch sc = scratch(N);
+  Tensor k_new = b.empty(DType::F32, {N, kv_dim});
+  Tensor v_new = b.empty(DType::F32, {N, kv_dim});
+
+  const AttentionParams ap = attention_params();
+  for (int li = 0; li < c.layers; ++li) {
+    const Layer& l = layers_[li];
+    project_qkv(l, h, table, sc, k_new, v_new);
+    for (int64_t i = 0; i < N; ++i) {
+      KvCache& kv = *rows[i].cache;
+      const int at = kv.length();
+      const Tensor k_all = kv.keys(li), v_all = kv.values(li);
+      // A copy into an f32 cache, a rounding cast into a bf16 one: what forward() stores.
+      b.cast(k_new.slice(0, i, i + 1), k_all.slice(0, at, at + 1));
+      b.cast(v_new.slice(0, i, i + 1), v_all.slice(0, at, at + 1));
+      b.attention(sc.q.slice(0, i, i + 1).view({1, 1, q_dim}), k_all.slice(0, 0, at + 1).view({1, at + 1, kv_dim}),
+                  v_all.slice(0, 0, at + 1).view({1, at + 1, kv_dim}), sc.attn.slice(0, i, i + 1).view({1, 1, q_dim}), ap);
+    }
+    finish_layer(l, h, sc);
+  }
+  b.rms_norm(h, final_norm_.w, c.rms_eps, hidden);
+  logits(hidden, logits_out);
+  for (const DecodeRow& r : rows) r.cache->advance(1);
 }
 
 Info DecoderLlm::info() const {

@@ -43,11 +43,20 @@ struct Positions {
   static Positions sequential(int start, int count);  // start, start + 1, ...
 };
 
+// One sequence's row of a batched decode step: its next token, that token's positions (one token)
+// and the sequence's own cache, which receives the token's keys and values.
+struct DecodeRow {
+  int32_t token = 0;
+  Positions positions;
+  KvCache* cache = nullptr;
+};
+
 class DecoderLlm {
  public:
   DecoderLlm(const DecoderConfig& config, WeightLoader& weights);
 
   const DecoderConfig& config() const { return config_; }
+  Backend& backend() const { return backend_; }
   // An empty cache for one sequence of this model (f32 or bf16).
   KvCache new_cache(DType dtype = DType::F32) const;
 
@@ -72,6 +81,16 @@ class DecoderLlm {
   // logits [1, vocab].
   Tensor next_logits(int32_t token, const Positions& positions, KvCache& cache);
 
+  // One decode step of several sequences at once (continuous batching): row i feeds rows[i].token
+  // after what rows[i].cache holds. The projections and the MLP run on all rows together, so each
+  // weight is read from memory once per step for the whole batch, while attention reads only the
+  // row's own cache. Writes the final-norm hidden states [N, hidden] and logits [N, vocab]. The
+  // GEMM computes every row independently of the others (same kernels, same summation order up to
+  // kSmallRows rows), so a row's result is bit for bit the one it gets decoded alone; that is why
+  // next_logits() runs through here too. Throws before computing anything if a cache is full; on a
+  // failure nothing is appended to any cache.
+  void decode_step(const std::vector<DecodeRow>& rows, const Tensor& hidden, const Tensor& logits);
+
   // Sizes for Model::info() ("llm": hiddenSize, layers, heads, ...).
   Info info() const;
 
@@ -81,6 +100,18 @@ class DecoderLlm {
     Tensor q, k, v, o, gate, up, down;
     Tensor q_bias, k_bias, v_bias;  // f32, undefined without qkv_bias
   };
+
+  // Per-call buffers of one forward pass over `rows` tokens.
+  struct Scratch {
+    Tensor xn, q, attn, gate, up, act;
+  };
+  Scratch scratch(int64_t rows) const;
+  AttentionParams attention_params() const;
+  // Input norm, q/k/v projections and RoPE of one layer: q into sc.q, keys and values into k, v.
+  void project_qkv(const Layer& l, const Tensor& h, const Tensor& table, const Scratch& sc, const Tensor& k,
+                   const Tensor& v);
+  // The rest of the layer after attention (in sc.attn): o-projection and the MLP, added to h.
+  void finish_layer(const Layer& l, const Tensor& h, const Scratch& sc);
 
   Backend& backend_;
   DecoderConfig config_;

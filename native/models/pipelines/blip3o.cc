@@ -84,19 +84,37 @@ int Blip3o::size_multiple() const {
   return decoder_->vae().config().downsample() * decoder_->unet().config().downsample();
 }
 
-GenerateResult Blip3o::generate(const GenerateRequest& request) {
+class Blip3o::TextTurn final : public Turn {
+ public:
+  TextTurn(Blip3o& m, GenerateRequest request)
+      : req_(std::move(request)), turn_(*m.backend_, m.turn_parts(), req_, res_, false) {
+    turn_.validate();
+    // BLIP3-o never starts an image from text: it draws only when asked (DrawTurn).
+    turn_.begin_decode(turn_.prefill(), -1, false);
+  }
+  Next advance(DecodeRow& feed) override { return turn_.advance(feed); }
+  void fed(const Tensor& logits, const Tensor& hidden) override { turn_.fed(logits, hidden); }
+  GenerateResult finish() override {
+    turn_.finish_text();
+    return std::move(res_);
+  }
+  GenerateRequest& request() override { return req_; }
+  Profiler& profiler() override { return turn_.profiler(); }
+
+ private:
+  GenerateRequest req_;
+  GenerateResult res_;
+  QwenVlTurn turn_;
+};
+
+std::unique_ptr<Turn> Blip3o::start_turn(GenerateRequest request) {
   if (request.force_image || request.has_image_options) {
     VG_CHECK(draws(), "generate: this model cannot draw: ", missing_for_drawing_);
     VG_CHECK(request.force_image && request.has_image_options,
              "generate: BLIP3-o draws only when asked (forceImage with request.image)");
-    return draw(request);
+    return draw_turn(std::move(request));
   }
-  GenerateResult result;
-  QwenVlTurn turn(*backend_, turn_parts(), request, result, false);
-  turn.validate();
-  const Tensor logits = turn.prefill();
-  turn.decode(logits, -1, nullptr);
-  return result;
+  return std::make_unique<TextTurn>(*this, std::move(request));
 }
 
 QwenVlParts Blip3o::turn_parts() {

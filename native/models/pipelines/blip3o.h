@@ -26,7 +26,8 @@ class Blip3o final : public Model {
   const char* family() const override { return "blip3o"; }
   const std::string& device() const override { return device_; }
   Info info() const override;
-  GenerateResult generate(const GenerateRequest& request) override;
+  std::unique_ptr<Turn> start_turn(GenerateRequest request) override;
+  DecoderLlm& text_decoder() override { return *llm_; }
 
   // The drawing options of one request, checked (blip3o_draw.cc).
   struct DrawOptions {
@@ -47,9 +48,11 @@ class Blip3o final : public Model {
 
  private:
   Blip3o() = default;
-  class Draw;
+  class Draw;      // one drawing (blip3o_draw.cc)
+  class TextTurn;  // a turn that answers (blip3o.cc)
+  class DrawTurn;  // a turn that draws (blip3o_draw.cc)
+  std::unique_ptr<Turn> draw_turn(GenerateRequest request);  // blip3o_draw.cc
 
-  GenerateResult draw(const GenerateRequest& request);  // blip3o_draw.cc
   QwenVlParts turn_parts();
   bool draws() const { return dit_ != nullptr && decoder_ != nullptr; }
   // Pixel sizes must be multiples of this: the VAE's downsampling times the UNet's.

@@ -312,12 +312,31 @@ class Blip3o::Draw {
   DrawOptions o_;
 };
 
-GenerateResult Blip3o::draw(const GenerateRequest& request) {
-  GenerateResult result;
-  QwenVlTurn turn(*backend_, turn_parts(), request, result, false);
-  Draw(*this, request, result, turn).run();
-  result.profile = turn.profiler().results();
-  return result;
+// A drawing is one turn that leaves at once: its LLM pass, flow and decoder all run in finish(),
+// which the binding runs on its own (a drawing is never batched with text).
+class Blip3o::DrawTurn final : public Turn {
+ public:
+  DrawTurn(Blip3o& m, GenerateRequest request)
+      : m_(m), req_(std::move(request)), turn_(*m.backend_, m.turn_parts(), req_, res_, false) {}
+  Next advance(DecodeRow&) override { return Next::Draw; }
+  void fed(const Tensor&, const Tensor&) override { fail("BLIP3-o: a drawing feeds no text tokens"); }
+  GenerateResult finish() override {
+    Draw(m_, req_, res_, turn_).run();
+    res_.profile = turn_.profiler().results();
+    return std::move(res_);
+  }
+  GenerateRequest& request() override { return req_; }
+  Profiler& profiler() override { return turn_.profiler(); }
+
+ private:
+  Blip3o& m_;
+  GenerateRequest req_;
+  GenerateResult res_;
+  QwenVlTurn turn_;
+};
+
+std::unique_ptr<Turn> Blip3o::draw_turn(GenerateRequest request) {
+  return std::make_unique<DrawTurn>(*this, std::move(request));
 }
 
 }  // namespace vargpt

@@ -201,17 +201,16 @@ void QwenVlTurn::emit(int32_t token) {
 }
 
 Tensor QwenVlTurn::step(int32_t token) {
-  const Positions pos = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
-  if (trace_.enabled()) step_positions_.insert(step_positions_.end(), pos.ids.begin(), pos.ids.end());
-  if (!keep_hidden_) return parts_.llm->next_logits(token, pos, cache_);
   const DecoderConfig& lc = parts_.llm->config();
-  Tensor x = b_.empty(DType::F32, {1, lc.hidden});
-  parts_.llm->embed(b_.upload(Tensor::from_host(DType::I32, {1}, &token)), x);
+  std::vector<DecodeRow> rows(1);
+  rows[0].token = token;
+  rows[0].positions = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
+  rows[0].cache = &cache_;
+  if (trace_.enabled()) step_positions_.insert(step_positions_.end(), rows[0].positions.ids.begin(), rows[0].positions.ids.end());
   Tensor hidden = b_.empty(DType::F32, {1, lc.hidden});
-  parts_.llm->forward(x, pos, &cache_, hidden);
-  hidden_.push_back(hidden);
   Tensor logits = b_.empty(DType::F32, {1, lc.vocab});
-  parts_.llm->logits(hidden, logits);
+  parts_.llm->decode_step(rows, hidden, logits);
+  if (keep_hidden_) hidden_.push_back(hidden);
   return logits;
 }
 
@@ -239,43 +238,56 @@ Tensor QwenVlTurn::prefill() {
   return logits;
 }
 
-void QwenVlTurn::decode(Tensor logits, int image_start, const std::function<void()>& draw) {
+void QwenVlTurn::begin_decode(Tensor logits, int image_start, bool draws) {
+  logits_ = std::move(logits);
+  image_start_ = image_start;
+  draws_ = draws && image_start >= 0;
+  stops_.insert(req_.stop_ids.begin(), req_.stop_ids.end());
+  if (!req_.ignore_eos) stops_.insert(parts_.eos.begin(), parts_.eos.end());
+  VG_CHECK(!req_.force_image || draws_, "generate: forceImage: this model cannot draw");
+}
+
+Turn::Next QwenVlTurn::advance(DecodeRow& feed) {
   const int V = parts_.llm->config().vocab;
-  std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
-  if (!req_.ignore_eos) stops.insert(parts_.eos.begin(), parts_.eos.end());
-  int generated = 0;
   if (req_.force_image) {
-    VG_CHECK(image_start >= 0 && draw, "generate: forceImage: this model cannot draw");
-    emit(image_start);
-    draw();
+    if (forced_) return Turn::Next::Done;
+    forced_ = true;
+    emit(image_start_);
+    return Turn::Next::Draw;
   }
-  while (!req_.force_image && generated < req_.max_new_tokens) {
-    check_cancel();
-    int32_t token;
-    {
-      Profiler::Stage stage(prof_, "sampleText");
-      token = choose_text_token(b_, logits, req_, history_, generated, V);
-      if (trace_.enabled() && (generated > 0 || parts_.step_logits_include_prefill)) step_logits_.push_back(logits.view({V}));
-    }
-    emit(token);
-    ++generated;
-    // Upstream hands over to the image decoder here; text ends either way.
-    if (image_start >= 0 && token == image_start && draw) {
-      draw();
-      break;
-    }
-    if (stops.count(token) || (image_start >= 0 && token == image_start)) {
-      res_.stop = StopReason::Eos;
-      break;
-    }
-    if (generated >= req_.max_new_tokens) {
-      res_.stop = StopReason::Length;
-      break;
-    }
-    Profiler::Stage stage(prof_, "decode");
-    logits = step(token);
-    prof_.count("decodeTokens", 1);
+  if (generated_ >= req_.max_new_tokens) return Turn::Next::Done;
+  check_cancel();
+  int32_t token;
+  {
+    Profiler::Stage stage(prof_, "sampleText");
+    token = choose_text_token(b_, logits_, req_, history_, generated_, V);
+    if (trace_.enabled() && (generated_ > 0 || parts_.step_logits_include_prefill)) step_logits_.push_back(logits_.view({V}));
   }
+  emit(token);
+  ++generated_;
+  // Upstream hands over to the image decoder here; text ends either way.
+  if (image_start_ >= 0 && token == image_start_ && draws_) return Turn::Next::Draw;
+  if (stops_.count(token) || (image_start_ >= 0 && token == image_start_)) {
+    res_.stop = StopReason::Eos;
+    return Turn::Next::Done;
+  }
+  if (generated_ >= req_.max_new_tokens || cache_.length() >= parts_.llm->config().max_positions) {
+    res_.stop = StopReason::Length;
+    return Turn::Next::Done;
+  }
+  feed.token = token;
+  feed.positions = mrope_decode_positions(cache_.length(), 1, mrope_.rope_delta);
+  feed.cache = &cache_;
+  if (trace_.enabled()) step_positions_.insert(step_positions_.end(), feed.positions.ids.begin(), feed.positions.ids.end());
+  return Turn::Next::Feed;
+}
+
+void QwenVlTurn::fed(const Tensor& logits, const Tensor& hidden) {
+  logits_ = logits;
+  if (keep_hidden_) hidden_.push_back(hidden);
+}
+
+void QwenVlTurn::finish_text() {
   if (req_.max_new_tokens == 0 && !res_.has_image) res_.stop = StopReason::Length;
   trace_.stack("step_logits", step_logits_);
   // One [t, h, w] row per decode step (each step's axis-major positions of one token).

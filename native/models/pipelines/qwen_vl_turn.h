@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <set>
 #include <vector>
 
 #include "../../core/error.h"
@@ -72,10 +73,14 @@ class QwenVlTurn {
   // image-pad tokens (traces input_ids, pixel_values, vit_*). prefill() starts with it; a family
   // that feeds the prompt otherwise (BLIP3-o's drawing) calls it directly.
   Tensor embed_prompt();
-  // Chooses and feeds tokens until a stop. With `image_start` >= 0 and `draw` set, that token, when
-  // emitted (or forced by request.force_image), is emitted and `draw` runs; without `draw` it ends
-  // the text. Then records the traces and the profile.
-  void decode(Tensor logits, int image_start, const std::function<void()>& draw);
+  // The token loop, one token at a time (Turn's contract). begin_decode() takes the prefill's
+  // logits; with `image_start` >= 0 that token ends the text when emitted (or forced by
+  // request.force_image), and with `draws` advance() then returns Draw for the family to draw.
+  void begin_decode(Tensor logits, int image_start, bool draws);
+  Turn::Next advance(DecodeRow& feed);
+  void fed(const Tensor& logits, const Tensor& hidden);
+  // After the text (and any drawing): the stop reason of an empty budget, the traces, the profile.
+  void finish_text();
 
   // For a family's drawing, which continues the same sequence.
   void emit(int32_t token);
@@ -106,6 +111,12 @@ class QwenVlTurn {
   std::vector<Tensor> step_logits_;
   std::vector<int32_t> step_positions_;  // [steps, 3]
   std::vector<Tensor> hidden_;
+  Tensor logits_;  // [1, vocab]: what the next token is chosen from
+  std::set<int32_t> stops_;
+  int image_start_ = -1;
+  bool draws_ = false;
+  int generated_ = 0;
+  bool forced_ = false;  // the forced image-start token was emitted
 };
 
 }  // namespace vargpt

@@ -38,11 +38,10 @@ std::unique_ptr<Model> VargptV1::load(const std::string& dir, std::shared_ptr<Ba
   return m;
 }
 
-GenerateResult VargptV1::generate(const GenerateRequest& request) {
-  GenerateResult result;
-  Run run(*this, request, result);
-  run.execute();
-  return result;
+std::unique_ptr<Turn> VargptV1::start_turn(GenerateRequest request) {
+  auto run = std::make_unique<Run>(*this, std::move(request));
+  run->start();
+  return run;
 }
 
 Info VargptV1::info() const {

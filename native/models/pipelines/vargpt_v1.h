@@ -27,7 +27,8 @@ class VargptV1 final : public Model {
   Info info() const override;
   const VargptConfig& config() const { return config_; }
 
-  GenerateResult generate(const GenerateRequest& request) override;
+  std::unique_ptr<Turn> start_turn(GenerateRequest request) override;
+  DecoderLlm& text_decoder() override { return *llm_; }
 
   // Multi-scale VQ-VAE tokens of an image [channels, S, S] in [-1, 1] (img_to_idxBl).
   ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width,
@@ -37,7 +38,7 @@ class VargptV1 final : public Model {
 
  private:
   VargptV1() = default;
-  class Run;  // state of one generate() call (vargpt_v1_run.h)
+  class Run;  // one turn (vargpt_v1_run.h)
 
   std::shared_ptr<Backend> backend_;
   std::string device_;

@@ -87,11 +87,10 @@ QwenVlParts VargptV11::turn_parts() {
   return qwen_vl_parts(llm_.get(), vision_.get(), config_);
 }
 
-GenerateResult VargptV11::generate(const GenerateRequest& request) {
-  GenerateResult result;
-  Run run(*this, request, result);
-  run.execute();
-  return result;
+std::unique_ptr<Turn> VargptV11::start_turn(GenerateRequest request) {
+  auto run = std::make_unique<Run>(*this, std::move(request));
+  run->start();
+  return run;
 }
 
 namespace {

@@ -42,7 +42,8 @@ class VargptV11 final : public Model {
   const char* family() const override { return "vargpt-v1.1"; }
   const std::string& device() const override { return device_; }
   Info info() const override;
-  GenerateResult generate(const GenerateRequest& request) override;
+  std::unique_ptr<Turn> start_turn(GenerateRequest request) override;
+  DecoderLlm& text_decoder() override { return *llm_; }
   // The BSQ VAE as an image tokenizer: per scale h * w * d bits (0 / 1, bit j of token k at
   // k * d + j) of an image [C, H, W] in [-1, 1], and back to pixels.
   ImageTokens encode_image_tokens(const float* pixels, int64_t count, int height, int width,

@@ -17,11 +17,16 @@ void VargptV11::Run::validate() {
   if (r.has_image_options) check_image_options();
 }
 
-void VargptV11::Run::execute() {
+void VargptV11::Run::start() {
   validate();
   const Tensor logits = turn_.prefill();
-  const bool draws = req_.has_image_options;
-  turn_.decode(logits, m_.config_.gen.start, draws ? std::function<void()>([this] { draw_image(); }) : nullptr);
+  turn_.begin_decode(logits, m_.config_.gen.start, req_.has_image_options);
+}
+
+GenerateResult VargptV11::Run::finish() {
+  if (draws_) draw_image();
+  turn_.finish_text();
+  return std::move(res_);
 }
 
 }  // namespace vargpt

@@ -10,22 +10,31 @@
 
 namespace vargpt {
 
-class VargptV11::Run {
+class VargptV11::Run final : public Turn {
  public:
-  Run(VargptV11& model, const GenerateRequest& request, GenerateResult& result)
+  Run(VargptV11& model, GenerateRequest request)
       : m_(model),
         b_(*model.backend_),
-        req_(request),
-        res_(result),
+        req_(std::move(request)),
         // A turn that may draw keeps every hidden state: they become the cross-attention context.
-        turn_(b_, model.turn_parts(), request, result, request.has_image_options),
+        turn_(b_, model.turn_parts(), req_, res_, req_.has_image_options),
         trace_(turn_.trace()),
         prof_(turn_.profiler()),
         cache_(turn_.cache()),
         mrope_(turn_.mrope()),
         ctx_hidden_(turn_.hidden()) {}
 
-  void execute();
+  // Checks the request and runs the prefill: the first advance() chooses from its logits.
+  void start();
+  Next advance(DecodeRow& feed) override {
+    const Next next = turn_.advance(feed);
+    draws_ = draws_ || next == Next::Draw;
+    return next;
+  }
+  void fed(const Tensor& logits, const Tensor& hidden) override { turn_.fed(logits, hidden); }
+  GenerateResult finish() override;
+  GenerateRequest& request() override { return req_; }
+  Profiler& profiler() override { return prof_; }
 
  private:
   void validate();
@@ -39,9 +48,10 @@ class VargptV11::Run {
 
   VargptV11& m_;
   Backend& b_;
-  const GenerateRequest& req_;
-  GenerateResult& res_;
+  GenerateRequest req_;
+  GenerateResult res_;
   QwenVlTurn turn_;
+  bool draws_ = false;  // advance() emitted <|image_gen_start|>: finish() draws
   TraceSink& trace_;
   Profiler& prof_;
   KvCache& cache_;

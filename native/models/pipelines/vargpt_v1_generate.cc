@@ -1,7 +1,5 @@
 // One assistant turn: prompt embedding (with image features), prefill, and the token loop that
 // either stops on EOS / budget or hands over to the image branch on <|image_gen_start|>.
-#include <set>
-
 #include "../common/text_sampling.h"
 #include "vargpt_v1_run.h"
 
@@ -137,68 +135,75 @@ Tensor VargptV1::Run::step(int32_t token) {
   return m_.llm_->next_logits(token, Positions::sequential(cache_.length(), 1), cache_);
 }
 
-void VargptV1::Run::execute() {
+void VargptV1::Run::start() {
   const VargptConfig& c = m_.config_;
   validate();
   check_cancel();
   DecoderLlm& llm = *m_.llm_;
   history_ = req_.input_ids;
   const int64_t T = static_cast<int64_t>(req_.input_ids.size());
-
-  Tensor logits = b_.empty(DType::F32, {1, c.llm.vocab});
-  {
-    const Tensor embeds = embed_prompt();
-    check_cancel();
-    Profiler::Stage stage(prof_, "prefill");
-    Tensor hidden = b_.empty(DType::F32, {T, c.llm.hidden});
-    llm.forward(embeds, Positions::sequential(0, static_cast<int>(T)), &cache_, hidden);
-    llm.logits(hidden.slice(0, T - 1, T), logits);
-    if (trace_.enabled()) {
-      trace_.add("prefillEmbeds", embeds);
-      trace_.add("prefillHidden", hidden);
-      trace_.add("prefillLogits", logits.view({c.llm.vocab}));
-    }
+  logits_ = b_.empty(DType::F32, {1, c.llm.vocab});
+  const Tensor embeds = embed_prompt();
+  check_cancel();
+  Profiler::Stage stage(prof_, "prefill");
+  Tensor hidden = b_.empty(DType::F32, {T, c.llm.hidden});
+  llm.forward(embeds, Positions::sequential(0, static_cast<int>(T)), &cache_, hidden);
+  llm.logits(hidden.slice(0, T - 1, T), logits_);
+  if (trace_.enabled()) {
+    trace_.add("prefillEmbeds", embeds);
+    trace_.add("prefillHidden", hidden);
+    trace_.add("prefillLogits", logits_.view({c.llm.vocab}));
   }
+  stops_.insert(req_.stop_ids.begin(), req_.stop_ids.end());
+  if (!req_.ignore_eos) stops_.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
+}
 
-  std::set<int32_t> stops(req_.stop_ids.begin(), req_.stop_ids.end());
-  if (!req_.ignore_eos) stops.insert(c.tokens.eos_all.begin(), c.tokens.eos_all.end());
-  int generated = 0;
-  for (;;) {
-    check_cancel();
-    const bool forced = req_.force_image && generated == 0;
-    if (!forced && generated >= req_.max_new_tokens) {
-      res_.stop = StopReason::Length;
-      break;
-    }
-    int32_t token;
-    if (forced) {
-      token = c.tokens.image_gen_start;
-    } else {
-      Profiler::Stage stage(prof_, "sampleText");
-      token = choose_text_token(b_, logits, req_, history_, generated, c.llm.vocab);
-      if (trace_.enabled()) step_logits_.push_back(logits.view({c.llm.vocab}));
-    }
-    emit(token);
-    ++generated;
-    if (c.has_image_gen && token == c.tokens.image_gen_start) {
-      draw_image();
-      res_.stop = StopReason::Image;
-      break;
-    }
-    if (stops.count(token)) {
-      res_.stop = StopReason::Eos;
-      break;
-    }
-    if (generated >= req_.max_new_tokens || cache_.length() >= c.llm.max_positions) {
-      res_.stop = StopReason::Length;
-      break;
-    }
-    Profiler::Stage stage(prof_, "decode");
-    logits = step(token);
-    prof_.count("decodeTokens", 1);
+Turn::Next VargptV1::Run::advance(DecodeRow& feed) {
+  const VargptConfig& c = m_.config_;
+  check_cancel();
+  const bool forced = req_.force_image && generated_ == 0;
+  if (!forced && generated_ >= req_.max_new_tokens) {
+    res_.stop = StopReason::Length;
+    return Next::Done;
+  }
+  int32_t token;
+  if (forced) {
+    token = c.tokens.image_gen_start;
+  } else {
+    Profiler::Stage stage(prof_, "sampleText");
+    token = choose_text_token(b_, logits_, req_, history_, generated_, c.llm.vocab);
+    if (trace_.enabled()) step_logits_.push_back(logits_.view({c.llm.vocab}));
+  }
+  emit(token);
+  ++generated_;
+  if (c.has_image_gen && token == c.tokens.image_gen_start) {
+    draws_ = true;
+    return Next::Draw;
+  }
+  if (stops_.count(token)) {
+    res_.stop = StopReason::Eos;
+    return Next::Done;
+  }
+  if (generated_ >= req_.max_new_tokens || cache_.length() >= c.llm.max_positions) {
+    res_.stop = StopReason::Length;
+    return Next::Done;
+  }
+  feed.token = token;
+  feed.positions = Positions::sequential(cache_.length(), 1);
+  feed.cache = &cache_;
+  return Next::Feed;
+}
+
+void VargptV1::Run::fed(const Tensor& logits, const Tensor&) { logits_ = logits; }
+
+GenerateResult VargptV1::Run::finish() {
+  if (draws_) {
+    draw_image();
+    res_.stop = StopReason::Image;
   }
   trace_.stack("stepLogits", step_logits_);
   res_.profile = prof_.results();
+  return std::move(res_);
 }
 
 }  // namespace vargpt

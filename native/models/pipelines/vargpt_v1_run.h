@@ -2,11 +2,13 @@
 // (vargpt_v1_generate.cc) and the image branch (vargpt_v1_image.cc).
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
 #include "../../core/error.h"
 #include "../common/trace.h"
+#include "../llm/decoder.h"
 #include "vargpt_v1.h"
 
 namespace vargpt {
@@ -23,18 +25,23 @@ struct VarSampling {
   const std::vector<Tensor>* replay_noise = nullptr;
 };
 
-class VargptV1::Run {
+class VargptV1::Run final : public Turn {
  public:
-  Run(VargptV1& model, const GenerateRequest& request, GenerateResult& result)
+  Run(VargptV1& model, GenerateRequest request)
       : m_(model),
         b_(*model.backend_),
-        req_(request),
-        res_(result),
-        trace_(b_, request.trace ? &result.trace : nullptr),
-        prof_(b_, request.profile),
-        cache_(model.llm_->new_cache(request.kv_dtype)) {}
+        req_(std::move(request)),
+        trace_(b_, req_.trace ? &res_.trace : nullptr),
+        prof_(b_, req_.profile),
+        cache_(model.llm_->new_cache(req_.kv_dtype)) {}
 
-  void execute();
+  // Checks the request and runs the prefill: the first advance() chooses from its logits.
+  void start();
+  Next advance(DecodeRow& feed) override;
+  void fed(const Tensor& logits, const Tensor& hidden) override;
+  GenerateResult finish() override;
+  GenerateRequest& request() override { return req_; }
+  Profiler& profiler() override { return prof_; }
 
  private:
   void validate();
@@ -50,14 +57,18 @@ class VargptV1::Run {
 
   VargptV1& m_;
   Backend& b_;
-  const GenerateRequest& req_;
-  GenerateResult& res_;
+  GenerateRequest req_;
+  GenerateResult res_;
   TraceSink trace_;
   Profiler prof_;
   KvCache cache_;                 // this turn's sequence
   VarSampling image_;             // validated image options
   std::vector<int32_t> history_;  // prompt + generated ids (repetition penalty)
   std::vector<Tensor> step_logits_;
+  Tensor logits_;          // [1, vocab]: what the next token is chosen from
+  std::set<int32_t> stops_;
+  int generated_ = 0;
+  bool draws_ = false;     // advance() emitted <|image_gen_start|>: finish() draws
 };
 
 }  // namespace vargpt
