@@ -57,8 +57,8 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
 }
 
 // Image progress: step k of K of the family's drawing stage (VARGPT v1: scales).
-export function drawingBar(enabled: boolean): Progress {
-  return progressBar('drawing', 1, { enabled, unit: '{stage}s', payload: { stage: 'step' } });
+export function drawingBar(enabled: boolean, steps = 1, stage = 'step'): Progress {
+  return progressBar('drawing', steps, { enabled, unit: '{stage}s', payload: { stage } });
 }
 
 export interface GenerateCommandOptions extends GlobalOptions {

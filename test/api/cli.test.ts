@@ -185,6 +185,26 @@ describe('vargpt CLI', () => {
     expect(existsSync(saved![1]!)).toBe(true);
   });
 
+  it('chat --json: one JSON object per turn on stdout (text, stopReason, image path), notices on stderr', () => {
+    const input = ['hello', '/reset', '/draw a red fox', '/exit'].join('\n');
+    const r = cli(['chat', '--model', fixtureModel, '--max-new-tokens', '4', '--out-dir', work, '--json'], {}, input);
+    expect(r.code, r.stderr).toBe(0);
+    const turns = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { text: string; stopReason: string; image: string | null; images: string[] });
+    expect(turns).toHaveLength(2);
+    expect(turns[0]).toMatchObject({ image: null, images: [] });
+    expect(typeof turns[0]!.text).toBe('string');
+    expect(turns[0]!.stopReason).toMatch(/^(length|eos)$/);
+    expect(turns[1]!.stopReason).toBe('image');
+    expect(turns[1]!.images).toEqual([turns[1]!.image]);
+    expect(existsSync(turns[1]!.image!)).toBe(true);
+    expect(r.stderr).toContain('(new conversation)');
+  });
+
+  it('chat --help lists the chat commands, /draw included', () => {
+    const help = cli(['chat', '--help']).stdout;
+    for (const c of ['/draw <text>', '/image <path>', '/reset', '/exit', '--json']) expect(help).toContain(c);
+  });
+
   it('examples/quickstart.mjs (the README tour) runs', () => {
     const r = spawnSync(process.execPath, [path.join(repoRoot, 'examples/quickstart.mjs'), path.join(work, 'example')], { encoding: 'utf8', timeout: 300_000 });
     expect(r.stderr).not.toMatch(/Error/);
