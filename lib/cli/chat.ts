@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { isAbortError } from '../errors.js';
 import type { ChatMessage, ContentPart } from '../types.js';
 import type { Io, TextCommandOptions } from './commands.js';
-import { drawingBar, openModel } from './commands.js';
+import { checkWritableFolder, drawingBar, openModel } from './commands.js';
 import type { Progress } from './progress.js';
 
 export interface ChatCommandOptions extends TextCommandOptions {
@@ -40,8 +40,9 @@ export interface ChatTurnJson {
 }
 
 export async function chatCommand(options: ChatCommandOptions, io: Io, input: NodeJS.ReadableStream = process.stdin): Promise<void> {
-  await using model = await openModel(options, io);
   const outDir = path.resolve(options.outDir ?? '.');
+  await checkWritableFolder(outDir, `--out-dir ${options.outDir ?? '.'}`);
+  await using model = await openModel(options, io);
   const interactive = (input as { isTTY?: boolean }).isTTY === true;
   const json = options.json === true;
   // Replies, and with --json the JSON lines, go to stdout; notices to stderr when stdout is data.
