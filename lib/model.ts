@@ -12,7 +12,7 @@ import type { ImageLimits } from './image.js';
 import { DEFAULT_IMAGE_LIMITS, GeneratedImage, decodeImage, vqvaePixels } from './image.js';
 import type { NativeAddon, NativeImage, NativeModel } from './native.js';
 import { native } from './native.js';
-import type { ChatOptions, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
+import type { ChatOptions, Covers, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
 import { checkCallbacks, checkOptionKeys, describeValue, OPTION_SPECS, optionSpec } from './options.js';
 import { CallQueue } from './queue.js';
 import { Tensor } from './tensor.js';
@@ -60,11 +60,13 @@ export interface DecodeImageTokenOptions extends ImageTokenOptions {
 
 // The option names of loadModel and the image-token calls (misspelled ones are rejected).
 const IMAGE_LIMIT_KEYS = ['maxPixels', 'maxBytes'] as const satisfies readonly (keyof ImageLimits)[];
-const LOAD_SPEC = optionSpec(['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache'] as const satisfies readonly (keyof LoadModelOptions)[], {
-  imageLimits: optionSpec(IMAGE_LIMIT_KEYS),
-});
+const LOAD_KEYS = ['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache'] as const satisfies readonly (keyof LoadModelOptions)[];
+const DECODE_TOKEN_KEYS = ['signal', 'scales', 'trace'] as const satisfies readonly (keyof DecodeImageTokenOptions)[];
+const covered: [Covers<ImageLimits, typeof IMAGE_LIMIT_KEYS>, Covers<LoadModelOptions, typeof LOAD_KEYS>, Covers<DecodeImageTokenOptions, typeof DECODE_TOKEN_KEYS>] = [true, true, true];
+void covered;
+const LOAD_SPEC = optionSpec(LOAD_KEYS, { imageLimits: optionSpec(IMAGE_LIMIT_KEYS) });
 const IMAGE_TOKEN_SPEC = optionSpec(['signal', 'scales'] as const satisfies readonly (keyof ImageTokenOptions)[]);
-const DECODE_TOKEN_SPEC = optionSpec(['signal', 'scales', 'trace'] as const satisfies readonly (keyof DecodeImageTokenOptions)[]);
+const DECODE_TOKEN_SPEC = optionSpec(DECODE_TOKEN_KEYS);
 
 export type StopReason = 'eos' | 'length' | 'image';
 

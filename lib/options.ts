@@ -337,7 +337,8 @@ const GENERATE_KEYS = [...CALL_KEYS, ...IMAGE_SAMPLING_KEYS, 'onImageProgress'] 
 const EDIT_KEYS = [...GENERATE_KEYS, 'preShrink'] as const satisfies readonly (keyof EditImageOptions)[];
 const REPLAY_KEYS = ['indices', 'noise', 'bits', 'flow.noise', 'neg.flow.noise', 'unet.noise'] as const satisfies readonly (keyof ImageReplay)[];
 
-type Covers<T, K extends readonly PropertyKey[]> = [Exclude<keyof T, K[number]>] extends [never] ? true : Exclude<keyof T, K[number]>;
+// true when K lists every key of T; otherwise the missing keys (a type error where true is assigned).
+export type Covers<T, K extends readonly PropertyKey[]> = [Exclude<keyof T, K[number]>] extends [never] ? true : Exclude<keyof T, K[number]>;
 const covered: [
   Covers<TextOptions, typeof TEXT_KEYS>,
   Covers<ChatOptions, typeof CHAT_KEYS>,
