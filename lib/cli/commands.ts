@@ -43,7 +43,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
     dir = made.dir;
     io.err(`vargpt: no --model given; using the built-in tiny random-weight model (output is noise)${made.created ? ', just created' : ''} at ${dir}\n`);
   }
-  const bar = progressBar('loading', 1, { enabled: !options.json, unit: 'bytes' });
+  const bar = progressBar('loading', 1, { enabled: !options.json, bytes: true });
   try {
     return await loadModel(dir, {
       device: options.device ?? 'auto',
@@ -283,7 +283,7 @@ export interface SynthCommandOptions {
 export async function synthCommand(options: SynthCommandOptions, io: Io): Promise<void> {
   const family = options.family ?? 'vargpt-v1';
   if (family !== 'vargpt-v1' && options.varDepth !== undefined) throw new InputError(`--var-depth applies to --family vargpt-v1 only, not ${family}`);
-  const bar = progressBar('writing', 1, { enabled: !options.json, unit: 'bytes' });
+  const bar = progressBar('writing', 1, { enabled: !options.json, bytes: true });
   const t0 = performance.now();
   const dtype = options.dtype ?? FAMILY_DEFAULT_DTYPE[family];
   const common = {

@@ -9,16 +9,24 @@ export interface Progress {
 
 const NONE: Progress = { update() {}, stop() {} };
 
+// The bar's numbers: with `bytes`, the value and the total in KiB, MiB or GiB.
+export function formatBarValue(value: number | string, type: string, bytes: boolean): string {
+  return bytes && (type === 'value' || type === 'total') ? formatBytes(Number(value)) : String(value);
+}
+
 // `unit` and `extra` may name payload fields ({stage}); `payload` gives their first values.
+// `bytes`: value and total are byte counts, shown in KiB, MiB or GiB.
 export function progressBar(
   label: string,
   total: number,
-  options: { enabled: boolean; unit?: string; extra?: string; payload?: Record<string, string | number> },
+  options: { enabled: boolean; unit?: string; extra?: string; bytes?: boolean; payload?: Record<string, string | number> },
 ): Progress {
   if (!options.enabled || !process.stderr.isTTY) return NONE;
+  const bytes = options.bytes === true;
   const bar = new cliProgress.SingleBar(
     {
-      format: `${label} [{bar}] {value}/{total} ${options.unit ?? ''}${options.extra ?? ''}`,
+      format: `${label} [{bar}] {value}/{total} ${options.unit ?? ''}${options.extra ?? ''}`.trimEnd(),
+      formatValue: (value: number | string, _options: unknown, type: string) => formatBarValue(value, type, bytes),
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: true,
@@ -42,6 +50,7 @@ export function progressBar(
 }
 
 export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
   return `${(n / 1024).toFixed(0)} KiB`;
