@@ -34,17 +34,23 @@ export function progressBar(
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0, options.payload ?? {});
-  let stopped = false;
+  // The bar appears with the first update, when the total is known: nothing is drawn (and so
+  // nothing cleared) for work that reports no progress.
+  let state: 'waiting' | 'running' | 'stopped' = 'waiting';
   return {
     update(value, newTotal, payload) {
-      if (stopped) return;
+      if (state === 'stopped') return;
+      if (state === 'waiting') {
+        bar.start(newTotal ?? total, value, { ...options.payload, ...payload });
+        state = 'running';
+        return;
+      }
       if (newTotal !== undefined) bar.setTotal(newTotal);
       bar.update(value, payload ?? {});
     },
     stop() {
-      if (!stopped) bar.stop();
-      stopped = true;
+      if (state === 'running') bar.stop();
+      state = 'stopped';
     },
   };
 }
