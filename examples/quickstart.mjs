@@ -1,13 +1,16 @@
 // Runnable tour of the API on a tiny random-weight model (the output is noise; point loadModel at
 // a real VARGPT v1 checkpoint folder for real answers).
 //   npm run build && node examples/quickstart.mjs [work-dir]
-import { mkdtemp } from 'node:fs/promises';
+// Without a work-dir it works in a temporary folder and removes it at the end; with one, the files
+// (the tiny model, butterfly.png) stay there.
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { loadModel, synthesize } from '../dist/index.js';
 
-const work = process.argv[2] ?? (await mkdtemp(path.join(tmpdir(), 'vargpt-example-')));
+const keep = process.argv[2] !== undefined;
+const work = keep ? process.argv[2] : await mkdtemp(path.join(tmpdir(), 'vargpt-example-'));
 const dir = path.join(work, 'tiny-model');
 await synthesize({ preset: 'tiny', out: dir, seed: 0 });
 
@@ -53,4 +56,8 @@ try {
   console.log('VQ-VAE ->', indices.map((a) => a.length).join(','), `${decoded.width}x${decoded.height}`);
 } finally {
   await model.dispose();
+  if (!keep) {
+    await rm(work, { recursive: true, force: true });
+    console.log(`(removed ${work}; pass a folder to keep the files)`);
+  }
 }

@@ -2,7 +2,7 @@
 // the file and key at fault, the CLIP image processor files that LLaVA-style families share, and
 // the chat template. What config.json means is the family's business (lib/families/). Only the
 // fields the TypeScript layer needs are checked; sizes the runtime needs come from the tensors.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { CheckpointError } from './errors.js';
@@ -213,8 +213,31 @@ export const CHECKPOINT_FILES = {
   generationConfig: 'generation_config.json',
 } as const;
 
-export function readModelConfigJson(dir: string): Promise<JsonObject> {
-  return readJsonFile(path.join(dir, CHECKPOINT_FILES.config), 'model config');
+// config.json is the first file read: when it is not there, say whether the folder itself is
+// missing, not a folder, or empty, rather than name a file a missing folder cannot hold.
+export async function readModelConfigJson(dir: string): Promise<JsonObject> {
+  try {
+    return await readJsonFile(path.join(dir, CHECKPOINT_FILES.config), 'model config');
+  } catch (error) {
+    const problem = await folderProblem(dir);
+    if (problem) throw new CheckpointError(problem, { cause: error });
+    throw error;
+  }
+}
+
+const CHECKPOINT_LAYOUT = 'a checkpoint folder holds config.json, *.safetensors and the tokenizer files';
+
+async function folderProblem(dir: string): Promise<string | null> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `model folder ${dir} does not exist (${CHECKPOINT_LAYOUT})`;
+    if (code === 'ENOTDIR') return `${dir} is a file, not a model folder (${CHECKPOINT_LAYOUT})`;
+    return null;
+  }
+  return entries.length === 0 ? `model folder ${dir} is empty (${CHECKPOINT_LAYOUT})` : null;
 }
 
 // `config`: config.json when the caller has read it already.

@@ -1,3 +1,5 @@
+import path from 'node:path';
+
 // Error types the public API throws. Plain `Error` subclasses with a stable `name`, so callers can
 // branch on `err.name` without importing the classes (the convention AbortSignal users expect).
 
@@ -22,6 +24,16 @@ export class InputError extends TypeError {
 // Thrown when a checkpoint folder is missing a file or a file does not hold what VARGPT v1 needs.
 export class CheckpointError extends Error {
   override readonly name = 'CheckpointError';
+}
+
+// A native failure while loading whose message starts with the path of a file in the checkpoint
+// folder (a truncated or corrupt safetensors file, a shard index that does not match its shards)
+// is a CheckpointError; anything else (a device error, say) is returned as it is.
+export function checkpointErrorFrom(error: unknown, dir: string): unknown {
+  if (!(error instanceof Error) || error.constructor !== Error) return error;
+  const prefixes = [path.join(dir, path.sep), path.join(path.resolve(dir), path.sep)];
+  if (!prefixes.some((p) => error.message.startsWith(p))) return error;
+  return new CheckpointError(error.message, { cause: error });
 }
 
 export function isAbortError(error: unknown): boolean {

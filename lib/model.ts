@@ -4,7 +4,7 @@
 // way for every family: the tokenizer, image I/O, text streaming, queueing, cancellation and
 // disposal. The native model receives only checked, plain values.
 import type { ChatTemplate } from './chat-template.js';
-import { DisposedError, InputError, abortErrorFrom, throwIfAborted } from './errors.js';
+import { DisposedError, InputError, abortErrorFrom, checkpointErrorFrom, throwIfAborted } from './errors.js';
 import type { CallPlan, FamilyModel, ReadImage, SamplingDefaults } from './families/types.js';
 import type { ImageProgress, ModelInfo } from './families/registry.js';
 import { openCheckpoint } from './families/registry.js';
@@ -12,8 +12,8 @@ import type { ImageLimits } from './image.js';
 import { DEFAULT_IMAGE_LIMITS, GeneratedImage, decodeImage, vqvaePixels } from './image.js';
 import type { NativeAddon, NativeImage, NativeModel } from './native.js';
 import { native } from './native.js';
-import type { ChatOptions, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
-import { checkCallbacks } from './options.js';
+import type { ChatOptions, Covers, EditImageOptions, GenerateImageOptions, ScaleSchedule, TextOptions } from './options.js';
+import { checkCallbacks, checkOptionKeys, describeValue, OPTION_SPECS, optionSpec } from './options.js';
 import { CallQueue, MAX_BATCH } from './queue.js';
 import { Tensor } from './tensor.js';
 import { ChatStream } from './stream.js';
@@ -64,6 +64,16 @@ export interface DecodeImageTokenOptions extends ImageTokenOptions {
   trace?: boolean;
 }
 
+// The option names of loadModel and the image-token calls (misspelled ones are rejected).
+const IMAGE_LIMIT_KEYS = ['maxPixels', 'maxBytes'] as const satisfies readonly (keyof ImageLimits)[];
+const LOAD_KEYS = ['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache', 'maxBatch'] as const satisfies readonly (keyof LoadModelOptions)[];
+const DECODE_TOKEN_KEYS = ['signal', 'scales', 'trace'] as const satisfies readonly (keyof DecodeImageTokenOptions)[];
+const covered: [Covers<ImageLimits, typeof IMAGE_LIMIT_KEYS>, Covers<LoadModelOptions, typeof LOAD_KEYS>, Covers<DecodeImageTokenOptions, typeof DECODE_TOKEN_KEYS>] = [true, true, true];
+void covered;
+const LOAD_SPEC = optionSpec(LOAD_KEYS, { imageLimits: optionSpec(IMAGE_LIMIT_KEYS) });
+const IMAGE_TOKEN_SPEC = optionSpec(['signal', 'scales'] as const satisfies readonly (keyof ImageTokenOptions)[]);
+const DECODE_TOKEN_SPEC = optionSpec(DECODE_TOKEN_KEYS);
+
 export type StopReason = 'eos' | 'length' | 'image';
 
 export interface ChatReply {
@@ -109,7 +119,7 @@ function resolveDevice(addon: Pick<NativeAddon, 'devices'>, device: unknown): st
     }
     return `cuda:${index}`;
   }
-  throw new InputError(`device must be "auto", "cpu", "cuda" or "cuda:N", got ${JSON.stringify(device)}`);
+  throw new InputError(`device must be "auto", "cpu", "cuda" or "cuda:N", got ${describeValue(device)}`);
 }
 
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<VargptModel> {
@@ -124,6 +134,7 @@ export async function loadModelWith(
 ): Promise<VargptModel> {
   if (typeof dir !== 'string' || dir.length === 0) throw new InputError('loadModel(dir): dir must be the path of a checkpoint folder');
   if (typeof options !== 'object' || options === null) throw new InputError('loadModel: options must be an object');
+  checkOptionKeys(options, 'loadModel options', LOAD_SPEC);
   checkCallbacks(options as Record<string, unknown>, 'loadModel options', ['onLoadProgress']);
   const { signal, onLoadProgress } = options;
   throwIfAborted(signal, 'loadModel');
@@ -132,10 +143,10 @@ export async function loadModelWith(
   }
   const device = resolveDevice(addon, options.device);
   const kvCache = options.kvCache ?? 'f32';
-  if (kvCache !== 'f32' && kvCache !== 'bf16') throw new InputError(`loadModel options.kvCache must be "f32" or "bf16", got ${JSON.stringify(options.kvCache)}`);
+  if (kvCache !== 'f32' && kvCache !== 'bf16') throw new InputError(`loadModel options.kvCache must be "f32" or "bf16", got ${describeValue(options.kvCache)}`);
   const maxBatch = options.maxBatch ?? MAX_BATCH;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH) {
-    throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${JSON.stringify(options.maxBatch)}`);
+  if (typeof maxBatch !== 'number' || !Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH) {
+    throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${describeValue(options.maxBatch)}`);
   }
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
@@ -153,7 +164,7 @@ export async function loadModelWith(
     });
   } catch (error) {
     if (signal?.aborted) throw abortErrorFrom(signal, 'loadModel');
-    throw error;
+    throw checkpointErrorFrom(error, dir);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
@@ -312,6 +323,7 @@ export class VargptModel {
   }
 
   private chatArgs(what: string, messages: readonly ChatMessage[], options: ChatOptions | undefined): GenerateArgs {
+    checkOptionKeys(options, `${what} options`, what === 'ask' ? OPTION_SPECS.ask : OPTION_SPECS.chat);
     const plan = this.adapter.planChat(what, messages, options);
     return { what, plan, signal: options?.signal, onToken: options?.onToken, onStart: options?.onStart, onImageProgress: options?.onImageProgress };
   }
@@ -358,6 +370,7 @@ export class VargptModel {
   async generateImage(prompt: string, options?: GenerateImageOptions): Promise<ImageReply> {
     this.checkUsable('generateImage');
     if (typeof prompt !== 'string' || prompt.trim().length === 0) throw new InputError('generateImage: prompt must be a non-empty string');
+    checkOptionKeys(options, 'generateImage options', OPTION_SPECS.generateImage);
     const plan = this.adapter.planImage('generateImage', [{ role: 'user', content: prompt }], options);
     return this.drawn('generateImage', plan, options);
   }
@@ -369,6 +382,7 @@ export class VargptModel {
     this.checkUsable('editImage');
     if (image === undefined || image === null) throw new InputError('editImage: image is missing');
     if (typeof instruction !== 'string' || instruction.trim().length === 0) throw new InputError('editImage: instruction must be a non-empty string');
+    checkOptionKeys(options, 'editImage options', OPTION_SPECS.editImage);
     const plan = this.adapter.planEdit('editImage', image, instruction, options);
     return this.drawn('editImage', plan, options);
   }
@@ -380,6 +394,7 @@ export class VargptModel {
     this.checkUsable('reconstructImage');
     if (image === undefined || image === null) throw new InputError('reconstructImage: image is missing');
     if (!this.adapter.planReconstruct) throw new InputError(`reconstructImage: ${this.info.family} has no reconstruction prompt`);
+    checkOptionKeys(options, 'reconstructImage options', OPTION_SPECS.generateImage);
     const plan = this.adapter.planReconstruct('reconstructImage', image, options);
     return this.drawn('reconstructImage', plan, options);
   }
@@ -398,6 +413,7 @@ export class VargptModel {
   // schedule's last grid times the VAE's downsampling (512x512 by default). Pixels map to [-1, 1].
   async encodeImageTokens(image: ImageInput, options: ImageTokenOptions = {}): Promise<Int32Array[]> {
     this.checkUsable('encodeImageTokens');
+    checkOptionKeys(options, 'encodeImageTokens options', IMAGE_TOKEN_SPEC);
     const input = this.adapter.imageTokens('encodeImageTokens', tokenOptions(options, 'encodeImageTokens')).encoderInput();
     const preparing = this.readImage(image, 'encodeImageTokens: image').then((rgb) => vqvaePixels(rgb, input.width, input.height));
     return this.queue.run(
@@ -411,6 +427,7 @@ export class VargptModel {
   // The image of a full token list (as encodeImageTokens returns; options.scales as given there).
   async decodeImageTokens(tokens: ArrayLike<number>[], options: DecodeImageTokenOptions = {}): Promise<GeneratedImage & { trace?: Record<string, Tensor> }> {
     this.checkUsable('decodeImageTokens');
+    checkOptionKeys(options, 'decodeImageTokens options', DECODE_TOKEN_SPEC);
     const o = tokenOptions(options, 'decodeImageTokens');
     if (o['trace'] !== undefined && typeof o['trace'] !== 'boolean') throw new InputError('decodeImageTokens options.trace must be true or false');
     const checked = this.adapter.imageTokens('decodeImageTokens', o).checkTokens(tokens, 'decodeImageTokens: tokens');

@@ -185,7 +185,7 @@ export function imageRules(codebook: number): { readonly [K in keyof ImageDefaul
 export function num(o: Record<string, unknown>, key: string, what: string, fallback: number, { check, rule }: Rule): number {
   const v = o[key];
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw new InputError(`${what}.${key} must be ${rule}, got ${JSON.stringify(v) ?? String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || !check(v)) throw new InputError(`${what}.${key} must be ${rule}, got ${describeValue(v)}`);
   return v;
 }
 
@@ -303,4 +303,108 @@ export function resolveImage(value: unknown, what: string, shape: ImageShape | n
     };
   }
   return out;
+}
+
+// A value as a message shows it: numbers as JavaScript writes them (NaN, Infinity, -Infinity,
+// which JSON.stringify would turn into null), strings quoted, other values as JSON or their type.
+export function describeValue(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'symbol') return value.toString();
+  if (Array.isArray(value) && value.length <= 16) return `[${value.map(describeValue).join(', ')}]`;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    json = undefined;
+  }
+  if (json === undefined) return typeof value;
+  return json.length > 80 ? `${json.slice(0, 77)}...` : json;
+}
+
+// The option names of each call, checked against the option types at compile time (a name the
+// type has and the list lacks is a type error below), so a misspelled option is an error rather
+// than silently ignored.
+const CALL_KEYS = ['signal', 'seed', 'trace', 'profile'] as const satisfies readonly (keyof CallOptions)[];
+const TEXT_KEYS = [...CALL_KEYS, 'maxNewTokens', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'onToken', 'onStart'] as const satisfies readonly (keyof TextOptions)[];
+const CHAT_KEYS = [...TEXT_KEYS, 'image', 'forceImage', 'onImageProgress'] as const satisfies readonly (keyof ChatOptions)[];
+const IMAGE_SAMPLING_KEYS = [
+  'cfg', 'topK', 'topP', 'tau', 'scales', 'steps', 'guidance', 'width', 'height',
+  'flowSteps', 'flowGuidance', 'flowShift', 'grid', 'maskLastQuery', 'replay',
+] as const satisfies readonly (keyof ImageSamplingOptions)[];
+const GENERATE_KEYS = [...CALL_KEYS, ...IMAGE_SAMPLING_KEYS, 'onImageProgress'] as const satisfies readonly (keyof GenerateImageOptions)[];
+const EDIT_KEYS = [...GENERATE_KEYS, 'preShrink'] as const satisfies readonly (keyof EditImageOptions)[];
+const REPLAY_KEYS = ['indices', 'noise', 'bits', 'flow.noise', 'neg.flow.noise', 'unet.noise'] as const satisfies readonly (keyof ImageReplay)[];
+
+// true when K lists every key of T; otherwise the missing keys (a type error where true is assigned).
+export type Covers<T, K extends readonly PropertyKey[]> = [Exclude<keyof T, K[number]>] extends [never] ? true : Exclude<keyof T, K[number]>;
+const covered: [
+  Covers<TextOptions, typeof TEXT_KEYS>,
+  Covers<ChatOptions, typeof CHAT_KEYS>,
+  Covers<ImageSamplingOptions, typeof IMAGE_SAMPLING_KEYS>,
+  Covers<GenerateImageOptions, typeof GENERATE_KEYS>,
+  Covers<EditImageOptions, typeof EDIT_KEYS>,
+  Covers<ImageReplay, typeof REPLAY_KEYS>,
+] = [true, true, true, true, true, true];
+void covered;
+
+// Known keys of an options object; a key mapped to a nested spec is an object checked in turn.
+export interface OptionSpec {
+  readonly [key: string]: OptionSpec | null;
+}
+
+export function optionSpec(keys: readonly string[], nested: { readonly [key: string]: OptionSpec } = {}): OptionSpec {
+  return Object.fromEntries(keys.map((k) => [k, nested[k] ?? null]));
+}
+
+const REPLAY_SPEC = optionSpec(REPLAY_KEYS);
+const IMAGE_SPEC = optionSpec(IMAGE_SAMPLING_KEYS, { replay: REPLAY_SPEC });
+
+export const OPTION_SPECS = {
+  ask: optionSpec(TEXT_KEYS),
+  chat: optionSpec(CHAT_KEYS, { image: IMAGE_SPEC }),
+  generateImage: optionSpec(GENERATE_KEYS, { replay: REPLAY_SPEC }),
+  editImage: optionSpec(EDIT_KEYS, { replay: REPLAY_SPEC }),
+} as const;
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
+}
+
+// The known name closest to `key` (case and underscores ignored, so max_new_tokens finds
+// maxNewTokens), or null when none is near enough to be a likely misspelling.
+export function closestName(key: string, known: readonly string[]): string | null {
+  const norm = (s: string) => s.toLowerCase().replaceAll('_', '').replaceAll('-', '');
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const name of known) {
+    const d = editDistance(norm(key), norm(name));
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best !== null && bestDistance <= Math.max(2, Math.floor(Math.max(key.length, best.length) / 3)) ? best : null;
+}
+
+// Rejects an option the call does not know (`what` names the options object: "chat options").
+// Keys whose value is undefined are passed over, as everywhere else in the options.
+export function checkOptionKeys(value: unknown, what: string, spec: OptionSpec): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return; // the resolvers report the type
+  const known = Object.keys(spec);
+  for (const [key, v] of Object.entries(value)) {
+    if (v === undefined) continue;
+    if (!Object.hasOwn(spec, key)) {
+      const near = closestName(key, known);
+      throw new InputError(`${what}.${key}: unknown option; ${near ? `did you mean ${near}?` : `the options are ${known.join(', ')}`}`);
+    }
+    const nested = spec[key];
+    if (nested) checkOptionKeys(v, `${what}.${key}`, nested);
+  }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run prebuild: a Node-API prebuild for this platform in prebuilds/<platform>-<arch>/, which
+// npm run prebuildify (and prepack): a Node-API prebuild for this platform in prebuilds/<platform>-<arch>/, which
 // node-gyp-build loads before trying to compile. Built against the running Node's headers.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

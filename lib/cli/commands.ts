@@ -1,7 +1,7 @@
 // The one-shot CLI commands: generate, ask, info, synth. Each writes its answer (or, with --json,
 // one JSON document) to stdout and everything else -- progress, notices -- to stderr.
-import { readFileSync } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { constants as fsConstants, readFileSync } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,7 +43,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
     dir = made.dir;
     io.err(`vargpt: no --model given; using the built-in tiny random-weight model (output is noise)${made.created ? ', just created' : ''} at ${dir}\n`);
   }
-  const bar = progressBar('loading', 1, { enabled: !options.json, unit: 'bytes' });
+  const bar = progressBar('loading', 1, { enabled: !options.json, bytes: true });
   try {
     return await loadModel(dir, {
       device: options.device ?? 'auto',
@@ -57,8 +57,8 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
 }
 
 // Image progress: step k of K of the family's drawing stage (VARGPT v1: scales).
-export function drawingBar(enabled: boolean): Progress {
-  return progressBar('drawing', 1, { enabled, unit: '{stage}s', payload: { stage: 'step' } });
+export function drawingBar(enabled: boolean, steps = 1, stage = 'step'): Progress {
+  return progressBar('drawing', steps, { enabled, unit: '{stage}s', payload: { stage } });
 }
 
 export interface GenerateCommandOptions extends GlobalOptions {
@@ -115,8 +115,23 @@ export async function reconstructCommand(image: string, options: GenerateCommand
   await drawCommand(options, io, (model, draw) => model.reconstructImage(image, draw));
 }
 
+// Checks that files can be written into `dir` before any work starts, so a typo in -o or
+// --out-dir fails at once rather than after the model has drawn.
+export async function checkWritableFolder(dir: string, what: string): Promise<void> {
+  const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new InputError(`${what}: ${error.code === 'ENOENT' ? `the folder ${dir} does not exist` : `cannot use the folder ${dir}: ${error.message}`}`);
+  });
+  if (!info.isDirectory()) throw new InputError(`${what}: ${dir} is not a folder`);
+  await access(dir, fsConstants.W_OK).catch(() => {
+    throw new InputError(`${what}: the folder ${dir} is not writable`);
+  });
+}
+
 async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model: VargptModel, draw: GenerateImageOptions) => Promise<ImageReply>): Promise<void> {
-  if (options.output) formatFromPath(options.output);
+  if (options.output) {
+    formatFromPath(options.output);
+    await checkWritableFolder(path.dirname(path.resolve(options.output)), `-o ${options.output}`);
+  }
   await using model = await openModel(options, io);
   const bar = drawingBar(!options.json);
   const t0 = performance.now();
@@ -268,7 +283,7 @@ export interface SynthCommandOptions {
 export async function synthCommand(options: SynthCommandOptions, io: Io): Promise<void> {
   const family = options.family ?? 'vargpt-v1';
   if (family !== 'vargpt-v1' && options.varDepth !== undefined) throw new InputError(`--var-depth applies to --family vargpt-v1 only, not ${family}`);
-  const bar = progressBar('writing', 1, { enabled: !options.json, unit: 'bytes' });
+  const bar = progressBar('writing', 1, { enabled: !options.json, bytes: true });
   const t0 = performance.now();
   const dtype = options.dtype ?? FAMILY_DEFAULT_DTYPE[family];
   const common = {

@@ -8,7 +8,7 @@ import type { DiffusionImageDefaults, ImageDefaults, SamplingDefaults } from '..
 import { isDiffusionDefaults } from '../families/types.js';
 import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
 import type { SynthDType, SynthFamily } from '../synth.js';
-import { chatCommand } from './chat.js';
+import { CHAT_COMMANDS, chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
 import { serveCommand } from './serve.js';
 import type { ServeCommandOptions } from './serve.js';
@@ -172,8 +172,9 @@ withText(
   withModel(
     program
       .command('chat')
-      .description('interactive chat (/image <path> attaches an image)')
-      .option('--out-dir <dir>', 'where drawn images are saved (default: current folder)'),
+      .description('interactive chat; /draw <text> has the model draw, /image <path> attaches an image')
+      .option('--out-dir <dir>', 'where drawn images are saved (default: current folder)')
+      .addHelpText('after', `\nIn the chat, type a message and press Enter, or:\n${CHAT_COMMANDS}\nWith --json, each turn prints one line: {"text","stopReason","image","images","promptTokens","seed"}.`),
   ),
 ).action((options: ChatCommandOptions) => run((io) => chatCommand(options, io)));
 

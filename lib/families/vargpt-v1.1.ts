@@ -14,7 +14,7 @@ import type { GeneratedImage, RgbImage } from '../image.js';
 import { resizeImage } from '../image.js';
 import type { NativeGenerateRequest, NativeModelInfo, NativeVargptV11Info } from '../native.js';
 import type { ChatOptions, EditImageOptions, GenerateImageOptions, ImageProgressBase, ResolvedText, Rule, ScaleSchedule } from '../options.js';
-import { checkCallbacks, checkDefault, DIFFUSION_OPTION_KEYS, imageRules, num, optionObject, rejectOptions, resolveSeed, resolveText, toTyped } from '../options.js';
+import { checkCallbacks, checkDefault, describeValue, DIFFUSION_OPTION_KEYS, imageRules, num, optionObject, rejectOptions, resolveSeed, resolveText, toTyped } from '../options.js';
 import type { Qwen2VlImageConfig } from '../qwen2-vl-image.js';
 import { parseQwen2VlImageConfig } from '../qwen2-vl-image.js';
 import type { SpecialTokenSources, TokenConfig, VargptTokenizer } from '../tokenizer.js';
@@ -128,7 +128,7 @@ export function checkScaleSchedule(value: unknown, what: string, levels: number)
   const out: Array<[number, number]> = [];
   value.forEach((pair: unknown, i) => {
     const ok = Array.isArray(pair) && pair.length === 2 && pair.every((v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= 4096);
-    if (!ok) throw new InputError(`${what}[${i}] must be [height, width] with whole numbers of tokens in 1..4096, got ${JSON.stringify(pair)}`);
+    if (!ok) throw new InputError(`${what}[${i}] must be [height, width] with whole numbers of tokens in 1..4096, got ${describeValue(pair)}`);
     const [h, w] = pair as [number, number];
     const prev = out[i - 1];
     if (prev && (h < prev[0] || w < prev[1])) throw new InputError(`${what}[${i}] = [${h}, ${w}] is smaller than the scale before it [${prev[0]}, ${prev[1]}]; scales go coarse to fine`);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { fixtureExpected, fixtureModel, readJson, repoRoot } from '../helpers/fixtures.js';
-import { v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
+import { fixturesMissing, v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cli-'));
 const main = path.join(repoRoot, 'dist/cli/main.js');
@@ -21,6 +21,12 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', path.join(repoRoot, 'tsconfig.json')], { stdio: 'inherit' });
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+// A test on the fixture checkpoints: without them it is skipped, the reason in its name.
+function withFixtures(name: string, fn: () => void): void {
+  if (fixturesMissing) it.skip(`${name} [${fixturesMissing}]`, fn);
+  else it(name, fn);
+}
 
 describe('vargpt CLI', () => {
   it('starts with a node shebang and prints its version and help', () => {
@@ -127,7 +133,7 @@ describe('vargpt CLI', () => {
     expect(bad.stderr).toContain('cannot tell the image format');
   });
 
-  it('ask: the fixture answer, as text and as JSON', () => {
+  withFixtures('ask: the fixture answer, as text and as JSON', () => {
     const u = readJson<{ generated_ids: number[]; generated_text: string }>(path.join(fixtureExpected, 'understanding.json'));
     const args = ['ask', path.join(fixtureExpected, 'input.png'), 'What is shown in this image?', '--model', fixtureModel, '--max-new-tokens', '8'];
     const text = cli(args);
@@ -139,7 +145,7 @@ describe('vargpt CLI', () => {
     expect(result).toMatchObject({ text: u.generated_text, tokens: u.generated_ids, stopReason: 'length', promptTokens: 595 });
   });
 
-  it('ask --model <VARGPT-v1.1 checkpoint>: the fixture tokens of the v1.1 understanding case', () => {
+  withFixtures('ask --model <VARGPT-v1.1 checkpoint>: the fixture tokens of the v1.1 understanding case', () => {
     const u = readJson<{ generated_ids: number[] }>(path.join(v11ExpectedDir, 'understanding.json'));
     const args = ['ask', path.join(v11ExpectedDir, 'input.png'), 'What is shown in this image?', '--model', v11ModelDir, '--max-new-tokens', '8', '--json'];
     const r = cli(args);
@@ -148,7 +154,7 @@ describe('vargpt CLI', () => {
     expect(result).toMatchObject({ tokens: u.generated_ids, stopReason: 'length', promptTokens: 40 });
   });
 
-  it('generate and edit --model <VARGPT-v1.1 checkpoint>: seeded 128x128 images with the fixture schedule, --json, bf16 caches', () => {
+  withFixtures('generate and edit --model <VARGPT-v1.1 checkpoint>: seeded 128x128 images with the fixture schedule, --json, bf16 caches', () => {
     const scales = '1,2,4,6,8';
     const out = (name: string) => path.join(work, name);
     const gen = cli(['generate', 'a butterfly on a flower', '--model', v11ModelDir, '--scales', scales, '--seed', '9', '-o', out('g1.png'), '--json']);
@@ -172,7 +178,7 @@ describe('vargpt CLI', () => {
     expect(cli(['edit', image, 'make it blue', '--model', fixtureModel]).stderr).toContain('VARGPT v1 does not edit images');
   });
 
-  it('chat: reads lines, attaches images, saves drawn images and prints their paths', () => {
+  withFixtures('chat: reads lines, attaches images, saves drawn images and prints their paths', () => {
     const input = ['hello', `/image ${path.join(fixtureExpected, 'input.png')}`, 'What is this?', '/image /no/such.png', '/draw a red fox', '/bogus', '/exit', 'never sent'].join('\n');
     const r = cli(['chat', '--model', fixtureModel, '--max-new-tokens', '4', '--out-dir', work], {}, input);
     expect(r.code).toBe(0);
@@ -183,6 +189,26 @@ describe('vargpt CLI', () => {
     const saved = /\[image saved to (.+\.png)\]/.exec(r.stdout);
     expect(saved).not.toBeNull();
     expect(existsSync(saved![1]!)).toBe(true);
+  });
+
+  withFixtures('chat --json: one JSON object per turn on stdout (text, stopReason, image path), notices on stderr', () => {
+    const input = ['hello', '/reset', '/draw a red fox', '/exit'].join('\n');
+    const r = cli(['chat', '--model', fixtureModel, '--max-new-tokens', '4', '--out-dir', work, '--json'], {}, input);
+    expect(r.code, r.stderr).toBe(0);
+    const turns = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { text: string; stopReason: string; image: string | null; images: string[] });
+    expect(turns).toHaveLength(2);
+    expect(turns[0]).toMatchObject({ image: null, images: [] });
+    expect(typeof turns[0]!.text).toBe('string');
+    expect(turns[0]!.stopReason).toMatch(/^(length|eos)$/);
+    expect(turns[1]!.stopReason).toBe('image');
+    expect(turns[1]!.images).toEqual([turns[1]!.image]);
+    expect(existsSync(turns[1]!.image!)).toBe(true);
+    expect(r.stderr).toContain('(new conversation)');
+  });
+
+  it('chat --help lists the chat commands, /draw included', () => {
+    const help = cli(['chat', '--help']).stdout;
+    for (const c of ['/draw <text>', '/image <path>', '/reset', '/exit', '--json']) expect(help).toContain(c);
   });
 
   it('examples/quickstart.mjs (the README tour) runs', () => {

@@ -14,8 +14,8 @@ describe('prebuilds', () => {
   it('node-gyp-build loads the prebuild from prebuilds/ in a clean copy without build/', () => {
     if (!existsSync(platformDir) || readdirSync(platformDir).length === 0) {
       // CI makes the prebuild before the tests; a developer's first run builds it here.
-      const made = spawnSync('npm', ['run', 'prebuild'], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, JOBS: '2' } });
-      expect(made.status, `npm run prebuild failed:\n${made.stdout}\n${made.stderr}`).toBe(0);
+      const made = spawnSync('npm', ['run', 'prebuildify'], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, JOBS: '2' } });
+      expect(made.status, `npm run prebuildify failed:\n${made.stdout}\n${made.stderr}`).toBe(0);
     }
     const files = readdirSync(platformDir).filter((f) => f.endsWith('.node'));
     expect(files.length).toBeGreaterThan(0);
