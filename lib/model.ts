@@ -48,6 +48,12 @@ export interface LoadModelOptions {
   // each weight once per step for the whole batch and computes each row exactly as alone, so a
   // batched call returns what it returns alone. Calls still start in the order they were made.
   maxBatch?: number;
+  // The LLM's linear layers (and an untied lm_head): 'auto' (default) as stored; 'int8' quantized
+  // while loading, symmetric per output channel, 1 byte per weight (a quarter of f32, half of
+  // bf16), with the activations quantized per row on the fly and integer dot products (AVX-512
+  // VNNI where the CPU has it). Embeddings, norms, vision towers and image generators stay as
+  // stored. CPU only. Accuracy and speed: README "Quantized weights".
+  weights?: 'auto' | 'int8';
 }
 
 // Options of the image-token calls.
@@ -66,7 +72,7 @@ export interface DecodeImageTokenOptions extends ImageTokenOptions {
 
 // The option names of loadModel and the image-token calls (misspelled ones are rejected).
 const IMAGE_LIMIT_KEYS = ['maxPixels', 'maxBytes'] as const satisfies readonly (keyof ImageLimits)[];
-const LOAD_KEYS = ['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache', 'maxBatch'] as const satisfies readonly (keyof LoadModelOptions)[];
+const LOAD_KEYS = ['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache', 'maxBatch', 'weights'] as const satisfies readonly (keyof LoadModelOptions)[];
 const DECODE_TOKEN_KEYS = ['signal', 'scales', 'trace'] as const satisfies readonly (keyof DecodeImageTokenOptions)[];
 const covered: [Covers<ImageLimits, typeof IMAGE_LIMIT_KEYS>, Covers<LoadModelOptions, typeof LOAD_KEYS>, Covers<DecodeImageTokenOptions, typeof DECODE_TOKEN_KEYS>] = [true, true, true];
 void covered;
@@ -148,6 +154,8 @@ export async function loadModelWith(
   if (typeof maxBatch !== 'number' || !Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH) {
     throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${describeValue(options.maxBatch)}`);
   }
+  const weights = options.weights ?? 'auto';
+  if (weights !== 'auto' && weights !== 'int8') throw new InputError(`loadModel options.weights must be "auto" or "int8", got ${describeValue(options.weights)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
   const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
@@ -160,6 +168,7 @@ export async function loadModelWith(
     nativeModel = await addon.loadModel(dir, {
       device,
       cancel,
+      weights,
       onProgress: onLoadProgress ? (loaded, total) => onLoadProgress({ loaded, total }) : undefined,
     });
   } catch (error) {

@@ -31,6 +31,9 @@ export interface NativeCpuInfo {
   features: string[];
   // The GEMM path in use ('amx' | 'avx512' | 'avx2' | 'portable').
   kernels: string;
+  // The int8 GEMM's kernel (int8 weights): 'avx512-vnni' (on the avx512 and amx paths of a CPU with
+  // AVX-512 VNNI) or 'portable'.
+  int8Kernels: string;
   // Every GEMM path this CPU and build can run, best first.
   kernelPaths: string[];
   // Why the AMX path cannot run here (absent when it can).
@@ -106,6 +109,7 @@ interface NativeLlmInfo {
   intermediateSize?: number;
   vocabSize: number;
   maxPositions: number;
+  weights: 'stored' | 'int8'; // the linear layers: as the checkpoint stores them, or int8 (loadModel weights)
 }
 
 // info() of a VARGPT v1 model (native/models/pipelines/vargpt_v1.cc).
@@ -335,6 +339,7 @@ export interface NativeLoadOptions {
   device: string; // 'cpu' | 'cuda' | 'cuda:N'
   onProgress?: (loaded: number, total: number) => void; // bytes
   cancel?: NativeCancelToken;
+  weights?: 'auto' | 'int8'; // the LLM's linear layers as stored, or quantized to int8 on load
 }
 
 export interface NativeAddon {

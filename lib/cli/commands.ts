@@ -23,6 +23,7 @@ export interface GlobalOptions {
   device?: Device;
   json?: boolean;
   kvCache?: 'f32' | 'bf16';
+  weights?: 'auto' | 'int8';
 }
 
 export interface Io {
@@ -48,6 +49,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
     return await loadModel(dir, {
       device: options.device ?? 'auto',
       kvCache: options.kvCache,
+      weights: options.weights,
       signal: io.signal,
       onLoadProgress: ({ loaded, total }) => bar.update(loaded, total),
     });

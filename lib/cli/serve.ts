@@ -16,6 +16,7 @@ export interface ServeCommandOptions {
   model: string[];
   device?: Device;
   kvCache?: 'f32' | 'bf16';
+  weights?: 'auto' | 'int8';
   host: string;
   port: number;
   maxQueue: number;
@@ -53,7 +54,7 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
   try {
     for (const { name, dir } of specs) {
       io.err(`vargpt serve: loading ${name} from ${dir}\n`);
-      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, maxBatch: options.maxBatch, signal: io.signal }));
+      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: options.weights, maxBatch: options.maxBatch, signal: io.signal }));
     }
     const handler = createServer(models, {
       maxQueue: options.maxQueue,

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/error.h"
 #include "../core/tensor.h"
 
 namespace vargpt {
@@ -100,6 +101,15 @@ class Backend {
   // x may be f32 or bf16 (read as stored); w and bias f32, bf16 or f16; y f32.
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                       Activation act = Activation::None, bool accumulate = false) = 0;
+  // linear() with int8 weights w [N, K] (i8, symmetric per output channel) and qparams [2, N] f32
+  // (row 0: the channel scales, row 1: each row's sum of q, exact): x f32, its rows quantized to
+  // int8 on the fly, integer dot products (backend/cpu/gemm_q8.h). Backends without int8 kernels
+  // throw, naming themselves.
+  // (Defined here, not in the addon, so the separately built CUDA library links without it.)
+  virtual void linear_q8(const Tensor&, const Tensor&, const Tensor&, const Tensor*, const Tensor&,
+                         Activation = Activation::None, bool = false) {
+    fail("linear_q8: int8 weights are not supported on the ", name(), " backend (load with weights: 'auto')");
+  }
   // Multi-head attention with online softmax (memory linear in Lk).
   // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
   // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With
@@ -204,6 +214,7 @@ struct CpuInfo {
   std::string model;                 // processor name
   std::vector<std::string> features;  // SIMD features the kernels use: "avx2", "fma", "avx512f", ...
   std::string kernel_path;           // the dispatched GEMM path
+  std::string int8_kernel_path;      // the int8 GEMM's kernel (int8 weights)
   std::vector<std::string> kernel_paths;  // every GEMM path this CPU and build can run, best first
   std::string amx_unavailable;       // why the AMX path cannot run ("" when it can)
 };

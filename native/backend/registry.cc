@@ -106,6 +106,7 @@ CpuInfo cpu_info() {
   info.model = processor_name();
   info.features = cpu_kernel_features();
   info.kernel_path = cpu_kernel_path();
+  info.int8_kernel_path = cpu_int8_kernel_path();
   info.kernel_paths = cpu_kernel_paths();
   info.amx_unavailable = cpu_amx_unavailable_reason();
   return info;

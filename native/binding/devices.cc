@@ -22,6 +22,7 @@ Napi::Value devices(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < cpu.features.size(); ++i) features.Set(i, cpu.features[i]);
   cpu_js.Set("features", features);
   cpu_js.Set("kernels", cpu.kernel_path);
+  cpu_js.Set("int8Kernels", cpu.int8_kernel_path);
   Napi::Array paths = Napi::Array::New(env, cpu.kernel_paths.size());
   for (size_t i = 0; i < cpu.kernel_paths.size(); ++i) paths.Set(i, cpu.kernel_paths[i]);
   cpu_js.Set("kernelPaths", paths);

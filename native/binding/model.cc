@@ -711,6 +711,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   std::string dir, device = "cpu";
   std::shared_ptr<std::atomic<bool>> cancel;
   StreamCallbacks callbacks;
+  LoadOptions options;
   try {
     VG_CHECK(info.Length() >= 1 && info[0].IsString(), "loadModel(dir, options): dir must be a string");
     dir = info[0].As<Napi::String>().Utf8Value();
@@ -724,6 +725,12 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       }
       callbacks.on_load_progress = function_field(o, "onProgress", "loadModel: options");
       cancel = cancel_field(env, o, "loadModel: options");
+      const Napi::Value weights = o.Get("weights");
+      if (!weights.IsUndefined()) {
+        const std::string name = weights.IsString() ? weights.As<Napi::String>().Utf8Value() : "";
+        VG_CHECK(name == "auto" || name == "int8", "loadModel: options.weights must be \"auto\" or \"int8\"");
+        options.llm_weights = name == "int8" ? LinearPrecision::Int8 : LinearPrecision::Stored;
+      }
     }
   } catch (const std::exception& e) {
     return rejected_promise(env, e.what());
@@ -732,7 +739,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   using Result = std::shared_ptr<ModelState>;
   return StreamWorker<Result>::start(
       env, "vargpt.loadModel", cancel, callbacks,
-      [dir, device, report](const auto& send, const auto& cancelled) {
+      [dir, device, report, options](const auto& send, const auto& cancelled) {
         // Progress events are thinned to ~0.5% steps (a 7B checkpoint has ~1000 tensors).
         double last = -1;
         auto progress = [&](uint64_t loaded, uint64_t total) {
@@ -746,7 +753,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
           send(e);
         };
         auto state = std::make_shared<ModelState>();
-        state->model = vargpt::load_model(dir, device, progress, cancelled);
+        state->model = vargpt::load_model(dir, device, progress, cancelled, options);
         return state;
       },
       [](Napi::Env env, Result& state) -> Napi::Value {

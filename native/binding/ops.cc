@@ -18,6 +18,8 @@
 // transpose           [x [R,C] | [B,R,C]]                                                     [y]
 // linear              [x (f32|bf16), w, bias|null?,   act?, accumulate? (needs yInit)         [y]
 //                      yInit?]
+// linear_q8           [x (f32), w (quantized here),   act?                                    [y, q (f32), qparams]
+//                      bias|null?]
 // attention           [q, k, v] (f32 or bf16)         qHeads, kvHeads, headDim, scale,        [out]
 //                                                     causal?, kvBegin?, kvEnd? (slice of k/v axis -2),
 //                                                     segments?: [0, o_1, ..., L] (cu_seqlens)

@@ -1,6 +1,8 @@
 // runOp table, dense algebra: linear, attention (the list of ops with their inputs and attrs is at the top of ops.cc).
 #include "ops_bind.h"
 
+#include "../core/quantize.h"
+
 namespace vargpt::binding {
 
 void add_dense_binders(BinderTable& table) {
@@ -25,6 +27,35 @@ void add_dense_binders(BinderTable& table) {
                           be.linear(x, w, has_bias ? &b : nullptr, out, act, accumulate);
                         },
                         {out}};
+       }},
+      {"linear_q8",
+       // w (f32, bf16 or f16, a host tensor) is quantized as the model loader does (core/quantize.h);
+       // outputs y and, for the reference, q (as f32) and qparams [2, N].
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 3);
+         Tensor x = in[0];
+         const Tensor* bias = in.optional(2);
+         const Tensor& host_w = c.inputs[1];
+         const Activation act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
+         VG_CHECK(x.rank() >= 1 && host_w.rank() == 2 && host_w.is_contiguous(), c.op, ": x ", x.describe(),
+                  " must be [..., K] and w ", host_w.describe(), " [N, K]");
+         const int64_t N = host_w.dim(0), K = host_w.dim(1);
+         Tensor q = Tensor::empty_host(DType::I8, {N, K});
+         Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
+         quantize_q8_rows(host_w.dtype(), host_w.raw(), N, K, K, q.data<int8_t>(), qparams.data<float>(),
+                          qparams.data<float>() + N);
+         Tensor q_f32 = Tensor::empty_host(DType::F32, {N, K});
+         for (int64_t i = 0; i < N * K; ++i) q_f32.data<float>()[i] = q.data<int8_t>()[i];
+         Shape s = x.shape();
+         s.back() = N;
+         Tensor out = be.empty(DType::F32, s);
+         const Tensor w_dev = be.upload(q), qp_dev = be.upload(qparams);
+         const bool has_bias = bias != nullptr;
+         Tensor b = has_bias ? *bias : Tensor();
+         return BoundOp{[&be, x, w_dev, qp_dev, b, has_bias, out, act] {
+                          be.linear_q8(x, w_dev, qp_dev, has_bias ? &b : nullptr, out, act, false);
+                        },
+                        {out, be.upload(q_f32), be.upload(qparams)}};
        }},
       {"attention",
        [](Backend& be, const OpCall& c) {

@@ -12,6 +12,7 @@ size_t dtype_size(DType dtype) {
     case DType::I32: return 4;
     case DType::I64: return 8;
     case DType::U8: return 1;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -24,6 +25,7 @@ const char* dtype_name(DType dtype) {
     case DType::I32: return "i32";
     case DType::I64: return "i64";
     case DType::U8: return "u8";
+    case DType::I8: return "i8";
   }
   return "?";
 }
@@ -35,6 +37,7 @@ std::optional<DType> dtype_from_safetensors(std::string_view name) {
   if (name == "I32") return DType::I32;
   if (name == "I64") return DType::I64;
   if (name == "U8") return DType::U8;
+  if (name == "I8") return DType::I8;
   return std::nullopt;
 }
 

@@ -10,11 +10,11 @@
 
 namespace vargpt {
 
-enum class DType : uint8_t { F32, BF16, F16, I32, I64, U8 };
+enum class DType : uint8_t { F32, BF16, F16, I32, I64, U8, I8 };
 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);  // lower case: "f32", "bf16", ...
-// Parses a safetensors dtype string ("F32", "BF16", "F16", "I32", "I64", "U8").
+// Parses a safetensors dtype string ("F32", "BF16", "F16", "I32", "I64", "U8", "I8").
 std::optional<DType> dtype_from_safetensors(std::string_view name);
 bool dtype_is_float(DType dtype);
 

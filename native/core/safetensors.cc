@@ -85,7 +85,7 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* bytes, size_t fi
     info.name = name;
     const auto parsed = dtype_from_safetensors(dtype->as_string());
     VG_CHECK(parsed.has_value(), where, ": unsupported dtype \"", dtype->as_string(),
-             "\" (supported: F32, BF16, F16, I32, I64, U8)");
+             "\" (supported: F32, BF16, F16, I32, I64, U8, I8)");
     info.dtype = *parsed;
     VG_CHECK(shape->as_array().size() <= 8, where, ": rank ", shape->as_array().size(), " is above the limit of 8");
     uint64_t count = 1;

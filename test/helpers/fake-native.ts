@@ -15,7 +15,7 @@ import type {
 export const FIXTURE_INFO: NativeVargptV1Info = {
   family: 'vargpt-v1',
   device: 'cpu',
-  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096 },
+  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096, weights: 'stored' },
   vision: { hiddenSize: 32, layers: 2, imageSize: 336, patchSize: 14, tokens: 576 },
   var: { depth: 2, width: 128, heads: 2, patchNums: [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], codebookSize: 4096, cvae: 32 },
   vqvae: {
@@ -179,7 +179,7 @@ export function fakeAddon(info: NativeVargptV1Info = FIXTURE_INFO, script: (r: N
     model,
     loads: 0,
     devices: () => ({
-      cpu: { threads: 2, model: 'fake', features: [], kernels: 'portable', kernelPaths: ['portable'] },
+      cpu: { threads: 2, model: 'fake', features: [], kernels: 'portable', int8Kernels: 'portable', kernelPaths: ['portable'] },
       cuda: { available: false, reason: 'fake: no CUDA here', devices: [] },
     }),
     createCancelToken: cancelToken,

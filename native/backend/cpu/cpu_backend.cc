@@ -8,6 +8,7 @@
 #include "cpu_common.h"
 #include "cpu_ops.h"
 #include "gemm.h"
+#include "gemm_q8.h"
 #include "host_pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -60,6 +61,10 @@ class CpuBackend final : public Backend {
               bool accumulate) override {
     cpu::ScratchScope scratch(blocks_.get());  // the GEMM's packed A
     cpu::linear(x, w, bias, y, act, accumulate);
+  }
+  void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
+                 Activation act, bool accumulate) override {
+    cpu::linear_q8(x, w, qparams, bias, y, act, accumulate);
   }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const AttentionParams& params) override {
@@ -149,6 +154,7 @@ std::vector<std::string> cpu_kernel_features() {
   if (__builtin_cpu_supports("avx512vl")) features.emplace_back("avx512vl");
   if (__builtin_cpu_supports("avx512dq")) features.emplace_back("avx512dq");
   if (__builtin_cpu_supports("avx512bf16")) features.emplace_back("avx512bf16");
+  if (__builtin_cpu_supports("avx512vnni")) features.emplace_back("avx512vnni");
   // AMX as the CPU reports it; whether this process may use it is kernelPaths / amx.
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && (d & (1u << 24)) != 0 && (d & (1u << 22)) != 0)
@@ -160,6 +166,8 @@ std::vector<std::string> cpu_kernel_features() {
 }
 
 std::string cpu_kernel_path() { return cpu::active_gemm_kernels().name; }
+
+std::string cpu_int8_kernel_path() { return cpu::active_q8_kernel(); }
 
 std::vector<std::string> cpu_kernel_paths() { return cpu::available_gemm_kernels(); }
 

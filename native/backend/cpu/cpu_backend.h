@@ -15,6 +15,8 @@ std::shared_ptr<Backend> create_cpu_backend();
 std::vector<std::string> cpu_kernel_features();
 // The GEMM path chosen at run time: "amx", "avx512", "avx2" or "portable".
 std::string cpu_kernel_path();
+// The int8 GEMM's kernel in use ("avx512-vnni" or "portable", backend/cpu/gemm_q8.h).
+std::string cpu_int8_kernel_path();
 // The GEMM paths this CPU and build can run, best first.
 std::vector<std::string> cpu_kernel_paths();
 // Why the AMX path cannot run here ("" when it can).

@@ -19,6 +19,7 @@
 #include "image_out.h"
 #include "info.h"
 #include "trace.h"
+#include "weights.h"
 
 namespace vargpt {
 
@@ -90,6 +91,12 @@ using TokenGrids = std::vector<std::array<int, 2>>;
 
 class DecoderLlm;
 struct DecodeRow;
+
+// How a checkpoint is loaded (loadModel's options).
+struct LoadOptions {
+  // The LLM's linear layers (and an untied lm_head): as stored, or quantized to int8 on load.
+  LinearPrecision llm_weights = LinearPrecision::Stored;
+};
 
 // One assistant turn that a scheduler advances a token at a time, so that the decode steps of
 // several turns can share one forward pass (DecoderLlm::decode_step: continuous batching).

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "../../core/error.h"
+#include "../../core/quantize.h"
 
 namespace vargpt {
 
@@ -66,6 +67,27 @@ Tensor WeightLoader::matrix(const std::string& name, const Shape& expected) {
   return out;
 }
 
+MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& expected) {
+  if (linear_precision_ == LinearPrecision::Stored) return MatrixWeight{matrix(name, expected), Tensor()};
+  const TensorInfo& info = checked(name, expected);
+  VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
+           ", expected f32, bf16 or f16");
+  VG_CHECK(expected.size() == 2, "quantizable: ", name, " must be a matrix");
+  const Tensor stored = checkpoint_->get(name);
+  const int64_t N = expected[0], K = expected[1];
+  Tensor q = Tensor::empty_host(DType::I8, {N, K});
+  Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
+  try {
+    quantize_q8_rows(stored.dtype(), stored.raw(), N, K, K, q.data<int8_t>(), qparams.data<float>(),
+                     qparams.data<float>() + N);
+  } catch (const Error& e) {
+    fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
+  }
+  MatrixWeight out{backend_.upload(q), backend_.upload(qparams)};
+  account(info);
+  return out;
+}
+
 Tensor WeightLoader::host_f32(const std::string& name, const Shape& expected) {
   const TensorInfo& info = checked(name, expected);
   VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
@@ -123,6 +145,18 @@ NormWeights WeightLoader::norm(const std::string& prefix, int64_t channels, bool
 void WeightLoader::finish() {
   loaded_ = total_;
   if (progress_) progress_(loaded_, total_);
+}
+
+void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bias, const Tensor& y, Activation act,
+            bool accumulate) {
+  if (w.int8())
+    b.linear_q8(x, w.w, w.qparams, bias, y, act, accumulate);
+  else
+    b.linear(x, w.w, bias, y, act, accumulate);
+}
+
+const char* linear_precision_name(LinearPrecision precision) {
+  return precision == LinearPrecision::Int8 ? "int8" : "auto";
 }
 
 }  // namespace vargpt

@@ -31,6 +31,23 @@ struct NormWeights {
   Tensor w, b;  // [C] f32 (b undefined for RMSNorm)
 };
 
+// A Linear weight [N, K] as a layer reads it: in its stored float dtype, or int8 (w i8 with
+// qparams [2, N]: scales and row sums, core/quantize.h) when the loader quantizes linear layers.
+struct MatrixWeight {
+  Tensor w;
+  Tensor qparams;  // defined only for int8
+  bool int8() const { return qparams.defined(); }
+};
+
+// y = act(x · w^T + bias) (or y += that) with whichever kernel the weight's precision takes.
+void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bias, const Tensor& y,
+            Activation act = Activation::None, bool accumulate = false);
+
+// How the loader holds the weights read through quantizable(): as stored, or quantized to int8
+// while loading (loadModel's weights option).
+enum class LinearPrecision { Stored, Int8 };
+const char* linear_precision_name(LinearPrecision precision);  // "auto" (stored), "int8"
+
 class WeightLoader {
  public:
   // `progress(loaded_bytes, total_bytes)` is called after each tensor; `cancelled()` is polled
@@ -57,6 +74,11 @@ class WeightLoader {
 
   // Weight read in its stored float dtype (for linear() and embedding()).
   Tensor matrix(const std::string& name, const Shape& expected);
+  // A Linear weight [N, K] at the loader's linear precision: stored, or int8 (quantized tensor by
+  // tensor as it loads, so the float copy is never held beside the rest).
+  MatrixWeight quantizable(const std::string& name, const Shape& expected);
+  void set_linear_precision(LinearPrecision precision) { linear_precision_ = precision; }
+  LinearPrecision linear_precision() const { return linear_precision_; }
   // An f32 copy (norms, biases, conv kernels, embeddings used in adds): backends take these in f32.
   Tensor f32(const std::string& name, const Shape& expected);
   // An f32 host copy, for values the loader computes with on the host.
@@ -79,6 +101,7 @@ class WeightLoader {
   Backend& backend_;
   Progress progress_;
   CancelCheck cancelled_;
+  LinearPrecision linear_precision_ = LinearPrecision::Stored;
   uint64_t total_ = 0, loaded_ = 0;
 };
 

@@ -88,23 +88,23 @@ DecoderLlm::DecoderLlm(const DecoderConfig& config, WeightLoader& w)
     const std::string p = prefix + "model.layers." + std::to_string(i) + ".";
     Layer l;
     l.input_norm = w.norm(p + "input_layernorm", H, false);
-    l.q = w.matrix(p + "self_attn.q_proj.weight", {q_dim, H});
-    l.k = w.matrix(p + "self_attn.k_proj.weight", {kv_dim, H});
-    l.v = w.matrix(p + "self_attn.v_proj.weight", {kv_dim, H});
+    l.q = w.quantizable(p + "self_attn.q_proj.weight", {q_dim, H});
+    l.k = w.quantizable(p + "self_attn.k_proj.weight", {kv_dim, H});
+    l.v = w.quantizable(p + "self_attn.v_proj.weight", {kv_dim, H});
     if (config.qkv_bias) {
       l.q_bias = w.f32(p + "self_attn.q_proj.bias", {q_dim});
       l.k_bias = w.f32(p + "self_attn.k_proj.bias", {kv_dim});
       l.v_bias = w.f32(p + "self_attn.v_proj.bias", {kv_dim});
     }
-    l.o = w.matrix(p + "self_attn.o_proj.weight", {H, q_dim});
+    l.o = w.quantizable(p + "self_attn.o_proj.weight", {H, q_dim});
     l.post_norm = w.norm(p + "post_attention_layernorm", H, false);
-    l.gate = w.matrix(p + "mlp.gate_proj.weight", {I, H});
-    l.up = w.matrix(p + "mlp.up_proj.weight", {I, H});
-    l.down = w.matrix(p + "mlp.down_proj.weight", {H, I});
+    l.gate = w.quantizable(p + "mlp.gate_proj.weight", {I, H});
+    l.up = w.quantizable(p + "mlp.up_proj.weight", {I, H});
+    l.down = w.quantizable(p + "mlp.down_proj.weight", {H, I});
     layers_.push_back(std::move(l));
   }
   final_norm_ = w.norm(prefix + "model.norm", H, false);
-  lm_head_ = config.tied_embeddings ? embed_tokens_ : w.matrix(prefix + "lm_head.weight", {V, H});
+  lm_head_ = config.tied_embeddings ? MatrixWeight{embed_tokens_, Tensor()} : w.quantizable(prefix + "lm_head.weight", {V, H});
 }
 
 KvCache DecoderLlm::new_cache(DType dtype) const {
@@ -142,21 +142,21 @@ void DecoderLlm::project_qkv(const Layer& l, const Tensor& h, const Tensor& tabl
   const DecoderConfig& c = config_;
   auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
   b.rms_norm(h, l.input_norm.w, c.rms_eps, sc.xn);
-  b.linear(sc.xn, l.q, bias(l.q_bias), sc.q);
-  b.linear(sc.xn, l.k, bias(l.k_bias), k);
-  b.linear(sc.xn, l.v, bias(l.v_bias), v);
+  linear(b, sc.xn, l.q, bias(l.q_bias), sc.q);
+  linear(b, sc.xn, l.k, bias(l.k_bias), k);
+  linear(b, sc.xn, l.v, bias(l.v_bias), v);
   b.rope(sc.q, table, c.head_dim, RopePairing::RotateHalf);
   b.rope(k, table, c.head_dim, RopePairing::RotateHalf);
 }
 
 void DecoderLlm::finish_layer(const Layer& l, const Tensor& h, const Scratch& sc) {
   Backend& b = backend_;
-  b.linear(sc.attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
+  linear(b, sc.attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
   b.rms_norm(h, l.post_norm.w, config_.rms_eps, sc.xn);
-  b.linear(sc.xn, l.gate, nullptr, sc.gate);
-  b.linear(sc.xn, l.up, nullptr, sc.up);
+  linear(b, sc.xn, l.gate, nullptr, sc.gate);
+  linear(b, sc.xn, l.up, nullptr, sc.up);
   b.glu(sc.gate, sc.up, Activation::SiLU, sc.act);
-  b.linear(sc.act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
+  linear(b, sc.act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
 }
 
 void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* cache, const Tensor& hidden,
@@ -237,9 +237,7 @@ void DecoderLlm::forward(const Tensor& x, const Positions& positions, KvCache* c
   kv.advance(T);
 }
 
-void DecoderLlm::logits(const Tensor& hidden, const Tensor& logits) {
-  backend_.linear(hidden, lm_head_, nullptr, logits);
-}
+void DecoderLlm::logits(const Tensor& hidden, const Tensor& logits) { linear(backend_, hidden, lm_head_, nullptr, logits); }
 
 Tensor DecoderLlm::next_logits(int32_t token, const Positions& positions, KvCache& cache) {
   Backend& b = backend_;
@@ -321,7 +319,8 @@ Info DecoderLlm::info() const {
       .set("headDim", c.head_dim)
       .set("intermediateSize", c.intermediate)
       .set("vocabSize", c.vocab)
-      .set("maxPositions", c.max_positions);
+      .set("maxPositions", c.max_positions)
+      .set("weights", lm_int8() ? "int8" : "stored");
   if (!c.mrope_sections.empty()) out.set("ropeTheta", static_cast<double>(c.rope_theta)).set("mropeSection", Info::numbers(c.mrope_sections));
   return out;
 }

@@ -97,10 +97,11 @@ class DecoderLlm {
  private:
   struct Layer {
     NormWeights input_norm, post_norm;
-    Tensor q, k, v, o, gate, up, down;
+    MatrixWeight q, k, v, o, gate, up, down;
     Tensor q_bias, k_bias, v_bias;  // f32, undefined without qkv_bias
   };
 
+  bool lm_int8() const { return !layers_.empty() && layers_[0].q.int8(); }
   // Per-call buffers of one forward pass over `rows` tokens.
   struct Scratch {
     Tensor xn, q, attn, gate, up, act;
@@ -117,7 +118,8 @@ class DecoderLlm {
   DecoderConfig config_;
   std::vector<float> inv_freq_;
   std::vector<int> axis_of_pair_;
-  Tensor embed_tokens_, lm_head_;
+  Tensor embed_tokens_;
+  MatrixWeight lm_head_;  // embed_tokens_ itself when tied (never quantized: it is also the embedding)
   NormWeights final_norm_;
   std::vector<Layer> layers_;
 };

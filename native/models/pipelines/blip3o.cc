@@ -20,7 +20,8 @@ bool is_file(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                    const LoadProgress& progress, const std::function<bool()>& cancelled) {
+                                    const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options) {
   std::unique_ptr<Blip3o> m(new Blip3o());
   m->backend_ = std::move(backend);
   m->device_ = m->backend_->name();
@@ -28,6 +29,7 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
   const std::string decoder_dir = dir + "/diffusion-decoder";
   const uint64_t decoder_bytes = is_file(decoder_dir + "/model_index.json") ? DiffusionDecoder::weight_bytes(decoder_dir) : 0;
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, nullptr, cancelled);
+  w.set_linear_precision(options.llm_weights);
   const uint64_t main_bytes = w.total_bytes();
   if (progress) w.set_progress([&](uint64_t n, uint64_t) { progress(n, main_bytes + decoder_bytes); });
   const Json root = read_config_json(dir);

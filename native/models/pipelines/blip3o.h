@@ -21,7 +21,8 @@ namespace vargpt {
 class Blip3o final : public Model {
  public:
   static std::unique_ptr<Model> load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                     const LoadProgress& progress, const std::function<bool()>& cancelled);
+                                     const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options);
 
   const char* family() const override { return "blip3o"; }
   const std::string& device() const override { return device_; }

@@ -43,9 +43,10 @@ const ModelFamily& find_model_family(const std::string& dir) {
 }
 
 std::unique_ptr<Model> load_model(const std::string& dir, const std::string& device,
-                                  const Model::LoadProgress& progress, const std::function<bool()>& cancelled) {
+                                  const Model::LoadProgress& progress, const std::function<bool()>& cancelled,
+                                  const LoadOptions& options) {
   const ModelFamily& family = find_model_family(dir);
-  return family.load(dir, create_backend(device), progress, cancelled);
+  return family.load(dir, create_backend(device), progress, cancelled, options);
 }
 
 }  // namespace vargpt

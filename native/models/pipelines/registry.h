@@ -16,7 +16,8 @@ struct ModelFamily {
   std::vector<std::string> model_types;    // config.json model_type values it loads
   std::vector<std::string> architectures;  // config.json architectures[0] values it loads
   std::function<std::unique_ptr<Model>(const std::string& dir, std::shared_ptr<Backend> backend,
-                                       const Model::LoadProgress& progress, const std::function<bool()>& cancelled)>
+                                       const Model::LoadProgress& progress, const std::function<bool()>& cancelled,
+                                       const LoadOptions& options)>
       load;
 };
 
@@ -27,6 +28,7 @@ const ModelFamily& find_model_family(const std::string& dir);
 
 // Opens `device`, then loads the checkpoint with its family's pipeline.
 std::unique_ptr<Model> load_model(const std::string& dir, const std::string& device,
-                                  const Model::LoadProgress& progress, const std::function<bool()>& cancelled);
+                                  const Model::LoadProgress& progress, const std::function<bool()>& cancelled,
+                                  const LoadOptions& options = {});
 
 }  // namespace vargpt

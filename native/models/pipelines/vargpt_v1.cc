@@ -12,11 +12,13 @@ namespace vargpt {
 VargptV1::~VargptV1() = default;
 
 std::unique_ptr<Model> VargptV1::load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                      const LoadProgress& progress, const std::function<bool()>& cancelled) {
+                                      const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options) {
   std::unique_ptr<VargptV1> m(new VargptV1());
   m->backend_ = std::move(backend);
   m->device_ = m->backend_->name();
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
+  w.set_linear_precision(options.llm_weights);
   m->config_ = load_vargpt_config(dir, w);
   const VargptConfig& c = m->config_;
   m->llm_ = std::make_unique<DecoderLlm>(c.llm, w);

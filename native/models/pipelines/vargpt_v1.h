@@ -19,7 +19,8 @@ class VargptV1 final : public Model {
  public:
   // Loads a checkpoint folder (config.json + safetensors, sharded or not) onto `backend`.
   static std::unique_ptr<Model> load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                     const LoadProgress& progress, const std::function<bool()>& cancelled);
+                                     const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options);
   ~VargptV1() override;
 
   const char* family() const override { return "vargpt-v1"; }

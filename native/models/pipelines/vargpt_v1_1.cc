@@ -69,11 +69,13 @@ void VargptV11::load_image_gen(WeightLoader& w) {
 }
 
 std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                       const LoadProgress& progress, const std::function<bool()>& cancelled) {
+                                       const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options) {
   std::unique_ptr<VargptV11> m(new VargptV11());
   m->backend_ = std::move(backend);
   m->device_ = m->backend_->name();
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
+  w.set_linear_precision(options.llm_weights);
   m->config_ = load_vargpt_v1_1_config(dir, w);
   m->llm_ = std::make_unique<DecoderLlm>(m->config_.llm, w);
   if (m->config_.has_vision) m->vision_ = std::make_unique<Qwen2VlVision>(m->config_.vision, w, "visual.");

@@ -36,7 +36,8 @@ VargptV11Config load_vargpt_v1_1_config(const std::string& dir, const WeightLoad
 class VargptV11 final : public Model {
  public:
   static std::unique_ptr<Model> load(const std::string& dir, std::shared_ptr<Backend> backend,
-                                     const LoadProgress& progress, const std::function<bool()>& cancelled);
+                                     const LoadProgress& progress, const std::function<bool()>& cancelled,
+                                     const LoadOptions& options);
   ~VargptV11() override;
 
   const char* family() const override { return "vargpt-v1.1"; }

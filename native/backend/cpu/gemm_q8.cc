@@ -1,0 +1,153 @@
+// The int8 GEMM's driver, its portable kernel, the row quantizers and linear_q8 (gemm_q8.h).
+#include "gemm_q8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../../core/error.h"
+#include "cpu_common.h"
+#include "cpu_ops.h"
+
+namespace vargpt::cpu {
+
+namespace {
+
+// Rows of activations quantized together, and weight rows per kernel call.
+constexpr int kQ8Rows = 4;
+constexpr int kQ8Cols = 4;
+// Weight rows per parallel task: 64 rows of K bytes stay in L2 while every row group reads them.
+constexpr int64_t kQ8Block = 64;
+
+bool use_vnni() {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  static const bool cpu = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  const std::string path = active_gemm_kernels().name;
+  return cpu && (path == "avx512" || path == "amx");
+#else
+  return false;
+#endif
+}
+
+// Row m of A as int8 values xq with x ≈ sx · xq (sx = max|x| / 127; a zero row has sx = 0). A row
+// holding a NaN or an infinity gets sx = NaN, so its outputs are NaN as in the float GEMM.
+float quantize_row(const float* x, int64_t K, int8_t* xq) {
+  float amax = 0;
+  bool finite = true;
+  for (int64_t k = 0; k < K; ++k) {
+    finite = finite && std::isfinite(x[k]);
+    amax = std::max(amax, std::fabs(x[k]));
+  }
+  if (!finite || !(amax > 0)) {
+    std::fill(xq, xq + std::max<int64_t>(K, 0), int8_t{0});
+    return finite ? 0.0f : std::nanf("");
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < K; ++k) xq[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f));
+  return amax / 127.0f;
+}
+
+void dots_portable(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q, int64_t ldq,
+                   int32_t* out) {
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < cols; ++j) {
+      const int8_t* a = xq + m * ldx;
+      const int8_t* b = q + j * ldq;
+      int32_t s = 0;
+      for (int64_t k = 0; k < K; ++k) s += int32_t{a[k]} * int32_t{b[k]};
+      out[m * cols + j] = s;
+    }
+}
+
+}  // namespace
+
+std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : "portable"; }
+
+void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q8Weights& B, float* C, int64_t ldc,
+             const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  const bool vnni = use_vnni();
+  // Quantized activations: xq (signed) for the portable kernel, xq + 128 (unsigned, rows padded
+  // to 64 bytes with 128 = zero) for VNNI.
+  const int64_t ldx = (K + 63) / 64 * 64;
+  std::vector<int8_t> xq(static_cast<size_t>(M * ldx), 0);
+  std::vector<uint8_t> xu(vnni ? static_cast<size_t>(M * ldx) : 0, 128);
+  std::vector<float> sx(static_cast<size_t>(M));
+  parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      int8_t* row = xq.data() + m * ldx;
+      sx[m] = quantize_row(A + m * lda, K, row);
+      if (vnni)
+        for (int64_t k = 0; k < K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(int32_t{row[k]} + 128);
+    }
+  });
+
+  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    int32_t dots[kQ8Rows * kQ8Cols];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
+      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
+        for (int64_t n = n_begin; n < n_end;) {
+          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
+          const int8_t* q = B.q + n * B.ld;
+#if defined(VARGPT_HAVE_X86_KERNELS)
+          if (vnni) {
+            q8_dots_vnni(rows, cols, K, xu.data() + m0 * ldx, ldx, q, B.ld, dots);
+            // The +128 offset of the activations added 128 · Σ_k q[n, k] to every sum.
+            for (int m = 0; m < rows; ++m)
+              for (int j = 0; j < cols; ++j) dots[m * cols + j] -= 128 * static_cast<int32_t>(B.sum[n + j]);
+          } else
+#endif
+            dots_portable(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
+          for (int m = 0; m < rows; ++m) {
+            float* c = C + (m0 + m) * ldc + n;
+            const float s = sx[m0 + m];
+            for (int j = 0; j < cols; ++j) {
+              float v = static_cast<float>(dots[m * cols + j]) * (s * B.scale[n + j]);
+              if (ep.bias != nullptr) v += ep.bias[n + j];
+              c[j] = ep.accumulate ? c[j] + v : v;
+            }
+          }
+          n += cols;
+        }
+      }
+      // Activations after the sums (the residual add of `accumulate` comes first, as in gemm()).
+      if (ep.act != Activation::None)
+        for (int64_t m = 0; m < M; ++m)
+          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
+    }
+  });
+}
+
+void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
+               Activation act, bool accumulate) {
+  check_dtype("linear_q8", "x", x, DType::F32);
+  check_dtype("linear_q8", "w", w, DType::I8);
+  check_dtype("linear_q8", "qparams", qparams, DType::F32);
+  check_dtype("linear_q8", "y", y, DType::F32);
+  const LinearDims dims = check_linear_args("linear_q8", x, w, y);
+  const int64_t K = dims.k, N = dims.n;
+  VG_CHECK(K * 127 < (int64_t{1} << 24), "linear_q8: K = ", K, " is too large for exact f32 row sums");
+  VG_CHECK(qparams.rank() == 2 && qparams.dim(0) == 2 && qparams.dim(1) == N && qparams.is_contiguous(),
+           "linear_q8: qparams ", qparams.describe(), " must be [2, ", N, "] (scales, sums)");
+  VG_CHECK(w.is_contiguous(), "linear_q8: w must be contiguous");
+  std::vector<float> bias_f32;
+  if (bias != nullptr) {
+    check_float("linear_q8", "bias", *bias);
+    VG_CHECK(bias->rank() == 1 && bias->dim(0) == N, "linear_q8: bias ", bias->describe(), " must be [", N, "]");
+    bias_f32 = widen_vector("linear_q8", "bias", *bias, N);
+  }
+  const Rows xr(x), yr(y);
+  const int64_t M = xr.rows();
+  if (M == 0 || N == 0) return;
+  VG_CHECK(xr.uniform() && yr.uniform(), "linear_q8: x and y need evenly spaced rows");
+  const float* qp = qparams.data<float>();
+  const Q8Weights B{static_cast<const int8_t*>(w.raw()), K, qp, qp + N};
+  const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, nullptr, act, accumulate};
+  gemm_q8(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N, ep);
+}
+
+}  // namespace vargpt::cpu

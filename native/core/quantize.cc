@@ -1,0 +1,51 @@
+#include "quantize.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "error.h"
+#include "thread_pool.h"
+
+namespace vargpt {
+
+void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, int8_t* q, float* scale,
+                      float* sum) {
+  VG_CHECK(dtype_is_float(dtype), "quantize_q8: weights must be f32, bf16 or f16, got ", dtype_name(dtype));
+  const size_t item = dtype_size(dtype);
+  std::atomic<int64_t> bad{-1};  // a row that cannot be quantized (reported after the loop)
+  ThreadPool::global().parallel_for(N, [&](int64_t n0, int64_t n1, int) {
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = n0; n < n1; ++n) {
+      convert_to_f32(dtype, static_cast<const char*>(src) + static_cast<size_t>(n * ld) * item, row.data(),
+                     static_cast<size_t>(K));
+      float amax = 0;
+      bool finite = true;
+      for (float v : row) {
+        finite = finite && std::isfinite(v);
+        amax = std::max(amax, std::fabs(v));
+      }
+      if (!finite) {
+        bad.store(n);
+        amax = 0;
+      }
+      int8_t* out = q + n * K;
+      int64_t total = 0;
+      if (amax > 0) {
+        const float inv = 127.0f / amax;
+        for (int64_t k = 0; k < K; ++k) {
+          out[k] = static_cast<int8_t>(std::clamp(std::nearbyint(row[k] * inv), -127.0f, 127.0f));
+          total += out[k];
+        }
+      } else {
+        std::fill(out, out + K, int8_t{0});
+      }
+      scale[n] = amax / 127.0f;
+      sum[n] = static_cast<float>(total);
+    }
+  }, 1);
+  VG_CHECK(bad.load() < 0, "quantize_q8: row ", bad.load(), " holds a NaN or an infinity");
+}
+
+}  // namespace vargpt
