@@ -48,12 +48,13 @@ export interface LoadModelOptions {
   // each weight once per step for the whole batch and computes each row exactly as alone, so a
   // batched call returns what it returns alone. Calls still start in the order they were made.
   maxBatch?: number;
-  // The LLM's linear layers (and an untied lm_head): 'auto' (default) as stored; 'int8' quantized
-  // while loading, symmetric per output channel, 1 byte per weight (a quarter of f32, half of
-  // bf16), with the activations quantized per row on the fly and integer dot products (AVX-512
+  // The LLM's linear layers (and an untied lm_head): 'auto' (default) as stored; quantized while
+  // loading: 'int8' symmetric per output channel (1 byte per weight: a quarter of f32, half of
+  // bf16), 'q4' 4-bit in groups of 32 with an f16 scale each (0.5625 byte per weight); the
+  // activations are quantized per row on the fly and the dot products run in integers (AVX-512
   // VNNI where the CPU has it). Embeddings, norms, vision towers and image generators stay as
   // stored. CPU only. Accuracy and speed: README "Quantized weights".
-  weights?: 'auto' | 'int8';
+  weights?: 'auto' | 'int8' | 'q4';
 }
 
 // Options of the image-token calls.
@@ -155,7 +156,7 @@ export async function loadModelWith(
     throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${describeValue(options.maxBatch)}`);
   }
   const weights = options.weights ?? 'auto';
-  if (weights !== 'auto' && weights !== 'int8') throw new InputError(`loadModel options.weights must be "auto" or "int8", got ${describeValue(options.weights)}`);
+  if (weights !== 'auto' && weights !== 'int8' && weights !== 'q4') throw new InputError(`loadModel options.weights must be "auto", "int8" or "q4", got ${describeValue(options.weights)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
   const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);

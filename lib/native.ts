@@ -109,7 +109,7 @@ interface NativeLlmInfo {
   intermediateSize?: number;
   vocabSize: number;
   maxPositions: number;
-  weights: 'stored' | 'int8'; // the linear layers: as the checkpoint stores them, or int8 (loadModel weights)
+  weights: 'stored' | 'int8' | 'q4'; // the linear layers: as the checkpoint stores them, or quantized (loadModel weights)
 }
 
 // info() of a VARGPT v1 model (native/models/pipelines/vargpt_v1.cc).
@@ -339,7 +339,7 @@ export interface NativeLoadOptions {
   device: string; // 'cpu' | 'cuda' | 'cuda:N'
   onProgress?: (loaded: number, total: number) => void; // bytes
   cancel?: NativeCancelToken;
-  weights?: 'auto' | 'int8'; // the LLM's linear layers as stored, or quantized to int8 on load
+  weights?: 'auto' | 'int8' | 'q4'; // the LLM's linear layers as stored, or quantized on load
 }
 
 export interface NativeAddon {

@@ -23,7 +23,7 @@ export interface GlobalOptions {
   device?: Device;
   json?: boolean;
   kvCache?: 'f32' | 'bf16';
-  weights?: 'auto' | 'int8';
+  weights?: 'auto' | 'int8' | 'q4';
 }
 
 export interface Io {

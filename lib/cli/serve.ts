@@ -16,7 +16,7 @@ export interface ServeCommandOptions {
   model: string[];
   device?: Device;
   kvCache?: 'f32' | 'bf16';
-  weights?: 'auto' | 'int8';
+  weights?: 'auto' | 'int8' | 'q4';
   host: string;
   port: number;
   maxQueue: number;

@@ -110,6 +110,12 @@ class Backend {
                          Activation = Activation::None, bool = false) {
     fail("linear_q8: int8 weights are not supported on the ", name(), " backend (load with weights: 'auto')");
   }
+  // linear() with 4-bit weights: w [N, Kp / 2] u8 (two per byte) and scales [N, Kp / 32] f16, one
+  // per group of 32 (core/quantize.h: quantize_q4_rows); x as for linear_q8.
+  virtual void linear_q4(const Tensor&, const Tensor&, const Tensor&, const Tensor*, const Tensor&,
+                         Activation = Activation::None, bool = false) {
+    fail("linear_q4: 4-bit weights are not supported on the ", name(), " backend (load with weights: 'auto')");
+  }
   // Multi-head attention with online softmax (memory linear in Lk).
   // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
   // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With

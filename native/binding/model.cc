@@ -728,8 +728,11 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       const Napi::Value weights = o.Get("weights");
       if (!weights.IsUndefined()) {
         const std::string name = weights.IsString() ? weights.As<Napi::String>().Utf8Value() : "";
-        VG_CHECK(name == "auto" || name == "int8", "loadModel: options.weights must be \"auto\" or \"int8\"");
-        options.llm_weights = name == "int8" ? LinearPrecision::Int8 : LinearPrecision::Stored;
+        VG_CHECK(name == "auto" || name == "int8" || name == "q4",
+                 "loadModel: options.weights must be \"auto\", \"int8\" or \"q4\"");
+        options.llm_weights = name == "int8" ? LinearPrecision::Int8
+                              : name == "q4" ? LinearPrecision::Q4
+                                             : LinearPrecision::Stored;
       }
     }
   } catch (const std::exception& e) {

@@ -20,6 +20,8 @@
 //                      yInit?]
 // linear_q8           [x (f32), w (quantized here),   act?                                    [y, q (f32), qparams]
 //                      bias|null?]
+// linear_q4           [x (f32), w (quantized here),   act?                                    [y, q (f32), scales]
+//                      bias|null?]
 // attention           [q, k, v] (f32 or bf16)         qHeads, kvHeads, headDim, scale,        [out]
 //                                                     causal?, kvBegin?, kvEnd? (slice of k/v axis -2),
 //                                                     segments?: [0, o_1, ..., L] (cu_seqlens)

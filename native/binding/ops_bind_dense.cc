@@ -57,6 +57,41 @@ void add_dense_binders(BinderTable& table) {
                         },
                         {out, be.upload(q_f32), be.upload(qparams)}};
        }},
+      {"linear_q4",
+       // As linear_q8, with w quantized to 4 bits in groups of 32; outputs y and, for the
+       // reference, q [N, Kp] (as f32, the padding included) and the group scales [N, Kp / 32] (f32).
+       [](Backend& be, const OpCall& c) {
+         Inputs in(be, c, 2, 3);
+         Tensor x = in[0];
+         const Tensor* bias = in.optional(2);
+         const Tensor& host_w = c.inputs[1];
+         const Activation act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
+         VG_CHECK(x.rank() >= 1 && host_w.rank() == 2 && host_w.is_contiguous(), c.op, ": x ", x.describe(),
+                  " must be [..., K] and w ", host_w.describe(), " [N, K]");
+         const int64_t N = host_w.dim(0), K = host_w.dim(1), Kp = q4_padded(K), G = Kp / kQ4Group;
+         Tensor packed = Tensor::empty_host(DType::U8, {N, Kp / 2});
+         Tensor scales = Tensor::empty_host(DType::F16, {N, G});
+         quantize_q4_rows(host_w.dtype(), host_w.raw(), N, K, K, packed.data<uint8_t>(), scales.data<uint16_t>());
+         Tensor q_f32 = Tensor::empty_host(DType::F32, {N, Kp});
+         Tensor d_f32 = Tensor::empty_host(DType::F32, {N, G});
+         for (int64_t n = 0; n < N; ++n) {
+           for (int64_t k = 0; k < Kp; ++k) {
+             const uint8_t byte = packed.data<uint8_t>()[n * (Kp / 2) + k / 64 * 32 + k % 32];
+             q_f32.data<float>()[n * Kp + k] = static_cast<float>((k % 64 < 32 ? byte & 0x0f : byte >> 4) - 8);
+           }
+           for (int64_t g = 0; g < G; ++g) d_f32.data<float>()[n * G + g] = f16_to_f32(scales.data<uint16_t>()[n * G + g]);
+         }
+         Shape s = x.shape();
+         s.back() = N;
+         Tensor out = be.empty(DType::F32, s);
+         const Tensor w_dev = be.upload(packed), s_dev = be.upload(scales);
+         const bool has_bias = bias != nullptr;
+         Tensor b = has_bias ? *bias : Tensor();
+         return BoundOp{[&be, x, w_dev, s_dev, b, has_bias, out, act] {
+                          be.linear_q4(x, w_dev, s_dev, has_bias ? &b : nullptr, out, act, false);
+                        },
+                        {out, be.upload(q_f32), be.upload(d_f32)}};
+       }},
       {"attention",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 3, 3);

@@ -48,4 +48,39 @@ void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_
   VG_CHECK(bad.load() < 0, "quantize_q8: row ", bad.load(), " holds a NaN or an infinity");
 }
 
+void quantize_q4_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, uint8_t* packed,
+                      uint16_t* scales) {
+  VG_CHECK(dtype_is_float(dtype), "quantize_q4: weights must be f32, bf16 or f16, got ", dtype_name(dtype));
+  const size_t item = dtype_size(dtype);
+  const int64_t Kp = q4_padded(K), groups = Kp / kQ4Group;
+  std::atomic<int64_t> bad{-1};
+  ThreadPool::global().parallel_for(N, [&](int64_t n0, int64_t n1, int) {
+    std::vector<float> row(static_cast<size_t>(Kp), 0.0f);
+    std::vector<int> q(static_cast<size_t>(Kp), 0);
+    for (int64_t n = n0; n < n1; ++n) {
+      convert_to_f32(dtype, static_cast<const char*>(src) + static_cast<size_t>(n * ld) * item, row.data(),
+                     static_cast<size_t>(K));
+      for (int64_t g = 0; g < groups; ++g) {
+        float amax = 0;
+        bool finite = true;
+        for (int64_t k = g * kQ4Group; k < (g + 1) * kQ4Group; ++k) {
+          finite = finite && std::isfinite(row[k]);
+          amax = std::max(amax, std::fabs(row[k]));
+        }
+        if (!finite) bad.store(n);
+        const uint16_t bits = f32_to_f16(finite ? amax / 7.0f : 0.0f);
+        const float d = f16_to_f32(bits);
+        scales[n * groups + g] = bits;
+        for (int64_t k = g * kQ4Group; k < (g + 1) * kQ4Group; ++k)
+          q[k] = d > 0 && finite ? static_cast<int>(std::clamp(std::nearbyint(row[k] / d), -8.0f, 7.0f)) : 0;
+      }
+      uint8_t* out = packed + n * (Kp / 2);
+      for (int64_t b = 0; b < Kp / 64; ++b)
+        for (int j = 0; j < 32; ++j)
+          out[b * 32 + j] = static_cast<uint8_t>((q[b * 64 + j] + 8) | ((q[b * 64 + 32 + j] + 8) << 4));
+    }
+  }, 1);
+  VG_CHECK(bad.load() < 0, "quantize_q4: row ", bad.load(), " holds a NaN or an infinity");
+}
+
 }  // namespace vargpt

@@ -15,4 +15,15 @@ namespace vargpt {
 void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, int8_t* q, float* scale,
                       float* sum);
 
+// 4-bit weights in groups of 32 along K, one f16 scale per group: d = max|w| / 7 over the group
+// (rounded to f16, then used as rounded), q = clamp(round(w / d), -8, 7). Rows are padded to a
+// multiple of 64 values (the padding is q = 0). Stored per row as blocks of 64 values in 32 bytes,
+// byte j of a block holding value j + 8 in its low nibble and value 32 + j, + 8, in its high one
+// (unsigned nibbles, so the VNNI kernel can take them as its unsigned operand).
+constexpr int64_t kQ4Group = 32;
+inline int64_t q4_padded(int64_t K) { return (K + 63) / 64 * 64; }
+// packed [N, q4_padded(K) / 2] bytes, scales [N, q4_padded(K) / 32] f16 bits.
+void quantize_q4_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, uint8_t* packed,
+                      uint16_t* scales);
+
 }  // namespace vargpt

@@ -1,4 +1,4 @@
-// linear_q8: int8 weights (symmetric per output channel, core/quantize.h) times activations
+// linear_q8 and linear_q4. linear_q8: int8 weights (symmetric per output channel, core/quantize.h) times activations
 // quantized per row on the fly, on every GEMM path this machine has (the avx512 and amx paths use
 // the AVX-512 VNNI kernel where the CPU has it, the others the portable one).
 //
@@ -145,5 +145,60 @@ describe('linear_q8 (int8 weights, activations quantized per row)', () => {
     }
     w[7] = Number.POSITIVE_INFINITY;
     await expect(runOp('linear_q8', [f32Tensor([1, K], x.subarray(K)), f32Tensor([N, K], w), null])).rejects.toThrow(/row 0 holds a NaN or an infinity/);
+  });
+});
+
+// linear_q4: 4-bit weights in groups of 32 with f16 scales. The group sums are exact integers on
+// every path; the sum over groups runs in f32 in a path-specific order, so the output must match
+// the float64 reproduction within the rounding of that sum (2·G·u of Σ_g |d_g · dot_g| · sx, G
+// groups), and the unquantized product within the quantization bound: |e_w| <= d_g / 2 per
+// weight, |e_x| <= s_x / 2 per activation.
+describe('linear_q4 (4-bit weights in groups of 32, activations quantized per row)', () => {
+  it('matches the group-exact reproduction and stays within the quantization bound on every GEMM path', async () => {
+    const cases: Case[] = [
+      { M: 1, K: 64, N: 8, dtype: 'f32', bias: false, act: 'none' },
+      { M: 3, K: 100, N: 13, dtype: 'bf16', bias: true, act: 'none' }, // K padded to 128
+      { M: 8, K: 256, N: 40, dtype: 'f16', bias: false, act: 'none' },
+      { M: 21, K: 320, N: 70, dtype: 'bf16', bias: true, act: 'silu' },
+    ];
+    for (const [ci, c] of cases.entries()) {
+      for (const path of paths) {
+        addon.setCpuKernels(path);
+        const rng = new Rng(300 + ci);
+        const x = rng.f32(c.M * c.K, -2, 2);
+        const w = weightTensor(rng, c.dtype, [c.N, c.K], 0.5);
+        const bias = c.bias ? rng.f32(c.N, -1, 1) : null;
+        const [yT, qT, dT] = await runOp('linear_q4', [f32Tensor([c.M, c.K], x), w.tensor, bias ? f32Tensor([c.N], bias) : null], { act: c.act });
+        const y = asF32(yT!), q = asF32(qT!), d = asF32(dT!);
+        const Kp = Math.ceil(c.K / 64) * 64, G = Kp / 32;
+        for (let m = 0; m < c.M; m++) {
+          const row = x.subarray(m * c.K, (m + 1) * c.K);
+          const { xq, sx } = quantizeRow(row);
+          for (let n = 0; n < c.N; n++) {
+            let sum = 0, mag = 0, exact = 0, bound = 0, absProd = 0;
+            for (let g = 0; g < G; g++) {
+              let dot = 0;
+              for (let k = g * 32; k < Math.min(c.K, (g + 1) * 32); k++) {
+                dot += xq[k]! * q[n * Kp + k]!;
+                const wv = w.values[n * c.K + k]!;
+                exact += row[k]! * wv;
+                absProd += Math.abs(row[k]! * wv);
+                bound += (Math.abs(row[k]!) * d[n * G + g]! + Math.abs(wv) * sx + (sx * d[n * G + g]!) / 2) / 2;
+              }
+              sum += d[n * G + g]! * dot;
+              mag += Math.abs(d[n * G + g]! * dot);
+            }
+            const b = bias ? bias[n]! : 0;
+            const pre = sum * sx + b;
+            const got = y[m * c.N + n]!;
+            const label = `${path} ${JSON.stringify(c)} y[${m}, ${n}]`;
+            const ref = c.act === 'none' ? pre : actRef(c.act, pre);
+            expect(Math.abs(got - ref), `${label}: reproduction`).toBeLessThanOrEqual(1.2 * (2 * (G + 4) * EPS32 * mag * sx) + 8 * EPS32 * (Math.abs(ref) + Math.abs(b)));
+            const want = c.act === 'none' ? exact + b : actRef(c.act, exact + b);
+            expect(Math.abs(got - want), `${label}: quantization bound`).toBeLessThanOrEqual(1.2 * (bound + 2 * (G + 4) * EPS32 * (mag * sx + absProd)) + 8 * EPS32 * Math.abs(want));
+          }
+        }
+      }
+    }
   });
 });

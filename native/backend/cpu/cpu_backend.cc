@@ -66,6 +66,10 @@ class CpuBackend final : public Backend {
                  Activation act, bool accumulate) override {
     cpu::linear_q8(x, w, qparams, bias, y, act, accumulate);
   }
+  void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
+                 Activation act, bool accumulate) override {
+    cpu::linear_q4(x, w, scales, bias, y, act, accumulate);
+  }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const AttentionParams& params) override {
     cpu::attention(q, k, v, out, params);

@@ -20,6 +20,8 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
 // gemm_q8.cc
 void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
                Activation act, bool accumulate);
+void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
+               Activation act, bool accumulate);
 
 // attention.cc
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const AttentionParams& params);

@@ -60,6 +60,27 @@ void dots_portable(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx,
     }
 }
 
+void q4_dots_portable(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* xsum,
+                      const uint8_t* packed, const uint16_t* scales, float* out) {
+  const int64_t row_bytes = Kp / 2, groups = Kp / kQ4Group;
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < cols; ++j) {
+      const uint8_t* p = packed + j * row_bytes;
+      const int8_t* x = xq + m * ldx;
+      float acc = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        int32_t dot = -8 * xsum[m * groups + g];  // the nibbles hold q + 8
+        for (int64_t k = g * kQ4Group; k < (g + 1) * kQ4Group; ++k) {
+          const int64_t block = k / 64, lane = k % 64;
+          const uint8_t byte = p[block * 32 + lane % 32];
+          dot += int32_t{lane < 32 ? byte & 0x0f : byte >> 4} * int32_t{x[k]};
+        }
+        acc += f16_to_f32(scales[j * groups + g]) * static_cast<float>(dot);
+      }
+      out[m * cols + j] = acc;
+    }
+}
+
 }  // namespace
 
 std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : "portable"; }
@@ -148,6 +169,86 @@ void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Te
   const Q8Weights B{static_cast<const int8_t*>(w.raw()), K, qp, qp + N};
   const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, nullptr, act, accumulate};
   gemm_q8(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N, ep);
+}
+
+void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
+             const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
+  const bool vnni = use_vnni();
+  const int64_t Kp = B.padded_k, groups = Kp / kQ4Group;
+  std::vector<int8_t> xq(static_cast<size_t>(M * Kp), 0);
+  // Σ xq per group (portable) or the VNNI kernel's start values (16 per block, -8 Σ xq of the
+  // block's groups in lanes 0 and 8): the nibbles hold q + 8.
+  std::vector<int32_t> xsum(static_cast<size_t>(M * groups), 0);
+  std::vector<int32_t> corr(vnni ? static_cast<size_t>(M * (Kp / 4)) : 0, 0);
+  std::vector<float> sx(static_cast<size_t>(M));
+  parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      int8_t* row = xq.data() + m * Kp;
+      sx[m] = quantize_row(A + m * lda, K, row);
+      for (int64_t k = 0; k < K; ++k) xsum[m * groups + k / kQ4Group] += row[k];
+      if (vnni)
+        for (int64_t g = 0; g < groups; ++g) corr[m * (Kp / 4) + g / 2 * 16 + g % 2 * 8] = -8 * xsum[m * groups + g];
+    }
+  });
+  const int64_t row_bytes = Kp / 2;
+  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    float dots[kQ8Rows * kQ8Cols];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
+      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
+        for (int64_t n = n_begin; n < n_end;) {
+          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
+          const uint8_t* p = B.packed + n * row_bytes;
+          const uint16_t* sc = B.scales + n * groups;
+#if defined(VARGPT_HAVE_X86_KERNELS)
+          if (vnni)
+            q4_dots_vnni(rows, cols, Kp, xq.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
+          else
+#endif
+            q4_dots_portable(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
+          for (int j = 0; j < cols; ++j) {
+            for (int m = 0; m < rows; ++m) {
+              float v = dots[m * cols + j] * sx[m0 + m];
+              if (ep.bias != nullptr) v += ep.bias[n + j];
+              float* c = C + (m0 + m) * ldc + n + j;
+              *c = ep.accumulate ? *c + v : v;
+            }
+          }
+          n += cols;
+        }
+      }
+      if (ep.act != Activation::None)
+        for (int64_t m = 0; m < M; ++m)
+          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
+    }
+  });
+}
+
+void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
+               Activation act, bool accumulate) {
+  check_dtype("linear_q4", "x", x, DType::F32);
+  check_dtype("linear_q4", "w", w, DType::U8);
+  check_dtype("linear_q4", "scales", scales, DType::F16);
+  check_dtype("linear_q4", "y", y, DType::F32);
+  VG_CHECK(x.rank() >= 1 && w.rank() == 2 && scales.rank() == 2 && w.is_contiguous() && scales.is_contiguous(),
+           "linear_q4: x ", x.describe(), ", w ", w.describe(), ", scales ", scales.describe());
+  const int64_t K = x.dim(-1), N = w.dim(0), Kp = q4_padded(K);
+  VG_CHECK(w.dim(1) == Kp / 2 && scales.dim(0) == N && scales.dim(1) == Kp / kQ4Group, "linear_q4: w ", w.describe(),
+           " and scales ", scales.describe(), " do not hold ", N, " rows of K = ", K, " (", Kp / 2, " bytes and ",
+           Kp / kQ4Group, " scales per row)");
+  VG_CHECK(y.dim(-1) == N && y.numel() / N == x.numel() / K, "linear_q4: y ", y.describe(), " for x ", x.describe());
+  std::vector<float> bias_f32;
+  if (bias != nullptr) bias_f32 = widen_vector("linear_q4", "bias", *bias, N);
+  const Rows xr(x), yr(y);
+  const int64_t M = xr.rows();
+  if (M == 0 || N == 0) return;
+  VG_CHECK(xr.uniform() && yr.uniform(), "linear_q4: x and y need evenly spaced rows");
+  const Q4Weights B{static_cast<const uint8_t*>(w.raw()), static_cast<const uint16_t*>(scales.raw()), Kp};
+  const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, nullptr, act, accumulate};
+  gemm_q4(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N, ep);
 }
 
 }  // namespace vargpt::cpu

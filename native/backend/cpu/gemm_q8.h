@@ -29,6 +29,20 @@ struct Q8Weights {
 void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q8Weights& B, float* C, int64_t ldc,
              const GemmEpilogue& epilogue);
 
+// 4-bit weights in groups of 32 with f16 scales (core/quantize.h: quantize_q4_rows), the
+// activations quantized per row to int8 as above: C[m, n] (+)= act(sx[m] · Σ_g d[n, g] ·
+// Σ_{k in g} xq[m, k] q[n, k] + bias[n]), the group sums exact in integers, the sum over groups in
+// f32 (so the VNNI and portable paths agree to rounding, not bit for bit). 0.5 byte per weight
+// plus 2 bytes per 32.
+struct Q4Weights {
+  const uint8_t* packed = nullptr;  // [N, Kp / 2]
+  const uint16_t* scales = nullptr;  // [N, Kp / 32] f16 bits
+  int64_t padded_k = 0;              // Kp = q4_padded(K)
+};
+
+void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
+             const GemmEpilogue& epilogue);
+
 // The int8 kernel path in use: "avx512-vnni" or "portable" (follows VARGPT_CPU_KERNELS and
 // set_gemm_kernels: only the avx512 and amx paths use VNNI).
 std::string active_q8_kernel();
@@ -38,6 +52,12 @@ std::string active_q8_kernel();
 // bytes, rows of ldx >= K bytes padded with 128) for m < rows (<= 4), j < cols (4 or 1).
 void q8_dots_vnni(int rows, int cols, int64_t K, const uint8_t* xu, int64_t ldx, const int8_t* q, int64_t ldq,
                   int32_t* out);
+// out[m * cols + j] = Σ_g d[n0 + j, g] · Σ_{k in g} q[n0 + j, k] · xq[m, k] over Kp values (rows
+// of xq padded with 0). The nibbles hold q + 8 (the unsigned operand); corr, 16 int32 per row and
+// 64-value block (row stride Kp / 4), starts each block's sums at -8 Σ xq of its two groups (lanes 0
+// and 8), which takes the +8 back out.
+void q4_dots_vnni(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
+                  const uint8_t* packed, const uint16_t* scales, float* out);
 #endif
 
 }  // namespace vargpt::cpu

@@ -2,6 +2,8 @@
 // instruction is enabled for this function alone and only called where the CPU reports it.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "gemm_q8.h"
 
 namespace vargpt::cpu {
@@ -39,7 +41,61 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dots(int rows, int64
     for (int j = 0; j < COLS; ++j) out[m * COLS + j] = lane_sum(acc[m][j]);
 }
 
+template <int COLS>
+__attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int rows, int64_t Kp, const int8_t* xq,
+                                                                         int64_t ldx, const int32_t* corr,
+                                                                         const uint8_t* packed,
+                                                                         const uint16_t* scales, float* out) {
+  __m512 acc[4][COLS];
+  for (int m = 0; m < 4; ++m)
+    for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
+  const int64_t row_bytes = Kp / 2, groups = Kp / 32;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  // Lanes 0-7 of a block's sums are its first group's, lanes 8-15 its second's.
+  const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const int64_t cstride = Kp / 4;
+  for (int64_t k = 0; k < Kp; k += 64) {
+    __m512i w[COLS];
+    __m512 d[COLS];
+    for (int j = 0; j < COLS; ++j) {
+      // Both halves get the 32 bytes; the upper half takes the high nibbles. (Masked forms: GCC 12
+      // warns on the unmasked ones' undefined lanes.)
+      const auto* src = reinterpret_cast<const __m256i*>(packed + j * row_bytes + k / 2);
+      const __m512i both = _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(src));
+      w[j] = _mm512_and_si512(_mm512_mask_blend_epi64(0xf0, both, _mm512_srli_epi16(both, 4)), low4);
+      int32_t two;  // the block's two f16 scales
+      std::memcpy(&two, scales + j * groups + k / 32, sizeof two);
+      d[j] = _mm512_maskz_permutexvar_ps(0xffff, pick, _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(two))));
+    }
+    for (int m = 0; m < 4; ++m) {
+      if (m >= rows) break;
+      const __m512i x = _mm512_loadu_si512(xq + m * ldx + k);
+      for (int j = 0; j < COLS; ++j) {
+        const __m512i start = _mm512_loadu_si512(corr + m * cstride + k / 4);
+        const __m512i dot = _mm512_dpbusd_epi32(start, w[j], x);
+        acc[m][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot), d[j], acc[m][j]);
+      }
+    }
+  }
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < COLS; ++j) {
+      alignas(64) float lanes[16];
+      _mm512_store_ps(lanes, acc[m][j]);
+      float s = 0;
+      for (float v : lanes) s += v;
+      out[m * COLS + j] = s;
+    }
+}
+
 }  // namespace
+
+void q4_dots_vnni(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
+                  const uint8_t* packed, const uint16_t* scales, float* out) {
+  if (cols == 4)
+    q4_dots<4>(rows, Kp, xq, ldx, corr, packed, scales, out);
+  else
+    q4_dots<1>(rows, Kp, xq, ldx, corr, packed, scales, out);
+}
 
 void q8_dots_vnni(int rows, int cols, int64_t K, const uint8_t* xu, int64_t ldx, const int8_t* q, int64_t ldq,
                   int32_t* out) {

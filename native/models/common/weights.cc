@@ -75,6 +75,19 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
   VG_CHECK(expected.size() == 2, "quantizable: ", name, " must be a matrix");
   const Tensor stored = checkpoint_->get(name);
   const int64_t N = expected[0], K = expected[1];
+  if (linear_precision_ == LinearPrecision::Q4) {
+    const int64_t Kp = q4_padded(K);
+    Tensor packed = Tensor::empty_host(DType::U8, {N, Kp / 2});
+    Tensor scales = Tensor::empty_host(DType::F16, {N, Kp / kQ4Group});
+    try {
+      quantize_q4_rows(stored.dtype(), stored.raw(), N, K, K, packed.data<uint8_t>(), scales.data<uint16_t>());
+    } catch (const Error& e) {
+      fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
+    }
+    MatrixWeight out{backend_.upload(packed), backend_.upload(scales)};
+    account(info);
+    return out;
+  }
   Tensor q = Tensor::empty_host(DType::I8, {N, K});
   Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
   try {
@@ -151,12 +164,19 @@ void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bi
             bool accumulate) {
   if (w.int8())
     b.linear_q8(x, w.w, w.qparams, bias, y, act, accumulate);
+  else if (w.q4())
+    b.linear_q4(x, w.w, w.qparams, bias, y, act, accumulate);
   else
     b.linear(x, w.w, bias, y, act, accumulate);
 }
 
 const char* linear_precision_name(LinearPrecision precision) {
-  return precision == LinearPrecision::Int8 ? "int8" : "auto";
+  switch (precision) {
+    case LinearPrecision::Int8: return "int8";
+    case LinearPrecision::Q4: return "q4";
+    case LinearPrecision::Stored: break;
+  }
+  return "stored";
 }
 
 }  // namespace vargpt

@@ -31,12 +31,14 @@ struct NormWeights {
   Tensor w, b;  // [C] f32 (b undefined for RMSNorm)
 };
 
-// A Linear weight [N, K] as a layer reads it: in its stored float dtype, or int8 (w i8 with
-// qparams [2, N]: scales and row sums, core/quantize.h) when the loader quantizes linear layers.
+// A Linear weight [N, K] as a layer reads it: in its stored float dtype; int8 (w i8 [N, K] with
+// qparams [2, N] f32: scales and row sums); or 4-bit (w u8 [N, Kp / 2] with qparams [N, Kp / 32]
+// f16 group scales), when the loader quantizes linear layers (core/quantize.h).
 struct MatrixWeight {
   Tensor w;
-  Tensor qparams;  // defined only for int8
-  bool int8() const { return qparams.defined(); }
+  Tensor qparams;  // undefined for stored weights
+  bool int8() const { return qparams.defined() && w.dtype() == DType::I8; }
+  bool q4() const { return qparams.defined() && w.dtype() == DType::U8; }
 };
 
 // y = act(x · w^T + bias) (or y += that) with whichever kernel the weight's precision takes.
@@ -45,8 +47,8 @@ void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bi
 
 // How the loader holds the weights read through quantizable(): as stored, or quantized to int8
 // while loading (loadModel's weights option).
-enum class LinearPrecision { Stored, Int8 };
-const char* linear_precision_name(LinearPrecision precision);  // "auto" (stored), "int8"
+enum class LinearPrecision { Stored, Int8, Q4 };
+const char* linear_precision_name(LinearPrecision precision);  // "stored", "int8", "q4"
 
 class WeightLoader {
  public:

@@ -101,7 +101,6 @@ class DecoderLlm {
     Tensor q_bias, k_bias, v_bias;  // f32, undefined without qkv_bias
   };
 
-  bool lm_int8() const { return !layers_.empty() && layers_[0].q.int8(); }
   // Per-call buffers of one forward pass over `rows` tokens.
   struct Scratch {
     Tensor xn, q, attn, gate, up, act;
@@ -116,6 +115,7 @@ class DecoderLlm {
 
   Backend& backend_;
   DecoderConfig config_;
+  LinearPrecision weights_ = LinearPrecision::Stored;
   std::vector<float> inv_freq_;
   std::vector<int> axis_of_pair_;
   Tensor embed_tokens_;
