@@ -5,6 +5,28 @@
 
 namespace vargpt::binding {
 
+namespace {
+
+// The arguments linear_q8 and linear_q4 share: x and an optional bias on the backend, the float
+// weight as the host tensor the op quantizes, the activation.
+struct QuantizedOpArgs {
+  Tensor x, bias, host_w;
+  bool has_bias = false;
+  Activation act = Activation::None;
+  QuantizedOpArgs(Backend& be, const OpCall& c) {
+    Inputs in(be, c, 2, 3);
+    x = in[0];
+    has_bias = in.optional(2) != nullptr;
+    if (has_bias) bias = *in.optional(2);
+    host_w = c.inputs[1];
+    act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
+    VG_CHECK(x.rank() >= 1 && host_w.rank() == 2 && host_w.is_contiguous(), c.op, ": x ", x.describe(),
+             " must be [..., K] and w ", host_w.describe(), " [N, K]");
+  }
+};
+
+}  // namespace
+
 void add_dense_binders(BinderTable& table) {
   const BinderTable ops = {
       {"linear",
@@ -32,13 +54,8 @@ void add_dense_binders(BinderTable& table) {
        // w (f32, bf16 or f16, a host tensor) is quantized as the model loader does (core/quantize.h);
        // outputs y and, for the reference, q (as f32) and qparams [2, N].
        [](Backend& be, const OpCall& c) {
-         Inputs in(be, c, 2, 3);
-         Tensor x = in[0];
-         const Tensor* bias = in.optional(2);
-         const Tensor& host_w = c.inputs[1];
-         const Activation act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
-         VG_CHECK(x.rank() >= 1 && host_w.rank() == 2 && host_w.is_contiguous(), c.op, ": x ", x.describe(),
-                  " must be [..., K] and w ", host_w.describe(), " [N, K]");
+         const QuantizedOpArgs a(be, c);
+         const Tensor& host_w = a.host_w;
          const int64_t N = host_w.dim(0), K = host_w.dim(1);
          Tensor q = Tensor::empty_host(DType::I8, {N, K});
          Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
@@ -46,14 +63,12 @@ void add_dense_binders(BinderTable& table) {
                           qparams.data<float>() + N);
          Tensor q_f32 = Tensor::empty_host(DType::F32, {N, K});
          for (int64_t i = 0; i < N * K; ++i) q_f32.data<float>()[i] = q.data<int8_t>()[i];
-         Shape s = x.shape();
+         Shape s = a.x.shape();
          s.back() = N;
          Tensor out = be.empty(DType::F32, s);
          const Tensor w_dev = be.upload(q), qp_dev = be.upload(qparams);
-         const bool has_bias = bias != nullptr;
-         Tensor b = has_bias ? *bias : Tensor();
-         return BoundOp{[&be, x, w_dev, qp_dev, b, has_bias, out, act] {
-                          be.linear_q8(x, w_dev, qp_dev, has_bias ? &b : nullptr, out, act, false);
+         return BoundOp{[&be, a, w_dev, qp_dev, out] {
+                          be.linear_q8(a.x, w_dev, qp_dev, a.has_bias ? &a.bias : nullptr, out, a.act, false);
                         },
                         {out, be.upload(q_f32), be.upload(qparams)}};
        }},
@@ -61,13 +76,8 @@ void add_dense_binders(BinderTable& table) {
        // As linear_q8, with w quantized to 4 bits in groups of 32; outputs y and, for the
        // reference, q [N, Kp] (as f32, the padding included) and the group scales [N, Kp / 32] (f32).
        [](Backend& be, const OpCall& c) {
-         Inputs in(be, c, 2, 3);
-         Tensor x = in[0];
-         const Tensor* bias = in.optional(2);
-         const Tensor& host_w = c.inputs[1];
-         const Activation act = parse_activation(c.op, c.attrs.string("act", std::string("none")));
-         VG_CHECK(x.rank() >= 1 && host_w.rank() == 2 && host_w.is_contiguous(), c.op, ": x ", x.describe(),
-                  " must be [..., K] and w ", host_w.describe(), " [N, K]");
+         const QuantizedOpArgs a(be, c);
+         const Tensor& host_w = a.host_w;
          const int64_t N = host_w.dim(0), K = host_w.dim(1), Kp = q4_padded(K), G = Kp / kQ4Group;
          Tensor packed = Tensor::empty_host(DType::U8, {N, Kp / 2});
          Tensor scales = Tensor::empty_host(DType::F16, {N, G});
@@ -81,14 +91,12 @@ void add_dense_binders(BinderTable& table) {
            }
            for (int64_t g = 0; g < G; ++g) d_f32.data<float>()[n * G + g] = f16_to_f32(scales.data<uint16_t>()[n * G + g]);
          }
-         Shape s = x.shape();
+         Shape s = a.x.shape();
          s.back() = N;
          Tensor out = be.empty(DType::F32, s);
          const Tensor w_dev = be.upload(packed), s_dev = be.upload(scales);
-         const bool has_bias = bias != nullptr;
-         Tensor b = has_bias ? *bias : Tensor();
-         return BoundOp{[&be, x, w_dev, s_dev, b, has_bias, out, act] {
-                          be.linear_q4(x, w_dev, s_dev, has_bias ? &b : nullptr, out, act, false);
+         return BoundOp{[&be, a, w_dev, s_dev, out] {
+                          be.linear_q4(a.x, w_dev, s_dev, a.has_bias ? &a.bias : nullptr, out, a.act, false);
                         },
                         {out, be.upload(q_f32), be.upload(d_f32)}};
        }},

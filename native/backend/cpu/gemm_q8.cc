@@ -81,6 +81,41 @@ void q4_dots_portable(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t 
     }
 }
 
+// The loop both integer GEMMs share: weight rows in blocks of kQ8Block per task, activation rows
+// in groups of kQ8Rows, kQ8Cols (or 1) weight rows per kernel call. `dots(m0, rows, n, cols, out)`
+// fills out[m * cols + j] with row m0 + m's pre-scale sum for weight row n + j, and `scale(m, n)`
+// turns it into the output; the bias, the accumulation and the activation follow, as gemm() applies
+// them.
+template <typename Out, typename Dots, typename Scale>
+void block_loop(int64_t M, int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep, Dots&& dots, Scale&& scale) {
+  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    Out out[kQ8Rows * kQ8Cols];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
+      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
+        for (int64_t n = n_begin; n < n_end;) {
+          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
+          dots(m0, rows, n, cols, out);
+          for (int m = 0; m < rows; ++m) {
+            float* c = C + (m0 + m) * ldc + n;
+            for (int j = 0; j < cols; ++j) {
+              float v = scale(out[m * cols + j], m0 + m, n + j);
+              if (ep.bias != nullptr) v += ep.bias[n + j];
+              c[j] = ep.accumulate ? c[j] + v : v;
+            }
+          }
+          n += cols;
+        }
+      }
+      if (ep.act != Activation::None)
+        for (int64_t m = 0; m < M; ++m)
+          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
+    }
+  });
+}
+
 }  // namespace
 
 std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : "portable"; }
@@ -104,43 +139,22 @@ void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
     }
   });
 
-  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    int32_t dots[kQ8Rows * kQ8Cols];
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
-      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
-        for (int64_t n = n_begin; n < n_end;) {
-          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
-          const int8_t* q = B.q + n * B.ld;
+  block_loop<int32_t>(
+      M, N, C, ldc, ep,
+      [&](int64_t m0, int rows, int64_t n, int cols, int32_t* dots) {
+        const int8_t* q = B.q + n * B.ld;
 #if defined(VARGPT_HAVE_X86_KERNELS)
-          if (vnni) {
-            q8_dots_vnni(rows, cols, K, xu.data() + m0 * ldx, ldx, q, B.ld, dots);
-            // The +128 offset of the activations added 128 · Σ_k q[n, k] to every sum.
-            for (int m = 0; m < rows; ++m)
-              for (int j = 0; j < cols; ++j) dots[m * cols + j] -= 128 * static_cast<int32_t>(B.sum[n + j]);
-          } else
-#endif
-            dots_portable(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
-          for (int m = 0; m < rows; ++m) {
-            float* c = C + (m0 + m) * ldc + n;
-            const float s = sx[m0 + m];
-            for (int j = 0; j < cols; ++j) {
-              float v = static_cast<float>(dots[m * cols + j]) * (s * B.scale[n + j]);
-              if (ep.bias != nullptr) v += ep.bias[n + j];
-              c[j] = ep.accumulate ? c[j] + v : v;
-            }
-          }
-          n += cols;
+        if (vnni) {
+          q8_dots_vnni(rows, cols, K, xu.data() + m0 * ldx, ldx, q, B.ld, dots);
+          // The +128 offset of the activations added 128 · Σ_k q[n, k] to every sum.
+          for (int m = 0; m < rows; ++m)
+            for (int j = 0; j < cols; ++j) dots[m * cols + j] -= 128 * static_cast<int32_t>(B.sum[n + j]);
+          return;
         }
-      }
-      // Activations after the sums (the residual add of `accumulate` comes first, as in gemm()).
-      if (ep.act != Activation::None)
-        for (int64_t m = 0; m < M; ++m)
-          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
-    }
-  });
+#endif
+        dots_portable(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
+      },
+      [&](int32_t dot, int64_t m, int64_t n) { return static_cast<float>(dot) * (sx[m] * B.scale[n]); });
 }
 
 void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
@@ -192,39 +206,20 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
     }
   });
   const int64_t row_bytes = Kp / 2;
-  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    float dots[kQ8Rows * kQ8Cols];
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
-      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
-        for (int64_t n = n_begin; n < n_end;) {
-          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
-          const uint8_t* p = B.packed + n * row_bytes;
-          const uint16_t* sc = B.scales + n * groups;
+  block_loop<float>(
+      M, N, C, ldc, ep,
+      [&](int64_t m0, int rows, int64_t n, int cols, float* dots) {
+        const uint8_t* p = B.packed + n * row_bytes;
+        const uint16_t* sc = B.scales + n * groups;
 #if defined(VARGPT_HAVE_X86_KERNELS)
-          if (vnni)
-            q4_dots_vnni(rows, cols, Kp, xq.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
-          else
-#endif
-            q4_dots_portable(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
-          for (int j = 0; j < cols; ++j) {
-            for (int m = 0; m < rows; ++m) {
-              float v = dots[m * cols + j] * sx[m0 + m];
-              if (ep.bias != nullptr) v += ep.bias[n + j];
-              float* c = C + (m0 + m) * ldc + n + j;
-              *c = ep.accumulate ? *c + v : v;
-            }
-          }
-          n += cols;
+        if (vnni) {
+          q4_dots_vnni(rows, cols, Kp, xq.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
+          return;
         }
-      }
-      if (ep.act != Activation::None)
-        for (int64_t m = 0; m < M; ++m)
-          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
-    }
-  });
+#endif
+        q4_dots_portable(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
+      },
+      [&](float sum, int64_t m, int64_t) { return sum * sx[m]; });
 }
 
 void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
