@@ -348,6 +348,9 @@ export interface NativeAddon {
   // kernel (malloc_trim). Used by scripts/leak-check.mjs.
   allocatorStats(trim?: boolean): { available: boolean; inUseBytes?: number; trimmed?: boolean };
   openCheckpoint(path: string): Promise<NativeCheckpoint>;
+  // One Linear weight [N, K] quantized as loadModel's weights option does it: int8 -> q i8 [N, K],
+  // scale f32 [N]; q4 -> q u8 [N, Kp / 2], scale f16 [N, Kp / 32] (native/core/quantize.h).
+  quantizeTensor(tensor: NativeTensorInput, precision: 'int8' | 'q4'): Promise<{ q: NativeTensor; scale: NativeTensor }>;
   // Runs one backend operator on host tensors (the operator tests and benchmarks use it).
   // `inputs` may hold null for an optional input; see native/binding/ops.cc for ops and attrs.
   runOp(

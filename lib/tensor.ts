@@ -1,7 +1,7 @@
 // Typed tensors: a dtype, a shape and the values as a TypedArray view (no copy). bf16 and f16
 // values are raw 16-bit patterns in a Uint16Array; toFloat32() widens them.
 
-export type DType = 'f32' | 'bf16' | 'f16' | 'i32' | 'i64' | 'u8';
+export type DType = 'f32' | 'bf16' | 'f16' | 'i32' | 'i64' | 'u8' | 'i8';
 
 export interface TensorDataMap {
   f32: Float32Array;
@@ -10,11 +10,12 @@ export interface TensorDataMap {
   i32: Int32Array;
   i64: BigInt64Array;
   u8: Uint8Array;
+  i8: Int8Array;
 }
 
 export type TensorData = TensorDataMap[DType];
 
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, bf16: 2, f16: 2, i32: 4, i64: 8, u8: 1 };
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, bf16: 2, f16: 2, i32: 4, i64: 8, u8: 1, i8: 1 };
 
 export function isDType(value: unknown): value is DType {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, value);
@@ -43,6 +44,8 @@ function viewOf<D extends DType>(dtype: D, buffer: ArrayBufferLike, byteOffset: 
       return new BigInt64Array(buffer, byteOffset, length) as TensorDataMap[D];
     case 'u8':
       return new Uint8Array(buffer, byteOffset, length) as TensorDataMap[D];
+    case 'i8':
+      return new Int8Array(buffer, byteOffset, length) as TensorDataMap[D];
   }
   throw new TypeError(`unknown dtype ${String(dtype)}`);
 }

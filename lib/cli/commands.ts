@@ -10,6 +10,8 @@ import { InputError } from '../errors.js';
 import { formatFromPath } from '../image.js';
 import type { Device, ImageReply } from '../model.js';
 import { loadModel } from '../model.js';
+import { quantizeCheckpoint } from '../quantize.js';
+import type { QuantizeReport, QuantizedWeights } from '../quantize.js';
 import type { VargptModel } from '../model.js';
 import type { GenerateImageOptions } from '../options.js';
 import type { Blip3oPresetName, SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
@@ -254,7 +256,7 @@ export async function infoCommand(options: GlobalOptions, io: Io): Promise<void>
     `vargpt ${packageVersion()} (Node ${process.version}, ${process.platform}-${process.arch})`,
     `cpu: ${cpu.model}, ${cpu.threads} threads`,
     `  SIMD: ${cpu.features.length ? cpu.features.join(' ') : 'none detected'}`,
-    `  kernels: ${cpu.kernels} (this machine can run: ${cpu.kernelPaths.join(', ')})`,
+    `  kernels: ${cpu.kernels} (this machine can run: ${cpu.kernelPaths.join(', ')}); int8/q4 weights: ${cpu.int8Kernels}`,
   ];
   if (cpu.amxUnavailable && cpu.features.includes('amx-bf16')) lines.push(`  amx: unavailable: ${cpu.amxUnavailable}`);
   if (cuda.available) {
@@ -318,4 +320,34 @@ export async function synthCommand(options: SynthCommandOptions, io: Io): Promis
     io.out(`${result.dir}\n`);
     io.err(`vargpt: ${params} parameters, ${result.tensors} tensors, ${formatBytes(result.bytes)} (${dtype}) in ${seconds.toFixed(1)} s\n`);
   }
+}
+
+export interface QuantizeCommandOptions {
+  model: string;
+  out: string;
+  weights: QuantizedWeights;
+  json?: boolean;
+}
+
+// `vargpt quantize`: writes the checkpoint with its LLM linear layers stored quantized.
+export async function quantizeCommand(options: QuantizeCommandOptions, io: Io): Promise<void> {
+  const bar = progressBar('quantizing', 1, { enabled: !options.json });
+  let report: QuantizeReport;
+  try {
+    report = await quantizeCheckpoint({
+      model: options.model,
+      out: options.out,
+      weights: options.weights,
+      signal: io.signal,
+      onProgress: ({ done, total }) => bar.update(done, total),
+    });
+  } finally {
+    bar.stop();
+  }
+  if (options.json) {
+    io.out(`${JSON.stringify({ out: path.resolve(options.out), weights: options.weights, ...report })}\n`);
+    return;
+  }
+  const gb = (b: number) => `${(b / 1e9).toFixed(3)} GB`;
+  io.out(`wrote ${path.resolve(options.out)}: ${report.quantized} LLM linear layers as ${options.weights}, ${report.tensors - report.quantized} tensors copied; ${gb(report.bytesIn)} -> ${gb(report.bytesOut)}\n`);
 }

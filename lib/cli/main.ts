@@ -12,6 +12,8 @@ import { CHAT_COMMANDS, chatCommand } from './chat.js';
 import type { ChatCommandOptions } from './chat.js';
 import { serveCommand } from './serve.js';
 import type { ServeCommandOptions } from './serve.js';
+import { quantizeCommand } from './commands.js';
+import type { QuantizeCommandOptions } from './commands.js';
 import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, reconstructCommand, synthCommand } from './commands.js';
 import type { EditCommandOptions, GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
 
@@ -90,7 +92,6 @@ function withModel(cmd: Command): Command {
     .option('-m, --model <dir>', 'checkpoint folder (default: a cached tiny random-weight model)')
     .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
     .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
-  .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
     .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
     .option('--json', 'print one JSON document with the result');
 }
@@ -226,5 +227,14 @@ program
   .action((options: SynthCommandOptions & { dtype?: SynthDType; family: SynthFamily; maxShardSize?: number }) =>
     run((io) => synthCommand({ ...options, maxShardBytes: options.maxShardSize }, io)),
   );
+
+program
+  .command('quantize')
+  .description('write a copy of a checkpoint with the LLM linear layers stored as int8 or q4 (loads with no float copy)')
+  .requiredOption('-m, --model <dir>', 'checkpoint folder')
+  .requiredOption('--out <dir>', 'output folder (must be empty or absent)')
+  .addOption(new Option('--weights <precision>', 'int8 (per output channel) or q4 (groups of 32, f16 scales)').choices(['int8', 'q4']).makeOptionMandatory())
+  .option('--json', 'print JSON')
+  .action((options: QuantizeCommandOptions) => run((io) => quantizeCommand(options, io)));
 
 await program.parseAsync(process.argv);

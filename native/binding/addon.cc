@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vargpt::binding::init_infinity(env, exports);
   vargpt::binding::init_dit(env, exports);
   vargpt::binding::init_diffusion_decoder(env, exports);
+  vargpt::binding::init_quantize(env, exports);
   return exports;
 }
 }  // namespace

@@ -34,6 +34,7 @@ void init_bsq_vae(Napi::Env env, Napi::Object exports);         // loadBsqVae (b
 void init_infinity(Napi::Env env, Napi::Object exports);        // loadInfinity (infinity.cc)
 void init_dit(Napi::Env env, Napi::Object exports);             // loadBlip3oDit (dit.cc)
 void init_diffusion_decoder(Napi::Env env, Napi::Object exports);  // loadDiffusionDecoder (diffusion_decoder.cc)
+void init_quantize(Napi::Env env, Napi::Object exports);  // quantizeTensor (quantize.cc)
 
 // Parses "f32" / "bf16" / ... (the names TypeScript uses).
 DType parse_dtype(const Napi::Value& value, const char* what);

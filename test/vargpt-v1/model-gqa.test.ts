@@ -40,7 +40,7 @@ async function writeExpandedMha(ckpt: Checkpoint, dir: string, headDim: number):
       shape = [HEADS * headDim, hidden];
       bytes = Buffer.from(out.buffer);
     }
-    const dtype = { f32: 'F32', bf16: 'BF16', f16: 'F16', i64: 'I64', i32: 'I32', u8: 'U8' }[t.dtype];
+    const dtype = { f32: 'F32', bf16: 'BF16', f16: 'F16', i64: 'I64', i32: 'I32', u8: 'U8', i8: 'I8' }[t.dtype];
     header[entry.name] = { dtype, shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(Buffer.from(bytes));
     offset += bytes.length;

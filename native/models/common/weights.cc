@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -67,7 +68,67 @@ Tensor WeightLoader::matrix(const std::string& name, const Shape& expected) {
   return out;
 }
 
+MatrixWeight WeightLoader::prequantized(const std::string& name, const Shape& expected) {
+  const std::string& path = checkpoint_->path();
+  VG_CHECK(expected.size() == 2, "quantizable: ", name, " must be a matrix");
+  const int64_t N = expected[0], K = expected[1];
+  const bool int8 = checkpoint_->info(name).dtype == DType::I8;
+  const LinearPrecision stored = int8 ? LinearPrecision::Int8 : LinearPrecision::Q4;
+  VG_CHECK(linear_precision_ == LinearPrecision::Stored || linear_precision_ == stored, path, ": tensor ", name,
+           " is stored as ", linear_precision_name(stored), " (a checkpoint written by vargpt quantize); load it with "
+           "weights 'auto' or '", linear_precision_name(stored), "'");
+  if (int8) {
+    const TensorInfo& info = checked(name, {N, K});
+    const std::string scale_name = name + ".q8_scale";
+    const TensorInfo& scale_info = checked(scale_name, {N});
+    VG_CHECK(scale_info.dtype == DType::F32, path, ": tensor ", scale_name, " has dtype ", dtype_name(scale_info.dtype),
+             ", expected f32");
+    const Tensor q = checkpoint_->get(name);
+    const Tensor scale = checkpoint_->get(scale_name);
+    // The kernel's row sums, and the checks a corrupt file fails: no -128, finite scales >= 0.
+    Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
+    float* out = qparams.data<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      const float sc = scale.data<float>()[n];
+      VG_CHECK(std::isfinite(sc) && sc >= 0, path, ": tensor ", scale_name, "[", n, "] = ", sc,
+               " is not a scale (finite, >= 0)");
+      const int8_t* row = q.data<int8_t>() + n * K;
+      int64_t total = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        VG_CHECK(row[k] != -128, path, ": tensor ", name, "[", n, ", ", k, "] = -128 is outside the int8 range [-127, 127]");
+        total += row[k];
+      }
+      out[n] = sc;
+      out[N + n] = static_cast<float>(total);
+    }
+    MatrixWeight w{backend_.upload(q), backend_.upload(qparams)};
+    account(info);
+    account(scale_info);
+    return w;
+  }
+  const int64_t Kp = q4_padded(K);
+  const TensorInfo& info = checked(name, {N, Kp / 2});
+  const std::string scale_name = name + ".q4_scale";
+  const TensorInfo& scale_info = checked(scale_name, {N, Kp / kQ4Group});
+  VG_CHECK(scale_info.dtype == DType::F16, path, ": tensor ", scale_name, " has dtype ", dtype_name(scale_info.dtype),
+           ", expected f16");
+  const Tensor scales = checkpoint_->get(scale_name);
+  for (int64_t i = 0; i < N * (Kp / kQ4Group); ++i) {
+    const float d = f16_to_f32(scales.data<uint16_t>()[i]);
+    VG_CHECK(std::isfinite(d) && d >= 0, path, ": tensor ", scale_name, " holds ", d, " at ", i,
+             ", not a scale (finite, >= 0)");
+  }
+  MatrixWeight w{backend_.upload(checkpoint_->get(name)), backend_.upload(scales)};
+  account(info);
+  account(scale_info);
+  return w;
+}
+
 MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& expected) {
+  if (checkpoint_->has(name)) {
+    const DType stored = checkpoint_->info(name).dtype;
+    if (stored == DType::I8 || stored == DType::U8) return prequantized(name, expected);
+  }
   if (linear_precision_ == LinearPrecision::Stored) return MatrixWeight{matrix(name, expected), Tensor()};
   const TensorInfo& info = checked(name, expected);
   VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),

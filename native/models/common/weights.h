@@ -76,8 +76,10 @@ class WeightLoader {
 
   // Weight read in its stored float dtype (for linear() and embedding()).
   Tensor matrix(const std::string& name, const Shape& expected);
-  // A Linear weight [N, K] at the loader's linear precision: stored, or int8 (quantized tensor by
-  // tensor as it loads, so the float copy is never held beside the rest).
+  // A Linear weight [N, K] at the loader's linear precision: stored, or quantized tensor by tensor
+  // as it loads (the float copy is never held beside the rest). A checkpoint written by `vargpt
+  // quantize` holds it quantized already (i8 with `<name>.q8_scale`, or u8 nibbles with
+  // `<name>.q4_scale`): read as it is, checked, never widened.
   MatrixWeight quantizable(const std::string& name, const Shape& expected);
   void set_linear_precision(LinearPrecision precision) { linear_precision_ = precision; }
   LinearPrecision linear_precision() const { return linear_precision_; }
@@ -97,6 +99,7 @@ class WeightLoader {
 
  private:
   const TensorInfo& checked(const std::string& name, const Shape& expected);
+  MatrixWeight prequantized(const std::string& name, const Shape& expected);
   void account(const TensorInfo& info);
 
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;

@@ -78,7 +78,6 @@ Positions Positions::sequential(int start, int count) {
 DecoderLlm::DecoderLlm(const DecoderConfig& config, WeightLoader& w)
     : backend_(w.backend()),
       config_(config),
-      weights_(w.linear_precision()),
       inv_freq_(rope_inv_freq(config.rope_theta, config.head_dim)),
       axis_of_pair_(rope_axis_of_pair(config.mrope_sections, config.head_dim)) {
   const std::string& prefix = config.prefix;
@@ -321,7 +320,7 @@ Info DecoderLlm::info() const {
       .set("intermediateSize", c.intermediate)
       .set("vocabSize", c.vocab)
       .set("maxPositions", c.max_positions)
-      .set("weights", linear_precision_name(weights_));
+      .set("weights", layers_.empty() || !layers_[0].q.qparams.defined() ? "stored" : layers_[0].q.int8() ? "int8" : "q4");
   if (!c.mrope_sections.empty()) out.set("ropeTheta", static_cast<double>(c.rope_theta)).set("mropeSection", Info::numbers(c.mrope_sections));
   return out;
 }

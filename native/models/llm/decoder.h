@@ -115,7 +115,6 @@ class DecoderLlm {
 
   Backend& backend_;
   DecoderConfig config_;
-  LinearPrecision weights_ = LinearPrecision::Stored;
   std::vector<float> inv_freq_;
   std::vector<int> axis_of_pair_;
   Tensor embed_tokens_;
