@@ -30,7 +30,12 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dots(int rows, int64
     // Weight bytes past K read as 0, so the activations' padding adds nothing.
     const __mmask64 mask = K - k >= 64 ? ~__mmask64{0} : ((__mmask64{1} << (K - k)) - 1);
     __m512i w[COLS];
-    for (int j = 0; j < COLS; ++j) w[j] = _mm512_maskz_loadu_epi8(mask, q + j * ldq + k);
+    for (int j = 0; j < COLS; ++j) {
+      w[j] = _mm512_maskz_loadu_epi8(mask, q + j * ldq + k);
+      // The next call's rows follow these in memory: fetch them while this one computes (short rows
+      // end before the hardware prefetcher has found their streams).
+      _mm_prefetch(reinterpret_cast<const char*>(q + (COLS + j) * ldq + k), _MM_HINT_T0);
+    }
     for (int m = 0; m < 4; ++m) {
       if (m >= rows) break;
       const __m512i x = _mm512_loadu_si512(xu + m * ldx + k);
@@ -61,6 +66,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
       // Both halves get the 32 bytes; the upper half takes the high nibbles. (Masked forms: GCC 12
       // warns on the unmasked ones' undefined lanes.)
       const auto* src = reinterpret_cast<const __m256i*>(packed + j * row_bytes + k / 2);
+      _mm_prefetch(reinterpret_cast<const char*>(packed + (COLS + j) * row_bytes + k / 2), _MM_HINT_T0);
       const __m512i both = _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(src));
       w[j] = _mm512_and_si512(_mm512_mask_blend_epi64(0xf0, both, _mm512_srli_epi16(both, 4)), low4);
       int32_t two;  // the block's two f16 scales
