@@ -90,6 +90,12 @@ bool x86_supports(const char* feature) {
   return false;
 }
 
+bool x86_xcr0_has(unsigned long long mask) {
+  unsigned r[4];
+  if (!x86_cpuid(1, 0, r) || (r[2] & (1u << 27)) == 0) return false;
+  return (xcr0() & mask) == mask;
+}
+
 std::string x86_processor_name() {
   unsigned regs[12] = {};
   for (unsigned i = 0; i < 3; ++i)
@@ -104,6 +110,7 @@ std::string x86_processor_name() {
 
 bool x86_cpuid(unsigned, unsigned, unsigned*) { return false; }
 bool x86_supports(const char*) { return false; }
+bool x86_xcr0_has(unsigned long long) { return false; }
 std::string x86_processor_name() { return ""; }
 
 #endif

@@ -13,6 +13,9 @@ bool x86_cpuid(unsigned leaf, unsigned subleaf, unsigned regs[4]);
 // "avx512vl", "avx512dq", "avx512bf16"), true only when the CPU has it and the OS saves the
 // registers it uses (XCR0). Unknown names are false.
 bool x86_supports(const char* feature);
+// Whether the OS saves every register state in `mask` (XCR0 bits; false without OSXSAVE), e.g.
+// 3 << 17 for the AMX tile configuration and data.
+bool x86_xcr0_has(unsigned long long mask);
 // The CPU's brand string ("" when not reported).
 std::string x86_processor_name();
 
