@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// npm run check:platforms: compiles every native source for the platforms this machine has a
+// cross toolchain for, so code that only builds on Linux is caught here. Each target says which
+// compiler it found; a target whose compiler is missing is skipped (and named), never failed.
+//
+//   windows-x64  x86_64-w64-mingw32-g++ (Debian: g++-mingw-w64-x86-64-posix), -fsyntax-only with
+//                _WIN32 and the x86 kernels; MSVC itself, linking against node.lib and running
+//                are not checked.
+//   linux-arm64  aarch64-linux-gnu-g++ (Debian: g++-aarch64-linux-gnu), the portable sources
+//                without the x86 kernels, -fsyntax-only (npm run prebuild:linux-arm64 builds the
+//                .node itself).
+//   clang        the host's clang, every source with the same flags as the addon: the compiler
+//                macOS builds with (Apple clang), on Linux headers; no macOS SDK here.
+//   glibc        the symbol versions of every prebuilds/linux-*/*.glibc.node against the glibc
+//                2.28 floor (scripts/check-glibc.mjs; readelf from binutils).
+//
+// Usage: node scripts/check-platforms.mjs [--target windows-x64,linux-arm64,clang] [--jobs N]
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { FLOOR, checkFile, linuxPrebuilds, readelfAvailable } from './check-glibc.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+
+function option(name) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function sources(group) {
+  const out = spawnSync(process.execPath, [path.join(root, 'scripts/sources.cjs'), group], { encoding: 'utf8' });
+  return out.stdout.split(' ').filter(Boolean);
+}
+
+function which(...names) {
+  for (const name of names) {
+    const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+    if (found.status === 0 && found.stdout.trim()) return found.stdout.trim();
+  }
+  return undefined;
+}
+
+// node_api.h and friends: the running Node's headers (the same on every platform).
+function nodeIncludeDir() {
+  const candidates = [
+    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+    path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
+  ];
+  return candidates.find((dir) => dir && existsSync(path.join(dir, 'node_api.h')));
+}
+
+const common = ['-std=c++17', '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror=return-type'];
+const addonDefines = ['-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
+const isaFlags = {
+  avx2: ['-mavx2', '-mfma', '-mf16c'],
+  avx512: ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16', '-mfma', '-mf16c'],
+  amx: ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16', '-mamx-tile', '-mamx-bf16', '-mfma', '-mf16c'],
+};
+
+// Each unit: [file, extra flags]. x86 targets compile every group with its ISA flags.
+function x86Units() {
+  const units = sources('portable').map((f) => [f, ['-DVARGPT_HAVE_X86_KERNELS=1']]);
+  for (const [group, flags] of Object.entries(isaFlags))
+    for (const f of sources(group)) units.push([f, [...flags, '-DVARGPT_HAVE_X86_KERNELS=1']]);
+  return units;
+}
+
+const targets = {
+  'windows-x64': {
+    compiler: () => which('x86_64-w64-mingw32-g++-posix', 'x86_64-w64-mingw32-g++'),
+    install: 'apt-get install g++-mingw-w64-x86-64-posix',
+    flags: [],
+    units: x86Units,
+    unchecked: 'MSVC (what node-gyp uses on Windows), linking against node.lib, loading and running',
+  },
+  'linux-arm64': {
+    compiler: () => which('aarch64-linux-gnu-g++'),
+    install: 'apt-get install g++-aarch64-linux-gnu',
+    flags: ['-fPIC'],
+    units: () => sources('portable').map((f) => [f, []]),
+    unchecked: 'linking and running (npm run prebuild:linux-arm64 builds the .node)',
+  },
+  clang: {
+    compiler: () => which('clang++', 'clang'),
+    install: 'apt-get install clang',
+    flags: ['-x', 'c++'],
+    units: () => (os.arch() === 'x64' ? x86Units() : sources('portable').map((f) => [f, []])),
+    unchecked: 'the macOS SDK and libc++ (Apple headers are not available here), linking, running',
+  },
+};
+
+function checkGlibc() {
+  if (!readelfAvailable()) {
+    console.log('glibc: skipped, readelf not found (apt-get install binutils)');
+    return true;
+  }
+  const files = linuxPrebuilds();
+  if (files.length === 0) {
+    console.log('glibc: skipped, no prebuilds/linux-*/*.glibc.node (npm run prebuild, npm run prebuild:linux-arm64)');
+    return true;
+  }
+  let ok = true;
+  for (const file of files) {
+    const { needs, tooNew } = checkFile(file);
+    const summary = Object.entries(needs).map(([family, version]) => `${family}_${version}`).join(', ');
+    console.log(`glibc: ${path.relative(root, file)} needs ${summary || 'no versioned symbols'}` +
+      (tooNew.length ? `; above the floor (GLIBC_${FLOOR.GLIBC}): ${tooNew.join(' ')}` : ' (floor GLIBC_' + FLOOR.GLIBC + '): ok'));
+    ok &&= tooNew.length === 0;
+  }
+  return ok;
+}
+
+const wanted = (option('--target') ?? [...Object.keys(targets), 'glibc'].join(',')).split(',');
+const jobs = Math.max(1, Number(option('--jobs') ?? process.env.JOBS ?? 2));
+const nodeInclude = nodeIncludeDir();
+if (!nodeInclude) {
+  console.error('check-platforms: no Node headers (include/node/node_api.h) beside this node; set npm_config_nodedir');
+  process.exit(1);
+}
+const includes = ['-I', path.join(root, 'native'), '-I', require('node-addon-api').include_dir.replace(/"/g, ''), '-I', nodeInclude];
+
+function compile(compiler, args) {
+  return new Promise((resolve) => {
+    const child = spawn(compiler, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+async function runTarget(name) {
+  if (name === 'glibc') return checkGlibc();
+  const target = targets[name];
+  if (!target) {
+    console.log(`${name}: unknown target (known: ${Object.keys(targets).join(', ')})`);
+    return false;
+  }
+  const compiler = target.compiler();
+  if (!compiler) {
+    console.log(`${name}: skipped, no compiler found (${target.install})`);
+    return true;
+  }
+  const version = spawnSync(compiler, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
+  const units = target.units();
+  console.log(`${name}: ${compiler} (${version}), ${units.length} files`);
+  const failures = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < units.length) {
+      const [file, extra] = units[next++];
+      const { code, output } = await compile(compiler, [...target.flags, ...common, ...addonDefines, ...extra, ...includes, file]);
+      if (code !== 0) failures.push({ file, output });
+      else if (/warning:/.test(output)) console.log(`  ${file}: warnings\n${indent(output)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: jobs }, worker));
+  for (const { file, output } of failures) console.log(`  FAILED ${file}\n${indent(output)}`);
+  console.log(`${name}: ${units.length - failures.length}/${units.length} compile; not checked: ${target.unchecked}`);
+  return failures.length === 0;
+}
+
+function indent(text) {
+  const lines = text.trim().split('\n');
+  const shown = lines.slice(0, 30).map((l) => `    ${l}`);
+  if (lines.length > 30) shown.push(`    ... ${lines.length - 30} more lines`);
+  return shown.join('\n');
+}
+
+let ok = true;
+for (const name of wanted) ok = (await runTarget(name)) && ok;
+process.exit(ok ? 0 : 1);
