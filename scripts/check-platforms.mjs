@@ -13,10 +13,19 @@
 //                macOS builds with (Apple clang), on Linux headers; no macOS SDK here.
 //   glibc        the symbol versions of every prebuilds/linux-*/*.glibc.node against the glibc
 //                2.28 floor (scripts/check-glibc.mjs; readelf from binutils).
+//   qemu-arm64   prebuilds/linux-arm64 loaded and run (scripts/smoke-addon.cjs) by an arm64 Node
+//                under qemu-aarch64 (Debian: qemu-user). The arm64 Node is a folder named by
+//                VARGPT_ARM64_ROOT holding Debian's arm64 nodejs unpacked, made without installing
+//                it: dpkg --add-architecture arm64 && apt-get update, then in an empty folder
+//                apt-get download nodejs:arm64 libnode108:arm64 libc6:arm64 libstdc++6:arm64
+//                libgcc-s1:arm64 libuv1:arm64 libicu72:arm64 libssl3:arm64 libc-ares2:arm64
+//                libnghttp2-14:arm64 libbrotli1:arm64 zlib1g:arm64 node-cjs-module-lexer node-acorn
+//                node-undici && for d in *.deb; do dpkg -x $d root; done (VARGPT_ARM64_ROOT=$PWD/root).
 //
-// Usage: node scripts/check-platforms.mjs [--target windows-x64,linux-arm64,clang] [--jobs N]
+// Usage: node scripts/check-platforms.mjs [--target windows-x64,linux-arm64,clang,glibc,qemu-arm64]
+//          [--jobs N] [--checkpoint DIR (a model folder the qemu run opens)]
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -115,7 +124,43 @@ function checkGlibc() {
   return ok;
 }
 
-const wanted = (option('--target') ?? [...Object.keys(targets), 'glibc'].join(',')).split(',');
+// The arm64 prebuild in a package copy (no build/), run by an arm64 Node under qemu-user.
+function runArm64() {
+  const qemu = which('qemu-aarch64');
+  const sysroot = process.env.VARGPT_ARM64_ROOT;
+  const prebuild = path.join(root, 'prebuilds', 'linux-arm64');
+  const node = sysroot && path.join(sysroot, 'usr', 'bin', 'node');
+  const missing = !qemu
+    ? 'qemu-aarch64 not found (apt-get install qemu-user)'
+    : !node || !existsSync(node)
+      ? 'no arm64 Node (set VARGPT_ARM64_ROOT, see the top of this script)'
+      : !existsSync(prebuild)
+        ? 'no prebuilds/linux-arm64 (npm run prebuild:linux-arm64)'
+        : '';
+  if (missing) {
+    console.log(`qemu-arm64: skipped, ${missing}`);
+    return true;
+  }
+  const copy = mkdtempSync(path.join(os.tmpdir(), 'vargpt-arm64-'));
+  try {
+    cpSync(path.join(root, 'package.json'), path.join(copy, 'package.json'));
+    cpSync(prebuild, path.join(copy, 'prebuilds', 'linux-arm64'), { recursive: true });
+    symlinkSync(path.join(root, 'node_modules'), path.join(copy, 'node_modules'), 'dir');
+    const libs = ['usr/lib/aarch64-linux-gnu', 'lib/aarch64-linux-gnu'].map((d) => path.join(sysroot, d)).join(':');
+    const args = ['-L', sysroot, '-E', `LD_LIBRARY_PATH=${libs}`, node, path.join(root, 'scripts', 'smoke-addon.cjs'), copy];
+    const checkpoint = option('--checkpoint');
+    if (checkpoint) args.push(checkpoint);
+    console.log(`qemu-arm64: ${qemu}, ${node}`);
+    const run = spawnSync(qemu, args, { encoding: 'utf8' });
+    console.log(indent(`${run.stdout}${run.stderr}`));
+    console.log(`qemu-arm64: ${run.status === 0 ? 'ok' : 'FAILED'}; not checked: arm64 hardware, the TypeScript API (sharp has no arm64 binary installed here)`);
+    return run.status === 0;
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+
+const wanted = (option('--target') ?? [...Object.keys(targets), 'glibc', 'qemu-arm64'].join(',')).split(',');
 const jobs = Math.max(1, Number(option('--jobs') ?? process.env.JOBS ?? 2));
 const nodeInclude = nodeIncludeDir();
 if (!nodeInclude) {
@@ -136,6 +181,7 @@ function compile(compiler, args) {
 
 async function runTarget(name) {
   if (name === 'glibc') return checkGlibc();
+  if (name === 'qemu-arm64') return runArm64();
   const target = targets[name];
   if (!target) {
     console.log(`${name}: unknown target (known: ${Object.keys(targets).join(', ')})`);
