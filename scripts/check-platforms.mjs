@@ -3,9 +3,11 @@
 // cross toolchain for, so code that only builds on Linux is caught here. Each target says which
 // compiler it found; a target whose compiler is missing is skipped (and named), never failed.
 //
-//   windows-x64  x86_64-w64-mingw32-g++ (Debian: g++-mingw-w64-x86-64-posix), -fsyntax-only with
-//                _WIN32 and the x86 kernels; MSVC itself, linking against node.lib and running
-//                are not checked.
+//   windows-x64  x86_64-w64-mingw32-g++ (Debian: g++-mingw-w64-x86-64-posix): what binding.gyp
+//                builds on Windows (the portable sources, no x86 kernels) compiled to objects and
+//                linked into a DLL against an import library of node.exe made from node_api.h
+//                (so a missing Win32 or Node-API symbol shows); then the x86 kernel files,
+//                -fsyntax-only. MSVC itself and running are not checked.
 //   linux-arm64  aarch64-linux-gnu-g++ (Debian: g++-aarch64-linux-gnu), the portable sources
 //                without the x86 kernels, -fsyntax-only (npm run prebuild:linux-arm64 builds the
 //                .node itself).
@@ -25,7 +27,7 @@
 // Usage: node scripts/check-platforms.mjs [--target windows-x64,linux-arm64,clang,glibc,qemu-arm64]
 //          [--jobs N] [--checkpoint DIR (a model folder the qemu run opens)]
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -63,7 +65,8 @@ function nodeIncludeDir() {
   return candidates.find((dir) => dir && existsSync(path.join(dir, 'node_api.h')));
 }
 
-const common = ['-std=c++17', '-fsyntax-only', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror=return-type'];
+const warnings = ['-std=c++17', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror=return-type'];
+const syntaxOnly = ['-fsyntax-only'];
 const addonDefines = ['-DNAPI_VERSION=8', '-DNODE_ADDON_API_DISABLE_DEPRECATED', '-DNAPI_CPP_EXCEPTIONS'];
 const isaFlags = {
   avx2: ['-mavx2', '-mfma', '-mf16c'],
@@ -72,11 +75,33 @@ const isaFlags = {
 };
 
 // Each unit: [file, extra flags]. x86 targets compile every group with its ISA flags.
-function x86Units() {
-  const units = sources('portable').map((f) => [f, ['-DVARGPT_HAVE_X86_KERNELS=1']]);
+function kernelUnits() {
+  const units = [];
   for (const [group, flags] of Object.entries(isaFlags))
     for (const f of sources(group)) units.push([f, [...flags, '-DVARGPT_HAVE_X86_KERNELS=1']]);
   return units;
+}
+function x86Units() {
+  return [...sources('portable').map((f) => [f, ['-DVARGPT_HAVE_X86_KERNELS=1']]), ...kernelUnits()];
+}
+
+// Windows: node.exe exports Node-API; an import library for it from the functions node_api.h and
+// js_native_api.h declare lets the DLL link as it would against node.lib.
+function linkWindowsDll(compiler, objects, dir) {
+  const names = new Set();
+  for (const header of ['js_native_api.h', 'node_api.h'])
+    for (const m of readFileSync(path.join(nodeInclude, header), 'utf8').matchAll(/\b((?:napi|node_api)_[a-z0-9_]+)\s*\(/g)) names.add(m[1]);
+  writeFileSync(path.join(dir, 'node.def'), `LIBRARY node.exe\nEXPORTS\n${[...names].map((n) => `  ${n}`).join('\n')}\n`);
+  const dlltool = compiler.replace(/g\+\+(-posix)?$/, 'dlltool');
+  const lib = path.join(dir, 'libnode.a');
+  const made = spawnSync(dlltool, ['-d', path.join(dir, 'node.def'), '-l', lib], { encoding: 'utf8' });
+  if (made.status !== 0) return `${dlltool} failed: ${made.stderr}`;
+  const out = path.join(dir, 'vargpt.node');
+  const linked = spawnSync(compiler, ['-shared', '-o', out, ...objects, lib, '-static-libgcc', '-static-libstdc++', '-static'], { encoding: 'utf8' });
+  if (linked.status !== 0) return `link failed:\n${linked.stdout}${linked.stderr}`;
+  const dlls = spawnSync(compiler.replace(/g\+\+(-posix)?$/, 'objdump'), ['-p', out], { encoding: 'utf8' }).stdout.match(/DLL Name: \S+/g) ?? [];
+  console.log(`  linked ${path.basename(out)} (${dlls.map((d) => d.slice(10)).join(', ')})`);
+  return '';
 }
 
 const targets = {
@@ -84,8 +109,10 @@ const targets = {
     compiler: () => which('x86_64-w64-mingw32-g++-posix', 'x86_64-w64-mingw32-g++'),
     install: 'apt-get install g++-mingw-w64-x86-64-posix',
     flags: [],
-    units: x86Units,
-    unchecked: 'MSVC (what node-gyp uses on Windows), linking against node.lib, loading and running',
+    // binding.gyp on Windows: portable sources only, compiled to objects and linked.
+    units: () => [...sources('portable').map((f) => [f, [], 'object']), ...kernelUnits()],
+    link: linkWindowsDll,
+    unchecked: 'MSVC (what node-gyp uses on Windows), loading and running',
   },
   'linux-arm64': {
     compiler: () => which('aarch64-linux-gnu-g++'),
@@ -196,19 +223,31 @@ async function runTarget(name) {
   const units = target.units();
   console.log(`${name}: ${compiler} (${version}), ${units.length} files`);
   const failures = [];
+  const objects = [];
+  const work = mkdtempSync(path.join(os.tmpdir(), `vargpt-${name}-`));
   let next = 0;
   const worker = async () => {
     while (next < units.length) {
-      const [file, extra] = units[next++];
-      const { code, output } = await compile(compiler, [...target.flags, ...common, ...addonDefines, ...extra, ...includes, file]);
+      const [file, extra, kind] = units[next++];
+      const object = path.join(work, `${file.replace(/[/\\]/g, '_')}.o`);
+      const mode = kind === 'object' ? ['-c', '-O0', '-o', object] : syntaxOnly;
+      const { code, output } = await compile(compiler, [...target.flags, ...warnings, ...mode, ...addonDefines, ...extra, ...includes, file]);
       if (code !== 0) failures.push({ file, output });
       else if (/warning:/.test(output)) console.log(`  ${file}: warnings\n${indent(output)}`);
+      if (kind === 'object') objects.push(object);
     }
   };
-  await Promise.all(Array.from({ length: jobs }, worker));
-  for (const { file, output } of failures) console.log(`  FAILED ${file}\n${indent(output)}`);
-  console.log(`${name}: ${units.length - failures.length}/${units.length} compile; not checked: ${target.unchecked}`);
-  return failures.length === 0;
+  try {
+    await Promise.all(Array.from({ length: jobs }, worker));
+    for (const { file, output } of failures) console.log(`  FAILED ${file}\n${indent(output)}`);
+    let linkError = '';
+    if (target.link && failures.length === 0) linkError = target.link(compiler, objects.sort(), work);
+    if (linkError) console.log(`  ${indent(linkError).trim()}`);
+    console.log(`${name}: ${units.length - failures.length}/${units.length} compile${target.link ? (linkError ? ', link FAILED' : ', links') : ''}; not checked: ${target.unchecked}`);
+    return failures.length === 0 && !linkError;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 function indent(text) {
