@@ -86,6 +86,23 @@ void* open_library(const std::string& path, std::string* error) {
 void* find_symbol(void* library, const char* name) { return dlsym(library, name); }
 #endif
 
+// The package folder: the addon lives two levels down (build/Release, prebuilds/<platform>).
+std::string package_directory(const std::string& addon_dir) {
+  std::string dir = addon_dir;
+  for (int up = 0; up < 2; ++up) {
+    const size_t slash = dir.find_last_of("/\\");
+    if (slash == std::string::npos || slash == 0) return addon_dir + "/../..";
+    dir.resize(slash);
+  }
+  return dir;
+}
+
+// A command that builds the CUDA backend from wherever the package is, a checkout or
+// node_modules (cmake-js, a devDependency, is not needed there).
+std::string build_cuda_command() {
+  return "node \"" + package_directory(addon_directory()) + "/scripts/build-cuda.mjs\"";
+}
+
 CudaLibrary load_cuda_library() {
   CudaLibrary lib;
   if (const char* off = std::getenv("VARGPT_DISABLE_CUDA"); off && *off && std::string(off) != "0") {
@@ -98,7 +115,8 @@ CudaLibrary load_cuda_library() {
   std::string why;
   void* handle = open_library(lib.path, &why);
   if (handle == nullptr) {
-    lib.error = "this build has no CUDA backend (" + why + "); build it with `npm run build:cuda` on a machine with nvcc";
+    lib.error = "this build has no CUDA backend (" + why + "); on a machine with nvcc and cmake, build it with `" +
+                build_cuda_command() + "`";
     return lib;
   }
   auto abi = reinterpret_cast<vargpt_cuda_abi_fn>(find_symbol(handle, "vargpt_cuda_abi"));
@@ -112,7 +130,7 @@ CudaLibrary load_cuda_library() {
     lib.probe = nullptr;
   } else if (abi() != VARGPT_CUDA_ABI_VERSION) {
     lib.error = lib.path + " was built for another version of vargpt (ABI " + std::to_string(abi()) + ", expected " +
-                std::to_string(VARGPT_CUDA_ABI_VERSION) + "); rebuild with `npm run build:cuda`";
+                std::to_string(VARGPT_CUDA_ABI_VERSION) + "); rebuild with `" + build_cuda_command() + "`";
     lib.query = nullptr;
     lib.create = nullptr;
     lib.probe = nullptr;
@@ -153,7 +171,7 @@ std::vector<double> cuda_device_probe(Backend& backend, const std::string& name,
   const CudaLibrary& lib = cuda_library();
   VG_CHECK(backend.device() == DeviceKind::CUDA, name, ": ", backend.name(), " is not a CUDA backend");
   VG_CHECK(lib.probe != nullptr, name, ": the CUDA library ", lib.path,
-           " has no probes (rebuild with `npm run build:cuda`)");
+           " has no probes (rebuild with `", build_cuda_command(), "`)");
   double out[16];
   std::string error;
   const int n = lib.probe(&backend, name.c_str(), args.data(), static_cast<int>(args.size()), out, 16, &error);
