@@ -1,5 +1,6 @@
 {
   "variables": {
+    "vargpt_glibc_floor%": "<!(node -p \"process.env.VARGPT_GLIBC_FLOOR === '1' ? 1 : 0\")",
     "vargpt_cflags": ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"]
   },
   "target_defaults": {
@@ -13,7 +14,13 @@
       "MACOSX_DEPLOYMENT_TARGET": "11.0",
       "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fno-math-errno"]
     },
-    "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17", "/O2"] } }
+    "msvs_settings": {
+      "VCCLCompilerTool": {
+        "ExceptionHandling": 1,
+        "AdditionalOptions": ["/std:c++17", "/O2", "/utf-8"],
+        "ForcedIncludeFiles": ["<(module_root_dir)/native/core/msvc_compat.h"]
+      }
+    }
   },
   "targets": [
     {
@@ -22,34 +29,75 @@
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "conditions": [
-        ["OS=='linux'", { "libraries": ["-ldl", "-lpthread"] }],
-        ["target_arch=='x64'", {
-          "dependencies": ["vargpt_avx2", "vargpt_avx512", "vargpt_amx"],
-          "defines": ["VARGPT_HAVE_X86_KERNELS=1"]
-        }]
+        [
+          "OS=='linux'",
+          {"libraries": ["-ldl", "-lpthread"]}
+        ],
+        [
+          "OS=='linux' and vargpt_glibc_floor==1",
+          {"defines": ["VARGPT_GLIBC_FLOOR=1"], "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"]}
+        ],
+        [
+          "target_arch=='x64' and OS!='win'",
+          {"dependencies": ["vargpt_avx2", "vargpt_avx512", "vargpt_amx"], "defines": ["VARGPT_HAVE_X86_KERNELS=1"]}
+        ]
       ]
-    },
-    {
-      "target_name": "vargpt_avx2",
-      "type": "static_library",
-      "sources": ["<!@(node scripts/sources.cjs avx2)"],
-      "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
-      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"] }
-    },
-    {
-      "target_name": "vargpt_avx512",
-      "type": "static_library",
-      "sources": ["<!@(node scripts/sources.cjs avx512)"],
-      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c", "-fPIC"],
-      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c"] }
-    },
-    {
-      "target_name": "vargpt_amx",
-      "type": "static_library",
-      "sources": ["<!@(node scripts/sources.cjs amx)"],
-      "defines": ["VARGPT_HAVE_X86_KERNELS=1"],
-      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-mfma", "-mf16c", "-fPIC"],
-      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-mfma", "-mf16c"] }
     }
+  ],
+  "conditions": [
+    [
+      "target_arch=='x64' and OS!='win'",
+      {
+        "targets": [
+          {
+            "target_name": "vargpt_avx2",
+            "type": "static_library",
+            "sources": ["<!@(node scripts/sources.cjs avx2)"],
+            "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
+            "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["-mavx2", "-mfma", "-mf16c"]}
+          },
+          {
+            "target_name": "vargpt_avx512",
+            "type": "static_library",
+            "sources": ["<!@(node scripts/sources.cjs avx512)"],
+            "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c", "-fPIC"],
+            "xcode_settings": {
+              "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c"]
+            }
+          },
+          {
+            "target_name": "vargpt_amx",
+            "type": "static_library",
+            "sources": ["<!@(node scripts/sources.cjs amx)"],
+            "defines": ["VARGPT_HAVE_X86_KERNELS=1"],
+            "cflags_cc": [
+              "-mavx512f",
+              "-mavx512bw",
+              "-mavx512vl",
+              "-mavx512dq",
+              "-mavx512bf16",
+              "-mamx-tile",
+              "-mamx-bf16",
+              "-mfma",
+              "-mf16c",
+              "-fPIC"
+            ],
+            "xcode_settings": {
+              "OTHER_CPLUSPLUSFLAGS": [
+                "-mavx512f",
+                "-mavx512bw",
+                "-mavx512vl",
+                "-mavx512dq",
+                "-mavx512bf16",
+                "-mamx-tile",
+                "-mamx-bf16",
+                "-mfma",
+                "-mf16c"
+              ]
+            }
+          }
+        ]
+      }
+    ]
   ]
 }

@@ -1,5 +1,7 @@
 // Backend discovery: CPU features, the optional CUDA library, and create_backend().
+#if !defined(_WIN32)
 #include <dlfcn.h>
+#endif
 
 #include <mutex>
 #include <string>
@@ -7,13 +9,11 @@
 
 #include "../core/error.h"
 #include "../core/thread_pool.h"
+#include "../core/win32.h"
 #include "backend.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/cpu_features.h"
 #include "cuda_loader.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
-#endif
 
 namespace vargpt {
 
@@ -35,20 +35,36 @@ const char* rope_pairing_name(RopePairing pairing) {
 
 namespace {
 
-std::string processor_name() {
-#if defined(__x86_64__) || defined(_M_X64)
-  unsigned regs[12] = {};
-  unsigned max_ext = __get_cpuid_max(0x80000000u, nullptr);
-  if (max_ext >= 0x80000004u) {
-    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
-    std::string name(reinterpret_cast<const char*>(regs), sizeof regs);
-    name = name.substr(0, name.find('\0'));
-    const size_t first = name.find_first_not_of(' ');
-    return first == std::string::npos ? "" : name.substr(first);
-  }
-#endif
-  return "";
+// The shared library the CUDA backend is built into, beside the addon.
+#if defined(_WIN32)
+constexpr char kCudaLibraryName[] = "vargpt_cuda.dll";
+
+std::string addon_directory() {
+  HMODULE module = nullptr;
+  if (!::GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                            reinterpret_cast<LPCWSTR>(&addon_directory), &module))
+    return ".";
+  std::wstring path(32768, L'\0');
+  const DWORD length = ::GetModuleFileNameW(module, path.data(), static_cast<DWORD>(path.size()));
+  if (length == 0 || length >= path.size()) return ".";
+  path.resize(length);
+  const size_t slash = path.find_last_of(L"\\/");
+  return slash == std::wstring::npos ? "." : wide_to_utf8(path.substr(0, slash));
 }
+
+// LOAD_WITH_ALTERED_SEARCH_PATH: the DLLs the library needs (the CUDA runtime) are looked for
+// beside it first.
+void* open_library(const std::string& path, std::string* error) {
+  HMODULE handle = ::LoadLibraryExW(utf8_to_wide(path).c_str(), nullptr, LOAD_WITH_ALTERED_SEARCH_PATH);
+  if (handle == nullptr) *error = path + ": " + system_message(::GetLastError());
+  return reinterpret_cast<void*>(handle);
+}
+
+void* find_symbol(void* library, const char* name) {
+  return reinterpret_cast<void*>(::GetProcAddress(reinterpret_cast<HMODULE>(library), name));
+}
+#else
+constexpr char kCudaLibraryName[] = "libvargpt_cuda.so";
 
 std::string addon_directory() {
   Dl_info info;
@@ -58,26 +74,55 @@ std::string addon_directory() {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
+void* open_library(const std::string& path, std::string* error) {
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    *error = why ? why : path;
+  }
+  return handle;
+}
+
+void* find_symbol(void* library, const char* name) { return dlsym(library, name); }
+#endif
+
+// The package folder: the addon lives two levels down (build/Release, prebuilds/<platform>).
+std::string package_directory(const std::string& addon_dir) {
+  std::string dir = addon_dir;
+  for (int up = 0; up < 2; ++up) {
+    const size_t slash = dir.find_last_of("/\\");
+    if (slash == std::string::npos || slash == 0) return addon_dir + "/../..";
+    dir.resize(slash);
+  }
+  return dir;
+}
+
+// A command that builds the CUDA backend from wherever the package is, a checkout or
+// node_modules (cmake-js, a devDependency, is not needed there).
+std::string build_cuda_command() {
+  return "node \"" + package_directory(addon_directory()) + "/scripts/build-cuda.mjs\"";
+}
+
 CudaLibrary load_cuda_library() {
   CudaLibrary lib;
   if (const char* off = std::getenv("VARGPT_DISABLE_CUDA"); off && *off && std::string(off) != "0") {
     lib.error = "disabled by VARGPT_DISABLE_CUDA";
     return lib;
   }
-  lib.path = addon_directory() + "/libvargpt_cuda.so";
+  lib.path = addon_directory() + "/" + kCudaLibraryName;
   // The library stays loaded for the life of the process: backends created from it may outlive
   // any scope that could close it.
-  void* handle = dlopen(lib.path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  std::string why;
+  void* handle = open_library(lib.path, &why);
   if (handle == nullptr) {
-    const char* why = dlerror();
-    lib.error = std::string("this build has no CUDA backend (") + (why ? why : lib.path) +
-                "); build it with `npm run build:cuda` on a machine with nvcc";
+    lib.error = "this build has no CUDA backend (" + why + "); on a machine with nvcc and cmake, build it with `" +
+                build_cuda_command() + "`";
     return lib;
   }
-  auto abi = reinterpret_cast<vargpt_cuda_abi_fn>(dlsym(handle, "vargpt_cuda_abi"));
-  lib.query = reinterpret_cast<vargpt_cuda_query_fn>(dlsym(handle, "vargpt_cuda_query"));
-  lib.create = reinterpret_cast<vargpt_cuda_create_fn>(dlsym(handle, "vargpt_cuda_create"));
-  lib.probe = reinterpret_cast<vargpt_cuda_probe_fn>(dlsym(handle, "vargpt_cuda_probe"));
+  auto abi = reinterpret_cast<vargpt_cuda_abi_fn>(find_symbol(handle, "vargpt_cuda_abi"));
+  lib.query = reinterpret_cast<vargpt_cuda_query_fn>(find_symbol(handle, "vargpt_cuda_query"));
+  lib.create = reinterpret_cast<vargpt_cuda_create_fn>(find_symbol(handle, "vargpt_cuda_create"));
+  lib.probe = reinterpret_cast<vargpt_cuda_probe_fn>(find_symbol(handle, "vargpt_cuda_probe"));
   if (abi == nullptr || lib.query == nullptr || lib.create == nullptr) {
     lib.error = lib.path + " is not a vargpt CUDA backend (missing entry points)";
     lib.query = nullptr;
@@ -85,7 +130,7 @@ CudaLibrary load_cuda_library() {
     lib.probe = nullptr;
   } else if (abi() != VARGPT_CUDA_ABI_VERSION) {
     lib.error = lib.path + " was built for another version of vargpt (ABI " + std::to_string(abi()) + ", expected " +
-                std::to_string(VARGPT_CUDA_ABI_VERSION) + "); rebuild with `npm run build:cuda`";
+                std::to_string(VARGPT_CUDA_ABI_VERSION) + "); rebuild with `" + build_cuda_command() + "`";
     lib.query = nullptr;
     lib.create = nullptr;
     lib.probe = nullptr;
@@ -103,7 +148,7 @@ const CudaLibrary& cuda_library() {
 CpuInfo cpu_info() {
   CpuInfo info;
   info.threads = ThreadPool::global().size();
-  info.model = processor_name();
+  info.model = cpu::x86_processor_name();
   info.features = cpu_kernel_features();
   info.kernel_path = cpu_kernel_path();
   info.int8_kernel_path = cpu_int8_kernel_path();
@@ -127,7 +172,7 @@ std::vector<double> cuda_device_probe(Backend& backend, const std::string& name,
   const CudaLibrary& lib = cuda_library();
   VG_CHECK(backend.device() == DeviceKind::CUDA, name, ": ", backend.name(), " is not a CUDA backend");
   VG_CHECK(lib.probe != nullptr, name, ": the CUDA library ", lib.path,
-           " has no probes (rebuild with `npm run build:cuda`)");
+           " has no probes (rebuild with `", build_cuda_command(), "`)");
   double out[16];
   std::string error;
   const int n = lib.probe(&backend, name.c_str(), args.data(), static_cast<int>(args.size()), out, 16, &error);

@@ -4,6 +4,7 @@
 #include "binding.h"
 
 #if defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 
@@ -59,16 +60,24 @@ Napi::Value allocator_stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const bool trim = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
   Napi::Object out = Napi::Object::New(env);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-  if (trim) malloc_trim(0);
-  const struct mallinfo2 mi = mallinfo2();
-  out.Set("available", true);
-  out.Set("inUseBytes", static_cast<double>(mi.uordblks + mi.hblkhd));
-  out.Set("trimmed", trim);
-#else
+#if defined(__GLIBC__)
+  // mallinfo2 (glibc 2.33) is looked up at run time, so the addon still loads on older glibc.
+  struct Mallinfo2 {
+    size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+  };
+  using Mallinfo2Fn = Mallinfo2 (*)();
+  static const auto mallinfo2_fn = reinterpret_cast<Mallinfo2Fn>(dlsym(RTLD_DEFAULT, "mallinfo2"));
+  if (mallinfo2_fn != nullptr) {
+    if (trim) malloc_trim(0);
+    const Mallinfo2 mi = mallinfo2_fn();
+    out.Set("available", true);
+    out.Set("inUseBytes", static_cast<double>(mi.uordblks + mi.hblkhd));
+    out.Set("trimmed", trim);
+    return out;
+  }
+#endif
   (void)trim;
   out.Set("available", false);
-#endif
   return out;
 }
 }  // namespace

@@ -287,10 +287,13 @@ Napi::Object wrap(Napi::Env env, const StatePtr& state) {
   Napi::Object o = Napi::Object::New(env);
   const std::pair<const char*, Method> methods[] = {
       {"config", config}, {"schedule", schedule}, {"unetStep", unet_step}, {"vaeDecode", vae_decode}, {"sample", sample}};
-  for (const auto& [name, method] : methods) {
-    // Each function holds the state until it is collected.
-    o.Set(name, Napi::Function::New(
-                    env, [state, method](const Napi::CallbackInfo& info) { return method(info, state); }, name));
+  for (const auto& entry : methods) {
+    // Each function holds the state until it is collected. (A structured binding cannot be
+    // captured in C++17: clang, the macOS compiler, rejects it.)
+    const Method method = entry.second;
+    o.Set(entry.first, Napi::Function::New(
+                           env, [state, method](const Napi::CallbackInfo& info) { return method(info, state); },
+                           entry.first));
   }
   return o;
 }

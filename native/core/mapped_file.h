@@ -30,4 +30,10 @@ class MappedFile {
 // Reads a small text file (config.json and the like) whole; throws naming the path.
 std::string read_text_file(const std::string& path, size_t max_bytes = 64u << 20);
 
+// What is at `path` (UTF-8 on every platform; wide-character calls on Windows), following links.
+// False when nothing is there or it cannot be examined.
+bool path_exists(const std::string& path);
+bool is_directory(const std::string& path);
+bool is_regular_file(const std::string& path);
+
 }  // namespace vargpt

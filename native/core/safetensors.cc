@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <sys/stat.h>
 
 #include "error.h"
 #include "json.h"
+#include "mapped_file.h"
 
 namespace vargpt {
 
@@ -16,16 +16,6 @@ uint64_t read_le64(const unsigned char* p) {
   uint64_t value = 0;
   for (int i = 7; i >= 0; --i) value = (value << 8) | p[i];
   return value;
-}
-
-bool is_directory(const std::string& path) {
-  struct stat info;
-  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
-
-bool file_exists(const std::string& path) {
-  struct stat info;
-  return ::stat(path.c_str(), &info) == 0;
 }
 
 // Shard names come from a downloaded index file: only plain relative paths inside the folder.
@@ -183,14 +173,14 @@ std::shared_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
   }
   const std::string single = path + "/model.safetensors";
   const std::string index_path = path + "/model.safetensors.index.json";
-  if (file_exists(index_path)) {
+  if (path_exists(index_path)) {
     const auto weight_map = parse_safetensors_index(read_text_file(index_path), index_path);
     std::map<std::string, int> shard_ids;
     for (const auto& [name, shard_name] : weight_map) {
       auto it = shard_ids.find(shard_name);
       if (it == shard_ids.end()) {
         const std::string shard_path = path + "/" + shard_name;
-        VG_CHECK(file_exists(shard_path), index_path, ": shard \"", shard_name, "\" (holding \"", name,
+        VG_CHECK(path_exists(shard_path), index_path, ": shard \"", shard_name, "\" (holding \"", name,
                  "\") is missing");
         ckpt->files_.push_back(SafetensorsFile::open(shard_path));
         it = shard_ids.emplace(shard_name, static_cast<int>(ckpt->files_.size() - 1)).first;
@@ -202,7 +192,7 @@ std::shared_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
     }
     return ckpt;
   }
-  VG_CHECK(file_exists(single), path, ": no model.safetensors or model.safetensors.index.json in this folder");
+  VG_CHECK(path_exists(single), path, ": no model.safetensors or model.safetensors.index.json in this folder");
   ckpt->files_.push_back(SafetensorsFile::open(single));
   for (const auto& t : ckpt->files_[0]->tensors()) ckpt->index_[t.name] = Entry{0, &t};
   return ckpt;

@@ -6,6 +6,7 @@
 #include <new>
 #include <sstream>
 
+#include "aligned.h"
 #include "error.h"
 
 namespace vargpt {
@@ -18,10 +19,10 @@ class HostStorage final : public Storage {
  public:
   explicit HostStorage(size_t bytes) : Storage(nullptr, bytes, DeviceKind::CPU) {
     const size_t rounded = (bytes + 63) / 64 * 64;
-    data_ = rounded == 0 ? nullptr : std::aligned_alloc(64, rounded);
+    data_ = rounded == 0 ? nullptr : aligned_malloc(64, rounded);
     if (rounded != 0 && data_ == nullptr) fail("out of host memory allocating ", bytes, " bytes");
   }
-  ~HostStorage() override { std::free(data_); }
+  ~HostStorage() override { aligned_free(data_); }
 };
 
 class BorrowedStorage final : public Storage {

@@ -4,6 +4,10 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(_MSC_VER) && !defined(__clang__) && defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 namespace vargpt {
 
 namespace {
@@ -20,7 +24,9 @@ int default_thread_count() {
 
 // One polling step: tells the core (and a hyper-thread sibling) that this is a spin loop.
 inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(_MSC_VER) && !defined(__clang__) && defined(_M_X64)
+  _mm_pause();
+#elif defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   asm volatile("yield");

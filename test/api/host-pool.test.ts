@@ -29,6 +29,7 @@ describe.skipIf(!haveCompiler)(`host block cache (C++ unit test; needs ${cxx})`,
       'native/backend/cpu/host_pool.cc',
       'native/core/tensor.cc',
       'native/core/dtype.cc',
+      'native/core/aligned.cc',
     ];
     const build = spawnSync(
       cxx,

@@ -6,14 +6,11 @@
 #include <cstdlib>
 
 #include "cpu_common.h"
+#include "cpu_features.h"
 #include "cpu_ops.h"
 #include "gemm.h"
 #include "gemm_q8.h"
 #include "host_pool.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
-#endif
 
 namespace vargpt {
 
@@ -148,22 +145,15 @@ std::shared_ptr<Backend> create_cpu_backend() { return std::make_shared<CpuBacke
 std::vector<std::string> cpu_kernel_features() {
   std::vector<std::string> features;
 #if defined(__x86_64__) || defined(_M_X64)
-  __builtin_cpu_init();
   // Only the features some kernel in this build can use.
-  if (__builtin_cpu_supports("avx2")) features.emplace_back("avx2");
-  if (__builtin_cpu_supports("fma")) features.emplace_back("fma");
-  if (__builtin_cpu_supports("f16c")) features.emplace_back("f16c");
-  if (__builtin_cpu_supports("avx512f")) features.emplace_back("avx512f");
-  if (__builtin_cpu_supports("avx512bw")) features.emplace_back("avx512bw");
-  if (__builtin_cpu_supports("avx512vl")) features.emplace_back("avx512vl");
-  if (__builtin_cpu_supports("avx512dq")) features.emplace_back("avx512dq");
-  if (__builtin_cpu_supports("avx512bf16")) features.emplace_back("avx512bf16");
-  if (__builtin_cpu_supports("avx512vnni")) features.emplace_back("avx512vnni");
+  for (const char* name :
+       {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16", "avx512vnni"})
+    if (cpu::x86_supports(name)) features.emplace_back(name);
   // AMX as the CPU reports it; whether this process may use it is kernelPaths / amx.
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && (d & (1u << 24)) != 0 && (d & (1u << 22)) != 0)
+  unsigned regs[4];
+  if (cpu::x86_cpuid(7, 0, regs) && (regs[3] & (1u << 24)) != 0 && (regs[3] & (1u << 22)) != 0)
     features.emplace_back("amx-bf16");
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) || defined(_M_ARM64)
   features.emplace_back("neon");
 #endif
   return features;

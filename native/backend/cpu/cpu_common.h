@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../core/aligned.h"
 #include "../../core/error.h"
 #include "../../core/tensor.h"
 #include "../../core/thread_pool.h"
@@ -123,13 +124,13 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { std::free(data_); }
+  ~AlignedBuffer() { aligned_free(data_); }
   // At least `count` floats; contents are not preserved across growth.
   float* floats(size_t count) {
     const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
     if (bytes > capacity_) {
-      std::free(data_);
-      data_ = std::aligned_alloc(64, bytes);
+      aligned_free(data_);
+      data_ = aligned_malloc(64, bytes);
       if (data_ == nullptr) {
         capacity_ = 0;
         fail("out of host memory allocating a ", bytes, "-byte kernel scratch buffer");

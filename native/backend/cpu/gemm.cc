@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "cpu_common.h"
+#include "cpu_features.h"
 #include "cpu_math.h"
 #include "host_pool.h"
 
 #if defined(VARGPT_HAVE_X86_KERNELS)
-#include <cpuid.h>
 #if defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -50,14 +50,11 @@ void epilogue_tile(float* C, int64_t ldc, int64_t m0, int64_t rows, int64_t n0, 
 // AMX needs the CPU (CPUID), the OS saving the tile state (XCR0) and, on Linux, a per-process
 // permission for the 8 KB of tile data (arch_prctl ARCH_REQ_XCOMP_PERM, kernel 5.16+). Asked once.
 std::string check_amx() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return "the CPU reports no CPUID leaf 7";
-  if ((d & (1u << 24)) == 0 || (d & (1u << 22)) == 0) return "the CPU has no AMX-TILE / AMX-BF16";
-  if (!__builtin_cpu_supports("avx512bf16")) return "the CPU has AMX but not AVX512-BF16 (used to split operands)";
-  if (__get_cpuid(1, &a, &b, &c, &d) == 0 || (c & (1u << 27)) == 0) return "the OS has not enabled XSAVE";
-  unsigned xcr0_lo = 0, xcr0_hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & (3u << 17)) != (3u << 17)) return "the OS does not save the AMX tile state (XCR0)";
+  unsigned r[4];
+  if (!x86_cpuid(7, 0, r)) return "the CPU reports no CPUID leaf 7";
+  if ((r[3] & (1u << 24)) == 0 || (r[3] & (1u << 22)) == 0) return "the CPU has no AMX-TILE / AMX-BF16";
+  if (!x86_supports("avx512bf16")) return "the CPU has AMX but not AVX512-BF16 (used to split operands)";
+  if (!x86_xcr0_has(3u << 17)) return "the OS does not save the AMX tile state (XCR0)";
 #if defined(__linux__)
   constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
   if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
@@ -71,8 +68,7 @@ std::string check_amx() {
 
 bool has_avx2() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return x86_supports("avx2") && x86_supports("fma") && x86_supports("f16c");
 #else
   return false;
 #endif
@@ -80,8 +76,8 @@ bool has_avx2() {
 
 bool has_avx512() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
-  return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return has_avx2() && x86_supports("avx512f") && x86_supports("avx512bw") && x86_supports("avx512vl") &&
+         x86_supports("avx512dq");
 #else
   return false;
 #endif

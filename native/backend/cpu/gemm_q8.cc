@@ -8,6 +8,7 @@
 
 #include "../../core/error.h"
 #include "cpu_common.h"
+#include "cpu_features.h"
 #include "cpu_ops.h"
 
 namespace vargpt::cpu {
@@ -22,7 +23,7 @@ constexpr int64_t kQ8Block = 64;
 
 bool use_vnni() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
-  static const bool cpu = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  static const bool cpu = x86_supports("avx512vnni") && x86_supports("avx512bw");
   const std::string path = active_gemm_kernels().name;
   return cpu && (path == "avx512" || path == "amx");
 #else

@@ -4,6 +4,7 @@
 #include <iterator>
 #include <vector>
 
+#include "../../core/aligned.h"
 #include "../../core/error.h"
 
 namespace vargpt::cpu {
@@ -52,13 +53,13 @@ std::shared_ptr<Storage> HostBlockPool::allocate(size_t bytes) {
       }
     }
   }
-  for (void* block : evicted) std::free(block);
+  for (void* block : evicted) aligned_free(block);
   if (data == nullptr) {
-    data = std::aligned_alloc(64, capacity);
+    data = aligned_malloc(64, capacity);
     if (data == nullptr) {
       // Memory may be sitting in the cache under other sizes: give it back and try once more.
       close_cached();
-      data = std::aligned_alloc(64, capacity);
+      data = aligned_malloc(64, capacity);
     }
     if (data == nullptr) fail("out of host memory allocating ", bytes, " bytes");
     found = capacity;
@@ -75,7 +76,7 @@ void HostBlockPool::release(void* data, size_t capacity) {
       return;
     }
   }
-  std::free(data);
+  aligned_free(data);
 }
 
 void HostBlockPool::close_cached() {
@@ -85,7 +86,7 @@ void HostBlockPool::close_cached() {
     blocks.swap(free_);
     cached_ = 0;
   }
-  for (auto& [capacity, data] : blocks) std::free(data);
+  for (auto& [capacity, data] : blocks) aligned_free(data);
 }
 
 void HostBlockPool::close() {

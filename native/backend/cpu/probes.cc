@@ -21,8 +21,8 @@ double read_bandwidth_gbs(int64_t bytes, int iterations) {
            " bytes must be between 1 MiB and 16 GiB");
   VG_CHECK(iterations >= 1 && iterations <= 1000, "read_bandwidth: iterations ", iterations, " must be 1..1000");
   const int64_t count = bytes / 4 / 64 * 64;
-  std::unique_ptr<float, decltype(&std::free)> buffer(
-      static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(count) * 4)), &std::free);
+  std::unique_ptr<float, decltype(&aligned_free)> buffer(
+      static_cast<float*>(aligned_malloc(64, static_cast<size_t>(count) * 4)), &aligned_free);
   VG_CHECK(buffer != nullptr, "read_bandwidth: cannot allocate ", bytes, " bytes");
   float* data = buffer.get();
   // Touch every page first (first-touch by the threads that will read it) so page faults are

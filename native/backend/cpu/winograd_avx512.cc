@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "../../core/aligned.h"
 #include "conv_winograd.h"
 #include "simd_avx512.h"
 
@@ -93,12 +94,12 @@ inline void store_tiles(const WinogradPackedB& dst, const TileSpan& s, int64_t x
 // included here: its inline members compiled with AVX-512 could be picked for portable code).
 class Scratch {
  public:
-  ~Scratch() { std::free(data_); }
+  ~Scratch() { aligned_free(data_); }
   float* floats(size_t count) {
     const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
     if (bytes > capacity_) {
-      std::free(data_);
-      data_ = std::aligned_alloc(64, bytes);
+      aligned_free(data_);
+      data_ = aligned_malloc(64, bytes);
       capacity_ = data_ ? bytes : 0;
     }
     return static_cast<float*>(data_);
