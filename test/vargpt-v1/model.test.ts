@@ -294,7 +294,7 @@ describe('loadModel', () => {
     await expect(loadModelWith(addon, fixtureModel, { device: 'cuda' })).rejects.toThrow(/CUDA is not available \(fake: no CUDA here\)/);
     await expect(loadModelWith(addon, fixtureModel, { device: 'tpu' as 'cpu' })).rejects.toThrow(/device must be "auto", "cpu", "cuda" or "cuda:N"/);
     await expect(loadModelWith(addon, '')).rejects.toThrow(/dir must be the path/);
-    await expect(loadModelWith(addon, path.join(fixtureModel, 'nope'))).rejects.toThrow(/not found: .*nope/);
+    await expect(loadModelWith(addon, path.join(fixtureModel, 'nope'))).rejects.toThrow(/model folder .*nope does not exist/);
   });
 
   it('aborts a load in progress', async () => {
