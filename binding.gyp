@@ -33,9 +33,12 @@
           "OS=='linux'",
           {"libraries": ["-ldl", "-lpthread"]}
         ],
+        # -Bsymbolic: with libstdc++ linked in, the addon's calls into it (operator new, the
+        # templates it instantiates) bind to its own copies, never to the ones node exports, so an
+        # allocation and its release always come from the same library.
         [
           "OS=='linux' and vargpt_glibc_floor==1",
-          {"defines": ["VARGPT_GLIBC_FLOOR=1"], "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"]}
+          {"defines": ["VARGPT_GLIBC_FLOOR=1"], "ldflags": ["-static-libstdc++", "-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic"]}
         ],
         [
           "target_arch=='x64' and OS!='win'",

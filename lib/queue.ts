@@ -161,10 +161,18 @@ export class CallQueue {
     const head = this.line[0];
     if (this.interrupt && head?.kind === 'turn' && head.ready && this.active.length < this.maxBatch) this.interrupt.cancel();
     if (!this.pumping) {
-      this.pumping = this.pump().finally(() => {
-        this.pumping = null;
-        if (this.line.length > 0 && !this.disposing) this.poke();
-      });
+      this.pumping = this.pump()
+        .catch((error: unknown) => {
+          // Not expected (every call's own failures are its own): fail what depends on the pump
+          // rather than leave it waiting.
+          const failure = error instanceof Error ? error : new Error(String(error));
+          for (const a of this.active.splice(0)) a.reject(failure);
+          for (const entry of this.line.splice(0)) entry.reject(failure);
+        })
+        .finally(() => {
+          this.pumping = null;
+          if (this.line.length > 0 && !this.disposing) this.poke();
+        });
     }
   }
 
