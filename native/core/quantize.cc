@@ -10,6 +10,22 @@
 
 namespace vargpt {
 
+float quantize_q8_row(const float* x, int64_t K, int8_t* q) {
+  float amax = 0;
+  bool finite = true;
+  for (int64_t k = 0; k < K; ++k) {
+    finite = finite && std::isfinite(x[k]);
+    amax = std::max(amax, std::fabs(x[k]));
+  }
+  if (!finite || !(amax > 0)) {
+    std::fill(q, q + std::max<int64_t>(K, 0), int8_t{0});
+    return finite ? 0.0f : std::nanf("");
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f));
+  return amax / 127.0f;
+}
+
 void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, int8_t* q, float* scale,
                       float* sum) {
   VG_CHECK(dtype_is_float(dtype), "quantize_q8: weights must be f32, bf16 or f16, got ", dtype_name(dtype));
@@ -20,28 +36,12 @@ void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_
     for (int64_t n = n0; n < n1; ++n) {
       convert_to_f32(dtype, static_cast<const char*>(src) + static_cast<size_t>(n * ld) * item, row.data(),
                      static_cast<size_t>(K));
-      float amax = 0;
-      bool finite = true;
-      for (float v : row) {
-        finite = finite && std::isfinite(v);
-        amax = std::max(amax, std::fabs(v));
-      }
-      if (!finite) {
-        bad.store(n);
-        amax = 0;
-      }
       int8_t* out = q + n * K;
+      const float sc = quantize_q8_row(row.data(), K, out);
+      if (std::isnan(sc)) bad.store(n);
       int64_t total = 0;
-      if (amax > 0) {
-        const float inv = 127.0f / amax;
-        for (int64_t k = 0; k < K; ++k) {
-          out[k] = static_cast<int8_t>(std::clamp(std::nearbyint(row[k] * inv), -127.0f, 127.0f));
-          total += out[k];
-        }
-      } else {
-        std::fill(out, out + K, int8_t{0});
-      }
-      scale[n] = amax / 127.0f;
+      for (int64_t k = 0; k < K; ++k) total += out[k];
+      scale[n] = std::isnan(sc) ? 0.0f : sc;
       sum[n] = static_cast<float>(total);
     }
   }, 1);

@@ -10,6 +10,11 @@
 
 namespace vargpt {
 
+// One row of K f32 values as int8: q = round(x · 127 / max|x|) in [-127, 127], returning the scale
+// max|x| / 127 (0 for a zero row; NaN, with q all 0, for a row holding a NaN or an infinity). The
+// weights below and the activations of the integer GEMMs (backend/cpu/gemm_q8.cc) both use it.
+float quantize_q8_row(const float* x, int64_t K, int8_t* q);
+
 // Quantizes N rows of K values (f32, bf16 or f16; row stride ld elements) into q [N, K] and the
 // rows' scales and sums. Throws for a row holding a NaN or an infinity.
 void quantize_q8_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_t ld, int8_t* q, float* scale,

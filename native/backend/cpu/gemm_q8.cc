@@ -31,24 +31,6 @@ bool use_vnni() {
 #endif
 }
 
-// Row m of A as int8 values xq with x ≈ sx · xq (sx = max|x| / 127; a zero row has sx = 0). A row
-// holding a NaN or an infinity gets sx = NaN, so its outputs are NaN as in the float GEMM.
-float quantize_row(const float* x, int64_t K, int8_t* xq) {
-  float amax = 0;
-  bool finite = true;
-  for (int64_t k = 0; k < K; ++k) {
-    finite = finite && std::isfinite(x[k]);
-    amax = std::max(amax, std::fabs(x[k]));
-  }
-  if (!finite || !(amax > 0)) {
-    std::fill(xq, xq + std::max<int64_t>(K, 0), int8_t{0});
-    return finite ? 0.0f : std::nanf("");
-  }
-  const float inv = 127.0f / amax;
-  for (int64_t k = 0; k < K; ++k) xq[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f));
-  return amax / 127.0f;
-}
-
 void dots_portable(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q, int64_t ldq,
                    int32_t* out) {
   for (int m = 0; m < rows; ++m)
@@ -134,7 +116,7 @@ void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int8_t* row = xq.data() + m * ldx;
-      sx[m] = quantize_row(A + m * lda, K, row);
+      sx[m] = quantize_q8_row(A + m * lda, K, row);
       if (vnni)
         for (int64_t k = 0; k < K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(int32_t{row[k]} + 128);
     }
@@ -200,7 +182,7 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int8_t* row = xq.data() + m * Kp;
-      sx[m] = quantize_row(A + m * lda, K, row);
+      sx[m] = quantize_q8_row(A + m * lda, K, row);
       for (int64_t k = 0; k < K; ++k) xsum[m * groups + k / kQ4Group] += row[k];
       if (vnni)
         for (int64_t g = 0; g < groups; ++g) corr[m * (Kp / 4) + g / 2 * 16 + g % 2 * 8] = -8 * xsum[m * groups + g];
