@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Evaluates a demo checkpoint through the package's public API on the held-out set (eval-set/,
+// written by make_eval_set.py): colour x shape pairs never seen together in training.
+//
+//   node training/demo/eval.mjs [--model DIR] [--set held-out|seen] [--images OUT_DIR] [--json]
+//
+// --set seen runs the same measurement on pairs the training saw (seen.json), for comparison.
+// Drawing: 50 requests, each drawn with its fixed seed and judged from the pixels (judge.mjs):
+// right when both the colour and the shape are the requested ones. Understanding: 50 questions
+// about 50 images, right when the answer is exactly the expected word.
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { judgeDrawing } from './judge.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { loadModel, demoModelDir } = await import(path.join(here, '..', '..', 'dist', 'index.js'));
+
+const { values } = parseArgs({
+  options: { model: { type: 'string' }, set: { type: 'string', default: 'held-out' }, images: { type: 'string' }, json: { type: 'boolean', default: false } },
+});
+const setDir = path.join(here, 'eval-set');
+if (values.set !== 'held-out' && values.set !== 'seen') throw new Error('--set is held-out or seen');
+const set = JSON.parse(readFileSync(path.join(setDir, values.set === 'seen' ? 'seen.json' : 'eval-set.json'), 'utf8'));
+const model = await loadModel(values.model ?? demoModelDir());
+if (values.images) mkdirSync(values.images, { recursive: true });
+
+const draw = [];
+for (const [i, d] of set.draw.entries()) {
+  const reply = await model.generateImage(d.prompt, { seed: d.seed });
+  const img = reply.image;
+  const verdict = judgeDrawing(img.data, img.width, img.height, set.colours);
+  const ok = verdict.colour === d.colour && verdict.shape === d.shape;
+  draw.push({ prompt: d.prompt, seed: d.seed, want: [d.colour, d.shape], got: [verdict.colour, verdict.shape], ok });
+  if (values.images) await img.save(path.join(values.images, `draw-${String(i).padStart(2, '0')}.png`));
+}
+const ask = [];
+for (const q of set.ask) {
+  const reply = await model.ask(path.join(setDir, q.image), q.question);
+  const answer = reply.text.trim().toLowerCase();
+  ask.push({ image: q.image, question: q.question, kind: q.kind, want: q.answer, got: answer, ok: answer === q.answer });
+}
+await model.dispose();
+
+const rate = (rows) => rows.filter((r) => r.ok).length / rows.length;
+const byKind = {};
+for (const r of ask) (byKind[r.kind] ??= []).push(r);
+const summary = {
+  set: set.split,
+  heldOutPairs: set.held_out_pairs,
+  drawing: { right: draw.filter((r) => r.ok).length, of: draw.length, rate: rate(draw) },
+  understanding: { right: ask.filter((r) => r.ok).length, of: ask.length, rate: rate(ask) },
+  understandingByKind: Object.fromEntries(Object.entries(byKind).map(([k, rows]) => [k, rate(rows)])),
+};
+if (values.json) {
+  console.log(JSON.stringify({ summary, draw, ask }, null, 1));
+} else {
+  for (const r of draw.filter((x) => !x.ok)) console.log(`draw miss: "${r.prompt}" seed ${r.seed}: got ${r.got.join(' ')}`);
+  for (const r of ask.filter((x) => !x.ok)) console.log(`ask miss: ${r.image} "${r.question}": got "${r.got}", want "${r.want}"`);
+  console.log(`drawing: ${summary.drawing.right}/${summary.drawing.of} right (${(100 * summary.drawing.rate).toFixed(0)}%)`);
+  console.log(`understanding: ${summary.understanding.right}/${summary.understanding.of} right (${(100 * summary.understanding.rate).toFixed(0)}%)`,
+    Object.entries(summary.understandingByKind).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', '));
+}

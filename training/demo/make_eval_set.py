@@ -1,0 +1,56 @@
+"""Writes an evaluation set: 50 drawing requests and 50 questions about 50 images, from seeds
+outside the training range. --split held-out (eval-set.json): only the colour x shape pairs the
+training never saw together (world.HELD_OUT); --split seen (seen.json, images seen-*.png): only
+pairs it saw, for comparison. eval.mjs and the package's tests read them; they are committed so
+neither needs Python.
+
+Usage: python make_eval_set.py --out eval-set [--split held-out|seen]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+
+from PIL import Image
+
+import data
+import world
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--count', type=int, default=50)
+    ap.add_argument('--split', choices=['held-out', 'seen'], default='held-out')
+    a = ap.parse_args()
+    pairs = world.HELD_OUT_PAIRS if a.split == 'held-out' else world.TRAIN_PAIRS
+    prefix = 'image' if a.split == 'held-out' else 'seen'
+    offset = 0 if a.split == 'held-out' else 5000
+    os.makedirs(a.out, exist_ok=True)
+    draws = []
+    for i in range(a.count):
+        seed = data.EVAL_SEED_BASE + offset + i
+        scene, request = world.drawing_scene(seed, pairs)
+        draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
+    questions = []
+    kinds = ['colour', 'shape', 'count', 'position', 'background']
+    for i in range(a.count):
+        seed = data.EVAL_SEED_BASE + offset + 1000 + i
+        kind = kinds[i % len(kinds)]
+        scene = world.scene_from_seed(seed, pairs, multi=(kind == 'count'))
+        rng = random.Random(seed)
+        name = f'{prefix}-{i:02d}.png'
+        Image.fromarray(world.render(scene)).save(os.path.join(a.out, name))
+        questions.append({'image': name, 'kind': kind, 'question': rng.choice(world.QUESTIONS[kind]),
+                          'answer': world.answer(scene, kind), 'colour': scene.colour, 'shape': scene.shape})
+    with open(os.path.join(a.out, 'eval-set.json' if a.split == 'held-out' else 'seen.json'), 'w') as f:
+        json.dump({'split': a.split, 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': world.COLOURS,
+                   'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': questions}, f, indent=1)
+        f.write('\n')
+    print('wrote', a.out)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Trains the demo model from scratch and writes it to models/vargpt-v1-demo (see README.md).
+#   training/demo/train.sh [WORK_DIR]
+# Step counts, not wall time, bound each stage, so a run is reproducible from the seeds; the
+# minute caps only stop a much slower machine early (the script then says so).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="${1:-$here/work}"
+python="${PYTHON:-python3}"
+mkdir -p "$work"
+cd "$here"
+# 1. The VQ-VAE: its encoder, codebook and phi fix the codes everything else learns.
+"$python" train_vqvae.py --out "$work/vqvae.pt" --steps 838 --minutes 120 --seed 0
+# 2. The LLM, vision tower, projectors and VAR, on those codes: 2200 steps on a cosine schedule...
+"$python" train_joint.py --vqvae "$work/vqvae.pt" --out "$work/joint-2200.pt" --steps 2200 --minutes 300 --seed 0
+# 3. ...continued to step 2800 (the schedule stretched to 2800, so the rate rises from 1e-4 to
+# 1.6e-4 and decays again) with shape questions three times as frequent, side by side with the
+# VQ-VAE decoder's fine-tuning (the codes do not change), one thread each.
+DEMO_THREADS=1 "$python" train_joint.py --vqvae "$work/vqvae.pt" --resume "$work/joint-2200.pt" --out "$work/joint.pt" \
+  --steps 2800 --minutes 300 --question-weights shape=3 &
+joint=$!
+DEMO_THREADS=1 "$python" train_vqvae.py --resume "$work/vqvae.pt" --decoder-only --out "$work/vqvae-decoder.pt" \
+  --steps 500 --minutes 300 --lr 5e-4 --seed 1
+wait "$joint"
+"$python" check_runtime.py --checkpoint "$work/joint.pt" --vqvae "$work/vqvae-decoder.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/joint.pt" --vqvae "$work/vqvae-decoder.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

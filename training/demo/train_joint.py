@@ -1,0 +1,228 @@
+"""Stage 2: everything but the VQ-VAE, trained together on the two tasks the model serves.
+
+- Drawing: "USER: {request} ASSISTANT:" <|image_gen_start|> then VAR's teacher-forced inputs for
+  the image's scales (SOS, then word_embed of the area-downsampled running f_hat), projected into
+  the LLM; the LLM's final hidden states at those positions go through image_gen_projector_out and
+  the VAR blocks (block-causal), and VAR's head predicts each scale's codes (cross-entropy against
+  the frozen VQ-VAE's codes of the scene). The LLM also learns to answer a request with
+  <|image_gen_start|>.
+- Classifier-free guidance: at inference the unconditional row feeds Gaussian noise to
+  image_gen_projector_out in place of the LLM's hidden states (VARGPT v1's CFG). Here 10% of the
+  drawing samples do exactly that, so the unconditional row predicts the average scene and
+  guidance moves away from it.
+- Understanding: "USER: <image>\n{question} ASSISTANT:" with the <image> placeholder expanded to one
+  position per CLIP patch, features from the last CLIP layer (CLS dropped) through the LLaVA
+  projector; cross-entropy on the answer and </s>.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import math
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+import data
+import tokenizer as demo_tokenizer
+import world
+from model import DemoConfig, DemoModel, clip_pixels, vae_pixels
+
+UNCOND_RATE = 0.1
+
+
+def make_config(tok) -> DemoConfig:
+    cfg = DemoConfig()
+    size = tok.get_vocab_size()
+    cfg.vocab = (size + 63) // 64 * 64
+    ids = {t: tok.token_to_id(t) for t in demo_tokenizer.SPECIAL}
+    cfg.image_token, cfg.pad_token = ids['<image>'], ids['<pad>']
+    cfg.gen_start, cfg.gen_end, cfg.gen_pad = ids['<|image_gen_start|>'], ids['<|image_gen_end|>'], ids['<|image_gen_pad|>']
+    return cfg
+
+
+def gen_prompt(request: str) -> str:
+    return f'USER: {request} ASSISTANT:'
+
+
+def ask_prompt(question: str) -> str:
+    return f'USER: <image>\n{question} ASSISTANT:'
+
+
+class Batcher:
+    def __init__(self, tok, cfg: DemoConfig, seed: int, question_weights: dict[str, int] | None = None):
+        self.tok, self.cfg = tok, cfg
+        self.rng = random.Random(seed)
+        self.question_weights = question_weights
+
+    def draw_batch(self, n: int):
+        scenes, prompts = [], []
+        for _ in range(n):
+            scene, request = world.drawing_scene(self.rng.randrange(data.TRAIN_SEEDS), world.TRAIN_PAIRS)
+            scenes.append(scene)
+            prompts.append(self.tok.encode(gen_prompt(request)).ids + [self.cfg.gen_start])
+        imgs = torch.from_numpy(__import__('numpy').stack([world.render(s) for s in scenes]))
+        return prompts, imgs
+
+    def ask_batch(self, n: int):
+        ids, targets, imgs = [], [], []
+        for _ in range(n):
+            scene, _kind, question, ans = world.qa_from_seed(self.rng.randrange(data.TRAIN_SEEDS), world.TRAIN_PAIRS,
+                                                               self.question_weights)
+            prompt = self.tok.encode(ask_prompt(question)).ids
+            full = self.tok.encode(ask_prompt(question) + ' ' + ans).ids
+            assert full[:len(prompt)] == prompt, (prompt, full)
+            answer = full[len(prompt):] + [2]
+            at = prompt.index(self.cfg.image_token)
+            expanded = prompt[:at] + [self.cfg.image_token] * self.cfg.image_tokens + prompt[at + 1:]
+            ids.append(expanded + answer)
+            targets.append((len(expanded), answer))
+            imgs.append(world.render(scene))
+        return ids, targets, torch.from_numpy(__import__('numpy').stack(imgs))
+
+
+def pad(seqs, value):
+    T = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), T), value, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    return out, mask
+
+
+def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
+    cfg = model.cfg
+    vae = model.vae_local
+    with torch.no_grad():
+        indices = vae.encode_indices(vae_pixels(imgs))
+        teacher = vae.quantize.teacher_inputs(indices, vae.final)
+    target = torch.cat(indices, 1)  # [B, L]
+    var = model.vargpt_gen
+    x_img = model.image_gen_projector(var.inputs(teacher))  # [B, L, H]
+    B, L = target.shape
+    ids, mask = pad(prompts, cfg.pad_token)
+    lens = [len(p) for p in prompts]
+    T = ids.shape[1] + L
+    embeds = torch.zeros(B, T, cfg.llm_hidden)
+    full_mask = torch.zeros(B, T, dtype=torch.long)
+    tok_emb = model.embed(ids)
+    rows = []
+    for i, n in enumerate(lens):  # prompt, then the image tokens, then padding
+        rows.append(torch.cat((tok_emb[i, :n], x_img[i], tok_emb[i, n:]), 0))
+        full_mask[i, :n + L] = 1
+    embeds = torch.stack(rows)
+    hidden = model.llm_hidden(embeds, full_mask)
+    h_img = torch.stack([hidden[i, n:n + L] for i, n in enumerate(lens)])
+    uncond = torch.rand(B, generator=gen) < UNCOND_RATE
+    if uncond.any():
+        noise = torch.randn(B, L, cfg.llm_hidden, generator=gen)
+        h_img = torch.where(uncond.view(B, 1, 1), noise, h_img)
+    logits = var.decode(model.image_gen_projector_out(h_img))
+    var_loss = F.cross_entropy(logits.reshape(B * L, -1), target.reshape(-1))
+    # The LLM answers a drawing request with <|image_gen_start|>: predicted at the last prompt token.
+    last = torch.stack([hidden[i, n - 2] for i, n in enumerate(lens)])
+    start_loss = F.cross_entropy(model.logits(last), torch.full((B,), cfg.gen_start))
+    with torch.no_grad():
+        acc = (logits.argmax(-1) == target).float()
+        first_scales = acc[:, :30].mean().item()
+    return var_loss, start_loss, first_scales, acc.mean().item()
+
+
+def ask_loss(model: DemoModel, ids, targets, imgs):
+    cfg = model.cfg
+    tokens, mask = pad(ids, cfg.pad_token)
+    embeds = model.embed(tokens)
+    feats = model.image_features(clip_pixels(imgs))  # [B, P, H]
+    is_img = tokens == cfg.image_token
+    embeds = embeds.masked_scatter(is_img.unsqueeze(-1), feats.to(embeds.dtype))
+    hidden = model.llm_hidden(embeds, mask)
+    logits_list, labels = [], []
+    for i, (start, answer) in enumerate(targets):
+        logits_list.append(hidden[i, start - 1:start - 1 + len(answer)])
+        labels.extend(answer)
+    logits = model.logits(torch.cat(logits_list, 0))
+    labels = torch.tensor(labels)
+    loss = F.cross_entropy(logits, labels)
+    with torch.no_grad():
+        ok = [bool((model.logits(hidden[i, s - 1:s - 1 + len(a)]).argmax(-1) == torch.tensor(a)).all())
+              for i, (s, a) in enumerate(targets)]
+    return loss, sum(ok) / len(ok)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--vqvae', required=True)
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--resume')
+    ap.add_argument('--minutes', type=float, default=60)
+    ap.add_argument('--steps', type=int, default=4000, help='length of the learning-rate schedule')
+    ap.add_argument('--draw-batch', type=int, default=12)
+    ap.add_argument('--ask-batch', type=int, default=12)
+    ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--question-weights', default='',
+                    help='kind=N,...: ask that kind of question N times as often (e.g. shape=3)')
+    a = ap.parse_args()
+    question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
+    torch.manual_seed(a.seed)
+    tok = demo_tokenizer.load()
+    cfg = make_config(tok)
+    model = DemoModel(cfg)
+    model.vae_local.load_state_dict(torch.load(a.vqvae))
+    model.vae_local.requires_grad_(False)
+    start_step = 0
+    if a.resume:
+        state = torch.load(a.resume)
+        model.load_state_dict(state['model'])
+        start_step = state['step']
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95))
+    if a.resume and 'opt' in state:
+        opt.load_state_dict(state['opt'])
+    warmup = 150
+    sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
+    batcher = Batcher(tok, cfg, a.seed + start_step, question_weights)
+    gen = torch.Generator().manual_seed(a.seed + 1 + start_step)
+    model.train()
+    model.vae_local.eval()
+    print('parameters', sum(p.numel() for p in params), flush=True)
+    t0 = time.time()
+    step = start_step
+    while step < a.steps and time.time() - t0 < a.minutes * 60:
+        for g in opt.param_groups:
+            g['lr'] = a.lr * sched(step)
+        prompts, dimgs = batcher.draw_batch(a.draw_batch)
+        ids, targets, aimgs = batcher.ask_batch(a.ask_batch)
+        # bf16 matmuls (2.7x the f32 rate on AVX512-BF16 CPUs), f32 weights, optimizer and losses.
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
+            qa_loss, qa_acc = ask_loss(model, ids, targets, aimgs)
+        loss = var_loss + start_loss + qa_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 2.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            print(f'step {step} var {var_loss.item():.3f} (acc first30 {acc_first:.2f} all {acc_all:.2f}) '
+                  f'start {start_loss.item():.3f} qa {qa_loss.item():.3f} (exact {qa_acc:.2f}) '
+                  f'lr {a.lr * sched(step):.2e} {time.time() - t0:.0f}s', flush=True)
+        if step % 200 == 0:
+            torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, a.out)
+    if step < a.steps:
+        print(f'stopped by the {a.minutes} minute cap after step {step} of {a.steps}', flush=True)
+    torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, a.out)
+    print('saved', a.out, 'at step', step, flush=True)
+
+
+if __name__ == '__main__':
+    # Two threads by default (the 2-core machine this was made on); DEMO_THREADS=1 runs two stages
+    # side by side without oversubscribing the cores, which slows PyTorch several-fold.
+    torch.set_num_threads(int(os.environ.get('DEMO_THREADS', '2')))
+    main()
