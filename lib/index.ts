@@ -1,5 +1,6 @@
 // vargpt: the VARGPT family (image understanding and text-to-image) from Node.js.
 export { loadModel, VargptModel } from './model.js';
+export { DEMO_MODEL_NAME, DEMO_MODEL_SUMMARY, demoModelDir } from './demo-model.js';
 export type { ChatReply, DecodeImageTokenOptions, Device, ImageReply, ImageTokenOptions, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
 export type {
   CallOptions,

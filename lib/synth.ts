@@ -1,7 +1,8 @@
 // synthesize(): writes a random-weight checkpoint of a model family (VARGPT v1, v1.1, BLIP3-o) in
-// the real Hugging Face layout -- the built-in default model of the CLI, the benchmark presets, and
-// test inputs of any size. Each family has a layout module (lib/synth/vargpt-v1.ts, vargpt-v1.1.ts,
-// blip3o.ts) and a files module; this file only picks one and writes what it plans.
+// the real Hugging Face layout -- the benchmark presets and test inputs of any size (the CLI's
+// default model is the trained demo, lib/demo-model.ts). Each family has a layout module
+// (lib/synth/vargpt-v1.ts, vargpt-v1.1.ts, blip3o.ts) and a files module; this file only picks
+// one and writes what it plans.
 //
 // The folder is assembled in a temporary sibling directory and renamed into place at the end, so
 // a crash or an abort never leaves a half-written checkpoint under `out`.

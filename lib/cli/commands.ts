@@ -16,7 +16,7 @@ import type { VargptModel } from '../model.js';
 import type { GenerateImageOptions } from '../options.js';
 import type { Blip3oPresetName, SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { FAMILY_DEFAULT_DTYPE, synthesize } from '../synth.js';
-import { defaultModelDir, ensureDefaultModel } from './default-model.js';
+import { defaultModelDir, defaultModelNotice, defaultModelPresent, requireDefaultModel } from './default-model.js';
 import { formatBytes, progressBar } from './progress.js';
 import type { Progress } from './progress.js';
 
@@ -42,9 +42,8 @@ export function packageVersion(): string {
 export async function openModel(options: GlobalOptions, io: Io): Promise<VargptModel> {
   let dir = options.model;
   if (!dir) {
-    const made = await ensureDefaultModel();
-    dir = made.dir;
-    io.err(`vargpt: no --model given; using the built-in tiny random-weight model (output is noise)${made.created ? ', just created' : ''} at ${dir}\n`);
+    dir = await requireDefaultModel();
+    io.err(defaultModelNotice(dir));
   }
   const bar = progressBar('loading', 1, { enabled: !options.json, bytes: true });
   try {
@@ -246,9 +245,9 @@ export async function askCommand(image: string, question: string, options: TextC
 export async function infoCommand(options: GlobalOptions, io: Io): Promise<void> {
   const report = devices();
   const dir = options.model ?? defaultModelDir();
-  const cached = options.model ? null : await access(path.join(dir, 'config.json')).then(() => true, () => false);
+  const present = options.model ? null : await defaultModelPresent(dir);
   if (options.json) {
-    io.out(`${JSON.stringify({ version: packageVersion(), node: process.version, ...report, defaultModel: { dir: defaultModelDir(), cached } })}\n`);
+    io.out(`${JSON.stringify({ version: packageVersion(), node: process.version, ...report, defaultModel: { dir: defaultModelDir(), present } })}\n`);
     return;
   }
   const { cpu, cuda } = report;
@@ -268,7 +267,7 @@ export async function infoCommand(options: GlobalOptions, io: Io): Promise<void>
   } else {
     lines.push(`cuda: unavailable: ${cuda.reason ?? 'no reason given'}`);
   }
-  lines.push(`default model: ${defaultModelDir()} (${cached ? 'cached' : 'created on first use'})`);
+  lines.push(`default model: ${defaultModelDir()} (${present === false ? 'missing from this install' : 'the built-in demo model'})`);
   io.out(`${lines.join('\n')}\n`);
 }
 

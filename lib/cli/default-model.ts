@@ -1,27 +1,15 @@
-// The CLI's built-in model when no --model is given: a tiny random-weight checkpoint (the
-// fixture's sizes), synthesized once into the user's cache and reused. synthesize() builds it in
-// a temporary folder and renames it into place, so a folder that exists is complete, and two
-// processes racing to create it both end up using the one that won.
+// The CLI's model when no --model is given: the demo checkpoint shipped in the package
+// (models/vargpt-v1-demo, trained by training/demo/). A package without it (a source tree whose
+// models/ folder was removed) gets a one-line error naming --model, not a loader trace.
 import { access } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import path from 'node:path';
 
-import { synthesize } from '../synth.js';
+import { DEMO_MODEL_SUMMARY, demoModelDir } from '../demo-model.js';
+import { InputError } from '../errors.js';
 
-// Bump when synthesis changes what the tiny model holds.
-const DEFAULT_MODEL_NAME = 'tiny-random-v1-seed0';
+export { demoModelDir as defaultModelDir };
 
-export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env['VARGPT_CACHE_DIR']) return path.resolve(env['VARGPT_CACHE_DIR']);
-  if (env['XDG_CACHE_HOME']) return path.join(path.resolve(env['XDG_CACHE_HOME']), 'vargpt');
-  return path.join(homedir(), '.cache', 'vargpt');
-}
-
-export function defaultModelDir(env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(cacheRoot(env), DEFAULT_MODEL_NAME);
-}
-
-async function complete(dir: string): Promise<boolean> {
+export async function defaultModelPresent(dir: string = demoModelDir()): Promise<boolean> {
   try {
     await access(path.join(dir, 'config.json'));
     await access(path.join(dir, 'model.safetensors'));
@@ -31,15 +19,14 @@ async function complete(dir: string): Promise<boolean> {
   }
 }
 
-export async function ensureDefaultModel(env: NodeJS.ProcessEnv = process.env): Promise<{ dir: string; created: boolean }> {
-  const dir = defaultModelDir(env);
-  if (await complete(dir)) return { dir, created: false };
-  try {
-    await synthesize({ preset: 'tiny', out: dir, seed: 0, dtype: 'f32' });
-    return { dir, created: true };
-  } catch (error) {
-    // Another process finished first: its folder is as good as ours.
-    if (await complete(dir)) return { dir, created: false };
-    throw error;
+export async function requireDefaultModel(dir: string = demoModelDir()): Promise<string> {
+  if (!(await defaultModelPresent(dir))) {
+    throw new InputError(`no --model given and the built-in demo model is missing from this install (${dir}); pass --model DIR`);
   }
+  return dir;
+}
+
+export function defaultModelNotice(dir: string, serving = false): string {
+  return `vargpt: no --model given; ${serving ? 'serving' : 'using'} the built-in demo model (${DEMO_MODEL_SUMMARY}) at ${dir}. ` +
+    'For a real checkpoint pass --model DIR (e.g. a download of VARGPT-family/VARGPT_LLaVA-v1)\n';
 }

@@ -89,7 +89,7 @@ program
 
 function withModel(cmd: Command): Command {
   return cmd
-    .option('-m, --model <dir>', 'checkpoint folder (default: a cached tiny random-weight model)')
+    .option('-m, --model <dir>', 'checkpoint folder (default: the built-in demo model, trained on synthetic shapes)')
     .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
     .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
     .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))

@@ -10,7 +10,7 @@ import type { Device, VargptModel } from '../model.js';
 import { loadModel } from '../model.js';
 import { createServer } from '../server/index.js';
 import type { Io } from './commands.js';
-import { ensureDefaultModel } from './default-model.js';
+import { defaultModelNotice, requireDefaultModel } from './default-model.js';
 
 export interface ServeCommandOptions {
   model: string[];
@@ -45,9 +45,9 @@ export function parseModelSpecs(specs: readonly string[]): Array<{ name: string;
 export async function serveCommand(options: ServeCommandOptions, io: Io): Promise<void> {
   let specs = parseModelSpecs(options.model);
   if (specs.length === 0) {
-    const made = await ensureDefaultModel();
-    io.err(`vargpt: no --model given; serving the built-in tiny random-weight model (output is noise) at ${made.dir}\n`);
-    specs = [{ name: path.basename(made.dir), dir: made.dir }];
+    const dir = await requireDefaultModel();
+    io.err(defaultModelNotice(dir, true));
+    specs = [{ name: path.basename(dir), dir }];
   }
   const apiKey = options.apiKey ?? process.env['VARGPT_API_KEY'];
   const models = new Map<string, VargptModel>();

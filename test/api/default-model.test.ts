@@ -1,30 +1,42 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+// The CLI's model when no --model is given is the demo checkpoint shipped in the package.
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { cacheRoot, defaultModelDir, ensureDefaultModel } from '../../lib/cli/default-model.js';
+import { defaultModelDir, defaultModelNotice, defaultModelPresent, requireDefaultModel } from '../../lib/cli/default-model.js';
+import { DEMO_MODEL_NAME, demoModelDir } from '../../lib/demo-model.js';
+import { InputError } from '../../lib/errors.js';
+import { repoRoot } from '../helpers/paths.js';
 
-const work = mkdtempSync(path.join(tmpdir(), 'vargpt-cache-'));
+const work = mkdtempSync(path.join(tmpdir(), 'vargpt-default-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-describe('the CLI default model cache', () => {
-  it('lives in $VARGPT_CACHE_DIR, else $XDG_CACHE_HOME/vargpt, else ~/.cache/vargpt', () => {
-    expect(cacheRoot({ VARGPT_CACHE_DIR: '/a/b', XDG_CACHE_HOME: '/x' })).toBe('/a/b');
-    expect(cacheRoot({ XDG_CACHE_HOME: '/x' })).toBe('/x/vargpt');
-    expect(cacheRoot({})).toBe(path.join(homedir(), '.cache', 'vargpt'));
+describe('the CLI default model', () => {
+  it('is the shipped demo checkpoint, inside the package', async () => {
+    expect(defaultModelDir()).toBe(path.join(repoRoot, 'models', DEMO_MODEL_NAME));
+    expect(demoModelDir()).toBe(defaultModelDir());
+    expect(await defaultModelPresent()).toBe(true);
+    expect(await requireDefaultModel()).toBe(defaultModelDir());
   });
 
-  it('is created once, atomically, even by concurrent first uses', async () => {
-    const env = { VARGPT_CACHE_DIR: path.join(work, 'c') };
-    const results = await Promise.all([ensureDefaultModel(env), ensureDefaultModel(env), ensureDefaultModel(env)]);
-    const dir = defaultModelDir(env);
-    expect(results.map((r) => r.dir)).toEqual([dir, dir, dir]);
-    expect(results.filter((r) => r.created)).toHaveLength(1);
-    // Only the finished model remains: no partial folders left behind.
-    expect(readdirSync(env.VARGPT_CACHE_DIR)).toEqual([path.basename(dir)]);
-    expect(readdirSync(dir)).toContain('model.safetensors');
-    expect((await ensureDefaultModel(env)).created).toBe(false);
+  it('missing from an install: a one-line error naming --model', async () => {
+    const partial = path.join(work, 'partial');
+    mkdirSync(partial);
+    cpSync(path.join(defaultModelDir(), 'config.json'), path.join(partial, 'config.json'));
+    expect(await defaultModelPresent(partial)).toBe(false);
+    await expect(requireDefaultModel(partial)).rejects.toThrow(InputError);
+    await expect(requireDefaultModel(partial)).rejects.toThrow(`the built-in demo model is missing from this install (${partial}); pass --model DIR`);
+  });
+
+  it('the notice says what the demo is and how to use a real checkpoint', () => {
+    const notice = defaultModelNotice('/x');
+    expect(notice).toMatch(/^vargpt: no --model given; using the built-in demo model \(a small VARGPT v1 trained on synthetic shapes/);
+    expect(notice).toContain('at /x.');
+    expect(notice).toContain('pass --model DIR');
+    expect(notice.endsWith('\n')).toBe(true);
+    expect(notice.split('\n')).toHaveLength(2);
+    expect(defaultModelNotice('/x', true)).toContain('serving the built-in demo model');
   });
 });

@@ -29,7 +29,7 @@ describe('package', () => {
     expect(r.stderr).not.toMatch(/prebuildify|node-gyp|gyp info/);
     const listing = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ files: Array<{ path: string }> }>;
     const files = new Set(listing[0]!.files.map((f) => f.path));
-    for (const f of ['LICENSE', 'package.json', 'dist/index.js', 'dist/require.cjs', 'dist/cli/main.js', 'lib/index.ts']) expect(files.has(f), f).toBe(true);
+    for (const f of ['LICENSE', 'package.json', 'dist/index.js', 'dist/require.cjs', 'dist/cli/main.js', 'lib/index.ts', 'models/vargpt-v1-demo/model.safetensors', 'models/vargpt-v1-demo/config.json', 'models/vargpt-v1-demo/tokenizer.json']) expect(files.has(f), f).toBe(true);
     // Every source a shipped map names is shipped too.
     const maps = [...files].filter((f) => f.endsWith('.map'));
     expect(maps.length).toBeGreaterThan(10);
