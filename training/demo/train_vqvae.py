@@ -35,6 +35,8 @@ def main():
     ap.add_argument('--minutes', type=float, default=20)
     ap.add_argument('--batch', type=int, default=16)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--restart-until', type=int, default=2400,
+                    help='restart unused codes every 100 steps up to this step (not after, so they settle)')
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--ae-warmup', type=int, default=100, help='steps that decode the features unquantized first')
     ap.add_argument('--decoder-only', action='store_true',
@@ -86,7 +88,7 @@ def main():
             used.index_add_(0, idx.flatten(), torch.ones(idx.numel()))
         if step % 100 == 99:
             dead = (used == 0).nonzero().flatten()
-            if len(dead) and step < a.steps * 0.8 and not a.decoder_only:
+            if len(dead) and step < a.restart_until and not a.decoder_only:
                 with torch.no_grad():
                     f = vae.features(x).permute(0, 2, 3, 1).reshape(-1, cfg.cvae)
                     pick = torch.randint(0, f.shape[0], (len(dead),), generator=gen)
