@@ -181,8 +181,11 @@ describe('continuous batching: drawing, order and dispose', () => {
     );
     const waiting = model.chat([{ role: 'user', content: 'later' }], { maxNewTokens: 200 });
     while (tokens < 4) await new Promise((resolve) => setTimeout(resolve, 1));
+    // Handlers go on before dispose(): the calls reject while it runs, and a rejection nobody
+    // handles yet is reported as unhandled.
+    const settling = Promise.allSettled([...calls, waiting]);
     await model.dispose();
-    const settled = await Promise.allSettled([...calls, waiting]);
+    const settled = await settling;
     for (const s of settled) {
       // A call may have ended on its own before dispose reached it; none is left hanging.
       if (s.status === 'rejected') expect(s.reason).toMatchObject({ name: 'DisposedError' });
