@@ -23,6 +23,11 @@ joint=$!
 DEMO_THREADS=1 "$python" train_vqvae.py --resume "$work/vqvae.pt" --decoder-only --out "$work/vqvae-decoder.pt" \
   --steps 500 --minutes 300 --lr 5e-4 --seed 1
 wait "$joint"
-"$python" check_runtime.py --checkpoint "$work/joint.pt" --vqvae "$work/vqvae-decoder.pt" --work "$work/check"
-"$python" export.py --checkpoint "$work/joint.pt" --vqvae "$work/vqvae-decoder.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+# 4. A vision tower trained from scratch on the scenes' attributes (training pairs and unnamed
+# colours), then put into the model for 800 more joint steps with its attribute losses kept on.
+"$python" train_vision.py --out "$work/vision.pt" --steps 1000 --minutes 60 --seed 0
+"$python" train_joint.py --vqvae "$work/vqvae.pt" --resume "$work/joint.pt" --vision "$work/vision.pt" \
+  --out "$work/joint-vision.pt" --steps 3600 --minutes 300 --question-weights shape=3 --unnamed 6 --vision-batch 32
+"$python" check_runtime.py --checkpoint "$work/joint-vision.pt" --vqvae "$work/vqvae-decoder.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/joint-vision.pt" --vqvae "$work/vqvae-decoder.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

@@ -66,21 +66,30 @@ class Batcher:
         imgs = torch.from_numpy(__import__('numpy').stack([world.render(s) for s in scenes]))
         return prompts, imgs
 
-    def ask_batch(self, n: int):
+    def ask_batch(self, n: int, unnamed: int = 0):
+        """n questions about training pairs, then `unnamed` about shapes in unnamed colours."""
         ids, targets, imgs = [], [], []
-        for _ in range(n):
-            scene, _kind, question, ans = world.qa_from_seed(self.rng.randrange(data.TRAIN_SEEDS), world.TRAIN_PAIRS,
-                                                               self.question_weights)
-            prompt = self.tok.encode(ask_prompt(question)).ids
-            full = self.tok.encode(ask_prompt(question) + ' ' + ans).ids
-            assert full[:len(prompt)] == prompt, (prompt, full)
-            answer = full[len(prompt):] + [2]
-            at = prompt.index(self.cfg.image_token)
-            expanded = prompt[:at] + [self.cfg.image_token] * self.cfg.image_tokens + prompt[at + 1:]
-            ids.append(expanded + answer)
-            targets.append((len(expanded), answer))
-            imgs.append(world.render(scene))
+        for i in range(n + unnamed):
+            seed = self.rng.randrange(data.TRAIN_SEEDS)
+            if i < n:
+                scene, _kind, question, ans = world.qa_from_seed(seed, world.TRAIN_PAIRS, self.question_weights)
+            else:
+                scene, _kind, question, ans = world.unnamed_qa_from_seed(seed, self.question_weights)
+            one = self.encode_question(scene, question, ans)
+            ids.append(one[0])
+            targets.append(one[1])
+            imgs.append(one[2])
         return ids, targets, torch.from_numpy(__import__('numpy').stack(imgs))
+
+    def encode_question(self, scene, question: str, ans: str):
+        """(token ids with the image placeholder expanded, (answer start, answer ids), pixels)."""
+        prompt = self.tok.encode(ask_prompt(question)).ids
+        full = self.tok.encode(ask_prompt(question) + ' ' + ans).ids
+        assert full[:len(prompt)] == prompt, (prompt, full)
+        answer = full[len(prompt):] + [2]
+        at = prompt.index(self.cfg.image_token)
+        expanded = prompt[:at] + [self.cfg.image_token] * self.cfg.image_tokens + prompt[at + 1:]
+        return expanded + answer, (len(expanded), answer), world.render(scene)
 
 
 def pad(seqs, value):
@@ -152,6 +161,28 @@ def ask_loss(model: DemoModel, ids, targets, imgs):
     return loss, sum(ok) / len(ok)
 
 
+PROBE_SEED_BASE = data.EVAL_SEED_BASE + 50_000  # held-out probes; eval-set/ uses +0..+7000
+
+
+def heldout_probe(model, tok, cfg, per_kind: int = 40) -> dict[str, float]:
+    """Exact-answer rates by kind on held-out-pair questions (a measurement, never trained on)."""
+    rates = {}
+    model.eval()
+    with torch.no_grad():
+        for n, kind in enumerate(('shape', 'colour', 'count', 'position')):
+            b = Batcher(tok, cfg, 0)
+            ids, targets, imgs = [], [], []
+            for i in range(per_kind):
+                seed = PROBE_SEED_BASE + 1000 * n + i
+                scene = world.scene_from_seed(seed, world.HELD_OUT_PAIRS, multi=(kind == 'count'))
+                one = b.encode_question(scene, random.Random(seed).choice(world.QUESTIONS[kind]), world.answer(scene, kind))
+                ids.append(one[0]), targets.append(one[1]), imgs.append(one[2])
+            rates[kind] = ask_loss(model, ids, targets, torch.from_numpy(__import__('numpy').stack(imgs)))[1]
+    model.train()
+    model.vae_local.eval()
+    return rates
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--vqvae', required=True)
@@ -165,6 +196,10 @@ def main():
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--question-weights', default='',
                     help='kind=N,...: ask that kind of question N times as often (e.g. shape=3)')
+    ap.add_argument('--unnamed', type=int, default=0,
+                    help='questions per step about shapes in unnamed colours (world.unnamed_qa_from_seed)')
+    ap.add_argument('--vision', help='put in the vision tower trained by train_vision.py, and keep its attribute losses on')
+    ap.add_argument('--vision-batch', type=int, default=32, help='images per step for those attribute losses')
     a = ap.parse_args()
     question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
     torch.manual_seed(a.seed)
@@ -178,12 +213,23 @@ def main():
         state = torch.load(a.resume)
         model.load_state_dict(state['model'])
         start_step = state['step']
+    heads = None
+    if a.vision:
+        from train_vision import AttributeHeads
+        vision = torch.load(a.vision)
+        own = model.state_dict()
+        for k, v in vision['model'].items():
+            own[k].copy_(v)
+        heads = AttributeHeads(cfg.vis_hidden)
+        heads.load_state_dict(vision['heads'])
     params = [p for p in model.parameters() if p.requires_grad]
+    if heads is not None:
+        params += list(heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
-    if a.resume and 'opt' in state:
+    if a.resume and 'opt' in state and heads is None:
         opt.load_state_dict(state['opt'])
     warmup = 150
     sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
@@ -198,12 +244,17 @@ def main():
         for g in opt.param_groups:
             g['lr'] = a.lr * sched(step)
         prompts, dimgs = batcher.draw_batch(a.draw_batch)
-        ids, targets, aimgs = batcher.ask_batch(a.ask_batch)
+        ids, targets, aimgs = batcher.ask_batch(a.ask_batch, a.unnamed)
         # bf16 matmuls (2.7x the f32 rate on AVX512-BF16 CPUs), f32 weights, optimizer and losses.
         with torch.autocast('cpu', dtype=torch.bfloat16):
             var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
             qa_loss, qa_acc = ask_loss(model, ids, targets, aimgs)
-        loss = var_loss + start_loss + qa_loss
+            vision_loss = torch.zeros(())
+            if heads is not None:
+                from train_vision import attribute_batch, cls_features
+                pixels, labels = attribute_batch(batcher.rng, a.vision_batch)
+                vision_loss = sum(heads.losses(cls_features(model.vision_tower, pixels), labels).values())
+        loss = var_loss + start_loss + qa_loss + vision_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 2.0)
@@ -211,10 +262,12 @@ def main():
         step += 1
         if step % 25 == 0:
             print(f'step {step} var {var_loss.item():.3f} (acc first30 {acc_first:.2f} all {acc_all:.2f}) '
-                  f'start {start_loss.item():.3f} qa {qa_loss.item():.3f} (exact {qa_acc:.2f}) '
+                  f'start {start_loss.item():.3f} qa {qa_loss.item():.3f} (exact {qa_acc:.2f}) vision {vision_loss.item():.3f} '
                   f'lr {a.lr * sched(step):.2e} {time.time() - t0:.0f}s', flush=True)
         if step % 200 == 0:
             torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, a.out)
+            if heads is not None:
+                print(f'step {step} held-out probe {heldout_probe(model, tok, cfg)}', flush=True)
     if step < a.steps:
         print(f'stopped by the {a.minutes} minute cap after step {step} of {a.steps}', flush=True)
     torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, a.out)

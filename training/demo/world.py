@@ -9,6 +9,7 @@ asks about exactly those pairs, so a right answer there is composition, not reca
 """
 from __future__ import annotations
 
+import colorsys
 import math
 import random
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class Item:
     colour: str
     centre: tuple[int, int]
     half: int
+    rgb: tuple[int, int, int] | None = None  # an unnamed colour (colour is then UNNAMED)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def render(scene: Scene) -> np.ndarray:
     draw = ImageDraw.Draw(img)
     for it in scene.items:
         cx, cy, h = (it.centre[0] + 0.5) * k, (it.centre[1] + 0.5) * k, it.half * k
-        fill = COLOURS[it.colour]
+        fill = it.rgb or COLOURS[it.colour]
         if it.shape == 'circle':
             draw.ellipse([cx - h, cy - h, cx + h, cy + h], fill=fill)
         else:
@@ -201,6 +203,49 @@ def qa_from_seed(seed: int, pairs: list[tuple[str, str]],
     scene = scene_from_seed(seed, pairs, multi=True)
     rng = random.Random(seed * 13 + 3)
     kinds = [k for k in question_kinds(scene) for _ in range((weights or {}).get(k, 1))]
+    kind = rng.choice(kinds)
+    return scene, kind, rng.choice(QUESTIONS[kind]), answer(scene, kind)
+
+
+UNNAMED = 'unnamed'
+UNNAMED_MIN_DISTANCE = 100  # RGB distance from every named colour
+UNNAMED_BACKGROUND_DISTANCE = 60  # and from every background, so the shape stays visible
+UNNAMED_HELD_OUT_HUE = 45  # degrees of hue kept away from the colour held out with the shape
+
+
+def _hue(rgb: tuple[int, int, int]) -> tuple[float, float]:
+    h, s, _v = colorsys.rgb_to_hsv(*(x / 255 for x in rgb))
+    return h * 360, s
+
+
+def unnamed_colour(rng: random.Random, shape: str) -> tuple[int, int, int]:
+    """A colour for `shape` far from all six named ones (teal, pink, olive, navy...) and, when it
+    is saturated enough to have a hue, of a hue well away from the colour held out with `shape`
+    (no pale-yellow squares, no pink triangles): nothing that could pass for a held-out pair."""
+    held = [c for c, s in HELD_OUT if s == shape]
+    while True:
+        c = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if min(math.dist(c, p) for p in COLOURS.values()) < UNNAMED_MIN_DISTANCE or \
+                min(math.dist(c, b) for b in BACKGROUNDS.values()) < UNNAMED_BACKGROUND_DISTANCE:
+            continue
+        hue, sat = _hue(c)
+        if sat >= 0.2 and any(abs((hue - _hue(COLOURS[h])[0] + 180) % 360 - 180) < UNNAMED_HELD_OUT_HUE for h in held):
+            continue
+        return c
+
+
+def unnamed_qa_from_seed(seed: int, weights: dict[str, int] | None = None) -> tuple[Scene, str, str, str]:
+    """A question about shapes painted in an unnamed colour: only shape, count and place are asked.
+
+    These teach the vision tower to see a shape whatever its colour, which is what naming the shape
+    of a held-out pair needs, without showing a held-out pair (or any named pair)."""
+    rng = random.Random(seed * 104729 + 11)
+    base = scene_from_seed(seed, [(next(iter(COLOURS)), s) for s in SHAPES], multi=True)
+    rgb = unnamed_colour(rng, base.shape)
+    scene = Scene(base.background, tuple(Item(it.shape, UNNAMED, it.centre, it.half, rgb) for it in base.items),
+                  base.size_word, base.position_word)
+    kinds = [k for k in question_kinds(scene) if k in ('shape', 'count', 'position')]
+    kinds = [k for k in kinds for _ in range((weights or {}).get(k, 1))]
     kind = rng.choice(kinds)
     return scene, kind, rng.choice(QUESTIONS[kind]), answer(scene, kind)
 
