@@ -352,14 +352,20 @@ class TurnWrap : public Napi::ObjectWrap<TurnWrap> {
   explicit TurnWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TurnWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
       throw Napi::TypeError::New(info.Env(), "turns come from model.startTurn(request)");
-    state_ = *info[0].As<Napi::External<std::shared_ptr<TurnState>>>().Data();
+    // Moved, not copied: the External lives until garbage collection, and a copy there would keep
+    // the turn (and the model it refers to) alive after dispose().
+    state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<TurnState>>>().Data());
   }
   const std::shared_ptr<TurnState>& state() const { return state_; }
 
  private:
-  // Frees the turn's caches now rather than at garbage collection (not while a call holds it).
+  // Drops the wrapper's reference now rather than at garbage collection. A call that still holds
+  // the turn (its worker's claim, which is released only after the call's promise has settled)
+  // keeps its own reference, so the caches, and the model they refer to, are freed when that call
+  // ends, not under it. Skipping the reset while such a claim was held left every finished turn,
+  // and through it its model's weights, alive until the next garbage collection.
   Napi::Value dispose(const Napi::CallbackInfo& info) {
-    if (state_ && !state_->busy.load()) state_.reset();
+    state_.reset();
     return info.Env().Undefined();
   }
   std::shared_ptr<TurnState> state_;
@@ -423,7 +429,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     if (info.Length() != 1 || !info[0].IsExternal())
       throw Napi::TypeError::New(info.Env(), "use loadModel(dir, options) to load a model");
-    state_ = *info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
+    state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data());  // as TurnWrap
   }
 
  private:
