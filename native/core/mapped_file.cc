@@ -1,5 +1,6 @@
 #include "mapped_file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -69,6 +70,16 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::UnmapViewOfFile(data_);
 }
 
+void MappedFile::release_pages(size_t offset, size_t length) const noexcept {
+  if (data_ == nullptr || offset >= size_ || length == 0) return;
+  SYSTEM_INFO system;
+  ::GetSystemInfo(&system);
+  const size_t page = system.dwPageSize, end = std::min(size_, offset + length);
+  const size_t first = (offset + page - 1) / page * page, last = end / page * page;
+  // VirtualUnlock on pages that are not locked removes them from the working set.
+  if (last > first) ::VirtualUnlock(const_cast<unsigned char*>(data_) + first, last - first);
+}
+
 bool path_exists(const std::string& path) { return attributes(path) != INVALID_FILE_ATTRIBUTES; }
 
 bool is_directory(const std::string& path) {
@@ -112,6 +123,17 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+void MappedFile::release_pages(size_t offset, size_t length) const noexcept {
+  if (data_ == nullptr || offset >= size_ || length == 0) return;
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (page_size <= 0) return;
+  // The mapping starts on a page boundary, so offsets within it align as addresses do.
+  const size_t page = static_cast<size_t>(page_size), end = std::min(size_, offset + length);
+  const size_t first = (offset + page - 1) / page * page, last = end / page * page;
+  // A read-only private file mapping never holds modified pages: dropping them loses nothing.
+  if (last > first) ::madvise(const_cast<unsigned char*>(data_) + first, last - first, MADV_DONTNEED);
 }
 
 bool path_exists(const std::string& path) {

@@ -20,6 +20,12 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Gives the pages wholly inside [offset, offset + length) back to the system (a hint; they are
+  // read from the file again if touched). Used once a tensor has been converted into memory of its
+  // own, so that quantizing a float checkpoint on load does not keep the float copy resident.
+  // Pages shared with the bytes around the range are kept. Never throws.
+  void release_pages(size_t offset, size_t length) const noexcept;
+
  private:
   MappedFile(std::string path, const unsigned char* data, size_t size) : path_(std::move(path)), data_(data), size_(size) {}
   std::string path_;

@@ -136,6 +136,10 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
   return it == by_name_.end() ? nullptr : &tensors_[it->second];
 }
 
+void SafetensorsFile::release_pages(const TensorInfo& info) const noexcept {
+  mapping_->release_pages(data_offset_ + info.begin, info.end - info.begin);
+}
+
 Tensor SafetensorsFile::tensor(const TensorInfo& info) const {
   const unsigned char* base = mapping_->data() + data_offset_ + info.begin;
   const size_t bytes = info.end - info.begin;
@@ -222,6 +226,11 @@ Tensor SafetensorsCheckpoint::get(const std::string& name) const {
   auto it = index_.find(name);
   VG_CHECK(it != index_.end(), path_, ": no tensor named \"", name, "\"");
   return files_[it->second.file]->tensor(*it->second.info);
+}
+
+void SafetensorsCheckpoint::release_pages(const std::string& name) const noexcept {
+  auto it = index_.find(name);
+  if (it != index_.end()) files_[it->second.file]->release_pages(*it->second.info);
 }
 
 }  // namespace vargpt

@@ -49,6 +49,9 @@ class SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
   // A host tensor viewing the mapped bytes (copied only when misaligned for its dtype).
   Tensor tensor(const TensorInfo& info) const;
+  // MappedFile::release_pages over the tensor's bytes: call only once no view of it is in use
+  // (a view would still read right, from the file again, only slower).
+  void release_pages(const TensorInfo& info) const noexcept;
 
  private:
   std::shared_ptr<MappedFile> mapping_;
@@ -69,6 +72,8 @@ class SafetensorsCheckpoint {
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;  // throws "no tensor named ..."
   Tensor get(const std::string& name) const;
+  // SafetensorsFile::release_pages for the named tensor (nothing when there is none).
+  void release_pages(const std::string& name) const noexcept;
   // Tensor names that start with `prefix`, sorted.
   std::vector<std::string> names_with_prefix(const std::string& prefix) const;
 

@@ -146,6 +146,7 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
       fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
     }
     MatrixWeight out{backend_.upload(packed), backend_.upload(scales)};
+    checkpoint_->release_pages(name);  // quantized: the float bytes are not read again
     account(info);
     return out;
   }
@@ -158,6 +159,7 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
     fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
   }
   MatrixWeight out{backend_.upload(q), backend_.upload(qparams)};
+  checkpoint_->release_pages(name);  // quantized: the float bytes are not read again
   account(info);
   return out;
 }
