@@ -31,8 +31,8 @@ export interface NativeCpuInfo {
   features: string[];
   // The GEMM path in use ('amx' | 'avx512' | 'avx2' | 'portable').
   kernels: string;
-  // The int8 GEMM's kernel (int8 weights): 'avx512-vnni' (on the avx512 and amx paths of a CPU with
-  // AVX-512 VNNI) or 'portable'.
+  // The int8 and 4-bit GEMMs' kernel: 'avx512-vnni' (on the avx512 and amx paths of a CPU with
+  // AVX-512 VNNI), 'avx2' (on the other x86 paths but the portable one) or 'portable'.
   int8Kernels: string;
   // Every GEMM path this CPU and build can run, best first.
   kernelPaths: string[];

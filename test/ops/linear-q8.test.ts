@@ -1,6 +1,7 @@
 // linear_q8 and linear_q4. linear_q8: int8 weights (symmetric per output channel, core/quantize.h) times activations
 // quantized per row on the fly, on every GEMM path this machine has (the avx512 and amx paths use
-// the AVX-512 VNNI kernel where the CPU has it, the others the portable one).
+// the AVX-512 VNNI kernel where the CPU has it, the other x86 paths the AVX2 kernel, the portable
+// path the portable one), so every int8 kernel this CPU can run is checked.
 //
 // Two checks per case:
 // - exact: the integer sums are exact on every path, so the output must equal, bit for bit, the
@@ -118,8 +119,9 @@ describe('linear_q8 (int8 weights, activations quantized per row)', () => {
       for (const path of paths) {
         addon.setCpuKernels(path);
         const vnni = addon.devices().cpu.features.includes('avx512vnni');
-        if (path === 'avx512' || path === 'amx') expect(addon.devices().cpu.int8Kernels).toBe(vnni ? 'avx512-vnni' : 'portable');
-        else expect(addon.devices().cpu.int8Kernels).toBe('portable');
+        const avx2 = addon.devices().cpu.features.includes('avx2');
+        const expected = path === 'portable' ? 'portable' : (path === 'avx512' || path === 'amx') && vnni ? 'avx512-vnni' : avx2 ? 'avx2' : 'portable';
+        expect(addon.devices().cpu.int8Kernels).toBe(expected);
         const y = await checkCase(c, 100 + ci, `${path} ${JSON.stringify(c)}`);
         // The sums and the epilogue agree bit for bit; each path has its own activation formulas.
         if (c.act !== 'none') continue;

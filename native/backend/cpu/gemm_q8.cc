@@ -31,6 +31,17 @@ bool use_vnni() {
 #endif
 }
 
+// The AVX2 kernel: every x86 path but the portable one, where VNNI is not used.
+bool use_avx2_int8() {
+#if defined(VARGPT_HAVE_X86_KERNELS)
+  static const bool cpu = x86_supports("avx2");
+  const std::string path = active_gemm_kernels().name;
+  return cpu && path != "portable" && !use_vnni();
+#else
+  return false;
+#endif
+}
+
 void dots_portable(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q, int64_t ldq,
                    int32_t* out) {
   for (int m = 0; m < rows; ++m)
@@ -101,12 +112,13 @@ void block_loop(int64_t M, int64_t N, float* C, int64_t ldc, const GemmEpilogue&
 
 }  // namespace
 
-std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : "portable"; }
+std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : use_avx2_int8() ? "avx2" : "portable"; }
 
 void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q8Weights& B, float* C, int64_t ldc,
              const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
   const bool vnni = use_vnni();
+  const bool avx2 = !vnni && use_avx2_int8();
   // Quantized activations: xq (signed) for the portable kernel, xq + 128 (unsigned, rows padded
   // to 64 bytes with 128 = zero) for VNNI.
   const int64_t ldx = (K + 63) / 64 * 64;
@@ -132,6 +144,10 @@ void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
           // The +128 offset of the activations added 128 · Σ_k q[n, k] to every sum.
           for (int m = 0; m < rows; ++m)
             for (int j = 0; j < cols; ++j) dots[m * cols + j] -= 128 * static_cast<int32_t>(B.sum[n + j]);
+          return;
+        }
+        if (avx2) {
+          q8_dots_avx2(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
           return;
         }
 #endif
@@ -172,6 +188,7 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
              const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
   const bool vnni = use_vnni();
+  const bool avx2 = !vnni && use_avx2_int8();
   const int64_t Kp = B.padded_k, groups = Kp / kQ4Group;
   std::vector<int8_t> xq(static_cast<size_t>(M * Kp), 0);
   // Σ xq per group (portable) or the VNNI kernel's start values (16 per block, -8 Σ xq of the
@@ -197,6 +214,10 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 #if defined(VARGPT_HAVE_X86_KERNELS)
         if (vnni) {
           q4_dots_vnni(rows, cols, Kp, xq.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
+          return;
+        }
+        if (avx2) {
+          q4_dots_avx2(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
           return;
         }
 #endif

@@ -43,8 +43,9 @@ struct Q4Weights {
 void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
              const GemmEpilogue& epilogue);
 
-// The int8 kernel path in use: "avx512-vnni" or "portable" (follows VARGPT_CPU_KERNELS and
-// set_gemm_kernels: only the avx512 and amx paths use VNNI).
+// The int8 kernel path in use: "avx512-vnni", "avx2" or "portable" (follows VARGPT_CPU_KERNELS
+// and set_gemm_kernels: the avx512 and amx paths use VNNI where the CPU has it, else the AVX2
+// kernel; the avx2 path uses the AVX2 kernel; the portable path the portable one).
 std::string active_q8_kernel();
 
 #if defined(VARGPT_HAVE_X86_KERNELS)
@@ -57,6 +58,14 @@ void q8_dots_vnni(int rows, int cols, int64_t K, const uint8_t* xu, int64_t ldx,
 // 64-value block (row stride Kp / 4), starts each block's sums at -8 Σ xq of its two groups (lanes 0
 // and 8), which takes the +8 back out.
 void q4_dots_vnni(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
+                  const uint8_t* packed, const uint16_t* scales, float* out);
+// gemm_q8_avx2.cc. The same sums from the signed activations (rows of ldx bytes, K <= ldx, any K):
+// out[m * cols + j] = Σ_k xq[m, k] q[n0 + j, k].
+void q8_dots_avx2(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q, int64_t ldq,
+                  int32_t* out);
+// As q4_dots_vnni, with xsum (Σ xq per row and group of 32, row stride Kp / 32) in place of the
+// start values.
+void q4_dots_avx2(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* xsum,
                   const uint8_t* packed, const uint16_t* scales, float* out);
 #endif
 
