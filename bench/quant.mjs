@@ -1,5 +1,5 @@
 // npm run bench -- quant [--preset small|medium] [--prompt 128] [--tokens 64] [--runs 3]
-//                        [--configs f32,bf16,int8,q4]
+//                        [--configs f32,bf16,int8,q4] [--source f32|bf16]
 // Quantized weights (loadModel's weights option) against f32 and bf16 on a synthesized VARGPT v1
 // preset (random weights; the f32 and bf16 checkpoints are synthesized from the same seed): for each
 // precision, in a fresh process (so peak resident memory is its own):
@@ -9,7 +9,9 @@
 // - peak resident memory (maxRSS) after loading and running;
 // - accuracy against f32: max and mean |Δ| of the prefill logits, and how many of the --agree (128)
 //   greedy tokens match f32's before the first difference.
-// int8 and q4 are quantized on load from the f32 checkpoint (the same weights f32 runs).
+// int8 and q4 are quantized on load from the f32 checkpoint (the same weights f32 runs), or with
+// --source bf16 from the bf16 one (for sizes whose f32 checkpoint does not fit the disk: run with
+// --configs bf16,int8,q4, and the accuracy columns compare against bf16).
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +22,7 @@ import { fmt, loadAddon, median, root, table } from './common.mjs';
 const self = fileURLToPath(import.meta.url);
 
 function parse(args) {
-  const o = { preset: 'small', prompt: 128, tokens: 64, runs: 3, agree: 128, configs: ['f32', 'bf16', 'int8', 'q4'], child: null };
+  const o = { preset: 'small', prompt: 128, tokens: 64, runs: 3, agree: 128, configs: ['f32', 'bf16', 'int8', 'q4'], source: 'f32', child: null };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const next = () => args[++i];
@@ -30,6 +32,7 @@ function parse(args) {
     else if (a === '--runs') o.runs = Number(next());
     else if (a === '--agree') o.agree = Number(next());
     else if (a === '--configs') o.configs = next().split(',');
+    else if (a === '--source') o.source = next();
     else if (a === '--child') o.child = JSON.parse(next());
     else throw new Error(`unknown option ${a}`);
   }
@@ -101,23 +104,27 @@ export async function run(args) {
     return;
   }
   const addon = loadAddon();
-  const f32Dir = await presetDir(o.preset, 'f32');
-  const bf16Dir = o.configs.includes('bf16') ? await presetDir(o.preset, 'bf16') : null;
+  if (o.source !== 'f32' && o.source !== 'bf16') throw new Error('--source is f32 or bf16');
+  if (o.source === 'bf16' && o.configs.includes('f32')) throw new Error('--source bf16 cannot run f32 (no f32 checkpoint)');
+  const f32Dir = o.source === 'f32' ? await presetDir(o.preset, 'f32') : null;
+  const bf16Dir = o.configs.includes('bf16') || o.source === 'bf16' ? await presetDir(o.preset, 'bf16') : null;
+  const sourceDir = o.source === 'f32' ? f32Dir : bf16Dir;
   const [bw] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 5 });
   const bandwidth = new Float32Array(bw.data)[0];
-  const info = (await addon.loadModel(f32Dir, { device: 'cpu' })).info();
+  const info = (await addon.loadModel(sourceDir, { device: 'cpu' })).info();
   const cpu = addon.devices().cpu;
-  console.log(`vargpt-v1 ${o.preset} preset (random weights, seed 0): ${path.relative(root, f32Dir)}`);
+  console.log(`vargpt-v1 ${o.preset} preset (random weights, seed 0): ${path.relative(root, sourceDir)}; int8 and q4 quantized on load from ${o.source}`);
   console.log(`cpu ${cpu.model}, ${cpu.threads} threads, GEMM ${cpu.kernels}, int8/q4 ${cpu.int8Kernels}; read bandwidth ${fmt(bandwidth, 1)} GB/s (best of 5)`);
   console.log(`prompt ${o.prompt} tokens, decode ${o.tokens} tokens (EOS ignored), medians of ${o.runs}; each precision in its own process\n`);
   const results = {};
   for (const c of o.configs) {
-    const spec = { dir: c === 'bf16' ? bf16Dir : f32Dir, weights: c === 'int8' || c === 'q4' ? c : 'auto', prompt: o.prompt, tokens: o.tokens, runs: o.runs, agree: o.agree };
+    const spec = { dir: c === 'bf16' ? bf16Dir : c === 'f32' ? f32Dir : sourceDir, weights: c === 'int8' || c === 'q4' ? c : 'auto', prompt: o.prompt, tokens: o.tokens, runs: o.runs, agree: o.agree };
     const out = execFileSync(process.execPath, [path.join(root, 'bench', 'main.mjs'), 'quant', '--child', JSON.stringify(spec)], { maxBuffer: 1 << 30 });
     results[c] = JSON.parse(out.toString('utf8'));
   }
-  const ref = results.f32;
-  const rows = [['weights', 'linear GB/token', 'prefill s', 'decode tok/s', 'ceiling tok/s', 'of ceiling', 'vs bf16', 'peak RSS GB', 'max |Δlogit|', 'mean |Δlogit|', `greedy = f32 (of ${o.agree})`]];
+  const refName = results.f32 ? 'f32' : 'bf16';
+  const ref = results[refName];
+  const rows = [['weights', 'linear GB/token', 'prefill s', 'decode tok/s', 'ceiling tok/s', 'of ceiling', 'vs bf16', 'peak RSS GB', `max |Δlogit| vs ${refName}`, 'mean |Δlogit|', `greedy = ${refName} (of ${o.agree})`]];
   for (const c of o.configs) {
     const r = results[c];
     const bytes = linearBytes(info, c);
