@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "error.h"
@@ -11,18 +12,28 @@
 namespace vargpt {
 
 float quantize_q8_row(const float* x, int64_t K, int8_t* q) {
+  // Written so the compiler vectorizes both passes on the baseline instruction set: no early exit,
+  // no libm call. Each decode step quantizes every linear layer's input row; with nearbyint (a
+  // call per element where SSE4.1 is not assumed) this took a tenth of an int8 decode step.
   float amax = 0;
-  bool finite = true;
+  int non_finite = 0;
   for (int64_t k = 0; k < K; ++k) {
-    finite = finite && std::isfinite(x[k]);
-    amax = std::max(amax, std::fabs(x[k]));
+    const float a = std::fabs(x[k]);
+    non_finite |= !(a <= std::numeric_limits<float>::max());
+    amax = a > amax ? a : amax;
   }
-  if (!finite || !(amax > 0)) {
+  if (non_finite != 0 || !(amax > 0)) {
     std::fill(q, q + std::max<int64_t>(K, 0), int8_t{0});
-    return finite ? 0.0f : std::nanf("");
+    return non_finite == 0 ? 0.0f : std::nanf("");
   }
   const float inv = 127.0f / amax;
-  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::clamp(std::nearbyint(x[k] * inv), -127.0f, 127.0f));
+  // Round half to even, as nearbyint does in the default rounding mode: adding and subtracting
+  // 1.5 · 2^23 leaves v rounded to an integer for |v| < 2^22 (here |v| <= 127 and a rounding).
+  constexpr float kRound = 12582912.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float r = (x[k] * inv + kRound) - kRound;
+    q[k] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
+  }
   return amax / 127.0f;
 }
 
