@@ -19,10 +19,10 @@ class HostStorage final : public Storage {
  public:
   explicit HostStorage(size_t bytes) : Storage(nullptr, bytes, DeviceKind::CPU) {
     const size_t rounded = (bytes + 63) / 64 * 64;
-    data_ = rounded == 0 ? nullptr : aligned_malloc(64, rounded);
+    data_ = rounded == 0 ? nullptr : allocate_large(rounded);
     if (rounded != 0 && data_ == nullptr) fail("out of host memory allocating ", bytes, " bytes");
   }
-  ~HostStorage() override { aligned_free(data_); }
+  ~HostStorage() override { free_large(data_, (bytes() + 63) / 64 * 64); }
 };
 
 class BorrowedStorage final : public Storage {

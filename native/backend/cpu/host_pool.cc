@@ -29,7 +29,7 @@ std::shared_ptr<Storage> HostBlockPool::allocate(size_t bytes) {
   const size_t capacity = (bytes + kGranule - 1) / kGranule * kGranule;
   void* data = nullptr;
   size_t found = 0;
-  std::vector<void*> evicted;
+  std::vector<std::pair<void*, size_t>> evicted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = free_.lower_bound(capacity);
@@ -48,18 +48,18 @@ std::shared_ptr<Storage> HostBlockPool::allocate(size_t bytes) {
         auto last = std::prev(free_.end());
         released += last->first;
         cached_ -= last->first;
-        evicted.push_back(last->second);
+        evicted.emplace_back(last->second, last->first);
         free_.erase(last);
       }
     }
   }
-  for (void* block : evicted) aligned_free(block);
+  for (const auto& [block, size] : evicted) free_large(block, size);
   if (data == nullptr) {
-    data = aligned_malloc(64, capacity);
+    data = allocate_large(capacity);
     if (data == nullptr) {
       // Memory may be sitting in the cache under other sizes: give it back and try once more.
       close_cached();
-      data = aligned_malloc(64, capacity);
+      data = allocate_large(capacity);
     }
     if (data == nullptr) fail("out of host memory allocating ", bytes, " bytes");
     found = capacity;
@@ -76,7 +76,7 @@ void HostBlockPool::release(void* data, size_t capacity) {
       return;
     }
   }
-  aligned_free(data);
+  free_large(data, capacity);
 }
 
 void HostBlockPool::close_cached() {
@@ -86,7 +86,7 @@ void HostBlockPool::close_cached() {
     blocks.swap(free_);
     cached_ = 0;
   }
-  for (auto& [capacity, data] : blocks) aligned_free(data);
+  for (auto& [capacity, data] : blocks) free_large(data, capacity);
 }
 
 void HostBlockPool::close() {
