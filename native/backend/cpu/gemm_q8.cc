@@ -20,6 +20,9 @@ constexpr int kQ8Rows = 4;
 constexpr int kQ8Cols = 4;
 // Weight rows per parallel task: 64 rows of K bytes stay in L2 while every row group reads them.
 constexpr int64_t kQ8Block = 64;
+// How far ahead of the kernel the driver requests weight bytes (8 KB measured best of 0, 8, 16 and
+// 32 KB for the small preset's int8 and q4 decode on an AVX-512 EPYC; 5-10% over none).
+constexpr int64_t kPrefetchBytes = 8192;
 
 bool use_vnni() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
@@ -75,22 +78,38 @@ void q4_dots_portable(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t 
     }
 }
 
+// Asks for the cache lines of [p, p + bytes) ahead of their use.
+inline void prefetch_lines(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+}
+
 // The loop both integer GEMMs share: weight rows in blocks of kQ8Block per task, activation rows
 // in groups of kQ8Rows, kQ8Cols (or 1) weight rows per kernel call. `dots(m0, rows, n, cols, out)`
 // fills out[m * cols + j] with row m0 + m's pre-scale sum for weight row n + j, and `scale(m, n)`
 // turns it into the output; the bias, the accumulation and the activation follow, as gemm() applies
 // them.
-template <typename Out, typename Dots, typename Scale>
-void block_loop(int64_t M, int64_t N, float* C, int64_t ldc, const GemmEpilogue& ep, Dots&& dots, Scale&& scale) {
+//
+// `prefetch(n0, n1)` requests weight rows [n0, n1) from memory. Before each kernel call on the first
+// activation rows, the rows kPrefetchBytes ahead are requested, never past the task's own rows: a
+// decode step's matrices are small (a few MB, split over the threads), so each thread's stream is
+// short and the hardware prefetcher would find it only when it is half read.
+template <typename Out, typename Dots, typename Scale, typename Prefetch>
+void block_loop(int64_t M, int64_t N, int64_t row_bytes, float* C, int64_t ldc, const GemmEpilogue& ep, Dots&& dots,
+                Scale&& scale, Prefetch&& prefetch) {
   const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
+  const int64_t ahead = std::max<int64_t>(kQ8Cols, kPrefetchBytes / std::max<int64_t>(row_bytes, 1));
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     Out out[kQ8Rows * kQ8Cols];
+    const int64_t task_end = std::min(N, b1 * kQ8Block);
+    prefetch(b0 * kQ8Block, std::min(task_end, b0 * kQ8Block + ahead));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
       for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
         const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
         for (int64_t n = n_begin; n < n_end;) {
           const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
+          if (m0 == 0 && n + ahead < task_end) prefetch(n + ahead, std::min(task_end, n + ahead + cols));
           dots(m0, rows, n, cols, out);
           for (int m = 0; m < rows; ++m) {
             float* c = C + (m0 + m) * ldc + n;
@@ -135,7 +154,7 @@ void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   });
 
   block_loop<int32_t>(
-      M, N, C, ldc, ep,
+      M, N, B.ld, C, ldc, ep,
       [&](int64_t m0, int rows, int64_t n, int cols, int32_t* dots) {
         const int8_t* q = B.q + n * B.ld;
 #if defined(VARGPT_HAVE_X86_KERNELS)
@@ -153,7 +172,8 @@ void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 #endif
         dots_portable(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
       },
-      [&](int32_t dot, int64_t m, int64_t n) { return static_cast<float>(dot) * (sx[m] * B.scale[n]); });
+      [&](int32_t dot, int64_t m, int64_t n) { return static_cast<float>(dot) * (sx[m] * B.scale[n]); },
+      [&](int64_t n0, int64_t n1) { prefetch_lines(B.q + n0 * B.ld, (n1 - n0) * B.ld); });
 }
 
 void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
@@ -207,7 +227,7 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   });
   const int64_t row_bytes = Kp / 2;
   block_loop<float>(
-      M, N, C, ldc, ep,
+      M, N, row_bytes, C, ldc, ep,
       [&](int64_t m0, int rows, int64_t n, int cols, float* dots) {
         const uint8_t* p = B.packed + n * row_bytes;
         const uint16_t* sc = B.scales + n * groups;
@@ -223,7 +243,11 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 #endif
         q4_dots_portable(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
       },
-      [&](float sum, int64_t m, int64_t) { return sum * sx[m]; });
+      [&](float sum, int64_t m, int64_t) { return sum * sx[m]; },
+      [&](int64_t n0, int64_t n1) {
+        prefetch_lines(B.packed + n0 * row_bytes, (n1 - n0) * row_bytes);
+        prefetch_lines(B.scales + n0 * groups, (n1 - n0) * groups * 2);
+      });
 }
 
 void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
