@@ -340,6 +340,7 @@ export interface NativeLoadOptions {
   onProgress?: (loaded: number, total: number) => void; // bytes
   cancel?: NativeCancelToken;
   weights?: 'auto' | 'int8' | 'q4'; // the LLM's linear layers as stored, or quantized on load
+  mmap?: boolean; // false: weights read in place from the mapped files are copied on load (CPU)
 }
 
 export interface NativeAddon {

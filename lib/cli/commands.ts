@@ -26,6 +26,7 @@ export interface GlobalOptions {
   json?: boolean;
   kvCache?: 'f32' | 'bf16';
   weights?: 'auto' | 'int8' | 'q4';
+  mmap?: boolean;
 }
 
 export interface Io {
@@ -51,6 +52,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
       device: options.device ?? 'auto',
       kvCache: options.kvCache,
       weights: options.weights,
+      mmap: options.mmap,
       signal: io.signal,
       onLoadProgress: ({ loaded, total }) => bar.update(loaded, total),
     });

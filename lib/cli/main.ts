@@ -93,6 +93,7 @@ function withModel(cmd: Command): Command {
     .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
     .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
     .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
+    .option('--no-mmap', 'copy the weights into memory on load instead of reading the mapped files in place (faster decoding on the CPU, unshared memory)')
     .option('--json', 'print one JSON document with the result');
 }
 
@@ -188,6 +189,7 @@ program
   .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
   .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
   .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
+  .option('--no-mmap', 'copy the weights into memory on load instead of reading the mapped files in place (faster decoding on the CPU, unshared memory)')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <n>', 'port (0: any free port)', integer(0), 8080)
   .option('--max-queue <n>', 'requests that may wait per model before new ones get 429', integer(0), 16)

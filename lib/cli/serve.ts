@@ -17,6 +17,7 @@ export interface ServeCommandOptions {
   device?: Device;
   kvCache?: 'f32' | 'bf16';
   weights?: 'auto' | 'int8' | 'q4';
+  mmap?: boolean;
   host: string;
   port: number;
   maxQueue: number;
@@ -54,7 +55,7 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
   try {
     for (const { name, dir } of specs) {
       io.err(`vargpt serve: loading ${name} from ${dir}\n`);
-      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: options.weights, maxBatch: options.maxBatch, signal: io.signal }));
+      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: options.weights, mmap: options.mmap, maxBatch: options.maxBatch, signal: io.signal }));
     }
     const handler = createServer(models, {
       maxQueue: options.maxQueue,

@@ -740,6 +740,11 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
                               : name == "q4" ? LinearPrecision::Q4
                                              : LinearPrecision::Stored;
       }
+      const Napi::Value mmap = o.Get("mmap");
+      if (!mmap.IsUndefined()) {
+        VG_CHECK(mmap.IsBoolean(), "loadModel: options.mmap must be true or false");
+        options.map_weights = mmap.As<Napi::Boolean>().Value();
+      }
     }
   } catch (const std::exception& e) {
     return rejected_promise(env, e.what());

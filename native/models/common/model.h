@@ -96,6 +96,9 @@ struct DecodeRow;
 struct LoadOptions {
   // The LLM's linear layers (and an untied lm_head): as stored, or quantized to int8 on load.
   LinearPrecision llm_weights = LinearPrecision::Stored;
+  // false: the CPU backend copies every weight it would read in place from the mapped checkpoint
+  // into its own memory (huge pages on Linux) and lets go of the file's pages (loadModel's mmap).
+  bool map_weights = true;
 };
 
 // One assistant turn that a scheduler advances a token at a time, so that the decode steps of

@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -54,6 +55,31 @@ const TensorInfo& WeightLoader::checked(const std::string& name, const Shape& ex
   return info;
 }
 
+Tensor WeightLoader::weight_buffer(DType dtype, const Shape& shape) {
+  // Slabs of 64 MiB: big enough to hold several of a small model's matrices on huge pages, small
+  // enough that the unused end of the last one costs little (its untouched pages are never resident).
+  constexpr size_t kSlab = size_t{64} << 20, kSmall = size_t{64} << 10, kAlign = 4096;
+  const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  if (bytes < kSmall) return Tensor::empty_host(dtype, shape);
+  const size_t start = (slab_used_ + kAlign - 1) / kAlign * kAlign;
+  if (slab_ == nullptr || start + bytes > slab_->bytes()) {
+    // A matrix larger than a slab gets a slab of its own, which is then full.
+    slab_ = allocate_host(std::max(kSlab, bytes));
+    slab_used_ = bytes;
+    return Tensor(slab_, 0, dtype, shape);
+  }
+  slab_used_ = start + bytes;
+  return Tensor(slab_, start, dtype, shape);
+}
+
+Tensor WeightLoader::resident(const std::string& name, const Tensor& stored) {
+  if (map_weights_ || backend_.device() != DeviceKind::CPU) return stored;
+  Tensor copy = weight_buffer(stored.dtype(), stored.shape());
+  if (stored.nbytes() != 0) std::memcpy(copy.raw(), stored.raw(), stored.nbytes());
+  checkpoint_->release_pages(name);  // copied: the mapped bytes are not read again
+  return copy;
+}
+
 void WeightLoader::account(const TensorInfo& info) {
   loaded_ += info.end - info.begin;
   if (progress_) progress_(loaded_, total_);
@@ -63,7 +89,7 @@ Tensor WeightLoader::matrix(const std::string& name, const Shape& expected) {
   const TensorInfo& info = checked(name, expected);
   VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
            ", expected f32, bf16 or f16");
-  Tensor out = backend_.upload(checkpoint_->get(name));
+  Tensor out = backend_.upload(resident(name, checkpoint_->get(name)));
   account(info);
   return out;
 }
@@ -101,7 +127,7 @@ MatrixWeight WeightLoader::prequantized(const std::string& name, const Shape& ex
       out[n] = sc;
       out[N + n] = static_cast<float>(total);
     }
-    MatrixWeight w{backend_.upload(q), backend_.upload(qparams)};
+    MatrixWeight w{backend_.upload(resident(name, q)), backend_.upload(qparams)};
     account(info);
     account(scale_info);
     return w;
@@ -118,7 +144,7 @@ MatrixWeight WeightLoader::prequantized(const std::string& name, const Shape& ex
     VG_CHECK(std::isfinite(d) && d >= 0, path, ": tensor ", scale_name, " holds ", d, " at ", i,
              ", not a scale (finite, >= 0)");
   }
-  MatrixWeight w{backend_.upload(checkpoint_->get(name)), backend_.upload(scales)};
+  MatrixWeight w{backend_.upload(resident(name, checkpoint_->get(name))), backend_.upload(resident(scale_name, scales))};
   account(info);
   account(scale_info);
   return w;
@@ -138,8 +164,8 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
   const int64_t N = expected[0], K = expected[1];
   if (linear_precision_ == LinearPrecision::Q4) {
     const int64_t Kp = q4_padded(K);
-    Tensor packed = Tensor::empty_host(DType::U8, {N, Kp / 2});
-    Tensor scales = Tensor::empty_host(DType::F16, {N, Kp / kQ4Group});
+    Tensor packed = weight_buffer(DType::U8, {N, Kp / 2});
+    Tensor scales = weight_buffer(DType::F16, {N, Kp / kQ4Group});
     try {
       quantize_q4_rows(stored.dtype(), stored.raw(), N, K, K, packed.data<uint8_t>(), scales.data<uint16_t>());
     } catch (const Error& e) {
@@ -150,8 +176,8 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
     account(info);
     return out;
   }
-  Tensor q = Tensor::empty_host(DType::I8, {N, K});
-  Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
+  Tensor q = weight_buffer(DType::I8, {N, K});
+  Tensor qparams = weight_buffer(DType::F32, {2, N});
   try {
     quantize_q8_rows(stored.dtype(), stored.raw(), N, K, K, q.data<int8_t>(), qparams.data<float>(),
                      qparams.data<float>() + N);
@@ -177,6 +203,8 @@ Tensor WeightLoader::host_f32(const std::string& name, const Shape& expected) {
 
 Tensor WeightLoader::f32(const std::string& name, const Shape& expected) {
   Tensor host = host_f32(name, expected);
+  // An f32 checkpoint's tensor comes back mapped, in place; widened ones are copies already.
+  if (checkpoint_->info(name).dtype == DType::F32) host = resident(name, host);
   Tensor out = backend_.upload(host);
   account(checkpoint_->info(name));
   return out;

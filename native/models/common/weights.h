@@ -82,6 +82,9 @@ class WeightLoader {
   // `<name>.q4_scale`): read as it is, checked, never widened.
   MatrixWeight quantizable(const std::string& name, const Shape& expected);
   void set_linear_precision(LinearPrecision precision) { linear_precision_ = precision; }
+  // false: weights the CPU backend would read in place from the mapped file (LoadOptions::map_weights)
+  // are copied into weight buffers instead, and the file's pages released.
+  void set_map_weights(bool map) { map_weights_ = map; }
   LinearPrecision linear_precision() const { return linear_precision_; }
   // An f32 copy (norms, biases, conv kernels, embeddings used in adds): backends take these in f32.
   Tensor f32(const std::string& name, const Shape& expected);
@@ -101,13 +104,23 @@ class WeightLoader {
   const TensorInfo& checked(const std::string& name, const Shape& expected);
   MatrixWeight prequantized(const std::string& name, const Shape& expected);
   void account(const TensorInfo& info);
+  // A host buffer for a weight the loader computes (a quantized matrix or its scales): large ones
+  // are cut from shared slabs, so that matrices smaller than a huge page still sit on huge pages
+  // (core/tensor.cc) and consecutive layers' weights lie next to each other in memory.
+  Tensor weight_buffer(DType dtype, const Shape& shape);
+  // `stored` (the checkpoint's mapped tensor `name`) as the model will hold it: in place, or with
+  // map_weights off on the CPU a copy in a weight buffer, the file's pages released.
+  Tensor resident(const std::string& name, const Tensor& stored);
 
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
   Backend& backend_;
   Progress progress_;
   CancelCheck cancelled_;
   LinearPrecision linear_precision_ = LinearPrecision::Stored;
+  bool map_weights_ = true;
   uint64_t total_ = 0, loaded_ = 0;
+  std::shared_ptr<Storage> slab_;  // the slab weight_buffer() cuts from; each tensor shares its ownership
+  size_t slab_used_ = 0;
 };
 
 }  // namespace vargpt

@@ -30,6 +30,7 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
   const uint64_t decoder_bytes = is_file(decoder_dir + "/model_index.json") ? DiffusionDecoder::weight_bytes(decoder_dir) : 0;
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, nullptr, cancelled);
   w.set_linear_precision(options.llm_weights);
+  w.set_map_weights(options.map_weights);
   const uint64_t main_bytes = w.total_bytes();
   if (progress) w.set_progress([&](uint64_t n, uint64_t) { progress(n, main_bytes + decoder_bytes); });
   const Json root = read_config_json(dir);

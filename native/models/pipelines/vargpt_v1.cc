@@ -19,6 +19,7 @@ std::unique_ptr<Model> VargptV1::load(const std::string& dir, std::shared_ptr<Ba
   m->device_ = m->backend_->name();
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
   w.set_linear_precision(options.llm_weights);
+  w.set_map_weights(options.map_weights);
   m->config_ = load_vargpt_config(dir, w);
   const VargptConfig& c = m->config_;
   m->llm_ = std::make_unique<DecoderLlm>(c.llm, w);

@@ -76,6 +76,7 @@ std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<B
   m->device_ = m->backend_->name();
   WeightLoader w(SafetensorsCheckpoint::open(dir), *m->backend_, progress, cancelled);
   w.set_linear_precision(options.llm_weights);
+  w.set_map_weights(options.map_weights);
   m->config_ = load_vargpt_v1_1_config(dir, w);
   m->llm_ = std::make_unique<DecoderLlm>(m->config_.llm, w);
   if (m->config_.has_vision) m->vision_ = std::make_unique<Qwen2VlVision>(m->config_.vision, w, "visual.");
