@@ -215,14 +215,34 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   // block's groups in lanes 0 and 8): the nibbles hold q + 8.
   std::vector<int32_t> xsum(static_cast<size_t>(M * groups), 0);
   std::vector<int32_t> corr(vnni ? static_cast<size_t>(M * (Kp / 4)) : 0, 0);
+  // The VNNI kernel's activations: permuted within each 128 values to match its two-block steps
+  // (q4_dots_vnni), a last lone block of 64 in natural order.
+  std::vector<int8_t> xperm(vnni ? static_cast<size_t>(M * Kp) : 0, 0);
   std::vector<float> sx(static_cast<size_t>(M));
+  const int64_t pairs_end = Kp / 128 * 128;
   parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int8_t* row = xq.data() + m * Kp;
       sx[m] = quantize_q8_row(A + m * lda, K, row);
       for (int64_t k = 0; k < K; ++k) xsum[m * groups + k / kQ4Group] += row[k];
-      if (vnni)
-        for (int64_t g = 0; g < groups; ++g) corr[m * (Kp / 4) + g / 2 * 16 + g % 2 * 8] = -8 * xsum[m * groups + g];
+      if (!vnni) continue;
+      int32_t* c = corr.data() + m * (Kp / 4);
+      int8_t* xp = xperm.data() + m * Kp;
+      for (int64_t k = 0; k < pairs_end; k += 128) {
+        std::memcpy(xp + k, row + k, 32);
+        std::memcpy(xp + k + 32, row + k + 64, 32);
+        std::memcpy(xp + k + 64, row + k + 32, 32);
+        std::memcpy(xp + k + 96, row + k + 96, 32);
+      }
+      std::memcpy(xp + pairs_end, row + pairs_end, static_cast<size_t>(Kp - pairs_end));
+      for (int64_t g = 0; g < groups; ++g) {
+        // Two-block steps: 32 values per step, the low-nibble sums' start then the high's, each
+        // with block 0's group in lane 0 and block 1's in lane 8. A lone last block: 16 values,
+        // its first group in lane 0 and its second in lane 8.
+        const int64_t r = g % 4;
+        const int64_t at = g * kQ4Group < pairs_end ? g / 4 * 32 + r % 2 * 16 + r / 2 * 8 : g / 2 * 16 + g % 2 * 8;
+        c[at] = -8 * xsum[m * groups + g];
+      }
     }
   });
   const int64_t row_bytes = Kp / 2;
@@ -233,7 +253,7 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
         const uint16_t* sc = B.scales + n * groups;
 #if defined(VARGPT_HAVE_X86_KERNELS)
         if (vnni) {
-          q4_dots_vnni(rows, cols, Kp, xq.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
+          q4_dots_vnni(rows, cols, Kp, xperm.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
           return;
         }
         if (avx2) {

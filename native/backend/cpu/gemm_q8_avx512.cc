@@ -46,6 +46,12 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dots(int rows, int64
     for (int j = 0; j < COLS; ++j) out[m * COLS + j] = lane_sum(acc[m][j]);
 }
 
+// 4-bit weights, two 64-value blocks (one 64-byte line per weight row) per step. A line's low
+// nibbles are the first 32 values of both blocks and its high nibbles their last 32, so the
+// activations come permuted to match (gemm_q4: per 128 values, x[0..31], x[64..95], x[32..63],
+// x[96..127]); each of the two dpbusd then covers one group of each block (lanes 0-7 and 8-15),
+// starting from corr's -8 Σ xq of those groups. A last lone block (Kp not a multiple of 128) is
+// read as 32 bytes, both nibble halves side by side, with the activations in natural order.
 template <int COLS>
 __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int rows, int64_t Kp, const int8_t* xq,
                                                                          int64_t ldx, const int32_t* corr,
@@ -54,19 +60,50 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
   __m512 acc[4][COLS];
   for (int m = 0; m < 4; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
-  const int64_t row_bytes = Kp / 2, groups = Kp / 32;
+  const int64_t row_bytes = Kp / 2, groups = Kp / 32, pairs_end = Kp / 128 * 128;
   const __m512i low4 = _mm512_set1_epi8(0x0f);
-  // Lanes 0-7 of a block's sums are its first group's, lanes 8-15 its second's.
-  const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  // The four f16 scales of a step are groups (block 0: g0, g1; block 1: g0, g1); lanes 0-7 of the
+  // low-nibble sums are block 0's first group and lanes 8-15 block 1's, likewise for the high.
+  const __m512i pick_low = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i pick_high = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
   const int64_t cstride = Kp / 4;
-  for (int64_t k = 0; k < Kp; k += 64) {
+  for (int64_t k = 0; k < pairs_end; k += 128) {
+    __m512i lo[COLS], hi[COLS];
+    __m512 dlo[COLS], dhi[COLS];
+    for (int j = 0; j < COLS; ++j) {
+      const uint8_t* line = packed + j * row_bytes + k / 2;
+      // The next call's rows follow these in memory: fetch them while this one computes (short rows
+      // end before the hardware prefetcher has found their streams).
+      _mm_prefetch(reinterpret_cast<const char*>(line + COLS * row_bytes), _MM_HINT_T0);
+      const __m512i bytes = _mm512_loadu_si512(line);
+      lo[j] = _mm512_and_si512(bytes, low4);
+      hi[j] = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
+      const __m512 d = _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(
+          reinterpret_cast<const __m128i*>(scales + j * groups + k / 32))));
+      dlo[j] = _mm512_maskz_permutexvar_ps(0xffff, pick_low, d);
+      dhi[j] = _mm512_maskz_permutexvar_ps(0xffff, pick_high, d);
+    }
+    for (int m = 0; m < 4; ++m) {
+      if (m >= rows) break;
+      const __m512i xlo = _mm512_loadu_si512(xq + m * ldx + k);
+      const __m512i xhi = _mm512_loadu_si512(xq + m * ldx + k + 64);
+      const __m512i clo = _mm512_loadu_si512(corr + m * cstride + k / 4);
+      const __m512i chi = _mm512_loadu_si512(corr + m * cstride + k / 4 + 16);
+      for (int j = 0; j < COLS; ++j) {
+        acc[m][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_dpbusd_epi32(clo, lo[j], xlo)), dlo[j], acc[m][j]);
+        acc[m][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_dpbusd_epi32(chi, hi[j], xhi)), dhi[j], acc[m][j]);
+      }
+    }
+  }
+  if (pairs_end < Kp) {
+    const int64_t k = pairs_end;
+    const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     __m512i w[COLS];
     __m512 d[COLS];
     for (int j = 0; j < COLS; ++j) {
       // Both halves get the 32 bytes; the upper half takes the high nibbles. (Masked forms: GCC 12
       // warns on the unmasked ones' undefined lanes.)
       const auto* src = reinterpret_cast<const __m256i*>(packed + j * row_bytes + k / 2);
-      _mm_prefetch(reinterpret_cast<const char*>(packed + (COLS + j) * row_bytes + k / 2), _MM_HINT_T0);
       const __m512i both = _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(src));
       w[j] = _mm512_and_si512(_mm512_mask_blend_epi64(0xf0, both, _mm512_srli_epi16(both, 4)), low4);
       int32_t two;  // the block's two f16 scales
@@ -76,11 +113,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
     for (int m = 0; m < 4; ++m) {
       if (m >= rows) break;
       const __m512i x = _mm512_loadu_si512(xq + m * ldx + k);
-      for (int j = 0; j < COLS; ++j) {
-        const __m512i start = _mm512_loadu_si512(corr + m * cstride + k / 4);
-        const __m512i dot = _mm512_dpbusd_epi32(start, w[j], x);
-        acc[m][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, dot), d[j], acc[m][j]);
-      }
+      const __m512i start = _mm512_loadu_si512(corr + m * cstride + k / 4);
+      for (int j = 0; j < COLS; ++j)
+        acc[m][j] = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(0xffff, _mm512_dpbusd_epi32(start, w[j], x)), d[j], acc[m][j]);
     }
   }
   for (int m = 0; m < rows; ++m)
