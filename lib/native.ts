@@ -263,7 +263,7 @@ export interface NativeGenerateRequest {
   repetitionPenalty: number;
   seed: number;
   stopIds: number[];
-  ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do): for benchmarks
+  ignoreEos?: boolean; // EOS does not stop (stopIds and maxNewTokens still do), and VARGPT v1 decodes a sampled image-start token as text: for benchmarks
   // Precision of the call's attention caches (the LLM's and the image decoder's); default f32.
   kvCache?: 'f32' | 'bf16';
   image?: NativeVarImageRequest | NativeDiffusionImageRequest;

@@ -54,7 +54,9 @@ struct GenerateRequest {
   float repetition_penalty = 1.0f;
   uint64_t seed = 0;
   std::vector<int32_t> stop_ids;
-  bool ignore_eos = false;  // only stop_ids and the budget end text (benchmarks)
+  // Only stop_ids and the budget end text (benchmarks); VARGPT v1 then also decodes a sampled
+  // image-start token as text instead of drawing.
+  bool ignore_eos = false;
   // Precision of the call's attention caches: the LLM's keys and values and an image decoder's
   // per-scale keys and values (F32, or BF16 for half the memory).
   DType kv_dtype = DType::F32;

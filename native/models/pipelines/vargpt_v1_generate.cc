@@ -176,7 +176,9 @@ Turn::Next VargptV1::Run::advance(DecodeRow& feed) {
   }
   emit(token);
   ++generated_;
-  if (c.has_image_gen && token == c.tokens.image_gen_start) {
+  // A fixed-length text run (ignore_eos, for benchmarks) decodes a sampled image-start token as
+  // text: a random-weight model samples it now and then.
+  if (c.has_image_gen && token == c.tokens.image_gen_start && (forced || !req_.ignore_eos)) {
     draws_ = true;
     return Next::Draw;
   }
