@@ -59,9 +59,10 @@ export interface LoadModelOptions {
   // copies nothing, the operating system shares the pages between processes that load the same
   // files and may drop and re-read them under memory pressure. false: on the CPU every weight read
   // in place is copied into the process's own memory as it loads (on Linux on transparent huge
-  // pages), which makes decoding faster (bf16 small preset: about 1.15x; bench/RESULTS.md) at the
-  // cost of the copy and of private, unshared memory. Quantized weights are the process's own
-  // memory either way. (llama.cpp's --no-mmap is the same choice.)
+  // pages), which makes decoding faster (bf16: 1.06-1.19x on the small preset, 1.6x at 7B size;
+  // bench/RESULTS.md) at the cost of the copy and of private, unshared memory in which every
+  // weight is resident. Quantized weights are the process's own memory either way. (llama.cpp's
+  // --no-mmap is the same choice.)
   mmap?: boolean;
 }
 
