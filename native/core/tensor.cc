@@ -18,11 +18,14 @@ namespace {
 class HostStorage final : public Storage {
  public:
   explicit HostStorage(size_t bytes) : Storage(nullptr, bytes, DeviceKind::CPU) {
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    data_ = rounded == 0 ? nullptr : allocate_large(rounded);
-    if (rounded != 0 && data_ == nullptr) fail("out of host memory allocating ", bytes, " bytes");
+    data_ = allocated() == 0 ? nullptr : allocate_large(allocated());
+    if (allocated() != 0 && data_ == nullptr) fail("out of host memory allocating ", bytes, " bytes");
   }
-  ~HostStorage() override { free_large(data_, (bytes() + 63) / 64 * 64); }
+  ~HostStorage() override { free_large(data_, allocated()); }
+
+ private:
+  // What allocate_large was asked for: whole cache lines (free_large needs the same count).
+  size_t allocated() const { return (bytes() + 63) / 64 * 64; }
 };
 
 class BorrowedStorage final : public Storage {

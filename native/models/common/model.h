@@ -96,7 +96,7 @@ struct DecodeRow;
 
 // How a checkpoint is loaded (loadModel's options).
 struct LoadOptions {
-  // The LLM's linear layers (and an untied lm_head): as stored, or quantized to int8 on load.
+  // The LLM's linear layers (and an untied lm_head): as stored, or quantized to int8 or q4 on load.
   LinearPrecision llm_weights = LinearPrecision::Stored;
   // false: the CPU backend copies every weight it would read in place from the mapped checkpoint
   // into its own memory (huge pages on Linux) and lets go of the file's pages (loadModel's mmap).

@@ -106,7 +106,7 @@ class WeightLoader {
   void account(const TensorInfo& info);
   // A host buffer for a weight the loader computes (a quantized matrix or its scales): large ones
   // are cut from shared slabs, so that matrices smaller than a huge page still sit on huge pages
-  // (core/tensor.cc) and consecutive layers' weights lie next to each other in memory.
+  // (allocate_large, core/aligned.h) and consecutive layers' weights lie next to each other.
   Tensor weight_buffer(DType dtype, const Shape& shape);
   // `stored` (the checkpoint's mapped tensor `name`) as the model will hold it: in place, or with
   // map_weights off on the CPU a copy in a weight buffer, the file's pages released.
