@@ -84,14 +84,17 @@ export async function run(args = []) {
   const rows = [['kernel', 'shape', 'dtype', 'ms', 'TFLOP/s', '% mma', '% mma/3', '% FFMA', 'GB/s', '% bw']];
   const compute = (label, shape, dtype, s, flops) => {
     const tf = flops / s / 1e12;
-    const tc = dtype !== 'f32';
-    rows.push([label, shape, dtype, (s * 1e3).toFixed(3), tf.toFixed(2), tc ? pct((tf * 1e3) / mmaPeak) : '', tc ? pct((3 * tf * 1e3) / mmaPeak) : '', tc ? '' : pct((tf * 1e3) / fmaPeak), '', '']);
+    // int8 / q4 run dp4a on the CUDA cores, whose peak is not probed: no percentage.
+    const quantized = dtype === 'int8' || dtype === 'q4';
+    const tc = dtype !== 'f32' && !quantized;
+    rows.push([label, shape, dtype, (s * 1e3).toFixed(3), tf.toFixed(2), tc ? pct((tf * 1e3) / mmaPeak) : '', tc ? pct((3 * tf * 1e3) / mmaPeak) : '', tc || quantized ? '' : pct((tf * 1e3) / fmaPeak), '', '']);
   };
   const stream = (label, shape, dtype, s, flops, bytes) => {
     rows.push([label, shape, dtype, (s * 1e3).toFixed(3), (flops / s / 1e12).toFixed(3), '', '', '', (bytes / s / 1e9).toFixed(0), pct(bytes / s / 1e9 / readBw)]);
   };
 
-  // ---- GEMM (linear): LLM shapes from decode (M = 1, 16: weight streaming) to prefill.
+  // ---- GEMM (linear): LLM shapes from decode (M = 1, 16: weight streaming) to prefill, with
+  // bf16, f32, int8 and q4 weights (linear_q8 / linear_q4 quantize the f32 weights once, when bound).
   const shapes = opts.quick ? [[4096, 11008]] : [[4096, 4096], [4096, 11008], [11008, 4096]];
   const Ms = opts.quick ? [1, 256] : [1, 16, 256, 595, 2048];
   for (const [K, N] of shapes) {
@@ -99,10 +102,13 @@ export async function run(args = []) {
     const weights = { f32: t32([N, K], wf), bf16: { dtype: 'bf16', shape: [N, K], data: bf16Of(wf) } };
     for (const M of Ms) {
       const x = t32([M, K], fillF32(M * K, M));
-      for (const dtype of ['bf16', 'f32']) {
-        const s = await time('linear', [x, weights[dtype]], {});
+      for (const dtype of ['bf16', 'f32', 'int8', 'q4']) {
+        const op = dtype === 'int8' ? 'linear_q8' : dtype === 'q4' ? 'linear_q4' : 'linear';
+        const s = await time(op, [x, weights[dtype] ?? weights.f32], {});
         const flops = 2 * M * N * K;
-        if (M <= 16) stream('gemv', `M=${M} K=${K} N=${N}`, dtype, s, flops, N * K * (dtype === 'f32' ? 4 : 2));
+        // Weight bytes per call: int8 adds an f32 scale per row, q4 an f16 scale per 32 weights.
+        const bytes = { f32: 4 * N * K, bf16: 2 * N * K, int8: N * K + 4 * N, q4: N * K / 2 + N * K / 16 }[dtype];
+        if (M <= 16) stream('gemv', `M=${M} K=${K} N=${N}`, dtype, s, flops, bytes);
         else compute('gemm', `M=${M} K=${K} N=${N}`, dtype, s, flops);
       }
     }

@@ -103,19 +103,14 @@ class Backend {
                       Activation act = Activation::None, bool accumulate = false) = 0;
   // linear() with int8 weights w [N, K] (i8, symmetric per output channel) and qparams [2, N] f32
   // (row 0: the channel scales, row 1: each row's sum of q, exact): x f32, its rows quantized to
-  // int8 on the fly, integer dot products (backend/cpu/gemm_q8.h). Backends without int8 kernels
-  // throw, naming themselves.
-  // (Defined here, not in the addon, so the separately built CUDA library links without it.)
-  virtual void linear_q8(const Tensor&, const Tensor&, const Tensor&, const Tensor*, const Tensor&,
-                         Activation = Activation::None, bool = false) {
-    fail("linear_q8: int8 weights are not supported on the ", name(), " backend (load with weights: 'auto')");
-  }
+  // int8 on the fly (core/quantize.h: quantize_q8_row), integer dot products (cpu/gemm_q8.h,
+  // cuda/gemm_quant.cu).
+  virtual void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias,
+                         const Tensor& y, Activation act = Activation::None, bool accumulate = false) = 0;
   // linear() with 4-bit weights: w [N, Kp / 2] u8 (two per byte) and scales [N, Kp / 32] f16, one
   // per group of 32 (core/quantize.h: quantize_q4_rows); x as for linear_q8.
-  virtual void linear_q4(const Tensor&, const Tensor&, const Tensor&, const Tensor*, const Tensor&,
-                         Activation = Activation::None, bool = false) {
-    fail("linear_q4: 4-bit weights are not supported on the ", name(), " backend (load with weights: 'auto')");
-  }
+  virtual void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias,
+                         const Tensor& y, Activation act = Activation::None, bool accumulate = false) = 0;
   // Multi-head attention with online softmax (memory linear in Lk).
   // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
   // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "../core/quantize.h"
 #include "../core/tensor.h"
 #include "backend.h"
 
@@ -216,6 +217,32 @@ inline LinearDims check_linear_args(const char* op, const Tensor& x, const Tenso
   check_dense_rows(op, "y", y);
   check_no_alias(op, "x", x, "y", y);
   check_no_alias(op, "w", w, "y", y);
+  return {K, N};
+}
+
+// ---- linear_q8(x, w i8 [N, K], qparams f32 [2, N]) and linear_q4(x, w u8 [N, Kp / 2], scales f16
+// [N, Kp / 32]), Kp = q4_padded(K): the layouts of core/quantize.h.
+
+inline LinearDims check_linear_q8_args(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor& y) {
+  const LinearDims dims = check_linear_args("linear_q8", x, w, y);
+  VG_CHECK(dims.k * 127 < (int64_t{1} << 24), "linear_q8: K = ", dims.k, " is too large for exact f32 row sums");
+  VG_CHECK(qparams.rank() == 2 && qparams.dim(0) == 2 && qparams.dim(1) == dims.n && qparams.is_contiguous(),
+           "linear_q8: qparams ", qparams.describe(), " must be [2, ", dims.n, "] (scales, sums)");
+  VG_CHECK(w.is_contiguous(), "linear_q8: w must be contiguous");
+  return dims;
+}
+
+inline LinearDims check_linear_q4_args(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor& y) {
+  VG_CHECK(x.rank() >= 1 && w.rank() == 2 && scales.rank() == 2 && w.is_contiguous() && scales.is_contiguous(),
+           "linear_q4: x ", x.describe(), ", w ", w.describe(), ", scales ", scales.describe());
+  const int64_t K = x.dim(-1), N = w.dim(0), Kp = q4_padded(K);
+  VG_CHECK(w.dim(1) == Kp / 2 && scales.dim(0) == N && scales.dim(1) == Kp / kQ4Group, "linear_q4: w ", w.describe(),
+           " and scales ", scales.describe(), " do not hold ", N, " rows of K = ", K, " (", Kp / 2, " bytes and ",
+           Kp / kQ4Group, " scales per row)");
+  VG_CHECK(y.dim(-1) == N && y.numel() / N == x.numel() / K, "linear_q4: y ", y.describe(), " for x ", x.describe());
+  check_dense_rows("linear_q4", "x", x);
+  check_dense_rows("linear_q4", "y", y);
+  check_no_alias("linear_q4", "x", x, "y", y);
   return {K, N};
 }
 

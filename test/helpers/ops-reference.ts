@@ -90,6 +90,24 @@ export function weightTensor(
 }
 
 // Round to nearest even f16 (normal range only is enough for test data).
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// The runtime's per-row activation quantization for the int8 and q4 GEMMs (core/quantize.h:
+// quantize_q8_row), in f32 arithmetic: scale max|x| / 127, q = round half to even of x · (127 / max|x|).
+export function quantizeRow(x: Float32Array): { xq: Int32Array; sx: number } {
+  const f = Math.fround;
+  let amax = 0;
+  for (const v of x) amax = Math.max(amax, Math.abs(v));
+  const xq = new Int32Array(x.length);
+  if (amax === 0) return { xq, sx: 0 };
+  const inv = f(127 / amax);
+  for (let k = 0; k < x.length; k++) xq[k] = Math.max(-127, Math.min(127, roundHalfEven(f(x[k]! * inv))));
+  return { xq, sx: f(amax / 127) };
+}
+
 export function f32ToF16(value: number): number {
   const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
   const a = Math.abs(value);

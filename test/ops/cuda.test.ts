@@ -15,6 +15,8 @@
 //   each activation into three 16-bit terms, so its products are exact; its accumulator adds with
 //   truncation rather than rounding, worth about twice the rounding error: 4(K + 2)·u·Σ|x_k w_k|,
 //   plus 32u of the result where an activation follows.
+// - linear_q8: exact without an activation (the same integer sums and f32 epilogue operations);
+//   linear_q4: the group terms summed in f32 in each device's order (see its case).
 // - row statistics (norms): sums of C terms, C·u relative on each side, amplified by 1/std for the
 //   mean-subtracting norms: 2(2C + 16)·u·(|w|·max|x - mean|/std + |b|) per row.
 // - transcendental functions: CUDA's expf/erff/tanhf/cosf/sinf are within 2 ulp, the CPU's
@@ -43,6 +45,7 @@ import {
   f32Tensor,
   i32Tensor,
   numel,
+  quantizeRow,
   weightTensor,
 } from '../helpers/ops-reference.js';
 
@@ -188,6 +191,102 @@ describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: linear'), () =>
     await expect(
       addon.runOp('cuda', 'linear', [f32Tensor([3, 64], rng.f32(192)), weightTensor(rng, 'bf16', [128, 63]).tensor], {}),
     ).rejects.toThrow('linear: x f32[3, 64] and w bf16[128, 63] disagree on K');
+  });
+});
+
+// ---- linear_q8, linear_q4: the op binder quantizes the float weights on the host, so both devices
+// get the same bytes (outputs 1 and 2, returned for the reference, must be identical).
+
+const QUANT_SHAPES = [
+  [1, 64, 8], // one decode row, 16-byte loads
+  [3, 100, 13], // GEMV, K % 16 != 0: byte loads (int8), K padded to 128 (q4)
+  [16, 256, 40], // GEMV, its largest row count
+  [17, 300, 70], // the smallest tiled GEMM, K % 64 != 0
+  [67, 129, 65], // one row and one column past the 64 x 64 tile, K % 4 != 0
+  [130, 640, 257], // several k steps and tiles
+] as const;
+
+function quantInputs(seed: number, M: number, K: number, N: number, withBias: boolean) {
+  const rng = new Rng(seed);
+  const x = rng.f32(M * K, -2, 2);
+  const w = weightTensor(rng, seed % 2 ? 'bf16' : 'f32', [N, K], 0.5);
+  const bias = withBias ? rng.f32(N, -1, 1) : null;
+  return { x, bias, inputs: [f32Tensor([M, K], x), w.tensor, bias ? f32Tensor([N], bias) : null] };
+}
+
+describe.skipIf(!cudaAvailable)(cudaTitle('cuda ops against cpu: quantized linear'), () => {
+  it('[linear_q8] equals the CPU bit for bit: exact integer sums and the same f32 epilogue, with and without bias', async () => {
+    let seed = 500;
+    for (const [M, K, N] of QUANT_SHAPES) {
+      const { inputs } = quantInputs(++seed, M, K, N, seed % 2 === 1);
+      await exact(`linear_q8 M=${M} K=${K} N=${N}`, 'linear_q8', inputs);
+    }
+  });
+
+  it('[linear_q8] with activations: the same pre-activation, then each device\'s activation formula', async () => {
+    let seed = 550;
+    for (const act of ['silu', 'gelu', 'gelu_tanh'] as const) {
+      for (const [M, K, N] of [[5, 96, 33], [40, 130, 70]] as const) {
+        const { inputs } = quantInputs(++seed, M, K, N, true);
+        const [pre] = await addon.runOp('cpu', 'linear_q8', inputs, {});
+        const p = asF32(pre!);
+        const tol = Array.from(p, (v) => 32 * u * (Math.abs(actRef(act, v)) + Math.abs(v)) + 1e-30);
+        await close(`linear_q8 ${act} M=${M}`, 'linear_q8', inputs, { act }, tol);
+      }
+    }
+  });
+
+  it('[linear_q8] a row holding NaN gives NaN and a zero row gives zero, as on the CPU', async () => {
+    const K = 70, N = 9;
+    const rng = new Rng(580);
+    const x = rng.f32(3 * K, -1, 1);
+    x.fill(0, 0, K);
+    x[K + 5] = Number.NaN;
+    const w = weightTensor(rng, 'f32', [N, K]);
+    const { cpu, gpu } = await both('linear_q8', [f32Tensor([3, K], x), w.tensor, null]);
+    const a = asF32(gpu[0]!), b = asF32(cpu[0]!);
+    for (let n = 0; n < N; n++) {
+      expect(a[n]).toBe(0);
+      expect(Number.isNaN(a[N + n])).toBe(true);
+      expect(a[2 * N + n]).toBe(b[2 * N + n]);
+    }
+  });
+
+  // Both devices sum exact int32 group dots, times f16 scales, in f32 in their own order: each is
+  // within (P + 2)·u of Σ|terms| (P partial sums: the GEMV adds half groups of 16), so they may
+  // differ by twice that, plus the final product with sx and the bias add.
+  it('[linear_q4] within the rounding of the f32 sums over groups', async () => {
+    let seed = 600;
+    for (const [M, K, N] of QUANT_SHAPES) {
+      for (const act of ['none', 'silu'] as const) {
+        const withBias = seed % 2 === 0;
+        const { x, bias, inputs } = quantInputs(++seed, M, K, N, withBias);
+        const { cpu, gpu } = await both('linear_q4', inputs, { act });
+        bytesEqual(gpu[1]!, cpu[1]!, `linear_q4 M=${M} q`);
+        bytesEqual(gpu[2]!, cpu[2]!, `linear_q4 M=${M} scales`);
+        const q = asF32(cpu[1]!), d = asF32(cpu[2]!);
+        const Kp = Math.ceil(K / 64) * 64, pieces = Kp / 16;
+        const tol = new Float64Array(M * N);
+        for (let m = 0; m < M; m++) {
+          const { xq, sx } = quantizeRow(x.subarray(m * K, (m + 1) * K));
+          for (let n = 0; n < N; n++) {
+            let mag = 0, sum = 0;
+            for (let p = 0; p < pieces; p++) {
+              let dot = 0;
+              for (let k = p * 16; k < Math.min(K, (p + 1) * 16); k++) dot += xq[k]! * q[n * Kp + k]!;
+              mag += Math.abs(d[n * (Kp / 32) + Math.floor(p / 2)]! * dot);
+              sum += d[n * (Kp / 32) + Math.floor(p / 2)]! * dot;
+            }
+            const b = bias ? bias[n]! : 0;
+            const pre = sum * sx + b;
+            let t = 2 * (pieces + 4) * u * mag * sx + 4 * u * (Math.abs(pre) + Math.abs(b));
+            if (act !== 'none') t = 1.2 * t + 32 * u * (Math.abs(pre) + Math.abs(actRef(act, pre)));
+            tol[m * N + n] = t + 1e-30;
+          }
+        }
+        expectClose(asF32(gpu[0]!), asF32(cpu[0]!), tol, `linear_q4 M=${M} K=${K} N=${N} act=${act}`);
+      }
+    }
   });
 });
 

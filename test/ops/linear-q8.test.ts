@@ -15,25 +15,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 
 import type { NativeTensorInput } from '../../lib/native.js';
-import { EPS32, Rng, actRef, addon, asF32, f32Tensor, kernelPaths, runOp, weightTensor } from '../helpers/ops-reference.js';
+import { EPS32, Rng, actRef, addon, asF32, f32Tensor, kernelPaths, quantizeRow, roundHalfEven, runOp, weightTensor } from '../helpers/ops-reference.js';
 
 const f = Math.fround;
-
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-// The runtime's per-row activation quantization (gemm_q8.cc), in f32 arithmetic.
-function quantizeRow(x: Float32Array): { xq: Int32Array; sx: number } {
-  let amax = 0;
-  for (const v of x) amax = Math.max(amax, Math.abs(v));
-  const xq = new Int32Array(x.length);
-  if (amax === 0) return { xq, sx: 0 };
-  const inv = f(127 / amax);
-  for (let k = 0; k < x.length; k++) xq[k] = Math.max(-127, Math.min(127, roundHalfEven(f(x[k]! * inv))));
-  return { xq, sx: f(amax / 127) };
-}
 
 interface Case {
   M: number;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { NativeModel } from '../../lib/native.js';
 import { cudaAvailable, cudaTitle } from '../helpers/cuda.js';
-import { Expected, TINY_BF16, baseRequest, loadTiny, reportObserved, understandingInputs } from '../helpers/model-fixture.js';
+import { Expected, TINY_BF16, TINY_F32, addon, baseRequest, loadTiny, reportObserved, traceValues, understandingInputs } from '../helpers/model-fixture.js';
 import { expectGenerationReplayParity, expectUnderstandingParity, imageRequest } from '../helpers/parity.js';
 
 describe.skipIf(!cudaAvailable)(cudaTitle('VARGPT v1 on cuda (tiny fixture, f32)'), () => {
@@ -54,6 +54,31 @@ describe.skipIf(!cudaAvailable)(cudaTitle('VARGPT v1 on cuda (tiny fixture, f32)
     expect(a.stopReason).toBe('image');
     expect(Buffer.from(a.image!.data).equals(Buffer.from(b.image!.data))).toBe(true);
     expect(new Set(a.image!.data).size).toBeGreaterThan(16);
+  });
+
+  // int8: the device's integer sums and epilogue equal the CPU's bit for bit, so the logits differ
+  // only through the float ops around them (~1e-6); q4 sums its group terms in another order.
+  it.each(['int8', 'q4'] as const)('quantizes the LLM to %s and gives the same greedy tokens and close logits as the CPU', async (weights) => {
+    const gpu = await addon.loadModel(TINY_F32, { device: 'cuda', weights });
+    const host = await addon.loadModel(TINY_F32, { device: 'cpu', weights });
+    try {
+      expect(gpu.info().llm.weights).toBe(weights);
+      const { inputIds, pixelValues } = await understandingInputs();
+      const request = { ...baseRequest(inputIds), pixelValues: [pixelValues], trace: true };
+      const [g, c] = [await gpu.generate(request), await host.generate(request)];
+      expect(Array.from(g.tokens)).toEqual(Array.from(c.tokens));
+      const a = traceValues(g.trace, 'stepLogits'), b = traceValues(c.trace, 'stepLogits');
+      expect(a.length).toBe(b.length);
+      let worst = 0, scale = 0;
+      for (let i = 0; i < b.length; i++) {
+        worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+        scale = Math.max(scale, Math.abs(b[i]!));
+      }
+      expect(worst).toBeLessThanOrEqual(1e-4 * scale);
+    } finally {
+      gpu.dispose();
+      host.dispose();
+    }
   });
 
   it('loads the bf16 shards and gives the same greedy tokens as the CPU (tensor-core GEMM)', async () => {

@@ -182,12 +182,8 @@ void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Te
   check_dtype("linear_q8", "w", w, DType::I8);
   check_dtype("linear_q8", "qparams", qparams, DType::F32);
   check_dtype("linear_q8", "y", y, DType::F32);
-  const LinearDims dims = check_linear_args("linear_q8", x, w, y);
+  const LinearDims dims = check_linear_q8_args(x, w, qparams, y);
   const int64_t K = dims.k, N = dims.n;
-  VG_CHECK(K * 127 < (int64_t{1} << 24), "linear_q8: K = ", K, " is too large for exact f32 row sums");
-  VG_CHECK(qparams.rank() == 2 && qparams.dim(0) == 2 && qparams.dim(1) == N && qparams.is_contiguous(),
-           "linear_q8: qparams ", qparams.describe(), " must be [2, ", N, "] (scales, sums)");
-  VG_CHECK(w.is_contiguous(), "linear_q8: w must be contiguous");
   std::vector<float> bias_f32;
   if (bias != nullptr) {
     check_float("linear_q8", "bias", *bias);
@@ -276,13 +272,8 @@ void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Ten
   check_dtype("linear_q4", "w", w, DType::U8);
   check_dtype("linear_q4", "scales", scales, DType::F16);
   check_dtype("linear_q4", "y", y, DType::F32);
-  VG_CHECK(x.rank() >= 1 && w.rank() == 2 && scales.rank() == 2 && w.is_contiguous() && scales.is_contiguous(),
-           "linear_q4: x ", x.describe(), ", w ", w.describe(), ", scales ", scales.describe());
-  const int64_t K = x.dim(-1), N = w.dim(0), Kp = q4_padded(K);
-  VG_CHECK(w.dim(1) == Kp / 2 && scales.dim(0) == N && scales.dim(1) == Kp / kQ4Group, "linear_q4: w ", w.describe(),
-           " and scales ", scales.describe(), " do not hold ", N, " rows of K = ", K, " (", Kp / 2, " bytes and ",
-           Kp / kQ4Group, " scales per row)");
-  VG_CHECK(y.dim(-1) == N && y.numel() / N == x.numel() / K, "linear_q4: y ", y.describe(), " for x ", x.describe());
+  const LinearDims dims = check_linear_q4_args(x, w, scales, y);
+  const int64_t K = dims.k, N = dims.n, Kp = q4_padded(K);
   std::vector<float> bias_f32;
   if (bias != nullptr) bias_f32 = widen_vector("linear_q4", "bias", *bias, N);
   const Rows xr(x), yr(y);

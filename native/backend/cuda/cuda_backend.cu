@@ -86,6 +86,14 @@ class CudaBackend final : public Backend {
               bool accumulate) override {
     run("linear", [&] { cuda::linear(ctx_, x, w, bias, y, act, accumulate); });
   }
+  void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
+                 Activation act, bool accumulate) override {
+    run("linear_q8", [&] { cuda::linear_q8(ctx_, x, w, qparams, bias, y, act, accumulate); });
+  }
+  void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
+                 Activation act, bool accumulate) override {
+    run("linear_q4", [&] { cuda::linear_q4(ctx_, x, w, scales, bias, y, act, accumulate); });
+  }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const AttentionParams& params) override {
     run("attention", [&] { cuda::attention(ctx_, q, k, v, out, params); });

@@ -23,6 +23,12 @@ Tensor contiguous(const Ctx& ctx, const Tensor& t, const char* op);
 void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
             bool accumulate);
 
+// gemm_quant.cu
+void linear_q8(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias,
+               const Tensor& y, Activation act, bool accumulate);
+void linear_q4(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias,
+               const Tensor& y, Activation act, bool accumulate);
+
 // attention.cu
 void attention(const Ctx& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                const AttentionParams& params);

@@ -14,14 +14,12 @@
 // Epilogue everywhere: v = acc + bias[n]; v = act(v); y = accumulate ? y + v : v.
 #include <mma.h>
 
-#include "cuda_ops.cuh"
 #include "gemm_simt.cuh"
+#include "linear.cuh"
 
 namespace vargpt::cuda {
 
 namespace {
-
-constexpr int kGemvRows = 16;
 
 template <typename W>
 __device__ __forceinline__ float widen(W v);
@@ -31,18 +29,6 @@ template <>
 __device__ __forceinline__ float widen<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 template <>
 __device__ __forceinline__ float widen<__half>(__half v) { return __half2float(v); }
-
-struct Epilogue {
-  const float* bias;  // f32 [N] or null (widened on the device beforehand)
-  Activation act;
-  bool accumulate;
-  __device__ __forceinline__ void store(float* y, int64_t ldy, int m, int n, float acc) const {
-    float v = bias != nullptr ? acc + bias[n] : acc;
-    v = apply_activation(act, v);
-    float* out = y + m * ldy + n;
-    *out = accumulate ? *out + v : v;
-  }
-};
 
 // ---- GEMV: warp per weight row n, all M (<= MT) activation rows at once.
 
@@ -286,24 +272,14 @@ void run_gemm(const Ctx& ctx, int M, int N, int K, const float* x, int64_t ldx, 
 
 }  // namespace
 
-void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
-            bool accumulate) {
-  const char* op = "linear";
-  check_f32_or_bf16(ctx, op, "x", x);
-  check_float(ctx, op, "w", w);
-  check_dtype(ctx, op, "y", y, DType::F32);
-  const LinearDims dims = check_linear_args("linear", x, w, y);
-  const int64_t K = dims.k, N = dims.n;
-  if (bias != nullptr) {
-    VG_CHECK(bias->rank() == 1 && bias->dim(0) == N, "linear: bias ", bias->describe(), " must be [", N, "] for w ",
-             w.describe());
-    check_vector(ctx, op, "bias", *bias, N);
-  }
+void run_linear(const Ctx& ctx, const char* op, const Tensor& x, int64_t N, int64_t K, const Tensor* bias,
+                const Tensor& y, Activation act, bool accumulate, const std::function<void(const LinearRows&)>& gemm) {
+  if (bias != nullptr) check_vector(ctx, op, "bias", *bias, N);
   const RowMap xr = row_map(op, "x", x), yr = row_map(op, "y", y);
   const int64_t M = xr.rows;
   if (M == 0 || N == 0) return;
   VG_CHECK(M < (int64_t{1} << 31) && N < (int64_t{1} << 31) && K < (int64_t{1} << 31), op, ": x ", x.describe(),
-           " and w ", w.describe(), " exceed the 32-bit sizes of the GEMM kernels");
+           " and ", N, " outputs exceed the 32-bit sizes of the GEMM kernels");
 
   Tensor bias_f32;
   if (bias != nullptr) {
@@ -316,7 +292,6 @@ void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias
       VG_CUDA_LAUNCHED(op, "widen_kernel");
     }
   }
-  const Epilogue ep{bias != nullptr ? bias_f32.data<float>() : nullptr, act, accumulate};
 
   // Rows evenly spaced (one stride) run in place; other layouts (a slice of a slice) go through
   // dense copies around the GEMM.
@@ -337,11 +312,33 @@ void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias
   auto row_stride = [](const RowMap& r, int64_t cols, bool uniform) {
     return uniform && r.lead == 1 ? r.strides[0] : cols;
   };
-  const int64_t ldx = row_stride(x_uniform ? xr : RowMap{}, K, x_uniform);
-  const int64_t ldy = row_stride(y_uniform ? yr : RowMap{}, N, y_uniform);
-  run_gemm(ctx, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), xd.data<float>(), ldx, w,
-           yd.data<float>(), ldy, ep);
+  LinearRows rows;
+  rows.M = static_cast<int>(M);
+  rows.N = static_cast<int>(N);
+  rows.K = static_cast<int>(K);
+  rows.x = xd.data<float>();
+  rows.ldx = row_stride(x_uniform ? xr : RowMap{}, K, x_uniform);
+  rows.y = yd.data<float>();
+  rows.ldy = row_stride(y_uniform ? yr : RowMap{}, N, y_uniform);
+  rows.ep = Epilogue{bias != nullptr ? bias_f32.data<float>() : nullptr, act, accumulate};
+  gemm(rows);
   if (!y_uniform) copy(ctx, yd, y);
+}
+
+void linear(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y, Activation act,
+            bool accumulate) {
+  const char* op = "linear";
+  check_f32_or_bf16(ctx, op, "x", x);
+  check_float(ctx, op, "w", w);
+  check_dtype(ctx, op, "y", y, DType::F32);
+  const LinearDims dims = check_linear_args("linear", x, w, y);
+  const int64_t K = dims.k, N = dims.n;
+  if (bias != nullptr)
+    VG_CHECK(bias->rank() == 1 && bias->dim(0) == N, "linear: bias ", bias->describe(), " must be [", N, "] for w ",
+             w.describe());
+  run_linear(ctx, op, x, N, K, bias, y, act, accumulate, [&](const LinearRows& r) {
+    run_gemm(ctx, r.M, r.N, r.K, r.x, r.ldx, w, r.y, r.ldy, r.ep);
+  });
 }
 
 }  // namespace vargpt::cuda
