@@ -170,6 +170,10 @@ export async function loadModelWith(
   if (typeof mmap !== 'boolean') throw new InputError(`loadModel options.mmap must be true or false, got ${describeValue(options.mmap)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
+  // Parsing tokenizer.json and building the tokenizer's tables are the two long synchronous steps
+  // of a load (each 50-300 ms for a 151k-token vocabulary); a turn of the event loop between them
+  // lets timers and I/O run in the gap.
+  await new Promise<void>((resolve) => setImmediate(resolve));
   const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
   throwIfAborted(signal, 'loadModel');
   const cancel = addon.createCancelToken();

@@ -244,7 +244,7 @@ async function planV1(options: SynthesizeV1Options, dtype: SynthDType): Promise<
     const list = [
       { name: 'config.json', json: config ? { ...config, torch_dtype: TORCH_DTYPE[dtype] } : modelConfigJson(sizes, dtype) },
       { name: 'generation_config.json', json: generationConfigJson() },
-      { name: 'tokenizer.json', json: tokenizerJson() },
+      { name: 'tokenizer.json', json: await tokenizerJson() },
       { name: 'tokenizer_config.json', json: tokenizerConfigJson() },
       { name: 'special_tokens_map.json', json: specialTokensMapJson() },
       { name: 'chat_template.json', json: chatTemplateJson() },

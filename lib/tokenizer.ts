@@ -64,6 +64,40 @@ function tokenText(value: unknown): string | null {
   return null;
 }
 
+// Largest id + 1 over tokenizer.json's vocabulary (an object of ids, or Unigram's [piece, score]
+// list, ids by position) and its added tokens: the length of the tokenizer library's id -> token
+// table, read from the parsed file. (Its get_vocab() gives the same answer by building a Map of the
+// whole vocabulary, 151k entries for Qwen2, on the thread that serves requests.) Null for another
+// layout.
+function vocabularySize(json: JsonObject): number | null {
+  const model = json['model'];
+  if (!isObject(model)) return null;
+  const vocab = model['vocab'];
+  let size = 0;
+  if (Array.isArray(vocab)) {
+    size = vocab.length;
+  } else if (isObject(vocab)) {
+    let entries = 0;
+    for (const token in vocab) {
+      const id = vocab[token];
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) return null;
+      if (id >= size) size = id + 1;
+      entries++;
+    }
+    size = Math.max(size, entries);
+  } else {
+    return null;
+  }
+  const added = json['added_tokens'];
+  if (Array.isArray(added)) {
+    for (const token of added) {
+      const id = isObject(token) ? token['id'] : undefined;
+      if (typeof id === 'number' && Number.isInteger(id) && id >= size) size = id + 1;
+    }
+  }
+  return size;
+}
+
 export class VargptTokenizer {
   readonly specialTokens: SpecialTokens;
   // Largest id + 1 over the vocabulary and the added tokens (32005 for VARGPT v1; the embedding
@@ -145,8 +179,8 @@ export class VargptTokenizer {
       imageGenPad: genToken('imageGenPad'),
     };
 
-    let size = 0;
-    for (const id of hf.get_vocab(true).values()) size = Math.max(size, id + 1);
+    let size = vocabularySize(tokenizerJson) ?? 0;
+    if (size === 0) for (const id of hf.get_vocab(true).values()) size = Math.max(size, id + 1);
     const specialIds = new Set<number>();
     for (const [id, added] of hf.get_added_tokens_decoder()) if (added.special) specialIds.add(id);
     return new VargptTokenizer(hf, specialTokens, size, specialIds);

@@ -2,8 +2,8 @@
 // files, in the schema the released VARGPT v1 (and the fixture) use. tokenizer.json is rebuilt
 // from llama-tokenizer-js, which carries the Llama-2 vocabulary and merge list (the same 32000
 // tokens and 61249 merges as llava-1.5's tokenizer.json), plus VARGPT's five added tokens.
-import llama from 'llama-tokenizer-js';
-
+// llama-tokenizer-js decodes its vocabulary when imported (about 100 ms on one core), so it is
+// imported here on first use, never by `import 'vargpt'` or loadModel.
 import type { JsonObject } from '../checkpoint-config.js';
 import { TORCH_DTYPE } from './tensors.js';
 import type { SynthDType } from './tensors.js';
@@ -39,7 +39,8 @@ export const CHAT_TEMPLATE =
   "{# Render all text next #}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}" +
   "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
 
-export function tokenizerJson(): JsonObject {
+export async function tokenizerJson(): Promise<JsonObject> {
+  const { default: llama } = await import('llama-tokenizer-js');
   const vocab: JsonObject = {};
   llama.vocabById.forEach((token, id) => {
     vocab[token] = id;
