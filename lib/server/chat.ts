@@ -167,8 +167,11 @@ function chatOptions(o: Params): { options: ChatOptions; stream: boolean; includ
   return { options, stream: optionalBool(o, 'stream') ?? false, includeUsage: so !== null && typeof so === 'object' && so['include_usage'] === true, stops: stopParam(o), n };
 }
 
-function finishReason(reply: ChatReply | null): 'stop' | 'length' {
-  return reply?.stopReason === 'length' ? 'length' : 'stop';
+// A choice whose text met a stop sequence finished with 'stop', even where the model had already
+// run to max_tokens before the stop's abort reached it (a fast model outruns the token callbacks).
+function finishReason(choice: Choice): 'stop' | 'length' {
+  if (choice.matcher.stopped) return 'stop';
+  return choice.reply?.stopReason === 'length' ? 'length' : 'stop';
 }
 
 // One choice of a completion: its own stop matcher, stopper and reply.
@@ -238,7 +241,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
   if (stream) {
     for (const { choice, images } of done) {
       if (images.length > 0) events.send(chunk(choice.index, { content: images }, null));
-      events.send(chunk(choice.index, {}, finishReason(choice.reply)));
+      events.send(chunk(choice.index, {}, finishReason(choice)));
     }
     if (includeUsage) events.send({ id, object: 'chat.completion.chunk', created, model: name, system_fingerprint: null, choices: [], usage });
     events.send('[DONE]');
@@ -255,7 +258,7 @@ export async function chatCompletions(req: IncomingMessage, res: ServerResponse,
       index: choice.index,
       message: { role: 'assistant', content: images.length > 0 ? [...(text ? [{ type: 'text' as const, text }] : []), ...images] : text, refusal: null },
       logprobs: null,
-      finish_reason: finishReason(choice.reply),
+      finish_reason: finishReason(choice),
     })),
     usage,
   });
