@@ -29,23 +29,33 @@ export interface ProcessorConfig {
   featureSelectStrategy: 'default' | 'full' | null;
 }
 
-export async function readJsonFile(file: string, what: string): Promise<JsonObject> {
-  let text: string;
+export async function readTextFile(file: string, what: string): Promise<string>;
+export async function readTextFile(file: string, what: string, encoding: null): Promise<Buffer>;
+export async function readTextFile(file: string, what: string, encoding: 'utf8' | null = 'utf8'): Promise<string | Buffer> {
   try {
-    text = await readFile(file, 'utf8');
+    return encoding === null ? await readFile(file) : await readFile(file, encoding);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new CheckpointError(
       code === 'ENOENT' ? `${what} not found: ${file}` : `cannot read ${what} ${file}: ${(error as Error).message}`,
     );
   }
+}
+
+// The errors of a JSON file that does not parse, or holds something other than an object.
+export function invalidJsonError(what: string, file: string, parseMessage: string | null): CheckpointError {
+  return new CheckpointError(parseMessage === null ? `${what} ${file} must hold a JSON object` : `${what} ${file} is not valid JSON: ${parseMessage}`);
+}
+
+export async function readJsonFile(file: string, what: string): Promise<JsonObject> {
+  const text = await readTextFile(file, what);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new CheckpointError(`${what} ${file} is not valid JSON: ${(error as Error).message}`);
+    throw invalidJsonError(what, file, (error as Error).message);
   }
-  if (!isObject(value)) throw new CheckpointError(`${what} ${file} must hold a JSON object`);
+  if (!isObject(value)) throw invalidJsonError(what, file, null);
   return value;
 }
 
@@ -198,7 +208,10 @@ export interface CheckpointJson {
   dir: string;
   config: JsonObject;
   configFile: string;
-  tokenizerJson: JsonObject;
+  // tokenizer.json's bytes, not decoded: loadModel decodes and parses them off the main thread
+  // (tokenizer-engine.ts).
+  tokenizerFile: string;
+  tokenizerBytes: Uint8Array;
   tokenizerConfig: JsonObject;
   chatTemplate: string;
   preprocessor: JsonObject | null;
@@ -243,9 +256,9 @@ async function folderProblem(dir: string): Promise<string | null> {
 // `config`: config.json when the caller has read it already.
 export async function readCheckpointJson(dir: string, config?: JsonObject): Promise<CheckpointJson> {
   const at = (name: string) => path.join(dir, name);
-  const [configJson, tokenizerJson, tokenizerConfig, preprocessor, processor, generationConfig] = await Promise.all([
+  const [configJson, tokenizerBytes, tokenizerConfig, preprocessor, processor, generationConfig] = await Promise.all([
     config ?? readModelConfigJson(dir),
-    readJsonFile(at('tokenizer.json'), 'tokenizer'),
+    readTextFile(at('tokenizer.json'), 'tokenizer', null),
     readJsonFile(at('tokenizer_config.json'), 'tokenizer config'),
     readOptionalJsonFile(at(CHECKPOINT_FILES.preprocessor), 'image preprocessor config'),
     readOptionalJsonFile(at(CHECKPOINT_FILES.processor), 'processor config'),
@@ -255,7 +268,8 @@ export async function readCheckpointJson(dir: string, config?: JsonObject): Prom
     dir,
     config: configJson,
     configFile: at(CHECKPOINT_FILES.config),
-    tokenizerJson,
+    tokenizerFile: at('tokenizer.json'),
+    tokenizerBytes,
     tokenizerConfig,
     chatTemplate: await readChatTemplate(dir, tokenizerConfig),
     preprocessor,

@@ -170,12 +170,15 @@ export async function loadModelWith(
   if (typeof mmap !== 'boolean') throw new InputError(`loadModel options.mmap must be true or false, got ${describeValue(options.mmap)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const { json, checkpoint } = await openCheckpoint(dir);
-  // Parsing tokenizer.json and building the tokenizer's tables are the two long synchronous steps
-  // of a load (each 50-300 ms for a 151k-token vocabulary); a turn of the event loop between them
-  // lets timers and I/O run in the gap.
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  const tokenizer = VargptTokenizer.fromJSON(json.tokenizerJson, checkpoint.tokenSources);
-  throwIfAborted(signal, 'loadModel');
+  // Built in a worker thread: parsing tokenizer.json and filling the tokenizer's tables take
+  // 100-300 ms for a 151k-token vocabulary, which would stall this thread's event loop.
+  const tokenizer = await VargptTokenizer.load(json.tokenizerFile, json.tokenizerBytes, checkpoint.tokenSources);
+  try {
+    throwIfAborted(signal, 'loadModel');
+  } catch (error) {
+    tokenizer.close();
+    throw error;
+  }
   const cancel = addon.createCancelToken();
   const onAbort = () => cancel.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -189,6 +192,7 @@ export async function loadModelWith(
       onProgress: onLoadProgress ? (loaded, total) => onLoadProgress({ loaded, total }) : undefined,
     });
   } catch (error) {
+    tokenizer.close();
     if (signal?.aborted) throw abortErrorFrom(signal, 'loadModel');
     throw checkpointErrorFrom(error, dir);
   } finally {
@@ -198,6 +202,7 @@ export async function loadModelWith(
     return new VargptModel(addon, nativeModel, checkpoint.bind(nativeModel.info(), tokenizer, { kvCache }), tokenizer, limits, maxBatch);
   } catch (error) {
     nativeModel.dispose();
+    tokenizer.close();
     throw error;
   }
 }
@@ -469,7 +474,10 @@ export class VargptModel {
   // native model. Safe to call more than once.
   dispose(): Promise<void> {
     if (!this.disposePromise) {
-      this.disposePromise = this.queue.close().then(() => this.model.dispose());
+      this.disposePromise = this.queue.close().then(() => {
+        this.model.dispose();
+        this.tokenizer.close();
+      });
     }
     return this.disposePromise;
   }

@@ -10,9 +10,14 @@ import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import type { JsonObject, ProcessorConfig } from './checkpoint-config.js';
-import { isObject, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
+import { invalidJsonError, isObject, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
 import { CheckpointError, InputError } from './errors.js';
 import { familyFor } from './families/registry.js';
+import { LocalEngine, type TokenizerEngine, TokenizerBuildError, type TokenizerTables, WorkerEngine } from './tokenizer-engine.js';
+
+function unusableTokenizer(message: string): CheckpointError {
+  return new CheckpointError(`tokenizer.json could not be loaded: ${message}`);
+}
 
 export interface SpecialToken {
   text: string;
@@ -103,11 +108,11 @@ export class VargptTokenizer {
   // Largest id + 1 over the vocabulary and the added tokens (32005 for VARGPT v1; the embedding
   // matrix has more rows, 32064, which the tokenizer never produces).
   readonly size: number;
-  private readonly hf: HfTokenizer;
+  private readonly engine: TokenizerEngine;
   private readonly specialIds: ReadonlySet<number>;
 
-  private constructor(hf: HfTokenizer, specialTokens: SpecialTokens, size: number, specialIds: ReadonlySet<number>) {
-    this.hf = hf;
+  private constructor(engine: TokenizerEngine, specialTokens: SpecialTokens, size: number, specialIds: ReadonlySet<number>) {
+    this.engine = engine;
     this.specialTokens = specialTokens;
     this.size = size;
     this.specialIds = specialIds;
@@ -128,16 +133,49 @@ export class VargptTokenizer {
     });
   }
 
+  // Builds the tokenizer on this thread.
   static fromJSON(tokenizerJson: JsonObject, sources: SpecialTokenSources): VargptTokenizer {
     let hf: HfTokenizer;
     try {
       hf = new HfTokenizer(tokenizerJson, sources.tokenizerConfig);
     } catch (error) {
-      throw new CheckpointError(`tokenizer.json could not be loaded: ${(error as Error).message}`);
+      throw unusableTokenizer((error as Error).message);
     }
+    let size = vocabularySize(tokenizerJson) ?? 0;
+    if (size === 0) for (const id of hf.get_vocab(true).values()) size = Math.max(size, id + 1);
+    const specialIds: number[] = [];
+    for (const [id, added] of hf.get_added_tokens_decoder()) if (added.special) specialIds.push(id);
+    return VargptTokenizer.fromEngine(new LocalEngine(hf), { size, specialIds }, sources);
+  }
+
+  // Decodes and parses tokenizer.json (`bytes`, read from `file`; their buffer is handed to the
+  // worker) and builds the tokenizer in a worker thread of its own, so the calling thread's event
+  // loop keeps running (tokenizer-engine.ts); where no worker can run, on this thread. close()
+  // ends the worker; loadModel's models call it when they are disposed.
+  static async load(file: string, bytes: Uint8Array, sources: SpecialTokenSources): Promise<VargptTokenizer> {
+    let built: { engine: TokenizerEngine; tables: TokenizerTables };
+    try {
+      built = await WorkerEngine.create(bytes, sources.tokenizerConfig);
+    } catch (error) {
+      if (error instanceof TokenizerBuildError) {
+        if (error.kind === 'build') throw unusableTokenizer(error.message);
+        throw invalidJsonError('tokenizer', file, error.kind === 'json' ? error.message : null);
+      }
+      // No worker: the bytes may have moved to the one that failed, so read the file again.
+      return VargptTokenizer.fromJSON(await readJsonFile(file, 'tokenizer'), sources);
+    }
+    try {
+      return VargptTokenizer.fromEngine(built.engine, built.tables, sources);
+    } catch (error) {
+      built.engine.close();
+      throw error;
+    }
+  }
+
+  private static fromEngine(engine: TokenizerEngine, tables: TokenizerTables, sources: SpecialTokenSources): VargptTokenizer {
     const lookup = (text: string | null, what: string): SpecialToken | null => {
       if (text === null) return null;
-      const id = hf.token_to_id(text);
+      const id = engine.tokenToId(text);
       if (id === undefined) throw new CheckpointError(`${what} "${text}" is not in tokenizer.json`);
       return { text, id };
     };
@@ -152,7 +190,7 @@ export class VargptTokenizer {
     // The image placeholder: the processor's string, else the token at config.image_token_index.
     let imageText = sources.processorConfig?.imageToken ?? null;
     const imageIndex = model?.imageTokenIndex ?? null;
-    if (imageText === null && imageIndex !== null) imageText = hf.id_to_token(imageIndex) ?? null;
+    if (imageText === null && imageIndex !== null) imageText = engine.idToToken(imageIndex) ?? null;
     const image = lookup(imageText, 'image token');
     if (image && model && imageIndex !== null && image.id !== imageIndex) {
       throw new CheckpointError(`image token "${image.text}" has id ${image.id} in tokenizer.json but config.json says image_token_index ${model.imageTokenIndex}`);
@@ -178,22 +216,22 @@ export class VargptTokenizer {
       imageGenEnd: genToken('imageGenEnd'),
       imageGenPad: genToken('imageGenPad'),
     };
+    return new VargptTokenizer(engine, specialTokens, tables.size, new Set(tables.specialIds));
+  }
 
-    let size = vocabularySize(tokenizerJson) ?? 0;
-    if (size === 0) for (const id of hf.get_vocab(true).values()) size = Math.max(size, id + 1);
-    const specialIds = new Set<number>();
-    for (const [id, added] of hf.get_added_tokens_decoder()) if (added.special) specialIds.add(id);
-    return new VargptTokenizer(hf, specialTokens, size, specialIds);
+  // Frees the tokenizer's tables (and its worker thread, where it has one); later calls throw.
+  close(): void {
+    this.engine.close();
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new InputError(`encode: text must be a string, got ${typeof text}`);
-    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    return this.engine.encode(text, options.addSpecialTokens ?? true);
   }
 
   // Token strings, for debugging and tests ("▁US", "ER", ...).
   tokenize(text: string, options: EncodeOptions = {}): string[] {
-    return this.hf.tokenize(text, { add_special_tokens: options.addSpecialTokens ?? true });
+    return this.engine.tokenize(text, options.addSpecialTokens ?? true);
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
@@ -204,15 +242,15 @@ export class VargptTokenizer {
     // Ids past the tokenizer (rows 32005..32063 of the embedding) have no text.
     const known = list.filter((id) => id < this.size);
     if (known.length === 0) return '';
-    return this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? true });
+    return this.engine.decode(known, options.skipSpecialTokens ?? true);
   }
 
   tokenToId(token: string): number | undefined {
-    return this.hf.token_to_id(token);
+    return this.engine.tokenToId(token);
   }
 
   idToToken(id: number): string | undefined {
-    return this.hf.id_to_token(id);
+    return this.engine.idToToken(id);
   }
 
   isSpecial(id: number): boolean {

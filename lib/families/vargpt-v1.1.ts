@@ -246,7 +246,6 @@ function tokenConfig(config: V11ModelConfig): TokenConfig {
 export interface VargptV11Files {
   dir: string;
   config: V11ModelConfig;
-  tokenizerJson: JsonObject;
   tokenizerConfig: JsonObject;
   chatTemplate: string;
   imageProcessor: Qwen2VlImageConfig | null;
@@ -264,7 +263,6 @@ export function readFiles(json: CheckpointJson): VargptV11Files {
   return {
     dir: json.dir,
     config,
-    tokenizerJson: json.tokenizerJson,
     tokenizerConfig: json.tokenizerConfig,
     chatTemplate: json.chatTemplate,
     imageProcessor,

@@ -87,7 +87,6 @@ export interface ModelConfig {
 export interface VargptV1Files {
   dir: string;
   config: ModelConfig;
-  tokenizerJson: JsonObject;
   tokenizerConfig: JsonObject;
   chatTemplate: string;
   preprocessor: PreprocessorConfig | null;
@@ -177,7 +176,6 @@ export function readFiles(json: CheckpointJson): VargptV1Files {
   return {
     dir: json.dir,
     config,
-    tokenizerJson: json.tokenizerJson,
     tokenizerConfig: json.tokenizerConfig,
     chatTemplate: json.chatTemplate,
     preprocessor,
