@@ -76,7 +76,7 @@ Tensor WeightLoader::resident(const std::string& name, const Tensor& stored) {
   if (map_weights_ || backend_.device() != DeviceKind::CPU) return stored;
   Tensor copy = weight_buffer(stored.dtype(), stored.shape());
   if (stored.nbytes() != 0) std::memcpy(copy.raw(), stored.raw(), stored.nbytes());
-  checkpoint_->release_pages(name);  // copied: the mapped bytes are not read again
+  release(name);  // copied: the mapped bytes are not read again
   return copy;
 }
 
@@ -172,7 +172,7 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
       fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
     }
     MatrixWeight out{backend_.upload(packed), backend_.upload(scales)};
-    checkpoint_->release_pages(name);  // quantized: the float bytes are not read again
+    release(name);  // quantized: the float bytes are not read again
     account(info);
     return out;
   }
@@ -185,7 +185,7 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
     fail(checkpoint_->path(), ": tensor ", name, ": ", e.what());
   }
   MatrixWeight out{backend_.upload(q), backend_.upload(qparams)};
-  checkpoint_->release_pages(name);  // quantized: the float bytes are not read again
+  release(name);  // quantized: the float bytes are not read again
   account(info);
   return out;
 }
@@ -246,7 +246,19 @@ NormWeights WeightLoader::norm(const std::string& prefix, int64_t channels, bool
   return n;
 }
 
+void WeightLoader::release(const std::string& name) {
+  checkpoint_->release_pages(name);
+  released_.push_back(name);
+}
+
 void WeightLoader::finish() {
+  // Reading a tensor maps, besides its own pages, the neighbouring pages still in the page cache
+  // (the kernel's fault-around, 64 KB windows), so the edge pages of a tensor released earlier can
+  // be mapped again by a later read of the tensor next to it. Releasing every released tensor once
+  // more, now that nothing else is read, leaves none of them mapped.
+  for (const std::string& name : released_) checkpoint_->release_pages(name);
+  released_.clear();
+  released_.shrink_to_fit();
   loaded_ = total_;
   if (progress_) progress_(loaded_, total_);
 }

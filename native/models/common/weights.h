@@ -111,6 +111,9 @@ class WeightLoader {
   // `stored` (the checkpoint's mapped tensor `name`) as the model will hold it: in place, or with
   // map_weights off on the CPU a copy in a weight buffer, the file's pages released.
   Tensor resident(const std::string& name, const Tensor& stored);
+  // Gives the pages of tensor `name` in the mapped checkpoint back (its bytes were converted into
+  // memory of the loader's own); finish() does it again for all of them.
+  void release(const std::string& name);
 
   std::shared_ptr<SafetensorsCheckpoint> checkpoint_;
   Backend& backend_;
@@ -121,6 +124,7 @@ class WeightLoader {
   uint64_t total_ = 0, loaded_ = 0;
   std::shared_ptr<Storage> slab_;  // the slab weight_buffer() cuts from; each tensor shares its ownership
   size_t slab_used_ = 0;
+  std::vector<std::string> released_;
 };
 
 }  // namespace vargpt
