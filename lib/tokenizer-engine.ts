@@ -29,24 +29,35 @@ export interface TokenizerTables {
   specialIds: number[];
 }
 
+const DISPOSED = 'tokenizer: its model has been disposed';
+
 export class LocalEngine implements TokenizerEngine {
-  constructor(private readonly hf: HfTokenizer) {}
+  private hf: HfTokenizer | null;
+  constructor(hf: HfTokenizer) {
+    this.hf = hf;
+  }
+  private get open(): HfTokenizer {
+    if (this.hf === null) throw new Error(DISPOSED);
+    return this.hf;
+  }
   encode(text: string, addSpecialTokens: boolean): number[] {
-    return this.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    return this.open.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
   tokenize(text: string, addSpecialTokens: boolean): string[] {
-    return this.hf.tokenize(text, { add_special_tokens: addSpecialTokens });
+    return this.open.tokenize(text, { add_special_tokens: addSpecialTokens });
   }
   decode(ids: number[], skipSpecialTokens: boolean): string {
-    return this.hf.decode(ids, { skip_special_tokens: skipSpecialTokens });
+    return this.open.decode(ids, { skip_special_tokens: skipSpecialTokens });
   }
   tokenToId(token: string): number | undefined {
-    return this.hf.token_to_id(token);
+    return this.open.token_to_id(token);
   }
   idToToken(id: number): string | undefined {
-    return this.hf.id_to_token(id);
+    return this.open.id_to_token(id);
   }
-  close(): void {}
+  close(): void {
+    this.hf = null;
+  }
 }
 
 // How a worker build failed: the file is not JSON (or not an object), or the library refused it.
@@ -155,6 +166,9 @@ export class WorkerEngine implements TokenizerEngine {
   // copied on this thread. Rejects with a TokenizerBuildError for a file the library cannot use,
   // with another error when no worker could run.
   static create(bytes: Uint8Array, config: JsonObject): Promise<{ engine: WorkerEngine; tables: TokenizerTables }> {
+    // A thread that may not block (a browser-like main thread, e.g. an Electron renderer) cannot
+    // wait for the worker's answers: Atomics.wait throws there, and the caller builds in-thread.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
     const owned = whole ? bytes : bytes.slice();
     const library = createRequire(import.meta.url).resolve('@huggingface/tokenizers');
@@ -186,7 +200,7 @@ export class WorkerEngine implements TokenizerEngine {
   }
 
   private call(op: string, args: unknown[]): unknown {
-    if (this.closed) throw new Error('tokenizer: its model has been disposed');
+    if (this.closed) throw new Error(DISPOSED);
     if (this.exited) throw new Error('tokenizer: its worker thread has exited');
     const id = ++this.lastCall;
     this.port.postMessage({ id, op, args });

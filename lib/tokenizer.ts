@@ -152,17 +152,28 @@ export class VargptTokenizer {
   // worker) and builds the tokenizer in a worker thread of its own, so the calling thread's event
   // loop keeps running (tokenizer-engine.ts); where no worker can run, on this thread. close()
   // ends the worker; loadModel's models call it when they are disposed.
+  // VARGPT_TOKENIZER_WORKER=0 builds on the calling thread.
   static async load(file: string, bytes: Uint8Array, sources: SpecialTokenSources): Promise<VargptTokenizer> {
     let built: { engine: TokenizerEngine; tables: TokenizerTables };
     try {
+      if (process.env['VARGPT_TOKENIZER_WORKER'] === '0') throw new Error('tokenizer worker disabled');
       built = await WorkerEngine.create(bytes, sources.tokenizerConfig);
     } catch (error) {
       if (error instanceof TokenizerBuildError) {
         if (error.kind === 'build') throw unusableTokenizer(error.message);
         throw invalidJsonError('tokenizer', file, error.kind === 'json' ? error.message : null);
       }
-      // No worker: the bytes may have moved to the one that failed, so read the file again.
-      return VargptTokenizer.fromJSON(await readJsonFile(file, 'tokenizer'), sources);
+      // No worker. The bytes are still here unless they moved to a worker that then failed; then
+      // the file is read again.
+      if (bytes.byteLength === 0) return VargptTokenizer.fromJSON(await readJsonFile(file, 'tokenizer'), sources);
+      let json: unknown;
+      try {
+        json = JSON.parse(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes));
+      } catch (parseError) {
+        throw invalidJsonError('tokenizer', file, (parseError as Error).message);
+      }
+      if (!isObject(json)) throw invalidJsonError('tokenizer', file, null);
+      return VargptTokenizer.fromJSON(json, sources);
     }
     try {
       return VargptTokenizer.fromEngine(built.engine, built.tables, sources);
