@@ -47,8 +47,8 @@ export function invalidJsonError(what: string, file: string, parseMessage: strin
   return new CheckpointError(parseMessage === null ? `${what} ${file} must hold a JSON object` : `${what} ${file} is not valid JSON: ${parseMessage}`);
 }
 
-export async function readJsonFile(file: string, what: string): Promise<JsonObject> {
-  const text = await readTextFile(file, what);
+// `text`, the contents of `file`, as a JSON object.
+export function parseJsonObject(text: string, what: string, file: string): JsonObject {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -57,6 +57,10 @@ export async function readJsonFile(file: string, what: string): Promise<JsonObje
   }
   if (!isObject(value)) throw invalidJsonError(what, file, null);
   return value;
+}
+
+export async function readJsonFile(file: string, what: string): Promise<JsonObject> {
+  return parseJsonObject(await readTextFile(file, what), what, file);
 }
 
 export async function readOptionalJsonFile(file: string, what: string): Promise<JsonObject | null> {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
 import type { JsonObject, ProcessorConfig } from './checkpoint-config.js';
-import { invalidJsonError, isObject, parseProcessorConfig, readJsonFile, readOptionalJsonFile } from './checkpoint-config.js';
+import { invalidJsonError, isObject, parseJsonObject, parseProcessorConfig, readJsonFile, readOptionalJsonFile, readTextFile } from './checkpoint-config.js';
 import { CheckpointError, InputError } from './errors.js';
 import { familyFor } from './families/registry.js';
 import { LocalEngine, type TokenizerEngine, TokenizerBuildError, type TokenizerTables, WorkerEngine } from './tokenizer-engine.js';
@@ -165,15 +165,8 @@ export class VargptTokenizer {
       }
       // No worker. The bytes are still here unless they moved to a worker that then failed; then
       // the file is read again.
-      if (bytes.byteLength === 0) return VargptTokenizer.fromJSON(await readJsonFile(file, 'tokenizer'), sources);
-      let json: unknown;
-      try {
-        json = JSON.parse(new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes));
-      } catch (parseError) {
-        throw invalidJsonError('tokenizer', file, (parseError as Error).message);
-      }
-      if (!isObject(json)) throw invalidJsonError('tokenizer', file, null);
-      return VargptTokenizer.fromJSON(json, sources);
+      const text = bytes.byteLength > 0 ? new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes) : await readTextFile(file, 'tokenizer');
+      return VargptTokenizer.fromJSON(parseJsonObject(text, 'tokenizer', file), sources);
     }
     try {
       return VargptTokenizer.fromEngine(built.engine, built.tables, sources);

@@ -190,12 +190,33 @@ __device__ __forceinline__ int weight_word(const int8_t* row, int k, int K) {
   return static_cast<int>(v);
 }
 
+// Shared-memory tiles: 64 rows of kQWords words of four int8 values (one word of padding per row
+// spreads the rows over the banks).
+using QTile = int[kQTile][kQWords + 1];
+
+// The thread's 4 x 4 block: acc[i][j] += Σ over words [W0, W1) of the dot of activation row
+// ty·4 + i with weight row tx·4 + j.
+template <int W0, int W1>
+__device__ __forceinline__ void tile_dots(const QTile& As, const QTile& Bs, int ty, int tx, int (&acc)[4][4]) {
+#pragma unroll
+  for (int word = W0; word < W1; ++word) {
+    int a[4], b[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = As[ty * 4 + i][word];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) b[j] = Bs[tx * 4 + j][word];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = __dp4a(a[i], b[j], acc[i][j]);
+  }
+}
+
 template <bool kAligned>
 __global__ void __launch_bounds__(kQThreads)
     q8_gemm_kernel(const int8_t* __restrict__ xq, int64_t ldq, const float* __restrict__ sx,
                    const int8_t* __restrict__ w, const float* __restrict__ sw, LinearRows r) {
-  __shared__ int As[kQTile][kQWords + 1];
-  __shared__ int Bs[kQTile][kQWords + 1];
+  __shared__ QTile As, Bs;
   const int M = r.M, N = r.N, K = r.K;
   const int m0 = blockIdx.y * kQTile, n0 = blockIdx.x * kQTile;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -209,18 +230,7 @@ __global__ void __launch_bounds__(kQThreads)
       Bs[row][word] = n < N ? weight_word<kAligned>(w + int64_t{n} * K, k, K) : 0;
     }
     __syncthreads();
-#pragma unroll
-    for (int word = 0; word < kQWords; ++word) {
-      int a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[ty * 4 + i][word];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[tx * 4 + j][word];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = __dp4a(a[i], b[j], acc[i][j]);
-    }
+    tile_dots<0, kQWords>(As, Bs, ty, tx, acc);
     __syncthreads();
   }
 #pragma unroll
@@ -237,8 +247,7 @@ __global__ void __launch_bounds__(kQThreads)
 __global__ void __launch_bounds__(kQThreads)
     q4_gemm_kernel(const int8_t* __restrict__ xq, int64_t ldq, const float* __restrict__ sx,
                    const uint8_t* __restrict__ w, const uint16_t* __restrict__ scales, int Kp, LinearRows r) {
-  __shared__ int As[kQTile][kQWords + 1];
-  __shared__ int Bs[kQTile][kQWords + 1];
+  __shared__ QTile As, Bs;
   __shared__ float Ds[kQTile][2];
   const int M = r.M, N = r.N, row_bytes = Kp / 2, groups = Kp / kQ4Group;
   const int m0 = blockIdx.y * kQTile, n0 = blockIdx.x * kQTile;
@@ -264,18 +273,10 @@ __global__ void __launch_bounds__(kQThreads)
 #pragma unroll
     for (int g = 0; g < 2; ++g) {
       int dot[4][4] = {};
-#pragma unroll
-      for (int word = g * 8; word < g * 8 + 8; ++word) {
-        int a[4], q[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[i] = As[ty * 4 + i][word];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) q[j] = Bs[tx * 4 + j][word];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) dot[i][j] = __dp4a(a[i], q[j], dot[i][j]);
-      }
+      if (g == 0)
+        tile_dots<0, 8>(As, Bs, ty, tx, dot);
+      else
+        tile_dots<8, 16>(As, Bs, ty, tx, dot);
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
