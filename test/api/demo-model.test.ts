@@ -79,13 +79,13 @@ describe('the shipped demo model', () => {
     }
   });
 
-  it('draws: on seen pairs the requested colour 26 of 50 times (measured 31), colour and shape 17 (21); on held-out pairs the colour 18 (22), both 11 (15)', async () => {
+  it('draws: on seen pairs the requested colour 33 of 50 times (measured 38), colour and shape 21 (26); on held-out pairs the colour 24 (29), both 16 (20)', async () => {
     const s = await drawAll(seen);
-    expect(s.colour).toBeGreaterThanOrEqual(26);
-    expect(s.both).toBeGreaterThanOrEqual(17);
+    expect(s.colour).toBeGreaterThanOrEqual(33);
+    expect(s.both).toBeGreaterThanOrEqual(21);
     const h = await drawAll(heldOut);
-    expect(h.colour).toBeGreaterThanOrEqual(18);
-    expect(h.both).toBeGreaterThanOrEqual(11);
+    expect(h.colour).toBeGreaterThanOrEqual(24);
+    expect(h.both).toBeGreaterThanOrEqual(16);
   });
 
   it('chat: a drawing request starts an image on its own, a question about an image is answered in words', async () => {

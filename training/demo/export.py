@@ -135,6 +135,21 @@ def load_trained(checkpoint: str, vqvae: str | None = None) -> DemoModel:
     return model.eval()
 
 
+def load_exported(folder: str) -> DemoModel:
+    """A model folder written by write_folder, back as a DemoModel (bfloat16 weights widened to f32)."""
+    from safetensors.torch import load_file
+    model = DemoModel(make_config(demo_tokenizer.load()))
+    state = {}
+    for name, t in load_file(os.path.join(folder, 'model.safetensors')).items():
+        if name.startswith('vision_tower.vision_model.'):
+            name = 'vision_tower.' + name[len('vision_tower.vision_model.'):]
+        state[name] = t.float() if t.is_floating_point() else t
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, f'{folder}: unexpected tensors {unexpected}'
+    assert all(m.endswith('position_ids') or m.endswith('inv_freq') for m in missing), f'{folder}: missing {missing}'
+    return model.eval()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--checkpoint', required=True)

@@ -28,6 +28,15 @@ wait "$joint"
 "$python" train_vision.py --out "$work/vision.pt" --steps 1000 --minutes 60 --seed 0
 "$python" train_joint.py --vqvae "$work/vqvae.pt" --resume "$work/joint.pt" --vision "$work/vision.pt" \
   --out "$work/joint-vision.pt" --steps 3600 --minutes 300 --question-weights shape=3 --unnamed 6 --vision-batch 32
-"$python" check_runtime.py --checkpoint "$work/joint-vision.pt" --vqvae "$work/vqvae-decoder.pt" --work "$work/check"
-"$python" export.py --checkpoint "$work/joint-vision.pt" --vqvae "$work/vqvae-decoder.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+# 5. The drawing path alone, longer, from the model so far written in bfloat16 (its reading half is
+# final): 2800 steps of 24 drawings that train only image_gen_projector, image_gen_projector_out
+# and the VAR (the vision tower, the LLM and the VQ-VAE stay frozen); then 700 more steps of the
+# VQ-VAE's decoder alone (the codes do not change).
+"$python" export.py --checkpoint "$work/joint-vision.pt" --vqvae "$work/vqvae-decoder.pt" --out "$work/reader" --dtype bfloat16 --cfg 3
+"$python" train_joint.py --init-from "$work/reader" --generator-only --out "$work/generator.pt" \
+  --steps 2800 --minutes 300 --draw-batch 24 --lr 6e-4 --seed 5
+"$python" train_vqvae.py --resume "$work/reader" --decoder-only --out "$work/vqvae-decoder-2.pt" \
+  --steps 700 --minutes 300 --lr 3e-4 --seed 2
+"$python" check_runtime.py --checkpoint "$work/generator.pt" --vqvae "$work/vqvae-decoder-2.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/generator.pt" --vqvae "$work/vqvae-decoder-2.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

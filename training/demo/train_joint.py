@@ -13,6 +13,10 @@
 - Understanding: "USER: <image>\n{question} ASSISTANT:" with the <image> placeholder expanded to one
   position per CLIP patch, features from the last CLIP layer (CLS dropped) through the LLaVA
   projector; cross-entropy on the answer and </s>.
+
+Stage 5 runs the same drawing loss alone (--generator-only): the vision tower, the LLM and the
+VQ-VAE are frozen, so reading is untouched; only image_gen_projector, image_gen_projector_out and
+the VAR learn, and every sample of a step is a drawing.
 """
 from __future__ import annotations
 
@@ -185,7 +189,7 @@ def heldout_probe(model, tok, cfg, per_kind: int = 40) -> dict[str, float]:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--vqvae', required=True)
+    ap.add_argument('--vqvae', help='the frozen VQ-VAE (required unless --init-from, whose own is used by default)')
     ap.add_argument('--out', required=True)
     ap.add_argument('--resume')
     ap.add_argument('--minutes', type=float, default=60)
@@ -200,14 +204,28 @@ def main():
                     help='questions per step about shapes in unnamed colours (world.unnamed_qa_from_seed)')
     ap.add_argument('--vision', help='put in the vision tower trained by train_vision.py, and keep its attribute losses on')
     ap.add_argument('--vision-batch', type=int, default=32, help='images per step for those attribute losses')
+    ap.add_argument('--init-from', help='start from an exported model folder (export.py) instead of --resume')
+    ap.add_argument('--generator-only', action='store_true',
+                    help='train only the drawing path after the LLM (image_gen_projector, image_gen_projector_out, '
+                         'the VAR), on drawing samples alone: reading, and the LLM, stay exactly as they are')
     a = ap.parse_args()
     question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
     torch.manual_seed(a.seed)
     tok = demo_tokenizer.load()
     cfg = make_config(tok)
     model = DemoModel(cfg)
-    model.vae_local.load_state_dict(torch.load(a.vqvae))
+    if a.init_from:
+        from export import load_exported
+        model.load_state_dict(load_exported(a.init_from).state_dict())
+    if a.vqvae:
+        model.vae_local.load_state_dict(torch.load(a.vqvae))
+    elif not a.init_from:
+        ap.error('--vqvae is required without --init-from')
     model.vae_local.requires_grad_(False)
+    if a.generator_only:
+        model.requires_grad_(False)
+        for part in (model.image_gen_projector, model.image_gen_projector_out, model.vargpt_gen):
+            part.requires_grad_(True)
     start_step = 0
     if a.resume:
         state = torch.load(a.resume)
@@ -229,7 +247,7 @@ def main():
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
-    if a.resume and 'opt' in state and heads is None:
+    if a.resume and 'opt' in state and heads is None and not a.generator_only:
         opt.load_state_dict(state['opt'])
     warmup = 150
     sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
@@ -244,11 +262,14 @@ def main():
         for g in opt.param_groups:
             g['lr'] = a.lr * sched(step)
         prompts, dimgs = batcher.draw_batch(a.draw_batch)
-        ids, targets, aimgs = batcher.ask_batch(a.ask_batch, a.unnamed)
         # bf16 matmuls (2.7x the f32 rate on AVX512-BF16 CPUs), f32 weights, optimizer and losses.
         with torch.autocast('cpu', dtype=torch.bfloat16):
             var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
-            qa_loss, qa_acc = ask_loss(model, ids, targets, aimgs)
+            if a.generator_only:  # the LLM is frozen: its start-token loss has nothing to train
+                start_loss, qa_loss, qa_acc = torch.zeros(()), torch.zeros(()), float('nan')
+            else:
+                ids, targets, aimgs = batcher.ask_batch(a.ask_batch, a.unnamed)
+                qa_loss, qa_acc = ask_loss(model, ids, targets, aimgs)
             vision_loss = torch.zeros(())
             if heads is not None:
                 from train_vision import attribute_batch, cls_features

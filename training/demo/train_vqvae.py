@@ -42,12 +42,15 @@ def main():
     ap.add_argument('--decoder-only', action='store_true',
                     help='with --resume: train only post_quant_conv and the decoder, so the codes (and a '
                          'generator trained on them) stay valid')
-    ap.add_argument('--resume', help='continue from this state dict (a second run with a lower lr)')
+    ap.add_argument('--resume', help='continue from this state dict, or from the VQ-VAE of this exported model folder')
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     cfg = DemoConfig()
     vae = VqVae(cfg)
-    if a.resume:
+    if a.resume and os.path.isdir(a.resume):  # an exported model folder (export.py)
+        from export import load_exported
+        vae.load_state_dict(load_exported(a.resume).vae_local.state_dict())
+    elif a.resume:
         vae.load_state_dict(torch.load(a.resume))
     trained = vae.parameters()
     if a.decoder_only:
