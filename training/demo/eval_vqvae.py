@@ -17,6 +17,7 @@ import torch
 
 import data
 import world
+from export import load_vqvae_state
 from model import DemoConfig, VqVae, vae_pixels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,15 +34,6 @@ console.log(JSON.stringify(want.map((_, i) => judgeDrawing(new Uint8Array(pixels
 """
 
 
-def load_vae(path: str) -> VqVae:
-    if os.path.isdir(path):
-        from export import load_exported
-        return load_exported(path).vae_local.eval()
-    vae = VqVae(DemoConfig())
-    vae.load_state_dict(torch.load(path))
-    return vae.eval()
-
-
 @torch.no_grad()
 def main():
     ap = argparse.ArgumentParser()
@@ -49,7 +41,9 @@ def main():
     ap.add_argument('--count', type=int, default=60, help='pictures per set')
     ap.add_argument('--node', default='node')
     a = ap.parse_args()
-    vae = load_vae(a.vqvae)
+    vae = VqVae(DemoConfig())
+    vae.load_state_dict(load_vqvae_state(a.vqvae))
+    vae.eval()
     with tempfile.TemporaryDirectory() as tmp:
         for name, pairs in (('held-out pairs', world.HELD_OUT_PAIRS), ('seen pairs', world.TRAIN_PAIRS)):
             scenes = [world.drawing_scene(SEED_BASE + i, pairs)[0] for i in range(a.count)]

@@ -150,6 +150,13 @@ def load_exported(folder: str) -> DemoModel:
     return model.eval()
 
 
+def load_vqvae_state(path: str) -> dict:
+    """The VQ-VAE's state dict from an exported model folder, or from a state dict file."""
+    if os.path.isdir(path):
+        return load_exported(path).vae_local.state_dict()
+    return torch.load(path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--checkpoint', required=True)

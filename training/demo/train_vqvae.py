@@ -47,11 +47,9 @@ def main():
     torch.manual_seed(a.seed)
     cfg = DemoConfig()
     vae = VqVae(cfg)
-    if a.resume and os.path.isdir(a.resume):  # an exported model folder (export.py)
-        from export import load_exported
-        vae.load_state_dict(load_exported(a.resume).vae_local.state_dict())
-    elif a.resume:
-        vae.load_state_dict(torch.load(a.resume))
+    if a.resume:
+        from export import load_vqvae_state
+        vae.load_state_dict(load_vqvae_state(a.resume))
     trained = vae.parameters()
     if a.decoder_only:
         vae.requires_grad_(False)
