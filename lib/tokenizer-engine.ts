@@ -17,6 +17,8 @@ export interface TokenizerEngine {
   encode(text: string, addSpecialTokens: boolean): number[];
   tokenize(text: string, addSpecialTokens: boolean): string[];
   decode(ids: number[], skipSpecialTokens: boolean): string;
+  // Several sequences in one call: one round trip to a worker instead of one each.
+  decodeBatch(sequences: number[][], skipSpecialTokens: boolean): string[];
   tokenToId(token: string): number | undefined;
   idToToken(id: number): string | undefined;
   // Frees the tables (ends the worker); later calls throw.
@@ -48,6 +50,10 @@ export class LocalEngine implements TokenizerEngine {
   }
   decode(ids: number[], skipSpecialTokens: boolean): string {
     return this.open.decode(ids, { skip_special_tokens: skipSpecialTokens });
+  }
+  decodeBatch(sequences: number[][], skipSpecialTokens: boolean): string[] {
+    const hf = this.open;
+    return sequences.map((ids) => hf.decode(ids, { skip_special_tokens: skipSpecialTokens }));
   }
   tokenToId(token: string): number | undefined {
     return this.open.token_to_id(token);
@@ -118,6 +124,7 @@ const calls = {
   encode: (text, add) => hf.encode(text, { add_special_tokens: add }).ids,
   tokenize: (text, add) => hf.tokenize(text, { add_special_tokens: add }),
   decode: (ids, skip) => hf.decode(ids, { skip_special_tokens: skip }),
+  decodeBatch: (sequences, skip) => sequences.map((ids) => hf.decode(ids, { skip_special_tokens: skip })),
   tokenToId: (token) => hf.token_to_id(token),
   idToToken: (id) => hf.id_to_token(id),
 };
@@ -231,6 +238,9 @@ export class WorkerEngine implements TokenizerEngine {
   }
   decode(ids: number[], skipSpecialTokens: boolean): string {
     return this.call('decode', [ids, skipSpecialTokens]) as string;
+  }
+  decodeBatch(sequences: number[][], skipSpecialTokens: boolean): string[] {
+    return this.call('decodeBatch', [sequences, skipSpecialTokens]) as string[];
   }
   tokenToId(token: string): number | undefined {
     return this.call('tokenToId', [token]) as number | undefined;

@@ -239,14 +239,31 @@ export class VargptTokenizer {
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
-    const list = Array.from(ids);
-    for (const id of list) {
-      if (!Number.isInteger(id) || id < 0) throw new InputError(`decode: token id ${id} is not a non-negative integer`);
-    }
-    // Ids past the tokenizer (rows 32005..32063 of the embedding) have no text.
-    const known = list.filter((id) => id < this.size);
+    const known = this.knownIds(ids, 'decode');
     if (known.length === 0) return '';
     return this.engine.decode(known, options.skipSpecialTokens ?? true);
+  }
+
+  // decode() of each sequence, in one call to the tokenizer's thread.
+  decodeBatch(sequences: ReadonlyArray<ArrayLike<number>>, options: DecodeOptions = {}): string[] {
+    if (!Array.isArray(sequences)) throw new InputError('decodeBatch: sequences must be an array of token id arrays');
+    const known = sequences.map((ids) => this.knownIds(ids, 'decodeBatch'));
+    // The library refuses an empty sequence; its text is ''.
+    const texts = known.map(() => '');
+    const nonEmpty = known.flatMap((ids, i) => (ids.length > 0 ? [i] : []));
+    if (nonEmpty.length === 0) return texts;
+    const decoded = this.engine.decodeBatch(nonEmpty.map((i) => known[i]!), options.skipSpecialTokens ?? true);
+    nonEmpty.forEach((i, k) => (texts[i] = decoded[k]!));
+    return texts;
+  }
+
+  // The ids that have text; ids past the tokenizer (rows 32005..32063 of the embedding) have none.
+  private knownIds(ids: ArrayLike<number>, what: string): number[] {
+    const list = Array.from(ids);
+    for (const id of list) {
+      if (!Number.isInteger(id) || id < 0) throw new InputError(`${what}: token id ${id} is not a non-negative integer`);
+    }
+    return list.filter((id) => id < this.size);
   }
 
   tokenToId(token: string): number | undefined {
@@ -283,8 +300,10 @@ export class StreamDecoder {
 
   push(id: number): string {
     this.ids.push(id);
-    const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset), this.options);
-    const full = this.tokenizer.decode(this.ids.slice(this.prefixOffset), this.options);
+    const [prefix, full] = this.tokenizer.decodeBatch(
+      [this.ids.slice(this.prefixOffset, this.readOffset), this.ids.slice(this.prefixOffset)],
+      this.options,
+    ) as [string, string];
     if (full.length > prefix.length && !full.endsWith('\uFFFD') && full.startsWith(prefix)) {
       const delta = full.slice(prefix.length);
       this.prefixOffset = this.readOffset;

@@ -71,6 +71,9 @@ describe.each([
           for (const skipSpecialTokens of [true, false]) expect(tok.decode(ids, { skipSpecialTokens })).toBe(local.decode(ids, { skipSpecialTokens }));
         }
       }
+      const sequences = TEXTS.map((text) => local.encode(text));
+      expect(tok.decodeBatch(sequences)).toEqual(sequences.map((ids) => local.decode(ids)));
+      expect(tok.decodeBatch(sequences, { skipSpecialTokens: false })).toEqual(local.decodeBatch(sequences, { skipSpecialTokens: false }));
       for (const id of [0, 1, 100, 151643, 151644, 151659, local.size - 1, local.size + 5]) {
         expect(tok.idToToken(id)).toBe(local.idToToken(id));
         expect(tok.isSpecial(id)).toBe(local.isSpecial(id));

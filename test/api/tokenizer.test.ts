@@ -128,6 +128,16 @@ describe('tokenizer (fixture tokenizer.json via @huggingface/tokenizers)', () =>
     expect(() => tok.decode([-1])).toThrow(/not a non-negative integer/);
   });
 
+  it('decodes a batch of sequences as decode() does each, with the same checks', () => {
+    const sequences = [...SAMPLES.map((text) => tok.encode(text)), [], [22172, 32050, 3186]];
+    for (const skipSpecialTokens of [true, false]) {
+      expect(tok.decodeBatch(sequences, { skipSpecialTokens })).toEqual(sequences.map((ids) => tok.decode(ids, { skipSpecialTokens })));
+    }
+    expect(tok.decodeBatch([])).toEqual([]);
+    expect(tok.decodeBatch([[], [32050]])).toEqual(['', '']);
+    expect(() => tok.decodeBatch([[1], [2.5]])).toThrow(/decodeBatch: token id 2.5 is not a non-negative integer/);
+  });
+
   it('streams text deltas that add up to the full decode, holding back partial UTF-8', () => {
     for (const text of SAMPLES) {
       const ids = tok.encode(text, { addSpecialTokens: false });
