@@ -37,6 +37,14 @@ wait "$joint"
   --steps 2800 --minutes 300 --draw-batch 24 --lr 6e-4 --seed 5
 "$python" train_vqvae.py --resume "$work/reader" --decoder-only --out "$work/vqvae-decoder-2.pt" \
   --steps 700 --minutes 300 --lr 3e-4 --seed 2
-"$python" check_runtime.py --checkpoint "$work/generator.pt" --vqvae "$work/vqvae-decoder-2.pt" --work "$work/check"
-"$python" export.py --checkpoint "$work/generator.pt" --vqvae "$work/vqvae-decoder-2.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+"$python" export.py --checkpoint "$work/generator.pt" --vqvae "$work/vqvae-decoder-2.pt" --out "$work/stage5" --dtype bfloat16 --cfg 3
+# 6. The whole VQ-VAE again, from stage 5's, for colour: 2000 steps on a cosine schedule from 1e-3
+# with each picture's mean shape colour in the loss. Its codes change, so the drawing path is then
+# trained on them from the stage 5 model exactly as in stage 5 (the reading half stays frozen).
+"$python" train_vqvae.py --resume "$work/stage5" --out "$work/vqvae-colour.pt" --steps 2000 --minutes 120 \
+  --lr 1e-3 --schedule cosine --colour-loss 2 --restart-until 1400 --seed 3
+"$python" train_joint.py --init-from "$work/stage5" --vqvae "$work/vqvae-colour.pt" --generator-only --out "$work/generator-2.pt" \
+  --steps 2800 --minutes 300 --draw-batch 24 --lr 6e-4 --seed 6
+"$python" check_runtime.py --checkpoint "$work/generator-2.pt" --vqvae "$work/vqvae-colour.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/generator-2.pt" --vqvae "$work/vqvae-colour.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

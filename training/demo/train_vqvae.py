@@ -1,12 +1,15 @@
 """Stage 1: the multi-scale VQ-VAE, trained on the world's images (held-out pairs excluded).
 
 The first steps decode the encoder's features unquantized, so the autoencoder learns before the
-codebook constrains it. Loss: L2 + 0.2 L1 reconstruction, shapes weighted 5x (shape_weights), + VAR's residual-quantization loss (beta 0.25). Codes unused over
-the last 100 steps are restarted on random encoder features, so the whole codebook stays in use.
+codebook constrains it. Loss: L2 + 0.2 L1 reconstruction, shapes weighted 5x (shape_weights), +
+VAR's residual-quantization loss (beta 0.25), + optionally the error of each picture's mean shape
+colour (colour_error; stage 6). Codes unused over the last 100 steps are restarted on random
+encoder features, so the whole codebook stays in use.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -28,6 +31,15 @@ def shape_weights(x, weight: float = 5.0):
     return 1.0 + (weight - 1.0) * fg
 
 
+def colour_error(rec, x):
+    """Squared error of each picture's mean colour over its shapes, averaged over the batch. The
+    judge names a drawing's colour from that mean, and a per-pixel loss spread over a shape's edges
+    lets a whole shape drift between neighbouring named colours (yellow to orange, blue to purple)."""
+    mask = shape_weights(x, 2.0) - 1.0  # 1 on the shapes, 0 on the background
+    area = mask.sum((2, 3)).clamp(min=1.0)
+    return ((((rec - x) * mask).sum((2, 3)) / area) ** 2).mean()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', required=True)
@@ -43,6 +55,11 @@ def main():
                     help='with --resume: train only post_quant_conv and the decoder, so the codes (and a '
                          'generator trained on them) stay valid')
     ap.add_argument('--resume', help='continue from this state dict, or from the VQ-VAE of this exported model folder')
+    ap.add_argument('--schedule', choices=('constant', 'cosine'), default='constant',
+                    help='learning rate after the 50 warm-up steps: constant, or a cosine decay to 5%% at --steps')
+    ap.add_argument('--shape-weight', type=float, default=5.0, help='per-pixel loss weight of the shapes (shape_weights)')
+    ap.add_argument('--colour-loss', type=float, default=0.0,
+                    help="weight of the squared error of each picture's mean shape colour (colour_error)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     cfg = DemoConfig()
@@ -63,9 +80,10 @@ def main():
     for step in range(a.steps):
         seeds = torch.randint(0, data.TRAIN_SEEDS, (a.batch,), generator=gen)
         x = vae_pixels(data.images(seeds.tolist()))
-        weights = shape_weights(x)
+        weights = shape_weights(x, a.shape_weight)
+        decay = 1.0 if a.schedule == 'constant' else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         for g in opt.param_groups:
-            g['lr'] = a.lr * min(1.0, (step + 1) / 50)
+            g['lr'] = a.lr * min(1.0, (step + 1) / 50) * decay
         # bf16 convolutions (faster on AVX512-BF16), f32 weights and losses.
         with torch.autocast('cpu', dtype=torch.bfloat16):
             if a.decoder_only:
@@ -82,6 +100,8 @@ def main():
         rec = rec.float()
         err = (rec - x) ** 2 + 0.2 * (rec - x).abs()
         loss = (err * weights).sum() / weights.sum() / 3 + vq_loss
+        if a.colour_loss:
+            loss = loss + a.colour_loss * colour_error(rec, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
