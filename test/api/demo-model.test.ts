@@ -79,13 +79,13 @@ describe('the shipped demo model', () => {
     }
   });
 
-  it('draws: on seen pairs the requested colour 33 of 50 times (measured 38), colour and shape 21 (26); on held-out pairs the colour 24 (29), both 16 (20)', async () => {
+  it('draws: on seen pairs the requested colour 36 of 50 times (measured 41), colour and shape 29 (34); on held-out pairs the colour 35 (40), both 31 (36)', async () => {
     const s = await drawAll(seen);
-    expect(s.colour).toBeGreaterThanOrEqual(33);
-    expect(s.both).toBeGreaterThanOrEqual(21);
+    expect(s.colour).toBeGreaterThanOrEqual(36);
+    expect(s.both).toBeGreaterThanOrEqual(29);
     const h = await drawAll(heldOut);
-    expect(h.colour).toBeGreaterThanOrEqual(24);
-    expect(h.both).toBeGreaterThanOrEqual(16);
+    expect(h.colour).toBeGreaterThanOrEqual(35);
+    expect(h.both).toBeGreaterThanOrEqual(31);
   });
 
   it('chat: a drawing request starts an image on its own, a question about an image is answered in words', async () => {
