@@ -45,6 +45,7 @@ wait "$joint"
   --lr 1e-3 --schedule cosine --colour-loss 2 --restart-until 1400 --seed 3
 "$python" train_joint.py --init-from "$work/stage5" --vqvae "$work/vqvae-colour.pt" --generator-only --out "$work/generator-2.pt" \
   --steps 2800 --minutes 300 --draw-batch 24 --lr 6e-4 --seed 6
-"$python" check_runtime.py --checkpoint "$work/generator-2.pt" --vqvae "$work/vqvae-colour.pt" --work "$work/check"
-"$python" export.py --checkpoint "$work/generator-2.pt" --vqvae "$work/vqvae-colour.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+# (generator-2.pt holds the VQ-VAE it was trained on, as the export needs it.)
+"$python" check_runtime.py --checkpoint "$work/generator-2.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/generator-2.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

@@ -20,22 +20,25 @@ import data
 from model import DemoConfig, VqVae, vae_pixels
 
 
-def shape_weights(x, weight: float = 5.0):
-    """Per-pixel loss weights: the shapes (pixels away from the border's median colour) count
-    `weight` times the background. Shapes cover a tenth of the image; unweighted, the autoencoder
-    learns the backgrounds first and for a long time draws every shape in one average colour."""
+def shape_mask(x):
+    """[B, 1, H, W]: 1 on the shapes (pixels away from the border's median colour), 0 elsewhere."""
     B = x.shape[0]
     border = torch.cat((x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]), 2)  # [B, 3, 4 * side]
     bg = border.median(2).values.view(B, 3, 1, 1)
-    fg = ((x - bg).abs().sum(1, keepdim=True) > 0.15).float()
-    return 1.0 + (weight - 1.0) * fg
+    return ((x - bg).abs().sum(1, keepdim=True) > 0.15).float()
 
 
-def colour_error(rec, x):
+def shape_weights(mask, weight: float = 5.0):
+    """Per-pixel loss weights: the shapes count `weight` times the background. Shapes cover a tenth
+    of the image; unweighted, the autoencoder learns the backgrounds first and for a long time draws
+    every shape in one average colour."""
+    return 1.0 + (weight - 1.0) * mask
+
+
+def colour_error(rec, x, mask):
     """Squared error of each picture's mean colour over its shapes, averaged over the batch. The
     judge names a drawing's colour from that mean, and a per-pixel loss spread over a shape's edges
     lets a whole shape drift between neighbouring named colours (yellow to orange, blue to purple)."""
-    mask = shape_weights(x, 2.0) - 1.0  # 1 on the shapes, 0 on the background
     area = mask.sum((2, 3)).clamp(min=1.0)
     return ((((rec - x) * mask).sum((2, 3)) / area) ** 2).mean()
 
@@ -57,7 +60,6 @@ def main():
     ap.add_argument('--resume', help='continue from this state dict, or from the VQ-VAE of this exported model folder')
     ap.add_argument('--schedule', choices=('constant', 'cosine'), default='constant',
                     help='learning rate after the 50 warm-up steps: constant, or a cosine decay to 5%% at --steps')
-    ap.add_argument('--shape-weight', type=float, default=5.0, help='per-pixel loss weight of the shapes (shape_weights)')
     ap.add_argument('--colour-loss', type=float, default=0.0,
                     help="weight of the squared error of each picture's mean shape colour (colour_error)")
     a = ap.parse_args()
@@ -80,7 +82,8 @@ def main():
     for step in range(a.steps):
         seeds = torch.randint(0, data.TRAIN_SEEDS, (a.batch,), generator=gen)
         x = vae_pixels(data.images(seeds.tolist()))
-        weights = shape_weights(x, a.shape_weight)
+        mask = shape_mask(x)
+        weights = shape_weights(mask)
         decay = 1.0 if a.schedule == 'constant' else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / a.steps))
         for g in opt.param_groups:
             g['lr'] = a.lr * min(1.0, (step + 1) / 50) * decay
@@ -101,7 +104,7 @@ def main():
         err = (rec - x) ** 2 + 0.2 * (rec - x).abs()
         loss = (err * weights).sum() / weights.sum() / 3 + vq_loss
         if a.colour_loss:
-            loss = loss + a.colour_loss * colour_error(rec, x)
+            loss = loss + a.colour_loss * colour_error(rec, x, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
