@@ -97,8 +97,20 @@ async function abortedGeneration(seed) {
   }
 }
 // Warm-up: per-thread scratch and allocator arenas grow to the largest shapes the aborted runs
-// reach (abort points vary with timing), then stay; growth after that is what leaks.
-for (let i = 0; i < 40; i++) await abortedGeneration(i);
+// reach (abort points vary with timing, so on a busy machine later runs can reach further), then
+// stay; growth after that is what leaks. As for the loads: at least 40 runs, then batches of 20
+// until one moves resident memory by under 0.5 MB (200 at most), so a real leak, which never
+// settles, still shows in full in the measured runs.
+let warmAborts = 0;
+lastRss = (await settledReading()).rss;
+for (;;) {
+  for (let i = 0; i < 20; i++) await abortedGeneration(warmAborts + i);
+  warmAborts += 20;
+  const rss = (await settledReading()).rss;
+  const settled = Math.abs(rss - lastRss) < 0.5 * MB;
+  lastRss = rss;
+  if ((warmAborts >= 40 && settled) || warmAborts >= 200) break;
+}
 aborted = 0;
 completed = 0;
 const abortPhase = await measuredPhase(aborts, (i) => abortedGeneration(1000 + i));
@@ -113,6 +125,7 @@ console.log(
     loadHeapGrowthBytes: loadPhase.heap,
     loadRssSpanBytes: loadPhase.rssSpan,
     aborts,
+    warmAborts,
     aborted,
     completed,
     abortGrowthBytes: abortPhase.rss,

@@ -31,6 +31,7 @@ describe('leaks', () => {
       abortGrowthBytes: number;
       loadHeapGrowthBytes: number;
       warmLoads: number;
+      warmAborts: number;
       abortHeapGrowthBytes: number;
       aborted: number;
       completed: number;
@@ -39,7 +40,7 @@ describe('leaks', () => {
     const mb = (bytes: number) => `${(bytes / MB).toFixed(2)} MB`;
     console.log(
       `load/dispose x200 (after ${r.warmLoads} warm-up loads): resident ${mb(r.loadGrowthBytes)}, C heap ${mb(r.loadHeapGrowthBytes)}; ` +
-        `aborted generations x100 (${r.aborted} aborted mid-run, ${r.completed} finished before the abort landed): ` +
+        `aborted generations x100 (after ${r.warmAborts} warm-up runs; ${r.aborted} aborted mid-run, ${r.completed} finished before the abort landed): ` +
         `resident ${mb(r.abortGrowthBytes)}, C heap ${mb(r.abortHeapGrowthBytes)}`,
     );
     expect(r.loadGrowthBytes).toBeLessThan(5 * MB);
