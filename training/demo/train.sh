@@ -46,6 +46,14 @@ wait "$joint"
 "$python" train_joint.py --init-from "$work/stage5" --vqvae "$work/vqvae-colour.pt" --generator-only --out "$work/generator-2.pt" \
   --steps 2800 --minutes 300 --draw-batch 24 --lr 6e-4 --seed 6
 # (generator-2.pt holds the VQ-VAE it was trained on, as the export needs it.)
-"$python" check_runtime.py --checkpoint "$work/generator-2.pt" --work "$work/check"
-"$python" export.py --checkpoint "$work/generator-2.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
+"$python" export.py --checkpoint "$work/generator-2.pt" --out "$work/stage6" --dtype bfloat16 --cfg 3
+# 7. The reading half alone, from the stage 6 model: 2500 steps that train only the vision tower and
+# the LLaVA projector (the LLM, the drawing path and the VQ-VAE stay frozen, so every drawing stays
+# exactly as it is), on 12 questions about training pairs (shape questions three times as frequent,
+# colour questions twice) and 12 about shapes in unnamed colours per step, with fresh attribute heads
+# on the tower.
+"$python" train_joint.py --init-from "$work/stage6" --reader-only --out "$work/reader.pt" --steps 2500 --minutes 60 \
+  --ask-batch 12 --unnamed 12 --question-weights shape=3,colour=2 --lr 3e-4 --seed 7
+"$python" check_runtime.py --checkpoint "$work/reader.pt" --work "$work/check"
+"$python" export.py --checkpoint "$work/reader.pt" --out "$root/models/vargpt-v1-demo" --dtype bfloat16 --cfg 3
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

@@ -17,6 +17,10 @@
 Stage 5 runs the same drawing loss alone (--generator-only): the vision tower, the LLM and the
 VQ-VAE are frozen, so reading is untouched; only image_gen_projector, image_gen_projector_out and
 the VAR learn, and every sample of a step is a drawing.
+
+Stage 7 is its mirror image (--reader-only): only the vision tower and the LLaVA projector learn,
+on questions alone (and the tower's attribute losses), so the LLM and the drawing path, and with
+them every drawing, stay exactly as they are.
 """
 from __future__ import annotations
 
@@ -168,20 +172,24 @@ def ask_loss(model: DemoModel, ids, targets, imgs):
 PROBE_SEED_BASE = data.EVAL_SEED_BASE + 50_000  # held-out probes; eval-set/ uses +0..+7000
 
 
+def answer_rate(model: DemoModel, batcher: Batcher, pairs, kind: str, seeds) -> float:
+    """Exact-answer rate on one question of `kind` per seed, about a scene of `pairs` (position is
+    asked about single shapes, count about one to three)."""
+    ids, targets, imgs = [], [], []
+    for seed in seeds:
+        scene = world.scene_from_seed(seed, pairs, multi=(kind == 'count'))
+        one = batcher.encode_question(scene, random.Random(seed).choice(world.QUESTIONS[kind]), world.answer(scene, kind))
+        ids.append(one[0]), targets.append(one[1]), imgs.append(one[2])
+    with torch.no_grad():
+        return ask_loss(model, ids, targets, torch.from_numpy(__import__('numpy').stack(imgs)))[1]
+
+
 def heldout_probe(model, tok, cfg, per_kind: int = 40) -> dict[str, float]:
     """Exact-answer rates by kind on held-out-pair questions (a measurement, never trained on)."""
-    rates = {}
     model.eval()
-    with torch.no_grad():
-        for n, kind in enumerate(('shape', 'colour', 'count', 'position')):
-            b = Batcher(tok, cfg, 0)
-            ids, targets, imgs = [], [], []
-            for i in range(per_kind):
-                seed = PROBE_SEED_BASE + 1000 * n + i
-                scene = world.scene_from_seed(seed, world.HELD_OUT_PAIRS, multi=(kind == 'count'))
-                one = b.encode_question(scene, random.Random(seed).choice(world.QUESTIONS[kind]), world.answer(scene, kind))
-                ids.append(one[0]), targets.append(one[1]), imgs.append(one[2])
-            rates[kind] = ask_loss(model, ids, targets, torch.from_numpy(__import__('numpy').stack(imgs)))[1]
+    b = Batcher(tok, cfg, 0)
+    rates = {kind: answer_rate(model, b, world.HELD_OUT_PAIRS, kind, range(PROBE_SEED_BASE + 1000 * n, PROBE_SEED_BASE + 1000 * n + per_kind))
+             for n, kind in enumerate(('shape', 'colour', 'count', 'position'))}
     model.train()
     model.vae_local.eval()
     return rates
@@ -202,13 +210,19 @@ def main():
                     help='kind=N,...: ask that kind of question N times as often (e.g. shape=3)')
     ap.add_argument('--unnamed', type=int, default=0,
                     help='questions per step about shapes in unnamed colours (world.unnamed_qa_from_seed)')
-    ap.add_argument('--vision', help='put in the vision tower trained by train_vision.py, and keep its attribute losses on')
+    ap.add_argument('--vision', help='put in the vision tower trained by train_vision.py, and keep its attribute losses on '
+                                     '(--reader-only keeps them on from fresh heads without it)')
     ap.add_argument('--vision-batch', type=int, default=32, help='images per step for those attribute losses')
     ap.add_argument('--init-from', help='start from an exported model folder (export.py) instead of --resume')
     ap.add_argument('--generator-only', action='store_true',
                     help='train only the drawing path after the LLM (image_gen_projector, image_gen_projector_out, '
                          'the VAR), on drawing samples alone: reading, and the LLM, stay exactly as they are')
+    ap.add_argument('--reader-only', action='store_true',
+                    help='train only the vision tower and the LLaVA projector, on questions alone: the LLM '
+                         'and the drawing path, and so every drawing, stay exactly as they are')
     a = ap.parse_args()
+    if a.generator_only and a.reader_only:
+        ap.error('--generator-only and --reader-only train disjoint parts: choose one')
     question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
     torch.manual_seed(a.seed)
     tok = demo_tokenizer.load()
@@ -226,6 +240,10 @@ def main():
         model.requires_grad_(False)
         for part in (model.image_gen_projector, model.image_gen_projector_out, model.vargpt_gen):
             part.requires_grad_(True)
+    if a.reader_only:
+        model.requires_grad_(False)
+        for part in (model.vision_tower, model.multi_modal_projector):
+            part.requires_grad_(True)
     start_step = 0
     if a.resume:
         state = torch.load(a.resume)
@@ -240,6 +258,11 @@ def main():
             own[k].copy_(v)
         heads = AttributeHeads(cfg.vis_hidden)
         heads.load_state_dict(vision['heads'])
+    if a.reader_only and heads is None:
+        # The tower learns beside its attribute losses here too, from fresh heads on its CLS output
+        # (train_vision.py's; never exported): they name shapes apart from colours directly.
+        from train_vision import AttributeHeads
+        heads = AttributeHeads(cfg.vis_hidden)
     params = [p for p in model.parameters() if p.requires_grad]
     if heads is not None:
         params += list(heads.parameters())
@@ -247,7 +270,7 @@ def main():
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
-    if a.resume and 'opt' in state and heads is None and not a.generator_only:
+    if a.resume and 'opt' in state and heads is None and not a.generator_only and not a.reader_only:
         opt.load_state_dict(state['opt'])
     warmup = 150
     sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
@@ -261,10 +284,13 @@ def main():
     while step < a.steps and time.time() - t0 < a.minutes * 60:
         for g in opt.param_groups:
             g['lr'] = a.lr * sched(step)
-        prompts, dimgs = batcher.draw_batch(a.draw_batch)
         # bf16 matmuls (2.7x the f32 rate on AVX512-BF16 CPUs), f32 weights, optimizer and losses.
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
+            if a.reader_only:  # nothing on the drawing path learns
+                var_loss, start_loss, acc_first, acc_all = torch.zeros(()), torch.zeros(()), float('nan'), float('nan')
+            else:
+                prompts, dimgs = batcher.draw_batch(a.draw_batch)
+                var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
             if a.generator_only:  # the LLM is frozen: its start-token loss has nothing to train
                 start_loss, qa_loss, qa_acc = torch.zeros(()), torch.zeros(()), float('nan')
             else:
