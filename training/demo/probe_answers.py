@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
 import torch
 
 import data

@@ -270,7 +270,7 @@ def main():
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
-    if a.resume and 'opt' in state and heads is None and not a.generator_only and not a.reader_only:
+    if a.resume and 'opt' in state and heads is None and not a.generator_only:  # (--reader-only always has heads)
         opt.load_state_dict(state['opt'])
     warmup = 150
     sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
