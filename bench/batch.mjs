@@ -50,7 +50,7 @@ async function checkpointDir(opts, dist) {
 
 // Bytes of the LLM's linear weights (what one decode step streams from memory: the tensors
 // `vargpt quantize` would quantize), from the headers.
-function linearBytes(dir, isQuantizedTensor) {
+function linearBytes(dir, isLlmLinear) {
   let total = 0;
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors'))) {
     const fd = openSync(path.join(dir, f), 'r');
@@ -60,7 +60,7 @@ function linearBytes(dir, isQuantizedTensor) {
       const header = Buffer.alloc(Number(size.readBigUInt64LE(0)));
       readSync(fd, header, 0, header.length, 8);
       for (const [name, t] of Object.entries(JSON.parse(header.toString('utf8')))) {
-        if (isQuantizedTensor(name)) total += t.data_offsets[1] - t.data_offsets[0];
+        if (isLlmLinear(name)) total += t.data_offsets[1] - t.data_offsets[0];
       }
     } finally {
       closeSync(fd);
@@ -109,8 +109,8 @@ export async function run(args) {
 
   const [bw] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 3 });
   const bandwidth = new Float32Array(bw.data)[0];
-  const { isQuantizedTensor } = await import(pathToFileURL(path.join(root, 'dist', 'quantize.js')).href);
-  const weightBytes = linearBytes(dir, isQuantizedTensor);
+  const { isLlmLinear } = await import(pathToFileURL(path.join(root, 'dist', 'quantize.js')).href);
+  const weightBytes = linearBytes(dir, isLlmLinear);
   const cpu = addon.devices().cpu;
   console.log(`checkpoint ${dir}`);
   console.log(`cpu: ${cpu.model ?? 'unknown'}, ${cpu.threads ?? '?'} threads; read bandwidth ${fmt(bandwidth, 1)} GB/s; LLM linear weights ${fmt(weightBytes / 1e9, 3)} GB -> at most ${fmt((bandwidth * 1e9) / weightBytes, 1)} weight passes (decode steps) per second`);

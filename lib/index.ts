@@ -1,7 +1,7 @@
 // vargpt: the VARGPT family (image understanding and text-to-image) from Node.js.
 export { loadModel, VargptModel } from './model.js';
 export { DEMO_MODEL_NAME, DEMO_MODEL_SUMMARY, demoModelDir } from './demo-model.js';
-export type { ChatReply, DecodeImageTokenOptions, Device, ImageReply, ImageTokenOptions, LoadModelOptions, LoadProgress, ModelInfo, StopReason } from './model.js';
+export type { ChatReply, DecodeImageTokenOptions, Device, ImageReply, ImageTokenOptions, LoadModelOptions, LoadProgress, ModelInfo, StopReason, WeightsPrecision } from './model.js';
 export type {
   CallOptions,
   ChatOptions,
@@ -58,3 +58,4 @@ export type { Qwen2VlImageConfig, Qwen2VlPixels } from './qwen2-vl-image.js';
 export type { EncodeOptions, ImageFormat, ImageLimits, RgbImage } from './image.js';
 export { AbortError, CheckpointError, DisposedError, InputError, isAbortError } from './errors.js';
 export type { ChatMessage, ContentPart, ImageInput, ImagePart, RawImage, Role, TextPart } from './types.js';
+export type { LinearWeightsPrecision } from './native.js';

@@ -48,13 +48,18 @@ export interface LoadModelOptions {
   // each weight once per step for the whole batch and computes each row exactly as alone, so a
   // batched call returns what it returns alone. Calls still start in the order they were made.
   maxBatch?: number;
-  // The LLM's linear layers (and an untied lm_head): 'auto' (default) as stored; quantized while
-  // loading: 'int8' symmetric per output channel (1 byte per weight: a quarter of f32, half of
-  // bf16), 'q4' 4-bit in groups of 32 with an f16 scale each (0.5625 byte per weight); the
-  // activations are quantized per row on the fly and the dot products run in integers (AVX-512
-  // VNNI where the CPU has it). Embeddings, norms, vision towers and image generators stay as
-  // stored. CPU only. Accuracy and speed: README "Quantized weights".
-  weights?: 'auto' | 'int8' | 'q4';
+  // The precision of the linear layers: those of the LLM (and an untied lm_head) and of the image
+  // generator's transformer (VARGPT v1's VAR: every block's attention and MLP, and the head;
+  // VARGPT-v1.1's Infinity: those, the cross-attention and the AdaLN projections of each prompt's
+  // condition; BLIP3-o's DiT: every block's attention, MLP and AdaLN projection). 'auto' (default)
+  // as stored; 'f32' or 'bf16' converted on load; 'int8' symmetric per output channel (1 byte per
+  // weight), 'q4' 4-bit in groups of 32 with an f16 scale each (0.5625 byte per weight), quantized
+  // on load with the activations quantized per row on the fly and the dot products in integers
+  // (AVX-512 VNNI where the CPU has it). One precision applies to both; { llm, generator } sets
+  // each (an omitted one is 'auto'). Embeddings, norms, codebooks, vision towers, projectors and
+  // the image decoders' convolutions always stay as stored. The CUDA backend has the same int8/q4
+  // kernels (not yet run on a GPU). README "Quantized weights".
+  weights?: WeightsPrecision | { llm?: WeightsPrecision; generator?: WeightsPrecision };
   // true (default): weights are read in place from the memory-mapped checkpoint files: loading
   // copies nothing, the operating system shares the pages between processes that load the same
   // files and may drop and re-read them under memory pressure. false: on the CPU every weight read
@@ -82,6 +87,28 @@ export interface DecodeImageTokenOptions extends ImageTokenOptions {
 
 // The option names of loadModel and the image-token calls (misspelled ones are rejected).
 const IMAGE_LIMIT_KEYS = ['maxPixels', 'maxBytes'] as const satisfies readonly (keyof ImageLimits)[];
+export type WeightsPrecision = 'auto' | 'f32' | 'bf16' | 'int8' | 'q4';
+const WEIGHTS_PRECISIONS: readonly WeightsPrecision[] = ['auto', 'f32', 'bf16', 'int8', 'q4'];
+const PRECISION_LIST = WEIGHTS_PRECISIONS.map((p) => `"${p}"`).join(', ');
+
+function precision(value: unknown, what: string): WeightsPrecision {
+  if (value === undefined) return 'auto';
+  if (typeof value === 'string' && (WEIGHTS_PRECISIONS as readonly string[]).includes(value)) return value as WeightsPrecision;
+  throw new InputError(`loadModel ${what} must be one of ${PRECISION_LIST}, got ${describeValue(value)}`);
+}
+
+// loadModel's weights option as the precisions of the two groups of linear layers.
+function weightsOption(value: unknown): { llm: WeightsPrecision; generator: WeightsPrecision } {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const o = value as Record<string, unknown>;
+    const unknown = Object.keys(o).filter((k) => k !== 'llm' && k !== 'generator');
+    if (unknown.length > 0) throw new InputError(`loadModel options.weights has unknown key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}; it takes llm and generator`);
+    return { llm: precision(o['llm'], 'options.weights.llm'), generator: precision(o['generator'], 'options.weights.generator') };
+  }
+  const both = precision(value, 'options.weights (a precision or { llm, generator })');
+  return { llm: both, generator: both };
+}
+
 const LOAD_KEYS = ['device', 'onLoadProgress', 'signal', 'imageLimits', 'kvCache', 'maxBatch', 'weights', 'mmap'] as const satisfies readonly (keyof LoadModelOptions)[];
 const DECODE_TOKEN_KEYS = ['signal', 'scales', 'trace'] as const satisfies readonly (keyof DecodeImageTokenOptions)[];
 const covered: [Covers<ImageLimits, typeof IMAGE_LIMIT_KEYS>, Covers<LoadModelOptions, typeof LOAD_KEYS>, Covers<DecodeImageTokenOptions, typeof DECODE_TOKEN_KEYS>] = [true, true, true];
@@ -164,8 +191,7 @@ export async function loadModelWith(
   if (typeof maxBatch !== 'number' || !Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > MAX_BATCH) {
     throw new InputError(`loadModel options.maxBatch must be an integer in 1..${MAX_BATCH}, got ${describeValue(options.maxBatch)}`);
   }
-  const weights = options.weights ?? 'auto';
-  if (weights !== 'auto' && weights !== 'int8' && weights !== 'q4') throw new InputError(`loadModel options.weights must be "auto", "int8" or "q4", got ${describeValue(options.weights)}`);
+  const { llm: weights, generator: generatorWeights } = weightsOption(options.weights);
   const mmap = options.mmap ?? true;
   if (typeof mmap !== 'boolean') throw new InputError(`loadModel options.mmap must be true or false, got ${describeValue(options.mmap)}`);
   const limits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
@@ -188,6 +214,7 @@ export async function loadModelWith(
       device,
       cancel,
       weights,
+      generatorWeights,
       mmap,
       onProgress: onLoadProgress ? (loaded, total) => onLoadProgress({ loaded, total }) : undefined,
     });

@@ -100,6 +100,10 @@ export interface NativeVqvaeInfo {
   phiIndex: number[]; // scale -> phi conv
 }
 
+// The precision a model's linear layers run in: a float dtype (as stored or converted on load) or
+// quantized (loadModel's weights option).
+export type LinearWeightsPrecision = 'f32' | 'bf16' | 'f16' | 'int8' | 'q4';
+
 interface NativeLlmInfo {
   hiddenSize: number;
   layers: number;
@@ -109,7 +113,7 @@ interface NativeLlmInfo {
   intermediateSize?: number;
   vocabSize: number;
   maxPositions: number;
-  weights: 'stored' | 'int8' | 'q4'; // the linear layers: as the checkpoint stores them, or quantized (loadModel weights)
+  weights: LinearWeightsPrecision; // the precision the linear layers run in (loadModel weights)
 }
 
 // info() of a VARGPT v1 model (native/models/pipelines/vargpt_v1.cc).
@@ -118,7 +122,7 @@ export interface NativeVargptV1Info {
   device: string;
   llm: NativeLlmInfo;
   vision: { hiddenSize: number; layers: number; imageSize: number; patchSize: number; tokens: number } | null;
-  var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number } | null;
+  var: { depth: number; width: number; heads: number; patchNums: number[]; codebookSize: number; cvae: number; weights: LinearWeightsPrecision } | null;
   vqvae: NativeVqvaeInfo | null;
   imageTokenId: number;
   imageGenStartId: number;
@@ -163,6 +167,7 @@ export interface NativeVargptV11Info {
     downsample: number; // pixels per token along each axis
     imageChannels: number;
     hasEncoder: boolean; // vae_local.encoder.* (encodeImageTokens)
+    weights: LinearWeightsPrecision; // the precision the Infinity transformer's linear layers run in
   } | null;
   bosId: number;
   eosIds: number[];
@@ -199,7 +204,7 @@ export interface NativeBlip3oImageInfo {
   // Pixel side at the UNet's trained sample_size (1024 in the release), and what sizes must divide by.
   defaultSize: number;
   sizeMultiple: number;
-  dit: { dim: number; layers: number; heads: number; kvHeads: number; captionDim: number };
+  dit: { dim: number; layers: number; heads: number; kvHeads: number; captionDim: number; weights: LinearWeightsPrecision };
   unet: { blockOutChannels: number[]; latentChannels: number; sampleSize: number; crossAttentionDim: number; downsample: number };
   vae: { downsample: number; latentChannels: number; scalingFactor: number };
 }
@@ -339,7 +344,8 @@ export interface NativeLoadOptions {
   device: string; // 'cpu' | 'cuda' | 'cuda:N'
   onProgress?: (loaded: number, total: number) => void; // bytes
   cancel?: NativeCancelToken;
-  weights?: 'auto' | 'int8' | 'q4'; // the LLM's linear layers as stored, or quantized on load
+  weights?: 'auto' | 'f32' | 'bf16' | 'int8' | 'q4'; // the LLM's linear layers: as stored, converted or quantized on load
+  generatorWeights?: 'auto' | 'f32' | 'bf16' | 'int8' | 'q4'; // the image generator's transformer linear layers, the same
   mmap?: boolean; // false: weights read in place from the mapped files are copied on load (CPU)
 }
 

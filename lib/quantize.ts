@@ -1,11 +1,14 @@
-// quantizeCheckpoint(): writes a copy of a checkpoint whose LLM linear layers are stored quantized
-// (`vargpt quantize`), so that it loads with no float copy of them in memory and a smaller file.
+// quantizeCheckpoint(): writes a copy of a checkpoint whose LLM and image-generator linear layers
+// are stored quantized (`vargpt quantize`), so that it loads with no float copy of them in memory
+// and a smaller file.
 //
 // Layout (one model.safetensors; everything else copied, config.json with a vargpt_quantization
 // entry; subfolders such as BLIP3-o's diffusion-decoder/ copied as they are):
-// - the quantized tensors are the LLM's linear layers: `[language_model.]model.layers.N.
+// - the quantized tensors are exactly those loadModel's weights option quantizes (QUANTIZED_TENSORS
+//   below, by family): the LLM's linear layers, `[language_model.]model.layers.N.
 //   {self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight` and an untied
-//   `[language_model.]lm_head.weight`; every other tensor is copied unchanged;
+//   `[language_model.]lm_head.weight`, and the generator transformer's; every other tensor is
+//   copied unchanged;
 // - int8: `<name>` I8 [N, K] (q, symmetric, in [-127, 127]) and `<name>.q8_scale` F32 [N]
 //   (w ≈ scale[n] · q[n, k]);
 // - q4: `<name>` U8 [N, Kp / 2] and `<name>.q4_scale` F16 [N, Kp / 32]: K padded to Kp, a
@@ -19,6 +22,8 @@ import path from 'node:path';
 import { InputError, abortErrorFrom } from './errors.js';
 import { native, type NativeCheckpoint, type NativeTensorInfo } from './native.js';
 import { DTYPE_BYTES } from './tensor.js';
+import { familyFor } from './families/registry.js';
+import type { JsonObject } from './checkpoint-config.js';
 
 export type QuantizedWeights = 'int8' | 'q4';
 
@@ -32,17 +37,41 @@ export interface QuantizeOptions {
 
 export interface QuantizeReport {
   tensors: number;
-  quantized: number;
+  quantized: number; // llmLayers + generatorLayers
+  llmLayers: number;
+  generatorLayers: number;
   bytesIn: number;
   bytesOut: number;
 }
 
 const LLM_LINEAR = /^(language_model\.)?(model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
+// The image generators' linear layers the runtime reads at the loader's precision (native/models/gen):
+// VAR's blocks (attention, MLP) and head (its AdaLN projections act once, at load, on a fixed
+// condition, and stay as stored); Infinity's blocks (self- and cross-attention, MLP), its shared
+// and head AdaLN projections (applied to each prompt's condition) and head; the BLIP3-o DiT's
+// blocks (attention, cross-attention, MLP, AdaLN projection). Input embeddings, the text pooling
+// and the DiT's caption, time and patch embedders and output layer stay as stored.
+const GENERATOR_LINEAR: Readonly<Record<string, RegExp>> = {
+  'vargpt-v1': /^vargpt_gen\.(blocks\.\d+\.(attn\.(mat_qkv|proj)|ffn\.fc(1|2))|head)\.weight$/,
+  'vargpt-v1.1': /^vargpt_gen\.(block_chunks\.\d+\.module\.\d+\.(sa\.(mat_qkv|proj)|ca\.(mat_q|mat_kv|proj)|ffn\.fc(1|2))|shared_ada_lin\.1|head_nm\.ada_lin\.1|head)\.weight$/,
+  blip3o: /^model\.dit\.model\.layers\.\d+\.(attn1\.to_(q|k|v)|attn2\.to_(q|k|v|out\.0)|feed_forward\.linear_(1|2|3)|norm1\.linear)\.weight$/,
+};
 const ST_DTYPE: Readonly<Record<string, string>> = { f32: 'F32', bf16: 'BF16', f16: 'F16', i32: 'I32', i64: 'I64', u8: 'U8', i8: 'I8' };
 
-// Whether `name` is one of the LLM linear layers the runtime quantizes.
-export function isQuantizedTensor(name: string): boolean {
+// Whether `name` is one of the LLM linear layers (every family names them alike).
+export function isLlmLinear(name: string): boolean {
   return LLM_LINEAR.test(name);
+}
+
+// Whether `name` is one of the image generator's linear layers of `family` ('vargpt-v1',
+// 'vargpt-v1.1', 'blip3o') that the runtime quantizes.
+export function isGeneratorLinear(name: string, family: string): boolean {
+  return GENERATOR_LINEAR[family]?.test(name) ?? false;
+}
+
+// Whether loadModel's weights option (and so `vargpt quantize`) quantizes tensor `name` of `family`.
+export function isQuantizedTensor(name: string, family: string): boolean {
+  return isLlmLinear(name) || isGeneratorLinear(name, family);
 }
 
 interface Entry {
@@ -56,12 +85,12 @@ interface Entry {
 
 // The copied tensors first, widest elements first (so each stays aligned to its element size in
 // the mapped file), then each quantized tensor's q and scale side by side.
-function plannedEntries(list: readonly NativeTensorInfo[], weights: QuantizedWeights): Entry[] {
+function plannedEntries(list: readonly NativeTensorInfo[], weights: QuantizedWeights, family: string): Entry[] {
   const out: Entry[] = [];
   const byName = (a: NativeTensorInfo, b: NativeTensorInfo) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  const plain = list.filter((t) => !isQuantizedTensor(t.name)).sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || byName(a, b));
+  const plain = list.filter((t) => !isQuantizedTensor(t.name, family)).sort((a, b) => DTYPE_BYTES[b.dtype] - DTYPE_BYTES[a.dtype] || byName(a, b));
   for (const t of plain) out.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], bytes: t.byteLength, source: t, part: 'plain' });
-  for (const t of list.filter((x) => isQuantizedTensor(x.name)).sort(byName)) {
+  for (const t of list.filter((x) => isQuantizedTensor(x.name, family)).sort(byName)) {
     if (t.shape.length !== 2 || !['f32', 'bf16', 'f16'].includes(t.dtype)) {
       throw new InputError(`quantize: ${t.name} is ${t.dtype} [${t.shape.join(', ')}], not a float matrix (is the checkpoint quantized already?)`);
     }
@@ -102,14 +131,16 @@ export async function quantizeCheckpoint(options: QuantizeOptions): Promise<Quan
 
   const addon = native();
   const checkpoint: NativeCheckpoint = await addon.openCheckpoint(source);
-  const entries = plannedEntries(checkpoint.list(), weights);
+  const { family } = familyFor(config as JsonObject, path.join(source, 'config.json'));
+  const entries = plannedEntries(checkpoint.list(), weights, family);
   const quantized = entries.filter((e) => e.part === 'q').length;
-  if (quantized === 0) throw new InputError(`quantize: ${source} has no LLM linear layers to quantize`);
+  if (quantized === 0) throw new InputError(`quantize: ${source} has no linear layers to quantize`);
+  const generatorLayers = entries.filter((e) => e.part === 'q' && isGeneratorLinear(e.name, family)).length;
 
   await copyTree(source, target, (name) => name.endsWith('.safetensors') || name === 'model.safetensors.index.json' || name === 'config.json');
   config['vargpt_quantization'] = {
     weights,
-    tensors: 'the LLM linear layers ([language_model.]model.layers.N.{self_attn.{q,k,v,o}_proj,mlp.{gate,up,down}_proj}.weight, an untied lm_head.weight)',
+    tensors: `the LLM linear layers ([language_model.]model.layers.N.{self_attn.{q,k,v,o}_proj,mlp.{gate,up,down}_proj}.weight, an untied lm_head.weight) and the image generator's (${GENERATOR_LINEAR[family]?.source ?? 'none'})`,
     layout: weights === 'int8' ? 'I8 q [N, K] + F32 <name>.q8_scale [N]' : 'U8 nibbles [N, Kp/2] + F16 <name>.q4_scale [N, Kp/32], groups of 32',
   };
   await writeFile(path.join(target, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
@@ -150,5 +181,5 @@ export async function quantizeCheckpoint(options: QuantizeOptions): Promise<Quan
     await file.close();
   }
   const bytesOut = 8 + json.length + offset;
-  return { tensors: entries.length - quantized, quantized, bytesIn, bytesOut };
+  return { tensors: entries.length - quantized, quantized, llmLayers: quantized - generatorLayers, generatorLayers, bytesIn, bytesOut };
 }

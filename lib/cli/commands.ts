@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { devices } from '../devices.js';
 import { InputError } from '../errors.js';
 import { formatFromPath } from '../image.js';
-import type { Device, ImageReply } from '../model.js';
+import type { Device, ImageReply, LoadModelOptions, WeightsPrecision } from '../model.js';
 import { loadModel } from '../model.js';
 import { quantizeCheckpoint } from '../quantize.js';
 import type { QuantizeReport, QuantizedWeights } from '../quantize.js';
@@ -25,7 +25,8 @@ export interface GlobalOptions {
   device?: Device;
   json?: boolean;
   kvCache?: 'f32' | 'bf16';
-  weights?: 'auto' | 'int8' | 'q4';
+  weights?: WeightsPrecision;
+  generatorWeights?: WeightsPrecision;
   mmap?: boolean;
 }
 
@@ -40,6 +41,12 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
 }
 
+// loadModel's weights option from --weights and --generator-weights.
+export function weightsFor(options: { weights?: WeightsPrecision; generatorWeights?: WeightsPrecision }): LoadModelOptions['weights'] {
+  const both = options.weights ?? 'auto';
+  return options.generatorWeights ? { llm: both, generator: options.generatorWeights } : both;
+}
+
 export async function openModel(options: GlobalOptions, io: Io): Promise<VargptModel> {
   let dir = options.model;
   if (!dir) {
@@ -51,7 +58,7 @@ export async function openModel(options: GlobalOptions, io: Io): Promise<VargptM
     return await loadModel(dir, {
       device: options.device ?? 'auto',
       kvCache: options.kvCache,
-      weights: options.weights,
+      weights: weightsFor(options),
       mmap: options.mmap,
       signal: io.signal,
       onLoadProgress: ({ loaded, total }) => bar.update(loaded, total),
@@ -330,7 +337,7 @@ export interface QuantizeCommandOptions {
   json?: boolean;
 }
 
-// `vargpt quantize`: writes the checkpoint with its LLM linear layers stored quantized.
+// `vargpt quantize`: writes the checkpoint with its LLM and image-generator linear layers stored quantized.
 export async function quantizeCommand(options: QuantizeCommandOptions, io: Io): Promise<void> {
   const bar = progressBar('quantizing', 1, { enabled: !options.json });
   let report: QuantizeReport;
@@ -350,5 +357,5 @@ export async function quantizeCommand(options: QuantizeCommandOptions, io: Io): 
     return;
   }
   const gb = (b: number) => `${(b / 1e9).toFixed(3)} GB`;
-  io.out(`wrote ${path.resolve(options.out)}: ${report.quantized} LLM linear layers as ${options.weights}, ${report.tensors - report.quantized} tensors copied; ${gb(report.bytesIn)} -> ${gb(report.bytesOut)}\n`);
+  io.out(`wrote ${path.resolve(options.out)}: ${report.llmLayers} LLM and ${report.generatorLayers} image-generator linear layers as ${options.weights}, ${report.tensors - report.quantized} tensors copied; ${gb(report.bytesIn)} -> ${gb(report.bytesOut)}\n`);
 }

@@ -87,12 +87,17 @@ program
   .version(packageVersion())
   .showHelpAfterError();
 
+const PRECISIONS = ['auto', 'f32', 'bf16', 'int8', 'q4'];
+const WEIGHTS_HELP = 'the linear layers of the LLM and the image generator: auto (as stored), f32 or bf16 (converted), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)';
+const GENERATOR_WEIGHTS_HELP = 'the image generator\'s linear layers alone (default: as --weights)';
+
 function withModel(cmd: Command): Command {
   return cmd
     .option('-m, --model <dir>', 'checkpoint folder (default: the built-in demo model, trained on synthetic shapes)')
     .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
     .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
-    .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
+    .addOption(new Option('--weights <precision>', WEIGHTS_HELP).choices(PRECISIONS).default('auto'))
+    .addOption(new Option('--generator-weights <precision>', GENERATOR_WEIGHTS_HELP).choices(PRECISIONS))
     .option('--no-mmap', 'copy the weights into memory on load instead of reading the mapped files in place (faster decoding on the CPU, unshared memory)')
     .option('--json', 'print one JSON document with the result');
 }
@@ -188,7 +193,8 @@ program
   .option('-m, --model <[name=]dir>', 'checkpoint folder, named by its basename or NAME=DIR; repeat to serve several', (value: string, list: string[]) => [...list, value], [] as string[])
   .addOption(new Option('-d, --device <device>', 'auto, cpu, cuda or cuda:N').default('auto'))
   .addOption(new Option('--kv-cache <dtype>', 'precision of the attention caches (bf16: half the memory)').choices(['f32', 'bf16']).default('f32'))
-  .addOption(new Option('--weights <precision>', 'the LLM\'s linear weights: auto (as stored), int8 or q4 (quantized on load: 1 or 0.56 byte per weight)').choices(['auto', 'int8', 'q4']).default('auto'))
+  .addOption(new Option('--weights <precision>', WEIGHTS_HELP).choices(PRECISIONS).default('auto'))
+  .addOption(new Option('--generator-weights <precision>', GENERATOR_WEIGHTS_HELP).choices(PRECISIONS))
   .option('--no-mmap', 'copy the weights into memory on load instead of reading the mapped files in place (faster decoding on the CPU, unshared memory)')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <n>', 'port (0: any free port)', integer(0), 8080)

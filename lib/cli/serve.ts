@@ -6,17 +6,19 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
 import { InputError } from '../errors.js';
-import type { Device, VargptModel } from '../model.js';
+import type { Device, VargptModel, WeightsPrecision } from '../model.js';
 import { loadModel } from '../model.js';
 import { createServer } from '../server/index.js';
 import type { Io } from './commands.js';
+import { weightsFor } from './commands.js';
 import { defaultModelNotice, requireDefaultModel } from './default-model.js';
 
 export interface ServeCommandOptions {
   model: string[];
   device?: Device;
   kvCache?: 'f32' | 'bf16';
-  weights?: 'auto' | 'int8' | 'q4';
+  weights?: WeightsPrecision;
+  generatorWeights?: WeightsPrecision;
   mmap?: boolean;
   host: string;
   port: number;
@@ -55,7 +57,7 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
   try {
     for (const { name, dir } of specs) {
       io.err(`vargpt serve: loading ${name} from ${dir}\n`);
-      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: options.weights, mmap: options.mmap, maxBatch: options.maxBatch, signal: io.signal }));
+      models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: weightsFor(options), mmap: options.mmap, maxBatch: options.maxBatch, signal: io.signal }));
     }
     const handler = createServer(models, {
       maxQueue: options.maxQueue,

@@ -731,15 +731,20 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       }
       callbacks.on_load_progress = function_field(o, "onProgress", "loadModel: options");
       cancel = cancel_field(env, o, "loadModel: options");
-      const Napi::Value weights = o.Get("weights");
-      if (!weights.IsUndefined()) {
-        const std::string name = weights.IsString() ? weights.As<Napi::String>().Utf8Value() : "";
-        VG_CHECK(name == "auto" || name == "int8" || name == "q4",
-                 "loadModel: options.weights must be \"auto\", \"int8\" or \"q4\"");
-        options.llm_weights = name == "int8" ? LinearPrecision::Int8
-                              : name == "q4" ? LinearPrecision::Q4
-                                             : LinearPrecision::Stored;
-      }
+      const auto precision_field = [&](const char* key, LinearPrecision& out) {
+        const Napi::Value value = o.Get(key);
+        if (value.IsUndefined()) return;
+        const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+        VG_CHECK(name == "auto" || name == "f32" || name == "bf16" || name == "int8" || name == "q4", "loadModel: options.",
+                 key, " must be \"auto\", \"f32\", \"bf16\", \"int8\" or \"q4\"");
+        out = name == "f32"    ? LinearPrecision::F32
+              : name == "bf16" ? LinearPrecision::BF16
+              : name == "int8" ? LinearPrecision::Int8
+              : name == "q4"   ? LinearPrecision::Q4
+                               : LinearPrecision::Stored;
+      };
+      precision_field("weights", options.llm_weights);
+      precision_field("generatorWeights", options.generator_weights);
       const Napi::Value mmap = o.Get("mmap");
       if (!mmap.IsUndefined()) {
         VG_CHECK(mmap.IsBoolean(), "loadModel: options.mmap must be true or false");

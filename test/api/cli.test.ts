@@ -179,6 +179,10 @@ describe('vargpt CLI', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout.trim()).toBe(out('g2.png'));
     expect(readFileSync(out('g2.png')).length).toBeGreaterThan(0);
+    const reduced = cli(['generate', 'a butterfly on a flower', '--model', v11ModelDir, '--scales', scales, '--seed', '9', '-o', out('g3.png'), '--weights', 'f32', '--generator-weights', 'q4']);
+    expect(reduced.code, reduced.stderr).toBe(0);
+    expect(readFileSync(out('g3.png')).length).toBeGreaterThan(0);
+    expect(cli(['generate', 'x', '--model', v11ModelDir, '--generator-weights', 'q2']).stderr).toContain("argument 'q2' is invalid. Allowed choices are auto, f32, bf16, int8, q4");
     const image = path.join(v11ExpectedDir, 'input.png');
     const edit = cli(['edit', image, 'Make it look like a watercolor painting.', '--model', v11ModelDir, '--scales', '1x1,2x2,4x4,6x6,8x8', '--seed', '4', '-o', out('e.png'), '--json']);
     expect(edit.code, edit.stderr).toBe(0);

@@ -1,7 +1,8 @@
-// `vargpt quantize` / quantizeCheckpoint(): a checkpoint written with its LLM linear layers stored
-// as int8 or q4 loads with no float copy of them and computes exactly what quantizing on load
-// computes (the same traced logits, bit for bit); the other files, subfolders included, are
-// copied; corrupt quantized tensors are refused on load, naming the tensor.
+// `vargpt quantize` / quantizeCheckpoint(): a checkpoint written with its LLM and image-generator
+// linear layers stored as int8 or q4 loads with no float copy of them and computes exactly what
+// quantizing on load computes (the same traced logits and the same drawn image, bit for bit); the
+// other files, subfolders included, are copied; corrupt quantized tensors are refused on load,
+// naming the tensor.
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel } from '../../lib/index.js';
 import { isQuantizedTensor, quantizeCheckpoint } from '../../lib/quantize.js';
-import { blip3oModelDir, tinyModelDir } from '../helpers/paths.js';
+import { blip3oModelDir, tinyModelDir, v11ModelDir } from '../helpers/paths.js';
 
 let work: string;
 beforeAll(async () => {
@@ -38,7 +39,15 @@ async function traced(dir: string, weights: 'auto' | 'int8' | 'q4') {
   try {
     const reply = await model.chat([{ role: 'user', content: 'Describe a small robot.' }], { maxNewTokens: 6, trace: true });
     const logits = reply.trace?.['stepLogits'] ?? reply.trace?.['step_logits'];
-    return { weights: model.info.llm.weights, logits: Buffer.from(logits!.data.buffer, logits!.data.byteOffset, logits!.data.byteLength) };
+    const info = model.info;
+    const generator = info.family === 'vargpt-v1' ? info.var?.weights : info.family === 'vargpt-v1.1' ? info.image?.weights : info.image?.dit.weights;
+    const image = await model.generateImage('a small robot', { seed: 2, ...(info.family === 'blip3o' ? { steps: 4 } : {}) });
+    return {
+      weights: info.llm.weights,
+      generator,
+      logits: Buffer.from(logits!.data.buffer, logits!.data.byteOffset, logits!.data.byteLength),
+      pixels: Buffer.from(image.image.data),
+    };
   } finally {
     await model.dispose();
   }
@@ -48,15 +57,18 @@ describe('quantizeCheckpoint', () => {
   it.each([
     ['vargpt-v1', 'int8', tinyModelDir],
     ['vargpt-v1', 'q4', tinyModelDir],
+    ['vargpt-v1.1', 'q4', v11ModelDir],
     ['blip3o', 'int8', blip3oModelDir],
   ] as const)('%s as %s: loads as written, equal to quantizing on load', async (family, weights, dir) => {
     const out = path.join(work, `${family}-${weights}`);
     const report = await quantizeCheckpoint({ model: dir, out, weights });
-    expect(report.quantized).toBeGreaterThan(0);
+    expect(report.llmLayers).toBeGreaterThan(0);
+    expect(report.generatorLayers).toBeGreaterThan(0);
+    expect(report.quantized).toBe(report.llmLayers + report.generatorLayers);
     expect(report.bytesOut).toBeLessThan(report.bytesIn);
     const h = await header(path.join(out, 'model.safetensors'));
     for (const [name, e] of Object.entries(h.entries)) {
-      if (!isQuantizedTensor(name)) continue;
+      if (!isQuantizedTensor(name, family)) continue;
       expect(e.dtype).toBe(weights === 'int8' ? 'I8' : 'U8');
       expect(h.entries[`${name}.${weights === 'int8' ? 'q8' : 'q4'}_scale`]).toBeDefined();
     }
@@ -68,7 +80,9 @@ describe('quantizeCheckpoint', () => {
     const written = await traced(out, 'auto');
     const onLoad = await traced(dir, weights);
     expect(written.weights).toBe(weights);
+    expect(written.generator).toBe(weights);
     expect(written.logits.equals(onLoad.logits)).toBe(true);
+    expect(written.pixels.equals(onLoad.pixels)).toBe(true);
   });
 
   it('refuses a corrupt scale, an int8 value of -128, another precision and a non-empty output folder', async () => {

@@ -15,9 +15,9 @@ import type {
 export const FIXTURE_INFO: NativeVargptV1Info = {
   family: 'vargpt-v1',
   device: 'cpu',
-  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096, weights: 'stored' },
+  llm: { hiddenSize: 64, layers: 2, heads: 4, kvHeads: 4, headDim: 16, intermediateSize: 172, vocabSize: 32064, maxPositions: 4096, weights: 'f32' },
   vision: { hiddenSize: 32, layers: 2, imageSize: 336, patchSize: 14, tokens: 576 },
-  var: { depth: 2, width: 128, heads: 2, patchNums: [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], codebookSize: 4096, cvae: 32 },
+  var: { depth: 2, width: 128, heads: 2, patchNums: [1, 2, 3, 4, 5, 6, 8, 10, 13, 16], codebookSize: 4096, cvae: 32, weights: 'f32' },
   vqvae: {
     ch: 32,
     chMult: [1, 1, 2, 2, 4],

@@ -96,8 +96,13 @@ struct DecodeRow;
 
 // How a checkpoint is loaded (loadModel's options).
 struct LoadOptions {
-  // The LLM's linear layers (and an untied lm_head): as stored, or quantized to int8 or q4 on load.
+  // The LLM's linear layers (and an untied lm_head): as stored, converted to f32 or bf16, or
+  // quantized to int8 or q4 on load.
   LinearPrecision llm_weights = LinearPrecision::Stored;
+  // The image generator's transformer linear layers (VAR's and Infinity's blocks and head, the
+  // BLIP3-o DiT's blocks): the same choices. Everything else (embeddings, norms, codebooks, vision
+  // towers, projectors, the image decoders' convolutions) stays as stored.
+  LinearPrecision generator_weights = LinearPrecision::Stored;
   // false: the CPU backend copies every weight it would read in place from the mapped checkpoint
   // into its own memory (huge pages on Linux) and lets go of the file's pages (loadModel's mmap).
   bool map_weights = true;

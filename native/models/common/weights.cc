@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "../../core/error.h"
 #include "../../core/quantize.h"
@@ -162,6 +163,28 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
   VG_CHECK(expected.size() == 2, "quantizable: ", name, " must be a matrix");
   const Tensor stored = checkpoint_->get(name);
   const int64_t N = expected[0], K = expected[1];
+  if (linear_precision_ == LinearPrecision::F32 || linear_precision_ == LinearPrecision::BF16) {
+    const DType target = linear_precision_ == LinearPrecision::F32 ? DType::F32 : DType::BF16;
+    if (info.dtype == target) return MatrixWeight{matrix(name, expected), Tensor()};
+    // Converted element by element (to bf16 rounding to nearest even, as torch's .to(bfloat16)).
+    Tensor converted = weight_buffer(target, {N, K});
+    const size_t count = static_cast<size_t>(N * K);
+    if (target == DType::F32) {
+      convert_to_f32(stored.dtype(), stored.raw(), converted.data<float>(), count);
+    } else {
+      std::vector<float> row(static_cast<size_t>(K));
+      for (int64_t n = 0; n < N; ++n) {
+        convert_to_f32(stored.dtype(), static_cast<const uint8_t*>(stored.raw()) + n * K * dtype_size(stored.dtype()),
+                       row.data(), row.size());
+        uint16_t* out = converted.data<uint16_t>() + n * K;
+        for (int64_t k = 0; k < K; ++k) out[k] = f32_to_bf16(row[static_cast<size_t>(k)]);
+      }
+    }
+    MatrixWeight out{backend_.upload(converted), Tensor()};
+    release(name);  // converted: the stored bytes are not read again
+    account(info);
+    return out;
+  }
   if (linear_precision_ == LinearPrecision::Q4) {
     const int64_t Kp = q4_padded(K);
     Tensor packed = weight_buffer(DType::U8, {N, Kp / 2});
@@ -188,6 +211,13 @@ MatrixWeight WeightLoader::quantizable(const std::string& name, const Shape& exp
   release(name);  // quantized: the float bytes are not read again
   account(info);
   return out;
+}
+
+MatrixLinear WeightLoader::quantizable_linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
+  MatrixLinear l;
+  l.w = quantizable(prefix + ".weight", {out, in});
+  if (bias) l.b = f32(prefix + ".bias", {out});
+  return l;
 }
 
 Tensor WeightLoader::host_f32(const std::string& name, const Shape& expected) {
@@ -273,8 +303,20 @@ void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bi
     b.linear(x, w.w, bias, y, act, accumulate);
 }
 
+void linear(Backend& b, const Tensor& x, const MatrixLinear& l, const Tensor& y, Activation act, bool accumulate) {
+  linear(b, x, l.w, l.b.defined() ? &l.b : nullptr, y, act, accumulate);
+}
+
+const char* matrix_weight_precision(const MatrixWeight& w) {
+  if (w.int8()) return "int8";
+  if (w.q4()) return "q4";
+  return dtype_name(w.w.dtype());
+}
+
 const char* linear_precision_name(LinearPrecision precision) {
   switch (precision) {
+    case LinearPrecision::F32: return "f32";
+    case LinearPrecision::BF16: return "bf16";
     case LinearPrecision::Int8: return "int8";
     case LinearPrecision::Q4: return "q4";
     case LinearPrecision::Stored: break;

@@ -41,14 +41,25 @@ struct MatrixWeight {
   bool q4() const { return qparams.defined() && w.dtype() == DType::U8; }
 };
 
+// A Linear layer (weight [out, in] at the loader's linear precision, bias f32 [out] or undefined).
+struct MatrixLinear {
+  MatrixWeight w;
+  Tensor b;
+};
+
 // y = act(x · w^T + bias) (or y += that) with whichever kernel the weight's precision takes.
 void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bias, const Tensor& y,
             Activation act = Activation::None, bool accumulate = false);
+void linear(Backend& b, const Tensor& x, const MatrixLinear& l, const Tensor& y, Activation act = Activation::None,
+            bool accumulate = false);
 
-// How the loader holds the weights read through quantizable(): as stored, or quantized to int8
-// while loading (loadModel's weights option).
-enum class LinearPrecision { Stored, Int8, Q4 };
-const char* linear_precision_name(LinearPrecision precision);  // "stored", "int8", "q4"
+// How the loader holds the weights read through quantizable() (loadModel's weights option): as
+// stored; converted to f32 or bf16; or quantized to int8 or q4 while loading.
+enum class LinearPrecision { Stored, F32, BF16, Int8, Q4 };
+const char* linear_precision_name(LinearPrecision precision);  // "stored", "f32", "bf16", "int8", "q4"
+// The precision a layer read as `precision` ends up in: a quantized one as such, a float one as the
+// converted dtype or, as stored, the checkpoint's.
+const char* matrix_weight_precision(const MatrixWeight& w);
 
 class WeightLoader {
  public:
@@ -81,6 +92,7 @@ class WeightLoader {
   // quantize` holds it quantized already (i8 with `<name>.q8_scale`, or u8 nibbles with
   // `<name>.q4_scale`): read as it is, checked, never widened.
   MatrixWeight quantizable(const std::string& name, const Shape& expected);
+  MatrixLinear quantizable_linear(const std::string& prefix, int64_t out, int64_t in, bool bias);
   void set_linear_precision(LinearPrecision precision) { linear_precision_ = precision; }
   // false: weights the CPU backend would read in place from the mapped file (LoadOptions::map_weights)
   // are copied into weight buffers instead, and the file's pages released.

@@ -37,10 +37,15 @@ InfinityConfig parse_infinity_config(const WeightLoader& w, const std::string& p
   // Half of each head's pairs rotate by the row, half by the column.
   VG_CHECK(c.head_dim % 4 == 0, "Infinity: head_dim ", c.head_dim, " must be a multiple of 4 for the 2D RoPE");
   c.mlp_hidden = w.dim(b0 + "ffn.fc1.weight", 0, 2);
-  c.context_dim = w.dim(b0 + "ca.mat_kv.weight", 1, 2);
   c.text_dim = w.dim(prefix + "text_norm.weight", 0, 1);
   c.uncond_rows = w.dim(prefix + "cfg_uncond", 0, 2);
   const int uncond_dim = w.dim(prefix + "cfg_uncond", 1, 2);
+  // A mat_kv stored quantized (vargpt quantize) no longer has the context width as its second axis
+  // (q4 packs two values a byte): the width is then cfg_uncond's, and quantizable() checks mat_kv
+  // against it when the blocks load.
+  const std::string mat_kv = b0 + "ca.mat_kv.weight";
+  const bool kv_float = w.has(mat_kv) && dtype_is_float(w.checkpoint().info(mat_kv).dtype);
+  c.context_dim = kv_float ? w.dim(mat_kv, 1, 2) : uncond_dim;
   // cfg_uncond rows stand in for both the pool's rows and the blocks' context.
   VG_CHECK(uncond_dim == c.context_dim && uncond_dim == c.text_dim, "Infinity: cfg_uncond has ", uncond_dim,
            " columns, but the cross-attention reads ", c.context_dim, " and text_norm ", c.text_dim);
@@ -73,9 +78,9 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
   pos_start_ = w.f32(prefix + "pos_start", {1, 1, C}).view({C});
   lvl_embed_ = w.f32(prefix + "lvl_embed.weight", {config.levels, C});
   word_embed_ = w.linear(prefix + "word_embed", C, config.bits, true);
-  shared_ada_ = w.linear(prefix + "shared_ada_lin.1", 6 * C, C, true);
-  head_ada_ = w.linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
-  head_ = w.linear(prefix + "head", config.logits(), C, true);
+  shared_ada_ = w.quantizable_linear(prefix + "shared_ada_lin.1", 6 * C, C, true);
+  head_ada_ = w.quantizable_linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
+  head_ = w.quantizable_linear(prefix + "head", config.logits(), C, true);
 
   const std::string chunks = prefix + "block_chunks.";
   const int n_chunks = w.count_indexed(chunks);
@@ -86,18 +91,18 @@ InfinityDecoder::InfinityDecoder(const InfinityConfig& config, WeightLoader& w, 
       const std::string p = chunk + std::to_string(j) + ".";
       Block blk;
       blk.ada_gss = w.f32(p + "ada_gss", {1, 1, 6, C}).view({6 * C});
-      blk.qkv_w = w.matrix(p + "sa.mat_qkv.weight", {3 * C, C});
+      blk.qkv_w = w.quantizable(p + "sa.mat_qkv.weight", {3 * C, C});
       blk.qkv_bias = packed_attention_bias(w, p + "sa.", C, /*with_query=*/true);
       blk.head_scale = cosine_attention_head_scale(w, p + "sa.scale_mul_1H11", config.heads);
-      blk.proj = w.linear(p + "sa.proj", C, C, true);
-      blk.ca_q = w.linear(p + "ca.mat_q", C, C, true);
-      blk.ca_kv.w = w.matrix(p + "ca.mat_kv.weight", {2 * C, K});
+      blk.proj = w.quantizable_linear(p + "sa.proj", C, C, true);
+      blk.ca_q = w.quantizable_linear(p + "ca.mat_q", C, C, true);
+      blk.ca_kv.w = w.quantizable(p + "ca.mat_kv.weight", {2 * C, K});
       blk.ca_kv.b = packed_attention_bias(w, p + "ca.", C, /*with_query=*/false);
-      blk.ca_proj = w.linear(p + "ca.proj", C, C, true);
+      blk.ca_proj = w.quantizable_linear(p + "ca.proj", C, C, true);
       blk.ca_norm_w = w.f32(p + "ca_norm.weight", {C});
       blk.ca_norm_b = w.f32(p + "ca_norm.bias", {C});
-      blk.fc1 = w.linear(p + "ffn.fc1", F, C, true);
-      blk.fc2 = w.linear(p + "ffn.fc2", C, F, true);
+      blk.fc1 = w.quantizable_linear(p + "ffn.fc1", F, C, true);
+      blk.fc2 = w.quantizable_linear(p + "ffn.fc2", C, F, true);
       blocks_.push_back(std::move(blk));
     }
   }
@@ -150,7 +155,7 @@ void InfinityDecoder::shared_modulation(const Tensor& cond, const Tensor& gss) {
            "Infinity: cond ", cond.describe(), ", expected f32 [2, ", C, "]");
   Tensor act = b.empty(DType::F32, {2, C});
   b.activation(cond, Activation::SiLU, act);
-  b.linear(act, shared_ada_.w, &shared_ada_.b, gss);
+  linear(b, act, shared_ada_, gss);
 }
 
 void InfinityDecoder::uncond_rows(int64_t L, const Tensor& out) {
@@ -202,7 +207,7 @@ InfinityScaleCache InfinityDecoder::new_cache(const Tensor& cond, const Tensor& 
   Tensor act = b.empty(DType::F32, {2, C});
   b.activation(cond, Activation::SiLU, act);
   Tensor head_mod = b.empty(DType::F32, {2, 2 * C});
-  b.linear(act, head_ada_.w, &head_ada_.b, head_mod);
+  linear(b, act, head_ada_, head_mod);
   auto hc = split_chunks(b, head_mod, 2, C);  // scale, shift
   cache.head_scale_ = hc[0];
   cache.head_shift_ = hc[1];
@@ -213,7 +218,7 @@ InfinityScaleCache InfinityDecoder::new_cache(const Tensor& cond, const Tensor& 
     cache.ca_len_[r] = L;
     Tensor kv = b.empty(DType::F32, {L, 2 * C});
     for (const Block& blk : blocks_) {
-      b.linear(*ctx[r], blk.ca_kv.w, &blk.ca_kv.b, kv);
+      linear(b, *ctx[r], blk.ca_kv, kv);
       Tensor kv_bf = b.empty(DType::BF16, {L, 2 * C});
       b.cast(kv, kv_bf);
       cache.ca_kv_[r].push_back(kv_bf);
@@ -306,7 +311,7 @@ void InfinityDecoder::forward(const Tensor& x, int h, int w, InfinityScaleCache&
     const Block& blk = blocks_[bi];
     const InfinityScaleCache::Modulation& m = cache.mod_[bi];
     b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, m.scale1, &m.shift1, xn);
-    b.linear(xn, blk.qkv_w, &blk.qkv_bias, qkv);
+    linear(b, xn, blk.qkv_w, &blk.qkv_bias, qkv);
     const Tensor q = qkv.slice(2, 0, C);
     const Tensor k = qkv.slice(2, C, 2 * C);
     const Tensor v = qkv.slice(2, 2 * C, 3 * C);
@@ -317,28 +322,33 @@ void InfinityDecoder::forward(const Tensor& x, int h, int w, InfinityScaleCache&
     b.cast(k, cache.k_[bi].slice(1, start, Lk));
     b.cast(v, cache.v_[bi].slice(1, start, Lk));
     b.attention(q, cache.k_[bi].slice(1, 0, Lk), cache.v_[bi].slice(1, 0, Lk), attn, sa);
-    b.linear(attn, blk.proj.w, &blk.proj.b, y);
+    linear(b, attn, blk.proj, y);
     b.gated_add(x, y, m.gamma1);
 
     // Cross-attention on bf16 q, k, v with a bf16 output, each row to its own context.
     b.layer_norm(x, &blk.ca_norm_w, &blk.ca_norm_b, eps, xn);
-    b.linear(xn, blk.ca_q.w, &blk.ca_q.b, y);
+    linear(b, xn, blk.ca_q, y);
     b.cast(y, q_bf);
     for (int r = 0; r < 2; ++r) {
       const Tensor& kv = cache.ca_kv_[r][bi];
       b.attention(q_bf.select(r), kv.slice(1, 0, C), kv.slice(1, C, 2 * C), attn.select(r), ca);
     }
-    b.cast(attn, o_bf);
-    b.linear(o_bf, blk.ca_proj.w, &blk.ca_proj.b, x, Activation::None, /*accumulate=*/true);
+    if (blk.ca_proj.w.qparams.defined()) {
+      // The integer kernels quantize f32 rows themselves: the bf16 rounding has nothing to add.
+      linear(b, attn, blk.ca_proj, x, Activation::None, /*accumulate=*/true);
+    } else {
+      b.cast(attn, o_bf);
+      linear(b, o_bf, blk.ca_proj, x, Activation::None, /*accumulate=*/true);
+    }
 
     b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, m.scale2, &m.shift2, xn);
-    b.linear(xn, blk.fc1.w, &blk.fc1.b, mlp, Activation::GeluTanh);
-    b.linear(mlp, blk.fc2.w, &blk.fc2.b, y);
+    linear(b, xn, blk.fc1, mlp, Activation::GeluTanh);
+    linear(b, mlp, blk.fc2, y);
     b.gated_add(x, y, m.gamma2);
     if (block_hook) block_hook(static_cast<int>(bi), x);
   }
   b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, cache.head_scale_, &cache.head_shift_, xn);
-  b.linear(xn, head_.w, &head_.b, logits);
+  linear(b, xn, head_, logits);
   cache.length_ = static_cast<int>(Lk);
 }
 

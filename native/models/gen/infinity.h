@@ -80,6 +80,8 @@ class InfinityDecoder {
   InfinityDecoder(const InfinityConfig& config, WeightLoader& weights, const std::string& prefix);
 
   const InfinityConfig& config() const { return config_; }
+  // The precision its linear layers run in ("f32", "bf16", "f16", "int8", "q4"; loadModel's weights).
+  const char* weights() const { return matrix_weight_precision(head_.w); }
 
   // The AdaLN condition cond [2, C]: row r is the attentive pool of text_norm(rows_r), rows_r
   // [L_r, text_dim] (VARGPT: the sos embedding row for row 0 and cfg_uncond[0:1] for row 1). The
@@ -116,10 +118,10 @@ class InfinityDecoder {
  private:
   struct Block {
     Tensor ada_gss;  // [6C] f32
-    Tensor qkv_w;    // [3C, C] stored dtype
-    Tensor qkv_bias;    // [3C] f32 = [q_bias | 0 | v_bias]
-    Tensor head_scale;  // [H] f32 = exp(min(scale_mul, ln 100))
-    LinearWeights proj, ca_q, ca_kv, ca_proj, fc1, fc2;  // ca_kv.b = [0 | v_bias]
+    MatrixWeight qkv_w;  // [3C, C]; it and the MatrixLinears at the loader's linear precision
+    Tensor qkv_bias;     // [3C] f32 = [q_bias | 0 | v_bias]
+    Tensor head_scale;   // [H] f32 = exp(min(scale_mul, ln 100))
+    MatrixLinear proj, ca_q, ca_kv, ca_proj, fc1, fc2;  // ca_kv.b = [0 | v_bias]
     Tensor ca_norm_w, ca_norm_b;  // [C] f32
   };
 
@@ -135,7 +137,8 @@ class InfinityDecoder {
   LinearWeights pool_kv_, pool_proj_;
   Tensor pos_start_;  // [C] f32
   Tensor lvl_embed_;  // [levels, C] stored dtype
-  LinearWeights word_embed_, shared_ada_, head_ada_, head_;
+  LinearWeights word_embed_;
+  MatrixLinear shared_ada_, head_ada_, head_;
   std::vector<Block> blocks_;
   std::vector<float> rope_freq_;  // head_dim / 4 frequencies, shared by the row and column halves
 };

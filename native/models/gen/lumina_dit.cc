@@ -78,19 +78,19 @@ LuminaDit::LuminaDit(const LuminaDitConfig& c, WeightLoader& w, const std::strin
   for (int i = 0; i < c.layers; ++i) {
     const std::string p = prefix + "layers." + std::to_string(i) + ".";
     Block blk;
-    blk.ada = w.linear(p + "norm1.linear", 4 * D, T, true);
+    blk.ada = w.quantizable_linear(p + "norm1.linear", 4 * D, T, true);
     blk.norm1_w = w.f32(p + "norm1.norm.weight", {D});
     blk.ffn_norm1_w = w.f32(p + "ffn_norm1.weight", {D});
     blk.norm2_w = w.f32(p + "norm2.weight", {D});
     blk.ffn_norm2_w = w.f32(p + "ffn_norm2.weight", {D});
     blk.context_norm_w = w.f32(p + "norm1_context.weight", {D});
-    blk.q1 = w.matrix(p + "attn1.to_q.weight", {D, D});
-    blk.k1 = w.matrix(p + "attn1.to_k.weight", {KV, D});
-    blk.v1 = w.matrix(p + "attn1.to_v.weight", {KV, D});
-    blk.q2 = w.matrix(p + "attn2.to_q.weight", {D, D});
-    blk.k2 = w.matrix(p + "attn2.to_k.weight", {KV, D});
-    blk.v2 = w.matrix(p + "attn2.to_v.weight", {KV, D});
-    blk.out = w.matrix(p + "attn2.to_out.0.weight", {D, D});
+    blk.q1 = w.quantizable(p + "attn1.to_q.weight", {D, D});
+    blk.k1 = w.quantizable(p + "attn1.to_k.weight", {KV, D});
+    blk.v1 = w.quantizable(p + "attn1.to_v.weight", {KV, D});
+    blk.q2 = w.quantizable(p + "attn2.to_q.weight", {D, D});
+    blk.k2 = w.quantizable(p + "attn2.to_k.weight", {KV, D});
+    blk.v2 = w.quantizable(p + "attn2.to_v.weight", {KV, D});
+    blk.out = w.quantizable(p + "attn2.to_out.0.weight", {D, D});
     blk.q1_norm = w.norm(p + "attn1.norm_q", D, true);
     blk.k1_norm = w.norm(p + "attn1.norm_k", KV, true);
     blk.q2_norm = w.norm(p + "attn2.norm_q", D, true);
@@ -99,9 +99,9 @@ LuminaDit::LuminaDit(const LuminaDitConfig& c, WeightLoader& w, const std::strin
     Tensor gt = Tensor::empty_host(DType::F32, {c.heads, 1});
     for (int h = 0; h < c.heads; ++h) gt.data<float>()[h] = std::tanh(gate.data<float>()[h]);
     blk.gate_tanh = backend_.upload(gt);
-    blk.w1 = w.matrix(p + "feed_forward.linear_1.weight", {F, D});
-    blk.w3 = w.matrix(p + "feed_forward.linear_3.weight", {F, D});
-    blk.w2 = w.matrix(p + "feed_forward.linear_2.weight", {D, F});
+    blk.w1 = w.quantizable(p + "feed_forward.linear_1.weight", {F, D});
+    blk.w3 = w.quantizable(p + "feed_forward.linear_3.weight", {F, D});
+    blk.w2 = w.quantizable(p + "feed_forward.linear_2.weight", {D, F});
     blocks_.push_back(std::move(blk));
   }
 }
@@ -166,9 +166,9 @@ LuminaDitContext LuminaDit::prepare(const Tensor& context, TraceSink* trace) {
     if (trace && i == 0) trace->add("b0.norm1_context", normed);
     Tensor k = b.empty(DType::F32, {B, Q, KV});
     Tensor v = b.empty(DType::F32, {B, Q, KV});
-    b.linear(normed, blk.k2, nullptr, k_raw);
+    linear(b, normed, blk.k2, nullptr, k_raw);
     b.layer_norm(k_raw, &blk.k2_norm.w, &blk.k2_norm.b, c.norm_eps, k);
-    b.linear(normed, blk.v2, nullptr, v);
+    linear(b, normed, blk.v2, nullptr, v);
     ctx.k_.push_back(k);
     ctx.v_.push_back(v);
   }
@@ -256,7 +256,7 @@ void LuminaDit::forward(const Tensor& x, const std::vector<int64_t>& timesteps, 
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& blk = blocks_[i];
     const bool tr = trace && i == 0;
-    b.linear(temb_act, blk.ada.w, &blk.ada.b, mod);
+    linear(b, temb_act, blk.ada, mod);
     const auto ch = split_chunks(b, mod, 4, D);  // scale_msa, gate_msa, scale_mlp, gate_mlp
     b.norm_modulate(h, NormKind::RMSNorm, &blk.norm1_w, nullptr, c.norm_eps, ch[0], nullptr, xn);
     if (tr) {
@@ -267,18 +267,18 @@ void LuminaDit::forward(const Tensor& x, const std::vector<int64_t>& timesteps, 
     }
 
     // Self-attention: q/k LayerNorm over all heads, then RoPE on both; no output projection of its own.
-    b.linear(xn, blk.q1, nullptr, q_raw);
+    linear(b, xn, blk.q1, nullptr, q_raw);
     b.layer_norm(q_raw, &blk.q1_norm.w, &blk.q1_norm.b, c.norm_eps, q);
-    b.linear(xn, blk.k1, nullptr, k_raw);
+    linear(b, xn, blk.k1, nullptr, k_raw);
     b.layer_norm(k_raw, &blk.k1_norm.w, &blk.k1_norm.b, c.norm_eps, k);
-    b.linear(xn, blk.v1, nullptr, vv);
+    linear(b, xn, blk.v1, nullptr, vv);
     b.rope(q, table, c.head_dim, RopePairing::Interleaved);
     b.rope(k, table, c.head_dim, RopePairing::Interleaved);
     b.attention(q, k, vv, sa, self_p);
     if (tr) trace->add("b0.attn1", sa.view(head_shape));
 
     // Cross-attention to the cached caption keys: RoPE on the queries only.
-    b.linear(xn, blk.q2, nullptr, q_raw);
+    linear(b, xn, blk.q2, nullptr, q_raw);
     b.layer_norm(q_raw, &blk.q2_norm.w, &blk.q2_norm.b, c.norm_eps, q);
     b.rope(q, table, c.head_dim, RopePairing::Interleaved);
     b.attention(q, context.k_[i], context.v_[i], ca, cross_p);
@@ -286,16 +286,16 @@ void LuminaDit::forward(const Tensor& x, const std::vector<int64_t>& timesteps, 
     const Tensor ca_heads = ca.view(head_shape);
     b.binary(BinaryOp::Mul, ca_heads, blk.gate_tanh, ca_heads);
     b.add(sa, ca, sa);
-    b.linear(sa, blk.out, nullptr, o);
+    linear(b, sa, blk.out, nullptr, o);
     if (tr) trace->add("b0.attn_out", o);
     b.rms_norm(o, blk.norm2_w, c.norm_eps, on);
     b.gated_add(h, on, ch[1], Activation::Tanh);
 
     b.norm_modulate(h, NormKind::RMSNorm, &blk.ffn_norm1_w, nullptr, c.norm_eps, ch[2], nullptr, xn);
-    b.linear(xn, blk.w1, nullptr, f1);
-    b.linear(xn, blk.w3, nullptr, f3);
+    linear(b, xn, blk.w1, nullptr, f1);
+    linear(b, xn, blk.w3, nullptr, f3);
     b.glu(f1, f3, Activation::SiLU, f1);
-    b.linear(f1, blk.w2, nullptr, o);
+    linear(b, f1, blk.w2, nullptr, o);
     if (tr) trace->add("b0.feed_forward", o);
     b.rms_norm(o, blk.ffn_norm2_w, c.norm_eps, on);
     b.gated_add(h, on, ch[3], Activation::Tanh);

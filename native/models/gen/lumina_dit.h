@@ -65,6 +65,8 @@ class LuminaDit {
   LuminaDit(const LuminaDitConfig& config, WeightLoader& weights, const std::string& prefix);
 
   const LuminaDitConfig& config() const { return config_; }
+  // The precision its linear layers run in ("f32", "bf16", "f16", "int8", "q4"; loadModel's weights).
+  const char* weights() const { return blocks_.empty() ? "f32" : matrix_weight_precision(blocks_.front().w1); }
 
   // context [B, Q, caption_dim] f32 -> the cached caption side. Traces caption_projection,
   // caption_embedder and b0.norm1_context.
@@ -81,12 +83,12 @@ class LuminaDit {
 
  private:
   struct Block {
-    LinearWeights ada;        // norm1.linear: [4D, temb] -> scale_msa, gate_msa, scale_mlp, gate_mlp
+    MatrixLinear ada;  // norm1.linear: [4D, temb] -> scale_msa, gate_msa, scale_mlp, gate_mlp
     Tensor norm1_w, ffn_norm1_w, norm2_w, ffn_norm2_w, context_norm_w;  // RMSNorm weights f32
-    Tensor q1, k1, v1, q2, k2, v2, out;                                  // projections, no bias
+    MatrixWeight q1, k1, v1, q2, k2, v2, out;  // projections, no bias (all at the loader's linear precision)
     NormWeights q1_norm, k1_norm, q2_norm, k2_norm;                      // LayerNorms over all heads
     Tensor gate_tanh;  // [heads, 1] f32: tanh of the per-head cross-attention gate
-    Tensor w1, w2, w3;  // SwiGLU: w2(silu(w1 x) * w3 x)
+    MatrixWeight w1, w2, w3;  // SwiGLU: w2(silu(w1 x) * w3 x)
   };
 
   Backend& backend_;

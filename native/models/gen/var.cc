@@ -8,11 +8,6 @@
 
 namespace vargpt {
 
-namespace {
-
-
-}  // namespace
-
 VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::string& prefix)
     : backend_(w.backend()), config_(config) {
   Backend& b = backend_;
@@ -45,12 +40,12 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
   for (int i = 0; i < config.depth; ++i) {
     const std::string p = prefix + "blocks." + std::to_string(i) + ".";
     Block blk;
-    blk.qkv_w = w.matrix(p + "attn.mat_qkv.weight", {3 * C, C});
+    blk.qkv_w = w.quantizable(p + "attn.mat_qkv.weight", {3 * C, C});
     blk.qkv_bias = packed_attention_bias(w, p + "attn.", C, /*with_query=*/true);
     blk.head_scale = cosine_attention_head_scale(w, p + "attn.scale_mul_1H11", config.heads);
-    blk.proj = w.linear(p + "attn.proj", C, C, true);
-    blk.fc1 = w.linear(p + "ffn.fc1", F, C, true);
-    blk.fc2 = w.linear(p + "ffn.fc2", C, F, true);
+    blk.proj = w.quantizable_linear(p + "attn.proj", C, C, true);
+    blk.fc1 = w.quantizable_linear(p + "ffn.fc1", F, C, true);
+    blk.fc2 = w.quantizable_linear(p + "ffn.fc2", C, F, true);
     const LinearWeights ada = w.linear(p + "ada_lin.1", 6 * C, C, true);
     Tensor mod = b.empty(DType::F32, {2, 6 * C});
     b.linear(cond_act, ada.w, &ada.b, mod);
@@ -69,7 +64,7 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
   auto head_chunks = split_chunks(b, head_mod, 2, C);  // scale, shift
   head_scale_ = head_chunks[0];
   head_shift_ = head_chunks[1];
-  head_ = w.linear(prefix + "head", V, C, true);
+  head_ = w.quantizable_linear(prefix + "head", V, C, true);
 }
 
 void VarDecoder::sos(const Tensor& out) { backend_.copy(sos_, out); }
@@ -123,7 +118,7 @@ void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& lo
     const Tensor& k_cache = cache.k_[bi];
     const Tensor& v_cache = cache.v_[bi];
     b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, blk.scale1, &blk.shift1, xn);
-    b.linear(xn, blk.qkv_w, &blk.qkv_bias, qkv);
+    linear(b, xn, blk.qkv_w, &blk.qkv_bias, qkv);
     const Tensor q = qkv.slice(2, 0, C);
     const Tensor k = qkv.slice(2, C, 2 * C);
     const Tensor v = qkv.slice(2, 2 * C, 3 * C);
@@ -132,16 +127,16 @@ void VarDecoder::forward(const Tensor& x, VarScaleCache& cache, const Tensor& lo
     b.copy(k, k_cache.slice(1, start, Lk));
     b.copy(v, v_cache.slice(1, start, Lk));
     b.attention(q, k_cache.slice(1, 0, Lk), v_cache.slice(1, 0, Lk), attn, ap);
-    b.linear(attn, blk.proj.w, &blk.proj.b, y);
+    linear(b, attn, blk.proj, y);
     b.gated_add(x, y, blk.gamma1);
     b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, blk.scale2, &blk.shift2, xn);
-    b.linear(xn, blk.fc1.w, &blk.fc1.b, mlp, Activation::GeluTanh);
-    b.linear(mlp, blk.fc2.w, &blk.fc2.b, y);
+    linear(b, xn, blk.fc1, mlp, Activation::GeluTanh);
+    linear(b, mlp, blk.fc2, y);
     b.gated_add(x, y, blk.gamma2);
     if (block_hook) block_hook(static_cast<int>(bi), x);
   }
   b.norm_modulate(x, NormKind::LayerNorm, nullptr, nullptr, eps, head_scale_, &head_shift_, xn);
-  b.linear(xn, head_.w, &head_.b, logits);
+  linear(b, xn, head_, logits);
   cache.length_ = static_cast<int>(Lk);
 }
 

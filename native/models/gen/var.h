@@ -41,6 +41,8 @@ class VarDecoder {
   VarDecoder(const VarConfig& config, WeightLoader& weights, const std::string& prefix);
 
   const VarConfig& config() const { return config_; }
+  // The precision its linear layers run in ("f32", "bf16", "f16", "int8", "q4"; loadModel's weights).
+  const char* weights() const { return matrix_weight_precision(head_.w); }
 
   VarScaleCache new_cache() const { return VarScaleCache(); }
 
@@ -58,10 +60,10 @@ class VarDecoder {
 
  private:
   struct Block {
-    Tensor qkv_w;     // [3C, C] stored dtype
-    Tensor qkv_bias;  // [3C] f32 = [q_bias | 0 | v_bias]
-    Tensor head_scale;  // [H] f32 = exp(min(scale_mul, ln 100))
-    LinearWeights proj, fc1, fc2;
+    MatrixWeight qkv_w;  // [3C, C] at the loader's linear precision, as are proj, fc1, fc2 and head_
+    Tensor qkv_bias;     // [3C] f32 = [q_bias | 0 | v_bias]
+    Tensor head_scale;   // [H] f32 = exp(min(scale_mul, ln 100))
+    MatrixLinear proj, fc1, fc2;
     Tensor gamma1, gamma2, scale1, scale2, shift1, shift2;  // [2, C] f32 each
   };
 
@@ -72,7 +74,7 @@ class VarDecoder {
   Tensor lvl_pos_;  // [total_tokens, C] f32: lvl_embed[lvl_1L] + pos_1LC
   std::vector<Block> blocks_;
   Tensor head_scale_, head_shift_;  // [2, C]
-  LinearWeights head_;
+  MatrixLinear head_;
 };
 
 }  // namespace vargpt

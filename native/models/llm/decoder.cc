@@ -320,7 +320,7 @@ Info DecoderLlm::info() const {
       .set("intermediateSize", c.intermediate)
       .set("vocabSize", c.vocab)
       .set("maxPositions", c.max_positions)
-      .set("weights", layers_.empty() || !layers_[0].q.qparams.defined() ? "stored" : layers_[0].q.int8() ? "int8" : "q4");
+      .set("weights", layers_.empty() ? dtype_name(lm_head_.w.dtype()) : matrix_weight_precision(layers_[0].q));
   if (!c.mrope_sections.empty()) out.set("ropeTheta", static_cast<double>(c.rope_theta)).set("mropeSection", Info::numbers(c.mrope_sections));
   return out;
 }

@@ -57,6 +57,7 @@ std::unique_ptr<Model> Blip3o::load(const std::string& dir, std::shared_ptr<Back
     VG_CHECK(dc.caption_dim == H, dir, ": the DiT reads ", dc.caption_dim, "-wide captions (caption_projection), the LLM's hidden size is ", H);
     VG_CHECK(dc.in_channels == dc.out_channels, dir, ": the DiT maps ", dc.in_channels, " channels to ", dc.out_channels,
              "; a flow needs them equal");
+    w.set_linear_precision(options.generator_weights);
     m->dit_ = std::make_unique<LuminaDit>(dc, w, kDitPrefix);
   }
   if (m->n_query_ > 0 && w.has(kQueries)) {
@@ -143,7 +144,7 @@ Info Blip3o::info() const {
   const AutoencoderKlConfig& v = decoder_->vae().config();
   Info dit = Info::object();
   dit.set("dim", d.dim).set("layers", d.layers).set("heads", d.heads).set("kvHeads", d.kv_heads);
-  dit.set("captionDim", d.caption_dim);
+  dit.set("captionDim", d.caption_dim).set("weights", dit_->weights());
   Info unet = Info::object();
   unet.set("blockOutChannels", Info::numbers(u.block_out_channels)).set("latentChannels", u.in_channels).set("sampleSize", u.sample_size);
   unet.set("crossAttentionDim", u.cross_attention_dim).set("downsample", u.downsample());

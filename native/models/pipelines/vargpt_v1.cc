@@ -29,6 +29,7 @@ std::unique_ptr<Model> VargptV1::load(const std::string& dir, std::shared_ptr<Ba
         MlpProjector::llava(c.vision.hidden, c.llm.hidden, c.projector_act, w, "multi_modal_projector."));
   }
   if (c.has_image_gen) {
+    w.set_linear_precision(options.generator_weights);
     m->var_ = std::make_unique<VarDecoder>(c.var, w, "vargpt_gen.");
     m->gen_in_ = std::make_unique<MlpProjector>(
         MlpProjector::gen_patch_merger(c.var.width, c.llm.hidden, w, "image_gen_projector."));
@@ -69,7 +70,8 @@ Info VargptV1::info() const {
                        .set("heads", c.var.heads)
                        .set("patchNums", Info::numbers(c.var.patch_nums))
                        .set("codebookSize", c.var.vocab)
-                       .set("cvae", c.var.cvae));
+                       .set("cvae", c.var.cvae)
+                       .set("weights", var_->weights()));
     out.set("vqvae", Info::object()
                          .set("ch", c.vqvae.decoder.ch)
                          .set("chMult", Info::numbers(c.vqvae.decoder.ch_mult))

@@ -80,7 +80,10 @@ std::unique_ptr<Model> VargptV11::load(const std::string& dir, std::shared_ptr<B
   m->config_ = load_vargpt_v1_1_config(dir, w);
   m->llm_ = std::make_unique<DecoderLlm>(m->config_.llm, w);
   if (m->config_.has_vision) m->vision_ = std::make_unique<Qwen2VlVision>(m->config_.vision, w, "visual.");
-  if (m->config_.has_image_gen) m->load_image_gen(w);
+  if (m->config_.has_image_gen) {
+    w.set_linear_precision(options.generator_weights);
+    m->load_image_gen(w);
+  }
   m->backend_->synchronize();
   w.finish();
   return m;
@@ -175,7 +178,8 @@ Info VargptV11::info() const {
                          .set("contextRows", ic.uncond_rows)
                          .set("downsample", vc.downsample())
                          .set("imageChannels", vc.image_channels)
-                         .set("hasEncoder", vc.has_encoder));
+                         .set("hasEncoder", vc.has_encoder)
+                         .set("weights", infinity_->weights()));
   } else {
     out.set("image", Info::null());
   }
