@@ -40,7 +40,7 @@ describe('VARGPT v1 understanding (tiny fixture, f32)', () => {
       tokens: cfg.image_seq_length,
     });
     // VAR / VQ-VAE sizes are not in config.json; the README lists what the shapes must give.
-    expect(info.var).toEqual({ depth: 2, width: 128, heads: 2, patchNums: gen.patch_nums, codebookSize: 4096, cvae: 32 });
+    expect(info.var).toEqual({ depth: 2, width: 128, heads: 2, patchNums: gen.patch_nums, codebookSize: 4096, cvae: 32, weights: 'f32' });
     expect(info.vqvae).toMatchObject({ ch: 32, chMult: [1, 1, 2, 2, 4], numResBlocks: 2, zChannels: 32, imageSize: 256 });
     // φ map derived from linspace/argmin in double must give upstream's table.
     expect(info.vqvae?.phiIndex).toEqual(gen.phi_index_per_scale);

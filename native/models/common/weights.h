@@ -57,8 +57,8 @@ void linear(Backend& b, const Tensor& x, const MatrixLinear& l, const Tensor& y,
 // stored; converted to f32 or bf16; or quantized to int8 or q4 while loading.
 enum class LinearPrecision { Stored, F32, BF16, Int8, Q4 };
 const char* linear_precision_name(LinearPrecision precision);  // "stored", "f32", "bf16", "int8", "q4"
-// The precision a layer read as `precision` ends up in: a quantized one as such, a float one as the
-// converted dtype or, as stored, the checkpoint's.
+// The precision a layer runs in: "int8" or "q4" when quantized, else its weight's float dtype (as
+// stored or as converted on load).
 const char* matrix_weight_precision(const MatrixWeight& w);
 
 class WeightLoader {
