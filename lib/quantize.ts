@@ -4,7 +4,7 @@
 //
 // Layout (one model.safetensors; everything else copied, config.json with a vargpt_quantization
 // entry; subfolders such as BLIP3-o's diffusion-decoder/ copied as they are):
-// - the quantized tensors are exactly those loadModel's weights option quantizes (QUANTIZED_TENSORS
+// - the quantized tensors are exactly those loadModel's weights option quantizes (isQuantizedTensor
 //   below, by family): the LLM's linear layers, `[language_model.]model.layers.N.
 //   {self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}.weight` and an untied
 //   `[language_model.]lm_head.weight`, and the generator transformer's; every other tensor is
