@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel } from '../../lib/index.js';
 import { isQuantizedTensor, quantizeCheckpoint } from '../../lib/quantize.js';
+import { generatorWeights } from '../helpers/generator-weights.js';
 import { blip3oModelDir, tinyModelDir, v11ModelDir } from '../helpers/paths.js';
 
 let work: string;
@@ -40,11 +41,10 @@ async function traced(dir: string, weights: 'auto' | 'int8' | 'q4') {
     const reply = await model.chat([{ role: 'user', content: 'Describe a small robot.' }], { maxNewTokens: 6, trace: true });
     const logits = reply.trace?.['stepLogits'] ?? reply.trace?.['step_logits'];
     const info = model.info;
-    const generator = info.family === 'vargpt-v1' ? info.var?.weights : info.family === 'vargpt-v1.1' ? info.image?.weights : info.image?.dit.weights;
     const image = await model.generateImage('a small robot', { seed: 2, ...(info.family === 'blip3o' ? { steps: 4 } : {}) });
     return {
       weights: info.llm.weights,
-      generator,
+      generator: generatorWeights(info),
       logits: Buffer.from(logits!.data.buffer, logits!.data.byteOffset, logits!.data.byteLength),
       pixels: Buffer.from(image.image.data),
     };

@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel } from '../../lib/index.js';
 import type { ChatReply, VargptModel } from '../../lib/index.js';
+import { generatorWeights } from '../helpers/generator-weights.js';
 import { blip3oModelDir, tinyModelDir, v11ModelDir } from '../helpers/paths.js';
 
 const PROMPTS = ['Describe a red square.', 'What is the capital of France?', 'hello', 'Count from one to five, slowly.'];
@@ -141,13 +142,6 @@ const GENERATOR_OUTPUT = [
   ['blip3o', blip3oModelDir, 'flow.v_cond'],
 ] as const;
 
-function generatorWeights(model: VargptModel): string | undefined {
-  const info = model.info;
-  if (info.family === 'vargpt-v1') return info.var?.weights;
-  if (info.family === 'vargpt-v1.1') return info.image?.weights;
-  return info.image?.dit.weights;
-}
-
 describe.each(GENERATOR_OUTPUT)('%s image generator at reduced precision', (family, dir, key) => {
   const opts = { seed: 5, trace: true } as const;
   const prompt = 'a red square on a wooden table';
@@ -168,7 +162,7 @@ describe.each(GENERATOR_OUTPUT)('%s image generator at reduced precision', (fami
   it.each([['bf16', 0.02], ['int8', 0.06], ['q4', 0.45]] as const)('%s: reported, and its first output within %s of max |value|', async (precision, bound) => {
     const model = await loadModel(dir, { device: 'cpu', weights: { generator: precision } });
     try {
-      expect(generatorWeights(model)).toBe(precision);
+      expect(generatorWeights(model.info)).toBe(precision);
       expect(['f32', 'bf16', 'f16']).toContain(model.info.llm.weights);
       const t = (await model.generateImage(prompt, opts)).trace?.[key];
       const out = new Float32Array(t!.data.buffer, t!.data.byteOffset, t!.data.byteLength / 4);

@@ -66,7 +66,8 @@ class LuminaDit {
 
   const LuminaDitConfig& config() const { return config_; }
   // The precision its linear layers run in ("f32", "bf16", "f16", "int8", "q4"; loadModel's weights).
-  const char* weights() const { return blocks_.empty() ? "f32" : matrix_weight_precision(blocks_.front().w1); }
+  // (parse_lumina_dit_config requires at least one block.)
+  const char* weights() const { return matrix_weight_precision(blocks_.front().w1); }
 
   // context [B, Q, caption_dim] f32 -> the cached caption side. Traces caption_projection,
   // caption_embedder and b0.norm1_context.
