@@ -11,11 +11,11 @@
 // batched reply's tokens equal the same call's tokens decoded alone. The ceiling beside it: the
 // read bandwidth probe, as "weight passes per second" a decode step at most achieves
 // (bandwidth / bytes of the LLM's linear weights): one pass per step serves every batched stream.
-import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { fmt, loadAddon, median, root, table } from './common.mjs';
+import { fmt, loadAddon, median, root, syntheticPreset, table } from './common.mjs';
 
 function parse(args) {
   const opts = { model: undefined, preset: 'small', dtype: 'f32', tokens: 64, streams: [1, 2, 4, 8], rounds: 3 };
@@ -38,14 +38,8 @@ function parse(args) {
   return opts;
 }
 
-async function checkpointDir(opts, dist) {
-  if (opts.model) return path.resolve(opts.model);
-  const out = path.join(root, 'bench', 'out', 'presets', `${opts.preset}-${opts.dtype}`);
-  if (!existsSync(path.join(out, 'config.json'))) {
-    console.error(`synthesizing the vargpt-v1 ${opts.preset} preset (${opts.dtype}) into ${out} ...`);
-    await dist.synthesize({ family: 'vargpt-v1', preset: opts.preset, out, dtype: opts.dtype, seed: 0, overwrite: true });
-  }
-  return out;
+async function checkpointDir(opts) {
+  return opts.model ? path.resolve(opts.model) : syntheticPreset({ preset: opts.preset, dtype: opts.dtype });
 }
 
 // Bytes of the LLM's linear weights (what one decode step streams from memory: the tensors
@@ -71,8 +65,7 @@ function linearBytes(dir, isLlmLinear) {
 
 export async function run(args) {
   const opts = parse(args);
-  const dist = await import(pathToFileURL(path.join(root, 'dist', 'index.js')).href);
-  const dir = await checkpointDir(opts, dist);
+  const dir = await checkpointDir(opts);
   const addon = loadAddon();
 
   // Every request decodes exactly opts.tokens tokens: ignoreEos is added to what the public API

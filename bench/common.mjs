@@ -1,7 +1,8 @@
 // Helpers shared by the benchmark scripts.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -55,3 +56,28 @@ export function table(rows) {
 }
 
 export const fmt = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
+
+// The package's built entry point (dist/), imported on demand.
+export async function importPackage() {
+  const dist = path.join(root, 'dist', 'index.js');
+  if (!existsSync(dist)) throw new Error('dist/ is missing (npm run build:ts)');
+  return import(pathToFileURL(dist).href);
+}
+
+// A synthesized preset (random weights, seed 0), made once under bench/out/presets and reused.
+export async function syntheticPreset({ family = 'vargpt-v1', preset, dtype }) {
+  const out = path.join(root, 'bench', 'out', 'presets', family === 'vargpt-v1' ? `${preset}-${dtype}` : `${family}-${preset}-${dtype}`);
+  if (!existsSync(path.join(out, 'config.json'))) {
+    const { synthesize } = await importPackage();
+    console.error(`synthesizing the ${family} ${preset} preset (${dtype}) into ${out} ...`);
+    await synthesize({ family, preset, out, dtype, seed: 0, overwrite: true });
+  }
+  return out;
+}
+
+// PSNR in dB of two 8-bit images of the same size (Infinity when equal).
+export function psnr8(a, b) {
+  let se = 0;
+  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
+  return se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / a.length));
+}

@@ -41,11 +41,10 @@
 // `npm run bench -- cuda`, plus the device memory in use while the model is loaded.
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 
 import { measureVargptV11, measureVargptV11Image, upstreamImageStages, upstreamVargptV11, upstreamVargptV11Image } from './_vargpt-v1.1.mjs';
 import { runBlip3o } from './_blip3o.mjs';
-import { fmt, loadAddon, pseudo, root, table } from './common.mjs';
+import { fmt, loadAddon, pseudo, root, syntheticPreset, table } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
 const addon = loadAddon();
@@ -126,15 +125,7 @@ function parseArgs(args) {
 async function resolvePreset(preset, dtype, family) {
   const dir = path.resolve(preset);
   if (existsSync(dir) && statSync(dir).isDirectory()) return dir;
-  const dist = path.join(root, 'dist', 'index.js');
-  if (!existsSync(dist)) throw new Error(`--preset ${preset}: not a folder, and dist/ is missing to synthesize it (npm run build:ts)`);
-  const { synthesize } = await import(pathToFileURL(dist).href);
-  const out = path.join(root, 'bench', 'out', 'presets', family === 'vargpt-v1' ? `${preset}-${dtype}` : `${family}-${preset}-${dtype}`);
-  if (!existsSync(path.join(out, 'config.json'))) {
-    console.error(`synthesizing the ${family} ${preset} preset (${dtype}) into ${out} ...`);
-    await synthesize({ family, preset, out, dtype, seed: 0, overwrite: true });
-  }
-  return out;
+  return syntheticPreset({ family, preset, dtype });
 }
 
 function fillerIds(n, info, seed) {

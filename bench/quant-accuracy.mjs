@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { fmt, root, table } from './common.mjs';
+import { fmt, importPackage, psnr8, root, table } from './common.mjs';
 
 function parse(args) {
   const o = { model: null, weights: ['int8', 'q4'] };
@@ -28,13 +28,6 @@ function parse(args) {
     else throw new Error(`unknown option ${a}`);
   }
   return o;
-}
-
-function psnr(a, b) {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
-  const mse = se / a.length;
-  return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
 }
 
 async function runAll(loadModel, dir, weights, sets, judgeDrawing) {
@@ -63,7 +56,7 @@ async function runAll(loadModel, dir, weights, sets, judgeDrawing) {
 
 export async function run(args) {
   const o = parse(args);
-  const { loadModel, demoModelDir } = await import(pathToFileURL(path.join(root, 'dist', 'index.js')).href);
+  const { loadModel, demoModelDir } = await importPackage();
   const { judgeDrawing } = await import(pathToFileURL(path.join(root, 'training', 'demo', 'judge.mjs')).href);
   const dir = o.model ?? demoModelDir();
   const setDir = path.join(root, 'training', 'demo', 'eval-set');
@@ -87,7 +80,7 @@ export async function run(args) {
         n++;
       }
     });
-    const psnrs = q.draws.map((d, i) => psnr(d.pixels, base.draws[i].pixels)).sort((x, y) => x - y);
+    const psnrs = q.draws.map((d, i) => psnr8(d.pixels, base.draws[i].pixels)).sort((x, y) => x - y);
     const finite = psnrs.filter(Number.isFinite);
     rows.push({
       weights, 'max |Δlogit|': fmt(maxD, 3), 'mean |Δlogit|': fmt(sumD / n, 4), 'max |logit|': '',

@@ -10,11 +10,10 @@
 // PSNR and whether every pixel is equal (a drawing is sampled: once a reduced-precision logit tips
 // one sampled token the rest is another sample, so the PSNR counts that as much as closeness).
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
-import { fmt, loadAddon, median, root, table } from './common.mjs';
+import { fmt, importPackage, loadAddon, median, psnr8, root, syntheticPreset, table } from './common.mjs';
 
 const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.mjs');
 
@@ -34,23 +33,9 @@ function parse(args) {
   return o;
 }
 
-async function api() {
-  return import(pathToFileURL(path.join(root, 'dist', 'index.js')).href);
-}
-
-async function presetDir(preset) {
-  const out = path.join(root, 'bench', 'out', 'presets', `${preset}-f32`);
-  if (!existsSync(path.join(out, 'config.json'))) {
-    const { synthesize } = await api();
-    console.error(`synthesizing the vargpt-v1 ${preset} preset (f32) into ${out} ...`);
-    await synthesize({ family: 'vargpt-v1', preset, out, dtype: 'f32', seed: 0, overwrite: true });
-  }
-  return out;
-}
-
 // One precision in this process: seconds per drawing and the pixels of each seed.
 async function child({ dir, precision, generatorOnly, runs, prompt }) {
-  const { loadModel } = await api();
+  const { loadModel } = await importPackage();
   const weights = precision === 'f32' ? 'auto' : generatorOnly ? { generator: precision } : precision;
   const model = await loadModel(dir, { device: 'cpu', weights });
   try {
@@ -70,19 +55,13 @@ async function child({ dir, precision, generatorOnly, runs, prompt }) {
   }
 }
 
-function psnr(a, b) {
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i] - b[i]) ** 2;
-  return se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / a.length));
-}
-
 export async function run(args) {
   const o = parse(args);
   if (o.child) {
     process.stdout.write(JSON.stringify(await child(o.child)));
     return;
   }
-  const dir = await presetDir(o.preset);
+  const dir = await syntheticPreset({ preset: o.preset, dtype: 'f32' });
   const cpu = loadAddon().devices().cpu;
   console.log(`vargpt-v1 ${o.preset} preset (random weights, seed 0, f32): ${path.relative(root, dir)}; "${o.prompt}", 256x256`);
   console.log(`cpu ${cpu.model}, ${cpu.threads} threads, GEMM ${cpu.kernels}, int8/q4 ${cpu.int8Kernels}`);
@@ -104,7 +83,7 @@ export async function run(args) {
     const s = median(r.seconds);
     let psnrs = [], identical = 0;
     if (reference) {
-      psnrs = r.pixels.map((p, i) => psnr(Buffer.from(p, 'base64'), Buffer.from(reference.pixels[i], 'base64')));
+      psnrs = r.pixels.map((p, i) => psnr8(Buffer.from(p, 'base64'), Buffer.from(reference.pixels[i], 'base64')));
       identical = psnrs.filter((x) => x === Infinity).length;
     }
     const sorted = [...psnrs].sort((a, b) => a - b);

@@ -14,11 +14,10 @@
 // --configs bf16,int8,q4, and the accuracy columns compare against bf16). --no-mmap loads every
 // precision with loadModel's mmap: false (weights copied into the process's memory, on huge pages).
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
-import { fmt, loadAddon, median, root, table } from './common.mjs';
+import { fmt, loadAddon, median, root, syntheticPreset, table } from './common.mjs';
 
 const self = fileURLToPath(import.meta.url);
 
@@ -39,16 +38,6 @@ function parse(args) {
     else throw new Error(`unknown option ${a}`);
   }
   return o;
-}
-
-async function presetDir(preset, dtype) {
-  const out = path.join(root, 'bench', 'out', 'presets', `${preset}-${dtype}`);
-  if (!existsSync(path.join(out, 'config.json'))) {
-    const { synthesize } = await import(pathToFileURL(path.join(root, 'dist', 'index.js')).href);
-    console.error(`synthesizing the vargpt-v1 ${preset} preset (${dtype}) into ${out} ...`);
-    await synthesize({ family: 'vargpt-v1', preset, out, dtype, seed: 0, overwrite: true });
-  }
-  return out;
 }
 
 function ids(info, n) {
@@ -108,8 +97,8 @@ export async function run(args) {
   const addon = loadAddon();
   if (o.source !== 'f32' && o.source !== 'bf16') throw new Error('--source is f32 or bf16');
   if (o.source === 'bf16' && o.configs.includes('f32')) throw new Error('--source bf16 cannot run f32 (no f32 checkpoint)');
-  const f32Dir = o.source === 'f32' ? await presetDir(o.preset, 'f32') : null;
-  const bf16Dir = o.configs.includes('bf16') || o.source === 'bf16' ? await presetDir(o.preset, 'bf16') : null;
+  const f32Dir = o.source === 'f32' ? await syntheticPreset({ preset: o.preset, dtype: 'f32' }) : null;
+  const bf16Dir = o.configs.includes('bf16') || o.source === 'bf16' ? await syntheticPreset({ preset: o.preset, dtype: 'bf16' }) : null;
   const sourceDir = o.source === 'f32' ? f32Dir : bf16Dir;
   const [bw] = await addon.runOp('cpu', 'read_bandwidth', [], { bytes: 1 << 30, iterations: 5 });
   const bandwidth = new Float32Array(bw.data)[0];
