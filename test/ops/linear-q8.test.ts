@@ -188,3 +188,55 @@ describe('linear_q4 (4-bit weights in groups of 32, activations quantized per ro
     }
   });
 });
+
+// linear_quantized_group: one input through several int8 or several 4-bit matrices at once (a
+// layer's q/k/v or gate/up projections), the activations quantized once and every matrix's rows
+// handed out as one parallel job. Each output must equal, bit for bit, what linear_q8 / linear_q4
+// (checked above against the float64 reproduction) writes for that matrix alone: the same kernel
+// calls on the same rows, whatever the group around it. Matrix sizes straddle the 64-row blocks
+// and the 4-row kernel steps, and are enough blocks (9 + 3 + 3, 5 + 1 + 3) that with a few threads
+// the pool's chunks of 2 blocks run from the end of one matrix into the next.
+describe('linear_quantized_group (several quantized matrices on one input)', () => {
+  const groups: { M: number; K: number; N: number[]; bias: boolean[] }[] = [
+    { M: 1, K: 96, N: [520, 136, 136], bias: [true, true, true] }, // q/k/v with GQA and biases, K padded for q4
+    { M: 1, K: 320, N: [150, 150], bias: [false, false] }, // gate/up
+    { M: 5, K: 256, N: [300, 3, 130], bias: [false, true, false] }, // prefill rows, a 3-row matrix
+  ];
+  for (const weights of ['int8', 'q4'] as const) {
+    it(`${weights}: every output is what the single-matrix op computes, on every GEMM path`, async () => {
+      const single = weights === 'int8' ? 'linear_q8' : 'linear_q4';
+      for (const [gi, g] of groups.entries()) {
+        const rng = new Rng(700 + gi);
+        const x = f32Tensor([g.M, g.K], rng.f32(g.M * g.K, -2, 2));
+        const ws = g.N.map((n, i) => weightTensor(rng, i % 2 === 0 ? 'bf16' : 'f32', [n, g.K], 0.5).tensor);
+        const bs = g.N.map((n, i) => (g.bias[i] ? f32Tensor([n], rng.f32(n, -1, 1)) : null));
+        for (const path of paths) {
+          addon.setCpuKernels(path);
+          const outs = await runOp('linear_quantized_group', [x, ...ws.flatMap((w, i) => [w, bs[i]!])], { weights });
+          expect(outs.length).toBe(g.N.length);
+          for (let i = 0; i < g.N.length; i++) {
+            const [alone] = await runOp(single, [x, ws[i]!, bs[i]!]);
+            const got = asF32(outs[i]!), want = asF32(alone!);
+            expect(outs[i]!.shape).toEqual([g.M, g.N[i]]);
+            expect(got.some((v) => v !== 0)).toBe(true);
+            expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `${path} group ${gi} matrix ${i}: same bits as ${single}`).toBe(true);
+          }
+        }
+      }
+      addon.setCpuKernels(initialPath);
+    });
+  }
+
+  it('refuses matrices of different K and an unknown precision, and stays usable', async () => {
+    const rng = new Rng(77);
+    const x = f32Tensor([1, 64], rng.f32(64, -1, 1));
+    const w64 = f32Tensor([8, 64], rng.f32(8 * 64, -1, 1));
+    const w96 = f32Tensor([8, 96], rng.f32(8 * 96, -1, 1));
+    await expect(runOp('linear_quantized_group', [x, w64, null, w96, null], { weights: 'int8' })).rejects.toThrow(/linear_q8: x .* and w .* disagree on K/);
+    await expect(runOp('linear_quantized_group', [x, w64, null, w96, null], { weights: 'q4' })).rejects.toThrow(/linear_q4: w .* do not hold 8 rows of K = 64/);
+    await expect(runOp('linear_quantized_group', [x, w64, null], { weights: 'q2' })).rejects.toThrow(/weights must be "int8" or "q4"/);
+    const [y] = await runOp('linear_quantized_group', [x, w64, null], { weights: 'q4' });
+    const [alone] = await runOp('linear_q4', [x, w64, null]);
+    expect(Buffer.from(asF32(y!).buffer).equals(Buffer.from(asF32(alone!).buffer))).toBe(true);
+  });
+});
