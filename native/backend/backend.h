@@ -123,15 +123,8 @@ class Backend {
   // One input through several int8 or several 4-bit matrices of the same K (a layer's q/k/v or
   // gate/up projections): each outs[i].y receives exactly what linear_q8 / linear_q4 writes for its
   // matrix alone (with its bias, no activation, no accumulation). The CPU backend quantizes x once
-  // and hands every matrix's rows to the threads as one job; this default runs them one by one.
-  virtual void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) {
-    for (const QuantizedMatrixOut& o : outs) {
-      if (o.w.dtype() == DType::I8)
-        linear_q8(x, o.w, o.qparams, o.bias, o.y);
-      else
-        linear_q4(x, o.w, o.qparams, o.bias, o.y);
-    }
-  }
+  // and hands every matrix's rows to the threads as one job; the CUDA backend runs them one by one.
+  virtual void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) = 0;
   // Multi-head attention with online softmax (memory linear in Lk).
   // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
   // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With
