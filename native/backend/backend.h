@@ -74,15 +74,6 @@ struct SamplingParams {
   uint64_t stream = 0;  // row r draws philox_uniform01(seed, stream, r)
 };
 
-// One matrix of Backend::linear_quantized_group: int8 (w i8, qparams [2, N] f32) or 4-bit (w u8,
-// qparams the f16 group scales) weights as linear_q8 / linear_q4 take them, an optional bias and
-// the output.
-struct QuantizedMatrixOut {
-  Tensor w, qparams;
-  const Tensor* bias = nullptr;
-  Tensor y;
-};
-
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -120,11 +111,6 @@ class Backend {
   // per group of 32 (core/quantize.h: quantize_q4_rows); x as for linear_q8.
   virtual void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias,
                          const Tensor& y, Activation act = Activation::None, bool accumulate = false) = 0;
-  // One input through several int8 or several 4-bit matrices of the same K (a layer's q/k/v or
-  // gate/up projections): each outs[i].y receives exactly what linear_q8 / linear_q4 writes for its
-  // matrix alone (with its bias, no activation, no accumulation). The CPU backend quantizes x once
-  // and hands every matrix's rows to the threads as one job; the CUDA backend runs them one by one.
-  virtual void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) = 0;
   // Multi-head attention with online softmax (memory linear in Lk).
   // q [B, Lq, Hq*D], k and v [B, Lk, Hkv*D], out [B, Lq, Hq*D] (or all without B). q, k and v
   // may each be f32 or bf16 (read as stored, e.g. a bf16 KV cache); out is f32. With

@@ -246,20 +246,6 @@ inline LinearDims check_linear_q4_args(const Tensor& x, const Tensor& w, const T
   return {K, N};
 }
 
-// linear_quantized_group(x, outs): at least one matrix, all int8 or all 4-bit (each then checked
-// as linear_q8 / linear_q4 check it), no two outputs overlapping. Returns whether they are int8.
-inline bool check_quantized_group_kind(const char* op, const std::vector<QuantizedMatrixOut>& outs) {
-  VG_CHECK(!outs.empty(), op, ": no matrices");
-  const DType kind = outs[0].w.dtype();
-  VG_CHECK(kind == DType::I8 || kind == DType::U8, op, ": w ", outs[0].w.describe(), " is neither int8 nor 4-bit");
-  for (size_t i = 0; i < outs.size(); ++i) {
-    VG_CHECK(outs[i].w.dtype() == kind, op, ": matrix ", i, " w ", outs[i].w.describe(), " is not of matrix 0's kind ",
-             dtype_name(kind), " (every matrix int8, or every one 4-bit)");
-    for (size_t j = 0; j < i; ++j) VG_CHECK(!overlaps(outs[i].y, outs[j].y), op, ": outputs ", j, " and ", i, " overlap");
-  }
-  return kind == DType::I8;
-}
-
 // ---- vq_nearest(z, codebook, idx): z [N, C], codebook [V, C], idx i32[N]
 
 struct VqDims {

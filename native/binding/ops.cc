@@ -22,8 +22,6 @@
 //                      bias|null?]
 // linear_q4           [x (f32), w (quantized here),   act?                                    [y, q (f32), scales]
 //                      bias|null?]
-// linear_quantized_group [x (f32), w_0, bias_0|null,  weights: "int8" | "q4"               [y_0, y_1, ...]
-//                      w_1, bias_1|null, ...]
 // attention           [q, k, v] (f32 or bf16)         qHeads, kvHeads, headDim, scale,        [out]
 //                                                     causal?, kvBegin?, kvEnd? (slice of k/v axis -2),
 //                                                     segments?: [0, o_1, ..., L] (cu_seqlens)

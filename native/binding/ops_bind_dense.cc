@@ -100,54 +100,6 @@ void add_dense_binders(BinderTable& table) {
                         },
                         {out, be.upload(q_f32), be.upload(d_f32)}};
        }},
-      {"linear_quantized_group",
-       // inputs [x, w_0, bias_0 | null, w_1, bias_1 | null, ...]: each float host weight quantized
-       // as the loader does (attrs.weights "int8" or "q4"), all applied to x in one group call;
-       // outputs y_0, y_1, ...
-       [](Backend& be, const OpCall& c) {
-         VG_CHECK(c.inputs.size() >= 3 && c.inputs.size() % 2 == 1, c.op,
-                  ": expected inputs [x, w_0, bias_0 | null, ...], got ", c.inputs.size());
-         const std::string weights = c.attrs.string("weights");
-         VG_CHECK(weights == "int8" || weights == "q4", c.op, ": weights must be \"int8\" or \"q4\", got \"", weights, "\"");
-         const Tensor x = be.upload(c.inputs[0]);
-         const size_t count = (c.inputs.size() - 1) / 2;
-         auto biases = std::make_shared<std::vector<Tensor>>(count);
-         std::vector<QuantizedMatrixOut> outs(count);
-         std::vector<Tensor> ys;
-         for (size_t i = 0; i < count; ++i) {
-           const Tensor& host_w = c.inputs[1 + 2 * i];
-           VG_CHECK(host_w.defined() && host_w.rank() == 2 && host_w.is_contiguous() && x.rank() >= 1, c.op,
-                    ": w_", i, " must be [N, K] and x [..., K]");
-           const int64_t N = host_w.dim(0), K = host_w.dim(1);
-           QuantizedMatrixOut& o = outs[i];
-           if (weights == "int8") {
-             Tensor q = Tensor::empty_host(DType::I8, {N, K});
-             Tensor qparams = Tensor::empty_host(DType::F32, {2, N});
-             quantize_q8_rows(host_w.dtype(), host_w.raw(), N, K, K, q.data<int8_t>(), qparams.data<float>(),
-                              qparams.data<float>() + N);
-             o.w = be.upload(q);
-             o.qparams = be.upload(qparams);
-           } else {
-             const int64_t Kp = q4_padded(K);
-             Tensor packed = Tensor::empty_host(DType::U8, {N, Kp / 2});
-             Tensor scales = Tensor::empty_host(DType::F16, {N, Kp / kQ4Group});
-             quantize_q4_rows(host_w.dtype(), host_w.raw(), N, K, K, packed.data<uint8_t>(), scales.data<uint16_t>());
-             o.w = be.upload(packed);
-             o.qparams = be.upload(scales);
-           }
-           if (c.inputs[2 + 2 * i].defined()) (*biases)[i] = be.upload(c.inputs[2 + 2 * i]);
-           Shape s = x.shape();
-           s.back() = N;
-           o.y = be.empty(DType::F32, s);
-           ys.push_back(o.y);
-         }
-         return BoundOp{[&be, x, outs, biases]() mutable {
-                          for (size_t i = 0; i < outs.size(); ++i)
-                            outs[i].bias = (*biases)[i].defined() ? &(*biases)[i] : nullptr;
-                          be.linear_quantized_group(x, outs);
-                        },
-                        ys};
-       }},
       {"attention",
        [](Backend& be, const OpCall& c) {
          Inputs in(be, c, 3, 3);

@@ -67,9 +67,6 @@ class CpuBackend final : public Backend {
                  Activation act, bool accumulate) override {
     cpu::linear_q4(x, w, scales, bias, y, act, accumulate);
   }
-  void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) override {
-    cpu::linear_quantized_group(x, outs);
-  }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const AttentionParams& params) override {
     cpu::attention(q, k, v, out, params);

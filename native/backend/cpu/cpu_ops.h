@@ -22,7 +22,6 @@ void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Te
                Activation act, bool accumulate);
 void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
                Activation act, bool accumulate);
-void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs);
 
 // attention.cc
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const AttentionParams& params);

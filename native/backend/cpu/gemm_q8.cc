@@ -24,14 +24,6 @@ constexpr int64_t kQ8Block = 64;
 // 32 KB for the small preset's int8 and q4 decode on an AVX-512 EPYC; 5-10% over none).
 constexpr int64_t kPrefetchBytes = 8192;
 
-// Where one matrix of a group writes: its row count, its output and epilogue.
-struct QuantSegment {
-  int64_t n = 0;
-  float* c = nullptr;
-  int64_t ldc = 0;
-  GemmEpilogue ep;
-};
-
 bool use_vnni() {
 #if defined(VARGPT_HAVE_X86_KERNELS)
   static const bool cpu = x86_supports("avx512vnni") && x86_supports("avx512bw");
@@ -92,87 +84,47 @@ inline void prefetch_lines(const void* p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
-// The loop both integer GEMMs share, over one or more matrices of the same K (a group: the same
-// activations through a layer's q/k/v or gate/up projections). Every matrix's rows are cut into
-// blocks of kQ8Block and all blocks go out as one parallel job, so a group costs one thread
-// hand-off, not one per matrix. Within a block: activation rows in groups of kQ8Rows, kQ8Cols (or
-// 1) weight rows per kernel call. `dots(s, m0, rows, n, cols, out)` fills out[m * cols + j] with
-// row m0 + m's pre-scale sum for row n + j of matrix s, and `scale(s, sum, m, n)` turns it into the
-// output; the bias, the accumulation and the activation follow, as gemm() applies them. A matrix's
-// results do not depend on the others in its group: the same kernel calls on the same rows.
+// The loop both integer GEMMs share: weight rows in blocks of kQ8Block per task, activation rows
+// in groups of kQ8Rows, kQ8Cols (or 1) weight rows per kernel call. `dots(m0, rows, n, cols, out)`
+// fills out[m * cols + j] with row m0 + m's pre-scale sum for weight row n + j, and `scale(m, n)`
+// turns it into the output; the bias, the accumulation and the activation follow, as gemm() applies
+// them.
 //
-// `prefetch(s, n0, n1)` requests rows [n0, n1) of matrix s from memory. Before each kernel call on
-// the first activation rows, the rows kPrefetchBytes ahead in the task's own stream are requested,
-// never past the task's end: a decode step's matrices are small (a few MB, split over the threads),
-// so each thread's stream is short and the hardware prefetcher would find it only when it is half
-// read. A task's stream runs on from one matrix of the group into the next, and so does the
-// prefetch.
+// `prefetch(n0, n1)` requests weight rows [n0, n1) from memory. Before each kernel call on the first
+// activation rows, the rows kPrefetchBytes ahead are requested, never past the task's own rows: a
+// decode step's matrices are small (a few MB, split over the threads), so each thread's stream is
+// short and the hardware prefetcher would find it only when it is half read.
 template <typename Out, typename Dots, typename Scale, typename Prefetch>
-void block_loop(int64_t M, const QuantSegment* segs, int count, int64_t row_bytes, Dots&& dots, Scale&& scale,
-                Prefetch&& prefetch) {
-  VG_CHECK(count >= 1 && count <= kMaxQuantGroup, "integer GEMM: ", count, " matrices in one group (1 to ",
-           kMaxQuantGroup, ")");
-  int64_t first_block[kMaxQuantGroup + 1];
-  first_block[0] = 0;
-  for (int s = 0; s < count; ++s) first_block[s + 1] = first_block[s] + (segs[s].n + kQ8Block - 1) / kQ8Block;
+void block_loop(int64_t M, int64_t N, int64_t row_bytes, float* C, int64_t ldc, const GemmEpilogue& ep, Dots&& dots,
+                Scale&& scale, Prefetch&& prefetch) {
+  const int64_t blocks = (N + kQ8Block - 1) / kQ8Block;
   const int64_t ahead = std::max<int64_t>(kQ8Cols, kPrefetchBytes / std::max<int64_t>(row_bytes, 1));
-  parallel_for(first_block[count], 1, [&](int64_t b0, int64_t b1) {
-    // The task's rows, matrix by matrix: pieces[i] is rows [lo, hi) of matrix seg, starting at
-    // position `at` of the task's stream.
-    struct Piece {
-      int seg;
-      int64_t lo, hi, at;
-    };
-    Piece pieces[kMaxQuantGroup];
-    int count_pieces = 0;
-    int64_t stream = 0;
-    for (int s = 0; s < count; ++s) {
-      const int64_t lb = std::max(b0, first_block[s]), ub = std::min(b1, first_block[s + 1]);
-      if (lb >= ub) continue;
-      const int64_t lo = (lb - first_block[s]) * kQ8Block, hi = std::min(segs[s].n, (ub - first_block[s]) * kQ8Block);
-      pieces[count_pieces++] = {s, lo, hi, stream};
-      stream += hi - lo;
-    }
-    auto prefetch_stream = [&](int64_t p0, int64_t p1) {
-      for (int i = 0; i < count_pieces && p0 < p1; ++i) {
-        const Piece& pc = pieces[i];
-        const int64_t len = pc.hi - pc.lo;
-        if (p0 >= pc.at + len) continue;
-        const int64_t from = std::max<int64_t>(p0 - pc.at, 0), to = std::min(p1 - pc.at, len);
-        if (from < to) prefetch(pc.seg, pc.lo + from, pc.lo + to);
-      }
-    };
-    prefetch_stream(0, std::min(stream, ahead));
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     Out out[kQ8Rows * kQ8Cols];
-    for (int i = 0; i < count_pieces; ++i) {
-      const Piece& pc = pieces[i];
-      const QuantSegment& sg = segs[pc.seg];
-      const GemmEpilogue& ep = sg.ep;
-      for (int64_t n_begin = pc.lo; n_begin < pc.hi; n_begin += kQ8Block) {
-        const int64_t n_end = std::min(pc.hi, n_begin + kQ8Block);
-        for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
-          const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
-          for (int64_t n = n_begin; n < n_end;) {
-            const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
-            const int64_t next = pc.at + (n - pc.lo) + ahead;
-            if (m0 == 0 && next < stream) prefetch_stream(next, std::min(stream, next + cols));
-            dots(pc.seg, m0, rows, n, cols, out);
-            for (int m = 0; m < rows; ++m) {
-              float* c = sg.c + (m0 + m) * sg.ldc + n;
-              for (int j = 0; j < cols; ++j) {
-                float v = scale(pc.seg, out[m * cols + j], m0 + m, n + j);
-                if (ep.bias != nullptr) v += ep.bias[n + j];
-                c[j] = ep.accumulate ? c[j] + v : v;
-              }
+    const int64_t task_end = std::min(N, b1 * kQ8Block);
+    prefetch(b0 * kQ8Block, std::min(task_end, b0 * kQ8Block + ahead));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n_begin = blk * kQ8Block, n_end = std::min(N, n_begin + kQ8Block);
+      for (int64_t m0 = 0; m0 < M; m0 += kQ8Rows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kQ8Rows, M - m0));
+        for (int64_t n = n_begin; n < n_end;) {
+          const int cols = n + kQ8Cols <= n_end ? kQ8Cols : 1;
+          if (m0 == 0 && n + ahead < task_end) prefetch(n + ahead, std::min(task_end, n + ahead + cols));
+          dots(m0, rows, n, cols, out);
+          for (int m = 0; m < rows; ++m) {
+            float* c = C + (m0 + m) * ldc + n;
+            for (int j = 0; j < cols; ++j) {
+              float v = scale(out[m * cols + j], m0 + m, n + j);
+              if (ep.bias != nullptr) v += ep.bias[n + j];
+              c[j] = ep.accumulate ? c[j] + v : v;
             }
-            n += cols;
           }
+          n += cols;
         }
-        if (ep.act != Activation::None)
-          for (int64_t m = 0; m < M; ++m)
-            active_gemm_kernels().activation(ep.act, sg.c + m * sg.ldc + n_begin, sg.c + m * sg.ldc + n_begin,
-                                             n_end - n_begin);
       }
+      if (ep.act != Activation::None)
+        for (int64_t m = 0; m < M; ++m)
+          active_gemm_kernels().activation(ep.act, C + m * ldc + n_begin, C + m * ldc + n_begin, n_end - n_begin);
     }
   });
 }
@@ -181,8 +133,9 @@ void block_loop(int64_t M, const QuantSegment* segs, int count, int64_t row_byte
 
 std::string active_q8_kernel() { return use_vnni() ? "avx512-vnni" : use_avx2_int8() ? "avx2" : "portable"; }
 
-void gemm_q8_group(int64_t M, int64_t K, const float* A, int64_t lda, const QuantOutput<Q8Weights>* outs, int count) {
-  if (M <= 0 || count <= 0) return;
+void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q8Weights& B, float* C, int64_t ldc,
+             const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
   const bool vnni = use_vnni();
   const bool avx2 = !vnni && use_avx2_int8();
   // Quantized activations: xq (signed) for the portable kernel, xq + 128 (unsigned, rows padded
@@ -199,14 +152,10 @@ void gemm_q8_group(int64_t M, int64_t K, const float* A, int64_t lda, const Quan
         for (int64_t k = 0; k < K; ++k) xu[m * ldx + k] = static_cast<uint8_t>(int32_t{row[k]} + 128);
     }
   });
-  QuantSegment segs[kMaxQuantGroup];
-  VG_CHECK(count <= kMaxQuantGroup, "gemm_q8_group: ", count, " matrices (at most ", kMaxQuantGroup, ")");
-  for (int s = 0; s < count; ++s) segs[s] = {outs[s].n, outs[s].c, outs[s].ldc, outs[s].ep};
 
   block_loop<int32_t>(
-      M, segs, count, K,
-      [&](int s, int64_t m0, int rows, int64_t n, int cols, int32_t* dots) {
-        const Q8Weights& B = outs[s].w;
+      M, N, B.ld, C, ldc, ep,
+      [&](int64_t m0, int rows, int64_t n, int cols, int32_t* dots) {
         const int8_t* q = B.q + n * B.ld;
 #if defined(VARGPT_HAVE_X86_KERNELS)
         if (vnni) {
@@ -223,15 +172,8 @@ void gemm_q8_group(int64_t M, int64_t K, const float* A, int64_t lda, const Quan
 #endif
         dots_portable(rows, cols, K, xq.data() + m0 * ldx, ldx, q, B.ld, dots);
       },
-      [&](int s, int32_t dot, int64_t m, int64_t n) { return static_cast<float>(dot) * (sx[m] * outs[s].w.scale[n]); },
-      [&](int s, int64_t n0, int64_t n1) { prefetch_lines(outs[s].w.q + n0 * outs[s].w.ld, (n1 - n0) * outs[s].w.ld); });
-}
-
-void gemm_q8(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q8Weights& B, float* C, int64_t ldc,
-             const GemmEpilogue& ep) {
-  if (N <= 0) return;
-  const QuantOutput<Q8Weights> out{B, N, C, ldc, ep};
-  gemm_q8_group(M, K, A, lda, &out, 1);
+      [&](int32_t dot, int64_t m, int64_t n) { return static_cast<float>(dot) * (sx[m] * B.scale[n]); },
+      [&](int64_t n0, int64_t n1) { prefetch_lines(B.q + n0 * B.ld, (n1 - n0) * B.ld); });
 }
 
 void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Tensor* bias, const Tensor& y,
@@ -258,14 +200,12 @@ void linear_q8(const Tensor& x, const Tensor& w, const Tensor& qparams, const Te
   gemm_q8(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N, ep);
 }
 
-void gemm_q4_group(int64_t M, int64_t K, const float* A, int64_t lda, const QuantOutput<Q4Weights>* outs, int count) {
-  if (M <= 0 || count <= 0) return;
-  VG_CHECK(count <= kMaxQuantGroup, "gemm_q4_group: ", count, " matrices (at most ", kMaxQuantGroup, ")");
-  for (int s = 1; s < count; ++s)
-    VG_CHECK(outs[s].w.padded_k == outs[0].w.padded_k, "gemm_q4_group: matrices of different K");
+void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
+             const GemmEpilogue& ep) {
+  if (M <= 0 || N <= 0) return;
   const bool vnni = use_vnni();
   const bool avx2 = !vnni && use_avx2_int8();
-  const int64_t Kp = outs[0].w.padded_k, groups = Kp / kQ4Group;
+  const int64_t Kp = B.padded_k, groups = Kp / kQ4Group;
   std::vector<int8_t> xq(static_cast<size_t>(M * Kp), 0);
   // Σ xq per group (portable) or the VNNI kernel's start values (16 per block, -8 Σ xq of the
   // block's groups in lanes 0 and 8): the nibbles hold q + 8.
@@ -302,12 +242,9 @@ void gemm_q4_group(int64_t M, int64_t K, const float* A, int64_t lda, const Quan
     }
   });
   const int64_t row_bytes = Kp / 2;
-  QuantSegment segs[kMaxQuantGroup];
-  for (int s = 0; s < count; ++s) segs[s] = {outs[s].n, outs[s].c, outs[s].ldc, outs[s].ep};
   block_loop<float>(
-      M, segs, count, row_bytes,
-      [&](int s, int64_t m0, int rows, int64_t n, int cols, float* dots) {
-        const Q4Weights& B = outs[s].w;
+      M, N, row_bytes, C, ldc, ep,
+      [&](int64_t m0, int rows, int64_t n, int cols, float* dots) {
         const uint8_t* p = B.packed + n * row_bytes;
         const uint16_t* sc = B.scales + n * groups;
 #if defined(VARGPT_HAVE_X86_KERNELS)
@@ -322,19 +259,11 @@ void gemm_q4_group(int64_t M, int64_t K, const float* A, int64_t lda, const Quan
 #endif
         q4_dots_portable(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
       },
-      [&](int, float sum, int64_t m, int64_t) { return sum * sx[m]; },
-      [&](int s, int64_t n0, int64_t n1) {
-        const Q4Weights& B = outs[s].w;
+      [&](float sum, int64_t m, int64_t) { return sum * sx[m]; },
+      [&](int64_t n0, int64_t n1) {
         prefetch_lines(B.packed + n0 * row_bytes, (n1 - n0) * row_bytes);
         prefetch_lines(B.scales + n0 * groups, (n1 - n0) * groups * 2);
       });
-}
-
-void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
-             const GemmEpilogue& ep) {
-  if (N <= 0) return;
-  const QuantOutput<Q4Weights> out{B, N, C, ldc, ep};
-  gemm_q4_group(M, K, A, lda, &out, 1);
 }
 
 void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor* bias, const Tensor& y,
@@ -354,53 +283,6 @@ void linear_q4(const Tensor& x, const Tensor& w, const Tensor& scales, const Ten
   const Q4Weights B{static_cast<const uint8_t*>(w.raw()), static_cast<const uint16_t*>(scales.raw()), Kp};
   const GemmEpilogue ep{bias ? bias_f32.data() : nullptr, nullptr, act, accumulate};
   gemm_q4(M, N, K, xr.row<float>(0), M > 1 ? xr.row_stride() : K, B, yr.row<float>(0), M > 1 ? yr.row_stride() : N, ep);
-}
-
-void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) {
-  const char* op = "linear_quantized_group";
-  const int count = static_cast<int>(outs.size());
-  const bool int8 = check_quantized_group_kind(op, outs);
-  VG_CHECK(count <= kMaxQuantGroup, op, ": ", count, " matrices (at most ", kMaxQuantGroup, " on the CPU)");
-  check_dtype(op, "x", x, DType::F32);
-  const Rows xr(x);
-  const int64_t M = xr.rows(), K = x.rank() >= 1 ? x.dim(-1) : 0;
-  VG_CHECK(xr.uniform(), op, ": x needs evenly spaced rows");
-  std::vector<std::vector<float>> biases(outs.size());
-  std::vector<QuantOutput<Q8Weights>> q8(int8 ? outs.size() : 0);
-  std::vector<QuantOutput<Q4Weights>> q4(int8 ? 0 : outs.size());
-  for (int i = 0; i < count; ++i) {
-    const QuantizedMatrixOut& o = outs[i];
-    check_dtype(op, "w", o.w, int8 ? DType::I8 : DType::U8);
-    check_dtype(op, "qparams", o.qparams, int8 ? DType::F32 : DType::F16);
-    check_dtype(op, "y", o.y, DType::F32);
-    const LinearDims dims = int8 ? check_linear_q8_args(x, o.w, o.qparams, o.y) : check_linear_q4_args(x, o.w, o.qparams, o.y);
-    if (o.bias != nullptr) {
-      check_float(op, "bias", *o.bias);
-      VG_CHECK(o.bias->rank() == 1 && o.bias->dim(0) == dims.n, op, ": bias ", o.bias->describe(), " must be [",
-               dims.n, "]");
-      biases[i] = widen_vector(op, "bias", *o.bias, dims.n);
-    }
-    const Rows yr(o.y);
-    VG_CHECK(yr.uniform(), op, ": y needs evenly spaced rows");
-    const GemmEpilogue ep{o.bias ? biases[i].data() : nullptr, nullptr, Activation::None, false};
-    float* c = M > 0 ? yr.row<float>(0) : nullptr;
-    const int64_t ldc = M > 1 ? yr.row_stride() : dims.n;
-    if (int8) {
-      const float* qp = o.qparams.data<float>();
-      q8[i] = {Q8Weights{static_cast<const int8_t*>(o.w.raw()), K, qp, qp + dims.n}, dims.n, c, ldc, ep};
-    } else {
-      q4[i] = {Q4Weights{static_cast<const uint8_t*>(o.w.raw()), static_cast<const uint16_t*>(o.qparams.raw()),
-                         q4_padded(K)},
-               dims.n, c, ldc, ep};
-    }
-  }
-  if (M == 0) return;
-  const float* a = xr.row<float>(0);
-  const int64_t lda = M > 1 ? xr.row_stride() : K;
-  if (int8)
-    gemm_q8_group(M, K, a, lda, q8.data(), count);
-  else
-    gemm_q4_group(M, K, a, lda, q4.data(), count);
 }
 
 }  // namespace vargpt::cpu

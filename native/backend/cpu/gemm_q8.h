@@ -43,22 +43,6 @@ struct Q4Weights {
 void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const Q4Weights& B, float* C, int64_t ldc,
              const GemmEpilogue& epilogue);
 
-// Several matrices of the same K applied to the same activations (a layer's q/k/v or gate/up
-// projections): the activations are quantized once and the rows of every matrix go out to the
-// threads as one job, so the group pays one hand-off and one activation pass, not one per matrix.
-// Output s receives exactly what gemm_q8 / gemm_q4 would write for matrix s alone.
-constexpr int kMaxQuantGroup = 8;
-template <typename Weights>
-struct QuantOutput {
-  Weights w;
-  int64_t n = 0;  // rows of the matrix (output columns)
-  float* c = nullptr;
-  int64_t ldc = 0;
-  GemmEpilogue ep;
-};
-void gemm_q8_group(int64_t M, int64_t K, const float* A, int64_t lda, const QuantOutput<Q8Weights>* outs, int count);
-void gemm_q4_group(int64_t M, int64_t K, const float* A, int64_t lda, const QuantOutput<Q4Weights>* outs, int count);
-
 // The int8 kernel path in use: "avx512-vnni", "avx2" or "portable" (follows VARGPT_CPU_KERNELS
 // and set_gemm_kernels: the avx512 and amx paths use VNNI where the CPU has it, else the AVX2
 // kernel; the avx2 path uses the AVX2 kernel; the portable path the portable one).

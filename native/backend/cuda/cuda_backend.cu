@@ -94,17 +94,6 @@ class CudaBackend final : public Backend {
                  Activation act, bool accumulate) override {
     run("linear_q4", [&] { cuda::linear_q4(ctx_, x, w, scales, bias, y, act, accumulate); });
   }
-  // One call per matrix: each already reads its weights once, and what grouping saves on the CPU (a
-  // thread hand-off and an activation pass per matrix) is one kernel launch each here.
-  void linear_quantized_group(const Tensor& x, const std::vector<QuantizedMatrixOut>& outs) override {
-    const bool int8 = check_quantized_group_kind("linear_quantized_group", outs);
-    for (const QuantizedMatrixOut& o : outs) {
-      if (int8)
-        linear_q8(x, o.w, o.qparams, o.bias, o.y, Activation::None, false);
-      else
-        linear_q4(x, o.w, o.qparams, o.bias, o.y, Activation::None, false);
-    }
-  }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const AttentionParams& params) override {
     run("attention", [&] { cuda::attention(ctx_, q, k, v, out, params); });

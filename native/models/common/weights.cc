@@ -307,22 +307,6 @@ void linear(Backend& b, const Tensor& x, const MatrixLinear& l, const Tensor& y,
   linear(b, x, l.w, l.b.defined() ? &l.b : nullptr, y, act, accumulate);
 }
 
-void linear_group(Backend& b, const Tensor& x, const std::vector<LinearTarget>& targets) {
-  bool all_int8 = !targets.empty(), all_q4 = !targets.empty();
-  for (const LinearTarget& t : targets) {
-    all_int8 = all_int8 && t.w->int8();
-    all_q4 = all_q4 && t.w->q4();
-  }
-  if (targets.size() > 1 && (all_int8 || all_q4)) {
-    std::vector<QuantizedMatrixOut> outs;
-    outs.reserve(targets.size());
-    for (const LinearTarget& t : targets) outs.push_back({t.w->w, t.w->qparams, t.bias, t.y});
-    b.linear_quantized_group(x, outs);
-    return;
-  }
-  for (const LinearTarget& t : targets) linear(b, x, *t.w, t.bias, t.y);
-}
-
 const char* matrix_weight_precision(const MatrixWeight& w) {
   if (w.int8()) return "int8";
   if (w.q4()) return "q4";

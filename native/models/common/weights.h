@@ -53,18 +53,6 @@ void linear(Backend& b, const Tensor& x, const MatrixWeight& w, const Tensor* bi
 void linear(Backend& b, const Tensor& x, const MatrixLinear& l, const Tensor& y, Activation act = Activation::None,
             bool accumulate = false);
 
-// One matrix of linear_group(): its weight, bias (or null) and output.
-struct LinearTarget {
-  const MatrixWeight* w = nullptr;
-  const Tensor* bias = nullptr;
-  Tensor y;
-};
-// y_i = x · w_i^T + bias_i for the same x through several matrices (a layer's q/k/v or gate/up
-// projections): one Backend::linear_quantized_group call when every weight is int8 or every one
-// 4-bit (the activations quantized once, one parallel job), else linear() on each. Either way
-// each output is what linear() writes for it alone.
-void linear_group(Backend& b, const Tensor& x, const std::vector<LinearTarget>& targets);
-
 // How the loader holds the weights read through quantizable() (loadModel's weights option): as
 // stored; converted to f32 or bf16; or quantized to int8 or q4 while loading.
 enum class LinearPrecision { Stored, F32, BF16, Int8, Q4 };

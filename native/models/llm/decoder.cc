@@ -142,7 +142,9 @@ void DecoderLlm::project_qkv(const Layer& l, const Tensor& h, const Tensor& tabl
   const DecoderConfig& c = config_;
   auto bias = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
   b.rms_norm(h, l.input_norm.w, c.rms_eps, sc.xn);
-  linear_group(b, sc.xn, {{&l.q, bias(l.q_bias), sc.q}, {&l.k, bias(l.k_bias), k}, {&l.v, bias(l.v_bias), v}});
+  linear(b, sc.xn, l.q, bias(l.q_bias), sc.q);
+  linear(b, sc.xn, l.k, bias(l.k_bias), k);
+  linear(b, sc.xn, l.v, bias(l.v_bias), v);
   b.rope(sc.q, table, c.head_dim, RopePairing::RotateHalf);
   b.rope(k, table, c.head_dim, RopePairing::RotateHalf);
 }
@@ -151,7 +153,8 @@ void DecoderLlm::finish_layer(const Layer& l, const Tensor& h, const Scratch& sc
   Backend& b = backend_;
   linear(b, sc.attn, l.o, nullptr, h, Activation::None, /*accumulate=*/true);
   b.rms_norm(h, l.post_norm.w, config_.rms_eps, sc.xn);
-  linear_group(b, sc.xn, {{&l.gate, nullptr, sc.gate}, {&l.up, nullptr, sc.up}});
+  linear(b, sc.xn, l.gate, nullptr, sc.gate);
+  linear(b, sc.xn, l.up, nullptr, sc.up);
   b.glu(sc.gate, sc.up, Activation::SiLU, sc.act);
   linear(b, sc.act, l.down, nullptr, h, Activation::None, /*accumulate=*/true);
 }
