@@ -44,7 +44,7 @@ import path from 'node:path';
 
 import { measureVargptV11, measureVargptV11Image, upstreamImageStages, upstreamVargptV11, upstreamVargptV11Image } from './_vargpt-v1.1.mjs';
 import { runBlip3o } from './_blip3o.mjs';
-import { fmt, loadAddon, pseudo, root, syntheticPreset, table } from './common.mjs';
+import { fmt, loadAddon, pseudo, syntheticPreset, table } from './common.mjs';
 
 // VARGPT_ADDON_PATH selects another build (the cmake-js one with the CUDA library, for instance).
 const addon = loadAddon();
