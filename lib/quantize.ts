@@ -12,11 +12,8 @@
 // - int8: `<name>` I8 [N, K] (q, symmetric, in [-127, 127]) and `<name>.q8_scale` F32 [N]
 //   (w ≈ scale[n] · q[n, k]);
 // - q4: `<name>` U8 [N, Kp / 2] and `<name>.q4_scale` F16 [N, Kp / 32]: K padded to Kp, a
-//   multiple of 64; one scale per group of 32 (w ≈ scale[n, g] · q), q + 8 as nibbles, the groups
-//   of a row in super-blocks of 16 (the last may hold fewer, G): 4 lines of 4·G bytes, byte 4·l + b
-//   of line i holding value 8·i + b of group l (low nibble) and value 8·i + 4 + b (high nibble).
-//   The file's metadata names this layout (`vargpt.q4_layout`, Q4_LAYOUT below); the loader refuses
-//   4-bit tensors from a file that does not.
+//   multiple of 64; each block of 64 values in 32 bytes, byte j holding value j (low nibble) and
+//   value 32 + j (high nibble) as q + 8; one scale per group of 32 (w ≈ scale[n, g] · q).
 // The quantization is the runtime's own (native/core/quantize.h), so loading the written
 // checkpoint gives the same weights as loadModel(dir, { weights }) on the original.
 import { copyFile, mkdir, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
@@ -29,9 +26,6 @@ import { familyFor } from './families/registry.js';
 import type { JsonObject } from './checkpoint-config.js';
 
 export type QuantizedWeights = 'int8' | 'q4';
-
-// The 4-bit layout's name, as native/core/quantize.h's kQ4LayoutName (the loader checks it).
-const Q4_LAYOUT = 'groups32-superblocks16';
 
 export interface QuantizeOptions {
   model: string;
@@ -147,14 +141,12 @@ export async function quantizeCheckpoint(options: QuantizeOptions): Promise<Quan
   config['vargpt_quantization'] = {
     weights,
     tensors: `the LLM linear layers ([language_model.]model.layers.N.{self_attn.{q,k,v,o}_proj,mlp.{gate,up,down}_proj}.weight, an untied lm_head.weight) and the image generator's (${GENERATOR_LINEAR[family]?.source ?? 'none'})`,
-    layout: weights === 'int8' ? 'I8 q [N, K] + F32 <name>.q8_scale [N]' : `U8 nibbles [N, Kp/2] + F16 <name>.q4_scale [N, Kp/32], groups of 32, ${Q4_LAYOUT}`,
+    layout: weights === 'int8' ? 'I8 q [N, K] + F32 <name>.q8_scale [N]' : 'U8 nibbles [N, Kp/2] + F16 <name>.q4_scale [N, Kp/32], groups of 32',
   };
   await writeFile(path.join(target, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 
   // Header: offsets in entry order; the JSON padded with spaces to a multiple of 8.
-  const metadata: Record<string, string> = { format: 'pt', 'vargpt.weights': weights };
-  if (weights === 'q4') metadata['vargpt.q4_layout'] = Q4_LAYOUT;
-  const header: Record<string, unknown> = { __metadata__: metadata };
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt', 'vargpt.weights': weights } };
   let offset = 0;
   for (const e of entries) {
     header[e.name] = { dtype: ST_DTYPE[e.dtype], shape: e.shape, data_offsets: [offset, offset + e.bytes] };

@@ -86,9 +86,8 @@ void add_dense_binders(BinderTable& table) {
          Tensor d_f32 = Tensor::empty_host(DType::F32, {N, G});
          for (int64_t n = 0; n < N; ++n) {
            for (int64_t k = 0; k < Kp; ++k) {
-             const Q4Position at = q4_position(Kp, k);
-             const uint8_t byte = packed.data<uint8_t>()[n * (Kp / 2) + at.byte];
-             q_f32.data<float>()[n * Kp + k] = static_cast<float>((at.high ? byte >> 4 : byte & 0x0f) - 8);
+             const uint8_t byte = packed.data<uint8_t>()[n * (Kp / 2) + k / 64 * 32 + k % 32];
+             q_f32.data<float>()[n * Kp + k] = static_cast<float>((k % 64 < 32 ? byte & 0x0f : byte >> 4) - 8);
            }
            for (int64_t g = 0; g < G; ++g) d_f32.data<float>()[n * G + g] = f16_to_f32(scales.data<uint16_t>()[n * G + g]);
          }

@@ -86,14 +86,9 @@ void quantize_q4_rows(DType dtype, const void* src, int64_t N, int64_t K, int64_
           q[k] = d > 0 && finite ? static_cast<int>(std::clamp(std::nearbyint(row[k] / d), -8.0f, 7.0f)) : 0;
       }
       uint8_t* out = packed + n * (Kp / 2);
-      for (int64_t k = 0; k < Kp; ++k) {
-        const Q4Position at = q4_position(Kp, k);
-        const int nibble = q[k] + 8;
-        if (at.high)
-          out[at.byte] = static_cast<uint8_t>(out[at.byte] | (nibble << 4));
-        else
-          out[at.byte] = static_cast<uint8_t>(nibble);
-      }
+      for (int64_t b = 0; b < Kp / 64; ++b)
+        for (int j = 0; j < 32; ++j)
+          out[b * 32 + j] = static_cast<uint8_t>((q[b * 64 + j] + 8) | ((q[b * 64 + 32 + j] + 8) << 4));
     }
   }, 1);
   VG_CHECK(bad.load() < 0, "quantize_q4: row ", bad.load(), " holds a NaN or an infinity");

@@ -228,12 +228,6 @@ Tensor SafetensorsCheckpoint::get(const std::string& name) const {
   return files_[it->second.file]->tensor(*it->second.info);
 }
 
-const std::map<std::string, std::string>& SafetensorsCheckpoint::metadata_of(const std::string& name) const {
-  auto it = index_.find(name);
-  VG_CHECK(it != index_.end(), path_, ": no tensor named \"", name, "\"");
-  return files_[it->second.file]->metadata();
-}
-
 void SafetensorsCheckpoint::release_pages(const std::string& name) const noexcept {
   auto it = index_.find(name);
   if (it != index_.end()) files_[it->second.file]->release_pages(*it->second.info);

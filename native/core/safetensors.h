@@ -72,8 +72,6 @@ class SafetensorsCheckpoint {
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;  // throws "no tensor named ..."
   Tensor get(const std::string& name) const;
-  // The __metadata__ of the file holding the named tensor (throws "no tensor named ...").
-  const std::map<std::string, std::string>& metadata_of(const std::string& name) const;
   // SafetensorsFile::release_pages for the named tensor (nothing when there is none).
   void release_pages(const std::string& name) const noexcept;
   // Tensor names that start with `prefix`, sorted.

@@ -146,8 +146,8 @@ describe('linear_q4 (4-bit weights in groups of 32, activations quantized per ro
       { M: 3, K: 100, N: 13, dtype: 'bf16', bias: true, act: 'none' }, // K padded to 128
       { M: 8, K: 256, N: 40, dtype: 'f16', bias: false, act: 'none' },
       { M: 21, K: 320, N: 70, dtype: 'bf16', bias: true, act: 'silu' },
-      // Whole super-blocks of 16 groups (512 values), then whole ones and a last short one
-      // (Kp 1152: 2 of 16 groups and one of 4; Kp 576: one of 16 and one of 2).
+      // Longer rows in the VNNI kernel's two-block steps (Kp 1024 and 1152), and Kp 576, whose
+      // steps end in a lone 64-value block.
       { M: 1, K: 1024, N: 9, dtype: 'bf16', bias: false, act: 'none' },
       { M: 5, K: 1100, N: 11, dtype: 'f32', bias: true, act: 'none' },
       { M: 2, K: 560, N: 6, dtype: 'f16', bias: false, act: 'none' },

@@ -67,11 +67,10 @@ void q4_dots_portable(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t 
       float acc = 0;
       for (int64_t g = 0; g < groups; ++g) {
         int32_t dot = -8 * xsum[m * groups + g];  // the nibbles hold q + 8
-        const int8_t* xg = x + g * kQ4Group;
-        for (int64_t i = 0; i < 4; ++i) {
-          const uint8_t* word = p + q4_word_offset(groups, g, i);
-          for (int b = 0; b < 4; ++b)
-            dot += int32_t{word[b] & 0x0f} * int32_t{xg[8 * i + b]} + int32_t{word[b] >> 4} * int32_t{xg[8 * i + 4 + b]};
+        for (int64_t k = g * kQ4Group; k < (g + 1) * kQ4Group; ++k) {
+          const int64_t block = k / 64, lane = k % 64;
+          const uint8_t byte = p[block * 32 + lane % 32];
+          dot += int32_t{lane < 32 ? byte & 0x0f : byte >> 4} * int32_t{x[k]};
         }
         acc += f16_to_f32(scales[j * groups + g]) * static_cast<float>(dot);
       }
@@ -207,33 +206,38 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
   const bool vnni = use_vnni();
   const bool avx2 = !vnni && use_avx2_int8();
   const int64_t Kp = B.padded_k, groups = Kp / kQ4Group;
-  const int64_t supers = (groups + kQ4SuperGroups - 1) / kQ4SuperGroups;
-  const int64_t arranged_k = supers * kQ4SuperGroups * kQ4Group, corr_stride = supers * kQ4SuperGroups;
-  const bool arranged = vnni || avx2;
   std::vector<int8_t> xq(static_cast<size_t>(M * Kp), 0);
-  std::vector<int32_t> xsum(static_cast<size_t>(M * groups), 0);  // Σ xq per group (portable)
-  // The SIMD kernels' activations, arranged per super-block to match the weight layout
-  // (core/quantize.h): vector 2·i holds values 8·i .. 8·i + 3 of group l at bytes 4·l .. 4·l + 3,
-  // vector 2·i + 1 values 8·i + 4 .. 8·i + 7; rows padded with zeros to whole super-blocks. corr
-  // starts each group's sum at -8 Σ xq: the nibbles hold q + 8.
-  std::vector<int8_t> xarranged(arranged ? static_cast<size_t>(M * arranged_k) : 0, 0);
-  std::vector<int32_t> corr(arranged ? static_cast<size_t>(M * corr_stride) : 0, 0);
+  // Σ xq per group (portable) or the VNNI kernel's start values (16 per block, -8 Σ xq of the
+  // block's groups in lanes 0 and 8): the nibbles hold q + 8.
+  std::vector<int32_t> xsum(static_cast<size_t>(M * groups), 0);
+  std::vector<int32_t> corr(vnni ? static_cast<size_t>(M * (Kp / 4)) : 0, 0);
+  // The VNNI kernel's activations: permuted within each 128 values to match its two-block steps
+  // (q4_dots_vnni), a last lone block of 64 in natural order.
+  std::vector<int8_t> xperm(vnni ? static_cast<size_t>(M * Kp) : 0, 0);
   std::vector<float> sx(static_cast<size_t>(M));
+  const int64_t pairs_end = Kp / 128 * 128;
   parallel_for(M, grain_for(K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int8_t* row = xq.data() + m * Kp;
       sx[m] = quantize_q8_row(A + m * lda, K, row);
       for (int64_t k = 0; k < K; ++k) xsum[m * groups + k / kQ4Group] += row[k];
-      if (!arranged) continue;
-      int8_t* xa = xarranged.data() + m * arranged_k;
+      if (!vnni) continue;
+      int32_t* c = corr.data() + m * (Kp / 4);
+      int8_t* xp = xperm.data() + m * Kp;
+      for (int64_t k = 0; k < pairs_end; k += 128) {
+        std::memcpy(xp + k, row + k, 32);
+        std::memcpy(xp + k + 32, row + k + 64, 32);
+        std::memcpy(xp + k + 64, row + k + 32, 32);
+        std::memcpy(xp + k + 96, row + k + 96, 32);
+      }
+      std::memcpy(xp + pairs_end, row + pairs_end, static_cast<size_t>(Kp - pairs_end));
       for (int64_t g = 0; g < groups; ++g) {
-        const int64_t l = g % kQ4SuperGroups;
-        int8_t* super = xa + g / kQ4SuperGroups * (kQ4SuperGroups * kQ4Group);
-        for (int64_t i = 0; i < 4; ++i) {
-          std::memcpy(super + 128 * i + 4 * l, row + g * kQ4Group + 8 * i, 4);
-          std::memcpy(super + 128 * i + 64 + 4 * l, row + g * kQ4Group + 8 * i + 4, 4);
-        }
-        corr[m * corr_stride + g] = -8 * xsum[m * groups + g];
+        // Two-block steps: 32 values per step, the low-nibble sums' start then the high's, each
+        // with block 0's group in lane 0 and block 1's in lane 8. A lone last block: 16 values,
+        // its first group in lane 0 and its second in lane 8.
+        const int64_t r = g % 4;
+        const int64_t at = g * kQ4Group < pairs_end ? g / 4 * 32 + r % 2 * 16 + r / 2 * 8 : g / 2 * 16 + g % 2 * 8;
+        c[at] = -8 * xsum[m * groups + g];
       }
     }
   });
@@ -245,13 +249,11 @@ void gemm_q4(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
         const uint16_t* sc = B.scales + n * groups;
 #if defined(VARGPT_HAVE_X86_KERNELS)
         if (vnni) {
-          q4_dots_vnni(rows, cols, Kp, xarranged.data() + m0 * arranged_k, arranged_k,
-                       corr.data() + m0 * corr_stride, p, sc, dots);
+          q4_dots_vnni(rows, cols, Kp, xperm.data() + m0 * Kp, Kp, corr.data() + m0 * (Kp / 4), p, sc, dots);
           return;
         }
         if (avx2) {
-          q4_dots_avx2(rows, cols, Kp, xarranged.data() + m0 * arranged_k, arranged_k,
-                       corr.data() + m0 * corr_stride, p, sc, dots);
+          q4_dots_avx2(rows, cols, Kp, xq.data() + m0 * Kp, Kp, xsum.data() + m0 * groups, p, sc, dots);
           return;
         }
 #endif

@@ -53,17 +53,18 @@ std::string active_q8_kernel();
 // bytes, rows of ldx >= K bytes padded with 128) for m < rows (<= 4), j < cols (4 or 1).
 void q8_dots_vnni(int rows, int cols, int64_t K, const uint8_t* xu, int64_t ldx, const int8_t* q, int64_t ldq,
                   int32_t* out);
-// out[m * cols + j] = Σ_g d[n0 + j, g] · Σ_{k in g} q[n0 + j, k] · xq[m, k] over Kp values. The
-// nibbles hold q + 8 (the unsigned operand). xq: the activations arranged per super-block as the
-// weights are (gemm_q4), rows of ldx bytes padded with zeros to whole super-blocks; corr: -8 Σ xq
-// per group, which takes the +8 back out (rows of 16 per super-block, zeros past the last group).
+// out[m * cols + j] = Σ_g d[n0 + j, g] · Σ_{k in g} q[n0 + j, k] · xq[m, k] over Kp values (rows
+// of xq padded with 0). The nibbles hold q + 8 (the unsigned operand); corr, 16 int32 per row and
+// 64-value block (row stride Kp / 4), starts each block's sums at -8 Σ xq of its two groups (lanes 0
+// and 8), which takes the +8 back out.
 void q4_dots_vnni(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
                   const uint8_t* packed, const uint16_t* scales, float* out);
 // gemm_q8_avx2.cc. The same sums from the signed activations (rows of ldx bytes, K <= ldx, any K):
 // out[m * cols + j] = Σ_k xq[m, k] q[n0 + j, k].
 void q8_dots_avx2(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q, int64_t ldq,
                   int32_t* out);
-// As q4_dots_vnni, with the same arranged activations and start values.
+// As q4_dots_vnni, with xsum (Σ xq per row and group of 32, row stride Kp / 32) in place of the
+// start values.
 void q4_dots_avx2(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* xsum,
                   const uint8_t* packed, const uint16_t* scales, float* out);
 #endif

@@ -8,7 +8,6 @@
 // kernel needs no such trick: its nibbles are unsigned already.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "gemm_q8.h"
@@ -59,56 +58,36 @@ void q8_dots(int rows, int64_t K, const int8_t* xq, int64_t ldx, const int8_t* q
   }
 }
 
-// 4-bit weights (core/quantize.h), each half of a super-block's 64-byte lines at a time: 32-bit
-// lane l of half h holds 8 values of group 8·h + l. The nibbles are maddubs's unsigned operand as
-// they are (pairs sum to at most 2 · 15 · 128); the activations come arranged to match (gemm_q4)
-// and each group's sum starts at corr's -8 Σ xq, which takes the nibbles' +8 back out, so a half
-// is 8 maddubs into 8 group-per-lane sums, one conversion and one fma. A last super-block of fewer
-// than 16 groups (lines of 4·G bytes) is copied into a zeroed full one first.
+// 64-value blocks: 32 bytes whose low nibbles are the block's first group and high nibbles its
+// second, each holding q + 8. The nibbles are maddubs's unsigned operand as they are (pairs sum to
+// at most 2 · 15 · 127); each group's sum starts at -8 Σ xq (its lane 0; the lanes are summed at
+// the end) to take the +8 back out, so no sign or offset work runs per weight byte.
 template <int COLS>
-void q4_dots(int rows, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr, const uint8_t* packed,
+void q4_dots(int rows, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* xsum, const uint8_t* packed,
              const uint16_t* scales, float* out) {
-  const int64_t row_bytes = Kp / 2, groups = Kp / kQ4Group;
-  const int64_t supers = (groups + kQ4SuperGroups - 1) / kQ4SuperGroups, cstride = supers * kQ4SuperGroups;
+  const int64_t row_bytes = Kp / 2, groups = Kp / 32;
   const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-  constexpr int64_t kSuperBytes = kQ4SuperGroups * kQ4Group / 2;
-  alignas(32) uint8_t staged[COLS][kSuperBytes];
-  alignas(32) uint16_t staged_scales[COLS][kQ4SuperGroups];
   for (int m = 0; m < rows; ++m) {
+    const int8_t* x = xq + m * ldx;
+    const int32_t* sums = xsum + m * groups;
     __m256 acc[COLS];
     for (int j = 0; j < COLS; ++j) acc[j] = _mm256_setzero_ps();
-    for (int64_t s = 0; s < supers; ++s) {
-      const int64_t g0 = s * kQ4SuperGroups, G = std::min(kQ4SuperGroups, groups - g0);
-      const int8_t* x = xq + m * ldx + s * (kQ4SuperGroups * kQ4Group);
-      const uint8_t* block[COLS];
-      const uint16_t* block_scales[COLS];
+    for (int64_t k = 0; k < Kp; k += 64) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k + 32));
+      const __m256i c0 = _mm256_setr_epi32(-8 * sums[k / 32], 0, 0, 0, 0, 0, 0, 0);
+      const __m256i c1 = _mm256_setr_epi32(-8 * sums[k / 32 + 1], 0, 0, 0, 0, 0, 0, 0);
       for (int j = 0; j < COLS; ++j) {
-        block[j] = packed + j * row_bytes + g0 * (kQ4Group / 2);
-        block_scales[j] = scales + j * groups + g0;
-        if (G == kQ4SuperGroups) continue;
-        std::memset(staged[j], 0, sizeof staged[j]);
-        std::memset(staged_scales[j], 0, sizeof staged_scales[j]);
-        for (int64_t i = 0; i < 4; ++i) std::memcpy(staged[j] + 64 * i, block[j] + 4 * G * i, static_cast<size_t>(4 * G));
-        std::memcpy(staged_scales[j], block_scales[j], static_cast<size_t>(2 * G));
-        block[j] = staged[j];
-        block_scales[j] = staged_scales[j];
-      }
-      for (int64_t h = 0; h < 2 && 8 * h < G; ++h) {
-        const __m256i start = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + m * cstride + g0 + 8 * h));
-        __m256i xs[8];
-        for (int i = 0; i < 8; ++i) xs[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 64 * i + 32 * h));
-        for (int j = 0; j < COLS; ++j) {
-          __m256i sum = start;
-          for (int i = 0; i < 4; ++i) {
-            const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block[j] + 64 * i + 32 * h));
-            const __m256i lo = _mm256_and_si256(bytes, low4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xs[2 * i]), ones));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xs[2 * i + 1]), ones));
-          }
-          const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block_scales[j] + 8 * h)));
-          acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, acc[j]);
-        }
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + j * row_bytes + k / 2));
+        const __m256i w0 = _mm256_and_si256(bytes, low4);
+        const __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+        const __m256i s0 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(w0, x0), ones), c0);
+        const __m256i s1 = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(w1, x1), ones), c1);
+        int32_t two;  // the block's two f16 scales
+        std::memcpy(&two, scales + j * groups + k / 32, sizeof two);
+        const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(two));
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcastss_ps(d), acc[j]);
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcastss_ps(_mm_movehdup_ps(d)), acc[j]);
       }
     }
     for (int j = 0; j < COLS; ++j) out[m * COLS + j] = lane_sum(acc[j]);
@@ -125,12 +104,12 @@ void q8_dots_avx2(int rows, int cols, int64_t K, const int8_t* xq, int64_t ldx, 
     q8_dots<1>(rows, K, xq, ldx, q, ldq, out);
 }
 
-void q4_dots_avx2(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
+void q4_dots_avx2(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* xsum,
                   const uint8_t* packed, const uint16_t* scales, float* out) {
   if (cols == 4)
-    q4_dots<4>(rows, Kp, xq, ldx, corr, packed, scales, out);
+    q4_dots<4>(rows, Kp, xq, ldx, xsum, packed, scales, out);
   else
-    q4_dots<1>(rows, Kp, xq, ldx, corr, packed, scales, out);
+    q4_dots<1>(rows, Kp, xq, ldx, xsum, packed, scales, out);
 }
 
 }  // namespace vargpt::cpu

@@ -8,8 +8,8 @@
 // - q4: an exact int32 dot of the activations with each group's signed nibbles, times the group's
 //   f16 scale, summed over the groups in f32, then times sx: the CPU's sums in another order.
 // Two kernels per format, split where linear() splits: up to kGemvRows activation rows (decode)
-// a warp per weight row streams it once (16-byte loads for int8, 4-byte words for q4) and dots it
-// with every activation row, bound by the weight reads; more rows (prefill) run 64 x 64 output tiles staged through shared
+// a warp per weight row streams it once with 16-byte loads and dots it with every activation row,
+// bound by the weight reads; more rows (prefill) run 64 x 64 output tiles staged through shared
 // memory.
 #include <cfloat>
 
@@ -126,9 +126,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-// q4 (layout: core/quantize.h): each lane takes one group of 32 weights per step, its four
-// 4-byte words (one per line of the group's super-block; the 16 lanes on one super-block read
-// each line as 64 consecutive bytes), so a warp covers 32 groups (1024 weights) per step.
+// q4: a block of 64 weights is 32 bytes; each lane takes half a block per step (16 bytes: 16
+// weights of the block's first group in the low nibbles, 16 of its second in the high ones), so a
+// warp reads 16 consecutive blocks (512 bytes) per step.
 template <int MT>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     q4_gemv_kernel(const int8_t* __restrict__ xq, int64_t ldq, const float* __restrict__ sx,
@@ -136,36 +136,33 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
   if (n >= r.N) return;
-  const int M = r.M, groups = Kp / kQ4Group;
+  const int M = r.M, blocks = Kp / 64, half = lane & 1;
   const uint8_t* wr = w + int64_t{n} * (Kp / 2);
-  const uint16_t* sr = scales + int64_t{n} * groups;
+  const uint16_t* sr = scales + int64_t{n} * (Kp / kQ4Group);
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  for (int g = lane; g < groups; g += 32) {
-    int lo[4], hi[4];  // word i: values 8·i .. 8·i + 3 (low nibbles) and 8·i + 4 .. 8·i + 7 (high)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint32_t p = *reinterpret_cast<const uint32_t*>(wr + q4_word_offset(groups, g, i));
-      lo[i] = low_nibbles(p);
-      hi[i] = high_nibbles(p);
-    }
-    const float d = f16_bits_to_float(sr[g]);
+  for (int b = lane >> 1; b < blocks; b += 16) {
+    const uint4 p = *reinterpret_cast<const uint4*>(wr + b * 32 + half * 16);
+    const int lo[4] = {low_nibbles(p.x), low_nibbles(p.y), low_nibbles(p.z), low_nibbles(p.w)};
+    const int hi[4] = {high_nibbles(p.x), high_nibbles(p.y), high_nibbles(p.z), high_nibbles(p.w)};
+    const float d_lo = f16_bits_to_float(sr[2 * b]), d_hi = f16_bits_to_float(sr[2 * b + 1]);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       if (m >= M) break;
-      const int8_t* xr = xq + m * ldq + g * kQ4Group;
-      const int4 x0 = *reinterpret_cast<const int4*>(xr);
-      const int4 x1 = *reinterpret_cast<const int4*>(xr + 16);
-      int dot = __dp4a(lo[0], x0.x, 0);
-      dot = __dp4a(hi[0], x0.y, dot);
-      dot = __dp4a(lo[1], x0.z, dot);
-      dot = __dp4a(hi[1], x0.w, dot);
-      dot = __dp4a(lo[2], x1.x, dot);
-      dot = __dp4a(hi[2], x1.y, dot);
-      dot = __dp4a(lo[3], x1.z, dot);
-      dot = __dp4a(hi[3], x1.w, dot);
-      acc[m] = fmaf(d, static_cast<float>(dot), acc[m]);
+      const int8_t* xr = xq + m * ldq + b * 64 + half * 16;
+      const int4 xl = *reinterpret_cast<const int4*>(xr);
+      const int4 xh = *reinterpret_cast<const int4*>(xr + 32);
+      int dl = __dp4a(lo[0], xl.x, 0);
+      dl = __dp4a(lo[1], xl.y, dl);
+      dl = __dp4a(lo[2], xl.z, dl);
+      dl = __dp4a(lo[3], xl.w, dl);
+      int dh = __dp4a(hi[0], xh.x, 0);
+      dh = __dp4a(hi[1], xh.y, dh);
+      dh = __dp4a(hi[2], xh.z, dh);
+      dh = __dp4a(hi[3], xh.w, dh);
+      acc[m] = fmaf(d_lo, static_cast<float>(dl), acc[m]);
+      acc[m] = fmaf(d_hi, static_cast<float>(dh), acc[m]);
     }
   }
 #pragma unroll
@@ -245,9 +242,8 @@ __global__ void __launch_bounds__(kQThreads)
     }
 }
 
-// q4: a k step is 64 weights, two groups. Each weight row's 64 are staged unpacked in natural
-// order: words 0-7 the first group's 32 weights, words 8-15 the second's; word 2·i + h of a group
-// is the low (h = 0) or high (h = 1) nibbles of its packed word i (core/quantize.h).
+// q4: a k step is one 64-weight block. Its 32 packed bytes per weight row are staged unpacked:
+// words 0-7 the first group's 32 weights (low nibbles), words 8-15 the second's (high nibbles).
 __global__ void __launch_bounds__(kQThreads)
     q4_gemm_kernel(const int8_t* __restrict__ xq, int64_t ldq, const float* __restrict__ sx,
                    const uint8_t* __restrict__ w, const uint16_t* __restrict__ scales, int Kp, LinearRows r) {
@@ -264,9 +260,8 @@ __global__ void __launch_bounds__(kQThreads)
       As[row][word] = m < M ? *reinterpret_cast<const int*>(xq + m * ldq + b * 64 + 4 * word) : 0;
       int q = 0;
       if (n < N) {
-        const int g = 2 * b + word / 8, i = word % 8 / 2;
-        const uint32_t p = *reinterpret_cast<const uint32_t*>(w + int64_t{n} * row_bytes + q4_word_offset(groups, g, i));
-        q = word % 2 == 0 ? low_nibbles(p) : high_nibbles(p);
+        const uint32_t p = *reinterpret_cast<const uint32_t*>(w + int64_t{n} * row_bytes + b * 32 + 4 * (word % 8));
+        q = word < 8 ? low_nibbles(p) : high_nibbles(p);
       }
       Bs[row][word] = q;
     }
@@ -399,8 +394,7 @@ void linear_q4(const Ctx& ctx, const Tensor& x, const Tensor& w, const Tensor& s
   check_bias_shape(op, bias, dims.n);
   const uint8_t* packed = static_cast<const uint8_t*>(w.raw());
   const uint16_t* group_scales = static_cast<const uint16_t*>(scales.raw());
-  // Rows are q4_padded(K) / 2 bytes, a multiple of 32, and every packed word starts at a multiple of
-  // 4 within its row, so 4-byte loads need only the start aligned.
+  // Rows are q4_padded(K) / 2 bytes, a multiple of 32, so 16-byte loads need only the start aligned.
   VG_CHECK(reinterpret_cast<uintptr_t>(packed) % 16 == 0, op, ": w ", w.describe(),
            " must start at a 16-byte aligned address");
   const int Kp = static_cast<int>(q4_padded(dims.k));

@@ -135,16 +135,6 @@ MatrixWeight WeightLoader::prequantized(const std::string& name, const Shape& ex
   }
   const int64_t Kp = q4_padded(K);
   const TensorInfo& info = checked(name, {N, Kp / 2});
-  // The nibbles' order is not visible in the shapes: a file written in another layout would load
-  // and compute garbage, so the layout is named in the file and checked.
-  const auto& metadata = checkpoint_->metadata_of(name);
-  const auto layout = metadata.find(kQ4LayoutKey);
-  VG_CHECK(layout != metadata.end() && layout->second == kQ4LayoutName, path, ": tensor ", name,
-           " is stored as 4-bit weights in ",
-           layout == metadata.end() ? std::string("an older layout (its file has no ") + kQ4LayoutKey + " entry)"
-                                    : "the layout \"" + layout->second + "\"",
-           "; this version reads only \"", kQ4LayoutName, "\": quantize the original checkpoint again "
-           "with this version (vargpt quantize --model ORIGINAL --out DIR --weights q4)");
   const std::string scale_name = name + ".q4_scale";
   const TensorInfo& scale_info = checked(scale_name, {N, Kp / kQ4Group});
   VG_CHECK(scale_info.dtype == DType::F16, path, ": tensor ", scale_name, " has dtype ", dtype_name(scale_info.dtype),
