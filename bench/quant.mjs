@@ -1,5 +1,6 @@
 // npm run bench -- quant [--preset small|medium] [--prompt 128] [--tokens 64] [--runs 3]
 //                        [--configs f32,bf16,int8,q4] [--source f32|bf16] [--no-mmap]
+//                        [--kv-cache f32|bf16]
 // Quantized weights (loadModel's weights option) against f32 and bf16 on a synthesized VARGPT v1
 // preset (random weights; the f32 and bf16 checkpoints are synthesized from the same seed): for each
 // precision, in a fresh process (so peak resident memory is its own):
@@ -13,6 +14,8 @@
 // --source bf16 from the bf16 one (for sizes whose f32 checkpoint does not fit the disk: run with
 // --configs bf16,int8,q4, and the accuracy columns compare against bf16). --no-mmap loads every
 // precision with loadModel's mmap: false (weights copied into the process's memory, on huge pages).
+// --kv-cache bf16 runs every precision with bf16 attention caches (loadModel's kvCache; default
+// f32), which halves what a decode step reads besides the weights.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +25,7 @@ import { fmt, loadAddon, median, root, syntheticPreset, table } from './common.m
 const self = fileURLToPath(import.meta.url);
 
 function parse(args) {
-  const o = { preset: 'small', prompt: 128, tokens: 64, runs: 3, agree: 128, configs: ['f32', 'bf16', 'int8', 'q4'], source: 'f32', mmap: true, child: null };
+  const o = { preset: 'small', prompt: 128, tokens: 64, runs: 3, agree: 128, configs: ['f32', 'bf16', 'int8', 'q4'], source: 'f32', mmap: true, kvCache: 'f32', child: null };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const next = () => args[++i];
@@ -34,6 +37,7 @@ function parse(args) {
     else if (a === '--configs') o.configs = next().split(',');
     else if (a === '--source') o.source = next();
     else if (a === '--no-mmap') o.mmap = false;
+    else if (a === '--kv-cache') o.kvCache = next();
     else if (a === '--child') o.child = JSON.parse(next());
     else throw new Error(`unknown option ${a}`);
   }
@@ -47,11 +51,11 @@ function ids(info, n) {
 }
 
 // One precision in this process: timings, logits and tokens.
-async function child({ dir, weights, mmap, prompt, tokens, runs, agree }) {
+async function child({ dir, weights, mmap, kvCache, prompt, tokens, runs, agree }) {
   const addon = loadAddon();
   const model = await addon.loadModel(dir, { device: 'cpu', weights, mmap });
   const info = model.info();
-  const request = { inputIds: ids(info, prompt), temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stopIds: [], ignoreEos: true };
+  const request = { inputIds: ids(info, prompt), temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stopIds: [], ignoreEos: true, kvCache };
   await model.generate({ ...request, maxNewTokens: 2 }); // pages the weights in
   const prefill = [], decode = [];
   for (let r = 0; r < runs; r++) {
@@ -96,6 +100,7 @@ export async function run(args) {
   }
   const addon = loadAddon();
   if (o.source !== 'f32' && o.source !== 'bf16') throw new Error('--source is f32 or bf16');
+  if (o.kvCache !== 'f32' && o.kvCache !== 'bf16') throw new Error('--kv-cache is f32 or bf16');
   if (o.source === 'bf16' && o.configs.includes('f32')) throw new Error('--source bf16 cannot run f32 (no f32 checkpoint)');
   const f32Dir = o.source === 'f32' ? await syntheticPreset({ preset: o.preset, dtype: 'f32' }) : null;
   const bf16Dir = o.configs.includes('bf16') || o.source === 'bf16' ? await syntheticPreset({ preset: o.preset, dtype: 'bf16' }) : null;
@@ -106,10 +111,10 @@ export async function run(args) {
   const cpu = addon.devices().cpu;
   console.log(`vargpt-v1 ${o.preset} preset (random weights, seed 0): ${path.relative(root, sourceDir)}; int8 and q4 quantized on load from ${o.source}`);
   console.log(`cpu ${cpu.model}, ${cpu.threads} threads, GEMM ${cpu.kernels}, int8/q4 ${cpu.int8Kernels}; read bandwidth ${fmt(bandwidth, 1)} GB/s (best of 5)`);
-  console.log(`prompt ${o.prompt} tokens, decode ${o.tokens} tokens (EOS ignored), medians of ${o.runs}; each precision in its own process; weights ${o.mmap ? "read in place (mmap)" : "copied on load (mmap: false)"}\n`);
+  console.log(`prompt ${o.prompt} tokens, decode ${o.tokens} tokens (EOS ignored), medians of ${o.runs}; each precision in its own process; weights ${o.mmap ? "read in place (mmap)" : "copied on load (mmap: false)"}; ${o.kvCache} attention caches\n`);
   const results = {};
   for (const c of o.configs) {
-    const spec = { dir: c === 'bf16' ? bf16Dir : c === 'f32' ? f32Dir : sourceDir, weights: c === 'int8' || c === 'q4' ? c : 'auto', mmap: o.mmap, prompt: o.prompt, tokens: o.tokens, runs: o.runs, agree: o.agree };
+    const spec = { dir: c === 'bf16' ? bf16Dir : c === 'f32' ? f32Dir : sourceDir, weights: c === 'int8' || c === 'q4' ? c : 'auto', mmap: o.mmap, kvCache: o.kvCache, prompt: o.prompt, tokens: o.tokens, runs: o.runs, agree: o.agree };
     const out = execFileSync(process.execPath, [path.join(root, 'bench', 'main.mjs'), 'quant', '--child', JSON.stringify(spec)], { maxBuffer: 1 << 30 });
     results[c] = JSON.parse(out.toString('utf8'));
   }
