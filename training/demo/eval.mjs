@@ -2,9 +2,11 @@
 // Evaluates a demo checkpoint through the package's public API on the held-out set (eval-set/,
 // written by make_eval_set.py): colour x shape pairs never seen together in training.
 //
-//   node training/demo/eval.mjs [--model DIR] [--set held-out|seen] [--images OUT_DIR] [--json]
+//   node training/demo/eval.mjs [--model DIR] [--set held-out|seen|FILE] [--repeat N] [--images OUT_DIR] [--json]
 //
-// --set seen runs the same measurement on pairs the training saw (seen.json), for comparison.
+// --set seen runs the same measurement on pairs the training saw (seen.json), for comparison; a
+// FILE is any set in the same format (make_eval_set.py --probe writes drawing-only ones). --repeat
+// N draws each request N times, with seeds s, s + 1000, ..., s + 1000 (N - 1).
 // Drawing: 50 requests, each drawn with its fixed seed and judged from the pixels (judge.mjs):
 // right when both the colour and the shape are the requested ones. Understanding: 50 questions
 // about 50 images, right when the answer is exactly the expected word.
@@ -19,22 +21,30 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const { loadModel, demoModelDir } = await import(path.join(here, '..', '..', 'dist', 'index.js'));
 
 const { values } = parseArgs({
-  options: { model: { type: 'string' }, set: { type: 'string', default: 'held-out' }, images: { type: 'string' }, json: { type: 'boolean', default: false } },
+  options: {
+    model: { type: 'string' },
+    set: { type: 'string', default: 'held-out' },
+    repeat: { type: 'string', default: '1' },
+    images: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
 });
 const setDir = path.join(here, 'eval-set');
-if (values.set !== 'held-out' && values.set !== 'seen') throw new Error('--set is held-out or seen');
-const set = JSON.parse(readFileSync(path.join(setDir, values.set === 'seen' ? 'seen.json' : 'eval-set.json'), 'utf8'));
+const setFile = values.set === 'held-out' ? path.join(setDir, 'eval-set.json') : values.set === 'seen' ? path.join(setDir, 'seen.json') : values.set;
+const set = JSON.parse(readFileSync(setFile, 'utf8'));
+const repeat = Number(values.repeat);
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 100) throw new Error('--repeat is a whole number from 1 to 100');
 const model = await loadModel(values.model ?? demoModelDir());
 if (values.images) mkdirSync(values.images, { recursive: true });
 
 const draw = [];
-for (const [i, d] of set.draw.entries()) {
+for (const [i, d] of set.draw.flatMap((req) => Array.from({ length: repeat }, (_, r) => ({ ...req, seed: req.seed + 1000 * r }))).entries()) {
   const reply = await model.generateImage(d.prompt, { seed: d.seed });
   const img = reply.image;
   const verdict = judgeDrawing(img.data, img.width, img.height, set.colours);
   const ok = verdict.colour === d.colour && verdict.shape === d.shape;
   draw.push({ prompt: d.prompt, seed: d.seed, want: [d.colour, d.shape], got: [verdict.colour, verdict.shape], ok });
-  if (values.images) await img.save(path.join(values.images, `draw-${String(i).padStart(2, '0')}.png`));
+  if (values.images) await img.save(path.join(values.images, `draw-${String(i).padStart(3, '0')}.png`));
 }
 const ask = [];
 for (const q of set.ask) {
@@ -50,16 +60,30 @@ for (const r of ask) (byKind[r.kind] ??= []).push(r);
 const summary = {
   set: set.split,
   heldOutPairs: set.held_out_pairs,
-  drawing: { right: draw.filter((r) => r.ok).length, of: draw.length, rate: rate(draw) },
+  drawing: {
+    right: draw.filter((r) => r.ok).length,
+    of: draw.length,
+    rate: rate(draw),
+    colourRight: draw.filter((r) => r.got[0] === r.want[0]).length,
+    shapeRight: draw.filter((r) => r.got[1] === r.want[1]).length,
+  },
   understanding: { right: ask.filter((r) => r.ok).length, of: ask.length, rate: rate(ask) },
   understandingByKind: Object.fromEntries(Object.entries(byKind).map(([k, rows]) => [k, rate(rows)])),
+  drawingByPair: Object.fromEntries(
+    [...new Set(draw.map((r) => r.want.join(' ')))].sort().map((pair) => {
+      const rows = draw.filter((r) => r.want.join(' ') === pair);
+      return [pair, { right: rows.filter((r) => r.ok).length, of: rows.length }];
+    }),
+  ),
 };
 if (values.json) {
   console.log(JSON.stringify({ summary, draw, ask }, null, 1));
 } else {
   for (const r of draw.filter((x) => !x.ok)) console.log(`draw miss: "${r.prompt}" seed ${r.seed}: got ${r.got.join(' ')}`);
   for (const r of ask.filter((x) => !x.ok)) console.log(`ask miss: ${r.image} "${r.question}": got "${r.got}", want "${r.want}"`);
-  console.log(`drawing: ${summary.drawing.right}/${summary.drawing.of} right (${(100 * summary.drawing.rate).toFixed(0)}%)`);
-  console.log(`understanding: ${summary.understanding.right}/${summary.understanding.of} right (${(100 * summary.understanding.rate).toFixed(0)}%)`,
+  const d = summary.drawing;
+  console.log(`drawing: ${d.right}/${d.of} right (${(100 * d.rate).toFixed(0)}%); colour ${d.colourRight}, shape ${d.shapeRight}`);
+  console.log(`drawing by pair: ${Object.entries(summary.drawingByPair).map(([p, v]) => `${p} ${v.right}/${v.of}`).join(', ')}`);
+  if (ask.length > 0) console.log(`understanding: ${summary.understanding.right}/${summary.understanding.of} right (${(100 * summary.understanding.rate).toFixed(0)}%)`,
     Object.entries(summary.understandingByKind).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', '));
 }

@@ -5,6 +5,11 @@ pairs it saw, for comparison. eval.mjs and the package's tests read them; they a
 neither needs Python.
 
 Usage: python make_eval_set.py --out eval-set [--split held-out|seen]
+       python make_eval_set.py --probe FILE [--split held-out|seen]
+
+--probe writes 100 drawing requests alone (--count), from seeds apart from the committed sets' (and from
+training's), to choose between checkpoints without tuning on the evaluation:
+`node eval.mjs --set FILE --repeat 2`.
 """
 from __future__ import annotations
 
@@ -21,11 +26,28 @@ import world
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--out', required=True)
-    ap.add_argument('--count', type=int, default=50)
+    ap.add_argument('--out')
+    ap.add_argument('--probe', help='write a drawing-only probe set to this JSON file instead')
+    ap.add_argument('--count', type=int, help='requests (and questions): 50, or 100 with --probe')
     ap.add_argument('--split', choices=['held-out', 'seen'], default='held-out')
     a = ap.parse_args()
+    if (a.out is None) == (a.probe is None):
+        ap.error('give --out or --probe')
+    if a.count is None:
+        a.count = 100 if a.probe else 50
     pairs = world.HELD_OUT_PAIRS if a.split == 'held-out' else world.TRAIN_PAIRS
+    if a.probe:
+        offset = 70_000 if a.split == 'held-out' else 75_000
+        draws = []
+        for i in range(a.count):
+            scene, request = world.drawing_scene(data.EVAL_SEED_BASE + offset + i, pairs)
+            draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
+        with open(a.probe, 'w') as f:
+            json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': world.COLOURS,
+                       'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': []}, f, indent=1)
+            f.write('\n')
+        print('wrote', a.probe)
+        return
     prefix = 'image' if a.split == 'held-out' else 'seen'
     offset = 0 if a.split == 'held-out' else 5000
     os.makedirs(a.out, exist_ok=True)
