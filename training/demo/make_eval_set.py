@@ -24,6 +24,15 @@ import data
 import world
 
 
+def drawing_requests(offset: int, count: int, pairs) -> list[dict]:
+    """count drawing requests from seeds EVAL_SEED_BASE + offset + i, each drawn with seed i + 1."""
+    draws = []
+    for i in range(count):
+        scene, request = world.drawing_scene(data.EVAL_SEED_BASE + offset + i, pairs)
+        draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
+    return draws
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out')
@@ -38,10 +47,7 @@ def main():
     pairs = world.HELD_OUT_PAIRS if a.split == 'held-out' else world.TRAIN_PAIRS
     if a.probe:
         offset = 70_000 if a.split == 'held-out' else 75_000
-        draws = []
-        for i in range(a.count):
-            scene, request = world.drawing_scene(data.EVAL_SEED_BASE + offset + i, pairs)
-            draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
+        draws = drawing_requests(offset, a.count, pairs)
         with open(a.probe, 'w') as f:
             json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': world.COLOURS,
                        'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': []}, f, indent=1)
@@ -51,11 +57,7 @@ def main():
     prefix = 'image' if a.split == 'held-out' else 'seen'
     offset = 0 if a.split == 'held-out' else 5000
     os.makedirs(a.out, exist_ok=True)
-    draws = []
-    for i in range(a.count):
-        seed = data.EVAL_SEED_BASE + offset + i
-        scene, request = world.drawing_scene(seed, pairs)
-        draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
+    draws = drawing_requests(offset, a.count, pairs)
     questions = []
     kinds = ['colour', 'shape', 'count', 'position', 'background']
     for i in range(a.count):

@@ -206,10 +206,11 @@ class Quantizer(nn.Module):
         return f_hat
 
     def teacher_inputs(self, indices, final: int):
-        """VAR's inputs for scales 1..: the area-downsampled running f_hat, [B, L - 1, Cvae]."""
+        """VAR's inputs for scales 1..: the area-downsampled running f_hat, [B, L - 1, Cvae]. Given
+        only the first k scales' codes (k < scales), the inputs of scales 1..k."""
         f_hat = None
         out = []
-        for si in range(len(self.patch_nums) - 1):
+        for si in range(min(len(indices), len(self.patch_nums) - 1)):
             pn = self.patch_nums[si]
             h = self.phi(si, self.up(self.codes_to_grid(indices[si], pn), si, final))
             f_hat = h if f_hat is None else f_hat + h
@@ -349,8 +350,10 @@ class VarGen(nn.Module):
         return x + self.lvl_embed(self.lvl_1L) + self.pos_1LC
 
     def decode(self, x_BLC):
+        """Logits for the first T <= L positions (block-causal: a prefix needs nothing after it)."""
         cond = self.cond()
-        mask = self.attn_bias_for_masking
+        T = x_BLC.shape[1]
+        mask = self.attn_bias_for_masking[:, :, :T, :T]
         for b in self.blocks:
             x_BLC = b(x_BLC, cond, mask)
         return self.head(self.head_nm(x_BLC, cond))

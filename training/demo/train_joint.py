@@ -110,6 +110,21 @@ def pad(seqs, value):
     return out, mask
 
 
+def llm_over_image(model: DemoModel, prompts, x_img):
+    """The LLM's final hidden states over each prompt followed by its image positions' inputs
+    x_img [B, T, H] (then padding), and the prompts' lengths."""
+    ids, _ = pad(prompts, model.cfg.pad_token)
+    lens = [len(p) for p in prompts]
+    T = x_img.shape[1]
+    mask = torch.zeros(len(prompts), ids.shape[1] + T, dtype=torch.long)
+    tok_emb = model.embed(ids)
+    rows = []
+    for i, n in enumerate(lens):  # prompt, then the image tokens, then padding
+        rows.append(torch.cat((tok_emb[i, :n], x_img[i], tok_emb[i, n:]), 0))
+        mask[i, :n + T] = 1
+    return model.llm_hidden(torch.stack(rows), mask), lens
+
+
 def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
     cfg = model.cfg
     vae = model.vae_local
@@ -120,18 +135,7 @@ def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
     var = model.vargpt_gen
     x_img = model.image_gen_projector(var.inputs(teacher))  # [B, L, H]
     B, L = target.shape
-    ids, mask = pad(prompts, cfg.pad_token)
-    lens = [len(p) for p in prompts]
-    T = ids.shape[1] + L
-    embeds = torch.zeros(B, T, cfg.llm_hidden)
-    full_mask = torch.zeros(B, T, dtype=torch.long)
-    tok_emb = model.embed(ids)
-    rows = []
-    for i, n in enumerate(lens):  # prompt, then the image tokens, then padding
-        rows.append(torch.cat((tok_emb[i, :n], x_img[i], tok_emb[i, n:]), 0))
-        full_mask[i, :n + L] = 1
-    embeds = torch.stack(rows)
-    hidden = model.llm_hidden(embeds, full_mask)
+    hidden, lens = llm_over_image(model, prompts, x_img)
     h_img = torch.stack([hidden[i, n:n + L] for i, n in enumerate(lens)])
     uncond = torch.rand(B, generator=gen) < UNCOND_RATE
     if uncond.any():

@@ -20,50 +20,20 @@ Usage: python train_reward.py --init-from MODEL_DIR --out STATE.pt [--steps 300]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
-import subprocess
-import tempfile
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 import data
 import tokenizer as demo_tokenizer
 import world
 from export import load_exported
+from judging import judge, to_rgb
 from model import DemoModel
-from train_joint import Batcher, draw_loss, gen_prompt, make_config, pad
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-JUDGE = """
-import { readFileSync } from 'node:fs';
-const { judgeDrawing } = await import(process.argv[1]);
-const { colours } = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const { side, count } = JSON.parse(process.argv[3]);
-const pixels = readFileSync(process.argv[4]);
-const n = side * side * 3;
-const out = [];
-for (let i = 0; i < count; i++) out.push(judgeDrawing(new Uint8Array(pixels.subarray(i * n, (i + 1) * n)), side, side, colours));
-console.log(JSON.stringify(out.map((v) => [v.colour, v.shape])));
-"""
-
-
-def judge(rgb: np.ndarray, node: str) -> list[tuple[str | None, str | None]]:
-    """judge.mjs on [N, S, S, 3] uint8 pictures: (colour, shape) each."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, 'rgb')
-        np.ascontiguousarray(rgb).tofile(path)
-        out = subprocess.run([node, '--input-type=module', '-e', JUDGE, os.path.join(HERE, 'judge.mjs'),
-                              os.path.join(HERE, 'eval-set', 'eval-set.json'),
-                              json.dumps({'side': rgb.shape[1], 'count': rgb.shape[0]}), path],
-                             capture_output=True, text=True, check=True)
-    return [tuple(v) for v in json.loads(out.stdout)]
+from train_joint import Batcher, draw_loss, gen_prompt, llm_over_image, make_config
 
 
 def image_inputs(model: DemoModel, teacher):
@@ -73,29 +43,13 @@ def image_inputs(model: DemoModel, teacher):
 
 def llm_image_hidden(model: DemoModel, prompts, x_img, upto: int):
     """The LLM's final hidden states at the first `upto` image positions, after each prompt."""
-    cfg = model.cfg
-    B = x_img.shape[0]
-    ids, _ = pad(prompts, cfg.pad_token)
-    lens = [len(p) for p in prompts]
-    tok_emb = model.embed(ids)
-    T = ids.shape[1] + upto
-    rows, mask = [], torch.zeros(B, T, dtype=torch.long)
-    for i, n in enumerate(lens):  # prompt, image positions, padding (as draw_loss lays them out)
-        rows.append(torch.cat((tok_emb[i, :n], x_img[i, :upto], tok_emb[i, n:]), 0))
-        mask[i, :n + upto] = 1
-    hidden = model.llm_hidden(torch.stack(rows), mask)
+    hidden, lens = llm_over_image(model, prompts, x_img[:, :upto])
     return torch.stack([hidden[i, n:n + upto] for i, n in enumerate(lens)])
 
 
-def var_logits(model: DemoModel, h, upto: int):
-    """VAR's logits for the first `upto` positions from LLM-width rows h [B, upto, H]."""
-    var = model.vargpt_gen
-    x = model.image_gen_projector_out(h)
-    cond = var.cond()
-    mask = var.attn_bias_for_masking[:, :, :upto, :upto]
-    for b in var.blocks:
-        x = b(x, cond, mask)
-    return var.head(var.head_nm(x, cond))
+def var_logits(model: DemoModel, h):
+    """VAR's logits for the positions of h [B, T, H] (LLM-width rows), T <= L."""
+    return model.vargpt_gen.decode(model.image_gen_projector_out(h))
 
 
 def guided(cond, uncond, si: int, scales: int, cfg_scale: float):
@@ -113,18 +67,6 @@ def top_p_sample(logits, top_p: float, gen: torch.Generator):
     return order.gather(-1, pick).squeeze(-1)
 
 
-def partial_teacher(quantize, indices, final: int):
-    """VAR's inputs for scales 1..k from the first k scales' codes: [B, Σ_{j=1..k} pn_j², Cvae]."""
-    f_hat, out = None, []
-    for si, idx in enumerate(indices):
-        pn = quantize.patch_nums[si]
-        h = quantize.phi(si, quantize.up(quantize.codes_to_grid(idx, pn), si, final))
-        f_hat = h if f_hat is None else f_hat + h
-        nxt = quantize.patch_nums[si + 1]
-        out.append(F.interpolate(f_hat, size=(nxt, nxt), mode='area').flatten(2).transpose(1, 2))
-    return torch.cat(out, 1)
-
-
 @torch.no_grad()
 def sample_drawings(model: DemoModel, prompts, noise, cfg_scale: float, top_p: float, gen: torch.Generator):
     """Draws as the runtime does (scale by scale, CFG on raw logits with the linear ramp, top-p);
@@ -134,17 +76,17 @@ def sample_drawings(model: DemoModel, prompts, noise, cfg_scale: float, top_p: f
     pns = cfg.patch_nums
     B = len(prompts)
     L = sum(p * p for p in pns)
-    uncond = var_logits(model, noise, L)
+    uncond = var_logits(model, noise)
     indices = []
     teacher = torch.zeros(B, L - 1, cfg.cvae)  # inputs of scales not yet sampled stay zero (unseen)
     start = 0
     for si, pn in enumerate(pns):
         end = start + pn * pn
         if si > 0:
-            teacher[:, :end - 1] = partial_teacher(vae.quantize, indices, vae.final)
+            teacher[:, :end - 1] = vae.quantize.teacher_inputs(indices, vae.final)
         x_img = image_inputs(model, teacher)
         h = llm_image_hidden(model, prompts, x_img, end)
-        cond = var_logits(model, h, end)[:, start:end]
+        cond = var_logits(model, h)[:, start:end]
         logits = guided(cond, uncond[:, start:end], si, len(pns), cfg_scale)
         indices.append(top_p_sample(logits.reshape(B * pn * pn, -1), top_p, gen).view(B, pn * pn))
         start = end
@@ -161,8 +103,8 @@ def guided_logprob(model: DemoModel, prompts, noise, indices, cfg_scale: float):
     with torch.no_grad():
         teacher = vae.quantize.teacher_inputs(indices, vae.final)
     h = llm_image_hidden(model, prompts, image_inputs(model, teacher), L)
-    cond = var_logits(model, h, L)
-    uncond = var_logits(model, noise, L)
+    cond = var_logits(model, h)
+    uncond = var_logits(model, noise)
     parts, start = [], 0
     for si, pn in enumerate(pns):
         end = start + pn * pn
@@ -173,11 +115,6 @@ def guided_logprob(model: DemoModel, prompts, noise, indices, cfg_scale: float):
     chosen = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp.exp() * logp).sum(-1).mean()
     return chosen.sum(1), entropy
-
-
-def to_rgb(vae, indices) -> np.ndarray:
-    img = vae.decode_indices(indices)
-    return ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def main():
@@ -235,7 +172,7 @@ def main():
             indices = sample_drawings(model, prompts, noise, a.cfg, a.top_p, gen)
             model.train()
         with torch.no_grad():
-            verdicts = judge(to_rgb(model.vae_local, indices), a.node)
+            verdicts = judge(to_rgb(model.vae_local.decode_indices(indices)), a.node)
         reward = torch.tensor([0.5 * (c == w[0]) + 0.5 * (s == w[1]) for (c, s), w in zip(verdicts, wants)])
         right = sum(c == w[0] and s == w[1] for (c, s), w in zip(verdicts, wants)) / len(wants)
         advantage = reward - reward.view(a.requests, a.group).mean(1, keepdim=True).expand(-1, a.group).reshape(-1)
