@@ -52,13 +52,15 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dots(int rows, int64
 // x[96..127]); each of the two dpbusd then covers one group of each block (lanes 0-7 and 8-15),
 // starting from corr's -8 Σ xq of those groups. A last lone block (Kp not a multiple of 128) is
 // read as 32 bytes, both nibble halves side by side, with the activations in natural order.
-template <int COLS>
+// MAX_ROWS 1 is decode's instance: with 4 possible rows the 16 accumulators, 8 weight vectors and
+// 8 scale vectors of a 4-column step outnumber the 32 vector registers, and the compiler spills.
+template <int MAX_ROWS, int COLS>
 __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int rows, int64_t Kp, const int8_t* xq,
                                                                          int64_t ldx, const int32_t* corr,
                                                                          const uint8_t* packed,
                                                                          const uint16_t* scales, float* out) {
-  __m512 acc[4][COLS];
-  for (int m = 0; m < 4; ++m)
+  __m512 acc[MAX_ROWS][COLS];
+  for (int m = 0; m < MAX_ROWS; ++m)
     for (int j = 0; j < COLS; ++j) acc[m][j] = _mm512_setzero_ps();
   const int64_t row_bytes = Kp / 2, groups = Kp / 32, pairs_end = Kp / 128 * 128;
   const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -83,7 +85,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
       dlo[j] = _mm512_maskz_permutexvar_ps(0xffff, pick_low, d);
       dhi[j] = _mm512_maskz_permutexvar_ps(0xffff, pick_high, d);
     }
-    for (int m = 0; m < 4; ++m) {
+    for (int m = 0; m < MAX_ROWS; ++m) {
       if (m >= rows) break;
       const __m512i xlo = _mm512_loadu_si512(xq + m * ldx + k);
       const __m512i xhi = _mm512_loadu_si512(xq + m * ldx + k + 64);
@@ -110,7 +112,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
       std::memcpy(&two, scales + j * groups + k / 32, sizeof two);
       d[j] = _mm512_maskz_permutexvar_ps(0xffff, pick, _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(two))));
     }
-    for (int m = 0; m < 4; ++m) {
+    for (int m = 0; m < MAX_ROWS; ++m) {
       if (m >= rows) break;
       const __m512i x = _mm512_loadu_si512(xq + m * ldx + k);
       const __m512i start = _mm512_loadu_si512(corr + m * cstride + k / 4);
@@ -132,10 +134,16 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c"))) void q4_dots(int row
 
 void q4_dots_vnni(int rows, int cols, int64_t Kp, const int8_t* xq, int64_t ldx, const int32_t* corr,
                   const uint8_t* packed, const uint16_t* scales, float* out) {
-  if (cols == 4)
-    q4_dots<4>(rows, Kp, xq, ldx, corr, packed, scales, out);
-  else
-    q4_dots<1>(rows, Kp, xq, ldx, corr, packed, scales, out);
+  if (rows == 1) {
+    if (cols == 4)
+      q4_dots<1, 4>(rows, Kp, xq, ldx, corr, packed, scales, out);
+    else
+      q4_dots<1, 1>(rows, Kp, xq, ldx, corr, packed, scales, out);
+  } else if (cols == 4) {
+    q4_dots<4, 4>(rows, Kp, xq, ldx, corr, packed, scales, out);
+  } else {
+    q4_dots<4, 1>(rows, Kp, xq, ldx, corr, packed, scales, out);
+  }
 }
 
 void q8_dots_vnni(int rows, int cols, int64_t K, const uint8_t* xu, int64_t ldx, const int8_t* q, int64_t ldq,
