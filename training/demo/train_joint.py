@@ -21,6 +21,9 @@ the VAR learn, and every sample of a step is a drawing.
 Stage 7 is its mirror image (--reader-only): only the vision tower and the LLaVA projector learn,
 on questions alone (and the tower's attribute losses), so the LLM and the drawing path, and with
 them every drawing, stay exactly as they are.
+
+--freeze-reader, --condition-loss and --partial-requests are the experiments recorded in README.md
+(the LLM trained again with the drawing path; a loss on the drawing condition), not in train.sh.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import os
 import math
 import random
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,8 @@ import world
 from model import DemoConfig, DemoModel, clip_pixels, vae_pixels
 
 UNCOND_RATE = 0.1
+COLOUR_INDEX = {c: i for i, c in enumerate(world.COLOURS)}
+SHAPE_INDEX = {s: i for i, s in enumerate(world.SHAPES)}
 
 
 def make_config(tok) -> DemoConfig:
@@ -65,14 +71,23 @@ class Batcher:
         self.rng = random.Random(seed)
         self.question_weights = question_weights
 
-    def draw_batch(self, n: int):
-        scenes, prompts = [], []
+    def draw_batch(self, n: int, partial: float = 0.0):
+        """n drawing requests (token ids), their pictures, and the [n, 2] (colour, shape) indices
+        each request names (-1 where it leaves one out). With probability `partial` a request
+        names only the colour ("a yellow shape") or only the shape ("a square")."""
+        scenes, prompts, attrs = [], [], []
         for _ in range(n):
-            scene, request = world.drawing_scene(self.rng.randrange(data.TRAIN_SEEDS), world.TRAIN_PAIRS)
+            seed = self.rng.randrange(data.TRAIN_SEEDS)
+            names = 'both'
+            if partial > 0 and self.rng.random() < partial:
+                names = self.rng.choice(('colour', 'shape'))
+            scene, request = world.drawing_scene(seed, world.TRAIN_PAIRS, names)
             scenes.append(scene)
             prompts.append(self.tok.encode(gen_prompt(request)).ids + [self.cfg.gen_start])
+            attrs.append((COLOUR_INDEX[scene.colour] if names != 'shape' else -1,
+                          SHAPE_INDEX[scene.shape] if names != 'colour' else -1))
         imgs = torch.from_numpy(__import__('numpy').stack([world.render(s) for s in scenes]))
-        return prompts, imgs
+        return prompts, imgs, torch.tensor(attrs)
 
     def ask_batch(self, n: int, unnamed: int = 0):
         """n questions about training pairs, then `unnamed` about shapes in unnamed colours."""
@@ -125,7 +140,39 @@ def llm_over_image(model: DemoModel, prompts, x_img):
     return model.llm_hidden(torch.stack(rows), mask), lens
 
 
-def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
+class ConditionHeads(torch.nn.Module):
+    """Linear colour and shape classifiers on the VAR's input at the first image position (the
+    LLM's hidden state there through image_gen_projector_out), used only in training, never
+    exported. The first position alone decides the first scale, the picture's overall colour;
+    one linear read-out of colour shared by every shape (and of shape by every colour) asks the
+    LLM to say each attribute the same way whatever it is paired with, which is what a request for
+    an unseen pair needs."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.colour = torch.nn.Linear(width, len(COLOUR_INDEX))
+        self.shape = torch.nn.Linear(width, len(SHAPE_INDEX))
+
+    def loss(self, condition, attrs):
+        """Cross-entropy of each named attribute (attrs [B, 2], -1 where not named)."""
+        total = condition.new_zeros(())
+        for head, labels in ((self.colour, attrs[:, 0]), (self.shape, attrs[:, 1])):
+            named = labels >= 0
+            if named.any():
+                total = total + F.cross_entropy(head(condition[named]).float(), labels[named])
+        return total
+
+
+class DrawLoss(NamedTuple):
+    var: torch.Tensor
+    start: torch.Tensor
+    acc_first: float
+    acc_all: float
+    condition: torch.Tensor  # ConditionHeads' loss (zero without heads)
+
+
+def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator, heads: ConditionHeads | None = None,
+              attrs: torch.Tensor | None = None) -> DrawLoss:
     cfg = model.cfg
     vae = model.vae_local
     with torch.no_grad():
@@ -141,7 +188,12 @@ def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
     if uncond.any():
         noise = torch.randn(B, L, cfg.llm_hidden, generator=gen)
         h_img = torch.where(uncond.view(B, 1, 1), noise, h_img)
-    logits = var.decode(model.image_gen_projector_out(h_img))
+    var_in = model.image_gen_projector_out(h_img)
+    logits = var.decode(var_in)
+    condition_loss = torch.zeros(())
+    if heads is not None:
+        keep = ~uncond
+        condition_loss = heads.loss(var_in[keep, 0], attrs[keep])
     var_loss = F.cross_entropy(logits.reshape(B * L, -1), target.reshape(-1))
     # The LLM answers a drawing request with <|image_gen_start|>: predicted at the last prompt token.
     last = torch.stack([hidden[i, n - 2] for i, n in enumerate(lens)])
@@ -149,7 +201,7 @@ def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator):
     with torch.no_grad():
         acc = (logits.argmax(-1) == target).float()
         first_scales = acc[:, :30].mean().item()
-    return var_loss, start_loss, first_scales, acc.mean().item()
+    return DrawLoss(var_loss, start_loss, first_scales, acc.mean().item(), condition_loss)
 
 
 def ask_loss(model: DemoModel, ids, targets, imgs):
@@ -224,9 +276,17 @@ def main():
     ap.add_argument('--reader-only', action='store_true',
                     help='train only the vision tower and the LLaVA projector, on questions alone: the LLM '
                          'and the drawing path, and so every drawing, stay exactly as they are')
+    ap.add_argument('--freeze-reader', action='store_true',
+                    help='keep the vision tower and the LLaVA projector as they are (the LLM and the drawing path learn)')
+    ap.add_argument('--condition-loss', type=float, default=0.0,
+                    help='weight of ConditionHeads: colour and shape read linearly from the first image position\'s VAR input')
+    ap.add_argument('--partial-requests', type=float, default=0.0,
+                    help='share of drawing requests that name only the colour or only the shape')
     a = ap.parse_args()
     if a.generator_only and a.reader_only:
         ap.error('--generator-only and --reader-only train disjoint parts: choose one')
+    if a.freeze_reader and a.reader_only:
+        ap.error('--freeze-reader freezes what --reader-only trains')
     question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
     torch.manual_seed(a.seed)
     tok = demo_tokenizer.load()
@@ -248,6 +308,9 @@ def main():
         model.requires_grad_(False)
         for part in (model.vision_tower, model.multi_modal_projector):
             part.requires_grad_(True)
+    if a.freeze_reader:
+        for part in (model.vision_tower, model.multi_modal_projector):
+            part.requires_grad_(False)
     start_step = 0
     if a.resume:
         state = torch.load(a.resume)
@@ -270,6 +333,9 @@ def main():
     params = [p for p in model.parameters() if p.requires_grad]
     if heads is not None:
         params += list(heads.parameters())
+    condition_heads = ConditionHeads(cfg.var_width) if a.condition_loss > 0 else None
+    if condition_heads is not None:
+        params += list(condition_heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.05}, {'params': no_decay, 'weight_decay': 0.0}],
@@ -292,9 +358,11 @@ def main():
         with torch.autocast('cpu', dtype=torch.bfloat16):
             if a.reader_only:  # nothing on the drawing path learns
                 var_loss, start_loss, acc_first, acc_all = torch.zeros(()), torch.zeros(()), float('nan'), float('nan')
+                condition_loss = torch.zeros(())
             else:
-                prompts, dimgs = batcher.draw_batch(a.draw_batch)
-                var_loss, start_loss, acc_first, acc_all = draw_loss(model, prompts, dimgs, gen)
+                prompts, dimgs, attrs = batcher.draw_batch(a.draw_batch, a.partial_requests)
+                var_loss, start_loss, acc_first, acc_all, condition_loss = draw_loss(model, prompts, dimgs, gen,
+                                                                                     condition_heads, attrs)
             if a.generator_only:  # the LLM is frozen: its start-token loss has nothing to train
                 start_loss, qa_loss, qa_acc = torch.zeros(()), torch.zeros(()), float('nan')
             else:
@@ -305,7 +373,7 @@ def main():
                 from train_vision import attribute_batch, cls_features
                 pixels, labels = attribute_batch(batcher.rng, a.vision_batch)
                 vision_loss = sum(heads.losses(cls_features(model.vision_tower, pixels), labels).values())
-        loss = var_loss + start_loss + qa_loss + vision_loss
+        loss = var_loss + start_loss + qa_loss + vision_loss + a.condition_loss * condition_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 2.0)
@@ -313,7 +381,7 @@ def main():
         step += 1
         if step % 25 == 0:
             print(f'step {step} var {var_loss.item():.3f} (acc first30 {acc_first:.2f} all {acc_all:.2f}) '
-                  f'start {start_loss.item():.3f} qa {qa_loss.item():.3f} (exact {qa_acc:.2f}) vision {vision_loss.item():.3f} '
+                  f'start {start_loss.item():.3f} condition {condition_loss.item():.3f} qa {qa_loss.item():.3f} (exact {qa_acc:.2f}) vision {vision_loss.item():.3f} '
                   f'lr {a.lr * sched(step):.2e} {time.time() - t0:.0f}s', flush=True)
         if step % 200 == 0:
             torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, a.out)

@@ -181,7 +181,7 @@ def main():
             pg_loss = -(advantage * logp).mean() / L
             anchor_loss = torch.zeros(())
             if a.anchor > 0:
-                aprompts, aimgs = batcher.draw_batch(a.anchor)
+                aprompts, aimgs, _ = batcher.draw_batch(a.anchor)
                 anchor_loss = draw_loss(model, aprompts, aimgs, gen)[0]
         loss = pg_loss + anchor_loss
         opt.zero_grad(set_to_none=True)

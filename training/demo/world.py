@@ -143,13 +143,15 @@ _DRAW_TEMPLATES = (
 )
 
 
-def drawing_request(scene: Scene, rng: random.Random) -> str:
-    """A request that names the colour and shape, and sometimes the size, place and background."""
+def drawing_request(scene: Scene, rng: random.Random, names: str = 'both') -> str:
+    """A request that names the colour and shape, and sometimes the size, place and background.
+    names='colour' asks for "a {colour} shape", names='shape' for "a {shape}" (any colour)."""
     parts = []
     if rng.random() < 0.5:
         parts.append(scene.size_word or 'big')
-    parts.append(scene.colour)
-    parts.append(scene.shape)
+    if names != 'shape':
+        parts.append(scene.colour)
+    parts.append(scene.shape if names != 'colour' else 'shape')
     d = 'a ' + ' '.join(parts)
     if scene.position_word and rng.random() < 0.5:
         d += ' in the center' if scene.position_word == 'center' else f' on the {scene.position_word}'
@@ -158,10 +160,10 @@ def drawing_request(scene: Scene, rng: random.Random) -> str:
     return rng.choice(_DRAW_TEMPLATES).format(d=d)
 
 
-def drawing_scene(seed: int, pairs: list[tuple[str, str]]) -> tuple[Scene, str]:
+def drawing_scene(seed: int, pairs: list[tuple[str, str]], names: str = 'both') -> tuple[Scene, str]:
     """A single-shape scene and a request it satisfies; what the request leaves out is free."""
     scene = scene_from_seed(seed, pairs, multi=False)
-    return scene, drawing_request(scene, random.Random(seed * 31 + 5))
+    return scene, drawing_request(scene, random.Random(seed * 31 + 5), names)
 
 
 QUESTIONS = {
