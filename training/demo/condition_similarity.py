@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,8 @@ def labelled_requests(pairs, seeds):
     return requests, torch.tensor(labels)
 
 
-def fit_probe(x, y, classes: int, steps: int = 500) -> torch.nn.Linear:
+def fit_probe(x, y, classes: int, steps: int = 500) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logistic regression on standardized features; returns the fitted classifier's logits."""
     mean, std = x.mean(0), x.std(0) + 1e-6
     head = torch.nn.Linear(x.shape[1], classes)
     opt = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn='strong_wolfe')
@@ -76,8 +78,8 @@ def main():
     cfg = make_config(tok)
     model = load_exported(folder)
 
-    names = {pair: conditions(model, tok, cfg, [f'draw a {pair[0]} {pair[1]}'])[0]
-             for pair in world.TRAIN_PAIRS + world.HELD_OUT_PAIRS}
+    pairs = world.TRAIN_PAIRS + world.HELD_OUT_PAIRS
+    names = dict(zip(pairs, conditions(model, tok, cfg, [f'draw a {c} {s}' for c, s in pairs])))
     for pair in world.HELD_OUT_PAIRS:
         v = names[pair]
         nearest = sorted(((torch.cosine_similarity(v, names[p], 0).item(), p) for p in world.TRAIN_PAIRS),
