@@ -22,8 +22,9 @@ Stage 7 is its mirror image (--reader-only): only the vision tower and the LLaVA
 on questions alone (and the tower's attribute losses), so the LLM and the drawing path, and with
 them every drawing, stay exactly as they are.
 
---freeze-reader, --condition-loss and --partial-requests are the experiments recorded in README.md
-(the LLM trained again with the drawing path; a loss on the drawing condition), not in train.sh.
+--freeze-reader, --condition-loss (with --condition-positions), --early-weight and
+--partial-requests are the experiments recorded in README.md (the LLM trained again with the drawing
+path; a loss on the drawing condition; the coarse scales' loss weighed up), not in train.sh.
 """
 from __future__ import annotations
 
@@ -141,15 +142,15 @@ def llm_over_image(model: DemoModel, prompts, x_img):
 
 
 class ConditionHeads(torch.nn.Module):
-    """Linear colour and shape classifiers on the VAR's input at the first image position (the
-    LLM's hidden state there through image_gen_projector_out), used only in training, never
-    exported. The first position alone decides the first scale, the picture's overall colour;
-    one linear read-out of colour shared by every shape (and of shape by every colour) asks the
+    """Linear colour and shape classifiers on the VAR's input at the first `positions` image
+    positions (the LLM's hidden states there through image_gen_projector_out; one set of heads for
+    all), used only in training, never exported. One linear read-out of colour shared by every shape (and of shape by every colour) asks the
     LLM to say each attribute the same way whatever it is paired with, which is what a request for
     an unseen pair needs."""
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, positions: int = 1):
         super().__init__()
+        self.positions = positions  # how many image positions, from the first, the heads read
         self.colour = torch.nn.Linear(width, len(COLOUR_INDEX))
         self.shape = torch.nn.Linear(width, len(SHAPE_INDEX))
 
@@ -172,7 +173,7 @@ class DrawLoss(NamedTuple):
 
 
 def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator, heads: ConditionHeads | None = None,
-              attrs: torch.Tensor | None = None) -> DrawLoss:
+              attrs: torch.Tensor | None = None, early_weight: float = 1.0, early_tokens: int = 5) -> DrawLoss:
     cfg = model.cfg
     vae = model.vae_local
     with torch.no_grad():
@@ -193,8 +194,13 @@ def draw_loss(model: DemoModel, prompts, imgs, gen: torch.Generator, heads: Cond
     condition_loss = torch.zeros(())
     if heads is not None:
         keep = ~uncond
-        condition_loss = heads.loss(var_in[keep, 0], attrs[keep])
-    var_loss = F.cross_entropy(logits.reshape(B * L, -1), target.reshape(-1))
+        P = heads.positions
+        condition_loss = heads.loss(var_in[keep, :P].reshape(-1, var_in.shape[-1]),
+                                    attrs[keep].repeat_interleave(P, 0))
+    per_token = F.cross_entropy(logits.reshape(B * L, -1), target.reshape(-1), reduction='none').view(B, L)
+    if early_weight != 1.0:
+        per_token = torch.cat([per_token[:, :early_tokens] * early_weight, per_token[:, early_tokens:]], 1)
+    var_loss = per_token.mean()
     # The LLM answers a drawing request with <|image_gen_start|>: predicted at the last prompt token.
     last = torch.stack([hidden[i, n - 2] for i, n in enumerate(lens)])
     start_loss = F.cross_entropy(model.logits(last), torch.full((B,), cfg.gen_start))
@@ -279,7 +285,12 @@ def main():
     ap.add_argument('--freeze-reader', action='store_true',
                     help='keep the vision tower and the LLaVA projector as they are (the LLM and the drawing path learn)')
     ap.add_argument('--condition-loss', type=float, default=0.0,
-                    help='weight of ConditionHeads: colour and shape read linearly from the first image position\'s VAR input')
+                    help='weight of ConditionHeads: colour and shape read linearly from the VAR input at the first --condition-positions image positions')
+    ap.add_argument('--condition-positions', type=int, default=1,
+                    help='the heads read this many image positions from the first (one set of heads for all)')
+    ap.add_argument('--early-weight', type=float, default=1.0,
+                    help='weight of the first --early-tokens image tokens\' loss (the others weigh 1)')
+    ap.add_argument('--early-tokens', type=int, default=5, help='1 + 4: the 1x1 and 2x2 scales')
     ap.add_argument('--partial-requests', type=float, default=0.0,
                     help='share of drawing requests that name only the colour or only the shape')
     a = ap.parse_args()
@@ -333,7 +344,7 @@ def main():
     params = [p for p in model.parameters() if p.requires_grad]
     if heads is not None:
         params += list(heads.parameters())
-    condition_heads = ConditionHeads(cfg.var_width) if a.condition_loss > 0 else None
+    condition_heads = ConditionHeads(cfg.var_width, a.condition_positions) if a.condition_loss > 0 else None
     if condition_heads is not None:
         params += list(condition_heads.parameters())
     decay = [p for p in params if p.dim() >= 2]
@@ -362,7 +373,8 @@ def main():
             else:
                 prompts, dimgs, attrs = batcher.draw_batch(a.draw_batch, a.partial_requests)
                 var_loss, start_loss, acc_first, acc_all, condition_loss = draw_loss(model, prompts, dimgs, gen,
-                                                                                     condition_heads, attrs)
+                                                                                     condition_heads, attrs,
+                                                                                     a.early_weight, a.early_tokens)
             if a.generator_only:  # the LLM is frozen: its start-token loss has nothing to train
                 start_loss, qa_loss, qa_acc = torch.zeros(()), torch.zeros(()), float('nan')
             else:
