@@ -68,9 +68,11 @@ def top_p_sample(logits, top_p: float, gen: torch.Generator):
 
 
 @torch.no_grad()
-def sample_drawings(model: DemoModel, prompts, noise, cfg_scale: float, top_p: float, gen: torch.Generator):
+def sample_drawings(model: DemoModel, prompts, noise, cfg_scale: float, top_p: float, gen: torch.Generator,
+                    prefix=()):
     """Draws as the runtime does (scale by scale, CFG on raw logits with the linear ramp, top-p);
-    the unconditional row is VAR on `noise` in place of the LLM's states. Returns per-scale codes."""
+    the unconditional row is VAR on `noise` in place of the LLM's states. Returns per-scale codes.
+    `prefix` fixes the first len(prefix) scales' codes ([B, pn*pn] each) instead of sampling them."""
     cfg = model.cfg
     vae = model.vae_local
     pns = cfg.patch_nums
@@ -84,6 +86,10 @@ def sample_drawings(model: DemoModel, prompts, noise, cfg_scale: float, top_p: f
         end = start + pn * pn
         if si > 0:
             teacher[:, :end - 1] = vae.quantize.teacher_inputs(indices, vae.final)
+        if si < len(prefix):
+            indices.append(prefix[si])
+            start = end
+            continue
         x_img = image_inputs(model, teacher)
         h = llm_image_hidden(model, prompts, x_img, end)
         cond = var_logits(model, h)[:, start:end]
