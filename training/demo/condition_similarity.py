@@ -3,8 +3,8 @@
 The condition examined is the first image position's input to the VAR blocks (the LLM's final
 hidden state there, through image_gen_projector_out), which alone decides the first scale's one
 code. That code does not decide the drawing's colour (prefix_probe.py: the 2x2 scale's four codes
-do), so what this measures is how the request is read, not where a drawing goes wrong. It reads drawing requests through the exported model's own forward pass
-(the trainer's, float32).
+do), so what this measures is how the request is read, not where a drawing goes wrong. It reads
+drawing requests through the exported model's own forward pass (the trainer's, float32).
 
 1. For each held-out pair, the training pairs whose condition for "draw a {colour} {shape}" is
    nearest, by cosine similarity.

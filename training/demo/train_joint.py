@@ -144,9 +144,9 @@ def llm_over_image(model: DemoModel, prompts, x_img):
 class ConditionHeads(torch.nn.Module):
     """Linear colour and shape classifiers on the VAR's input at the first `positions` image
     positions (the LLM's hidden states there through image_gen_projector_out; one set of heads for
-    all), used only in training, never exported. One linear read-out of colour shared by every shape (and of shape by every colour) asks the
-    LLM to say each attribute the same way whatever it is paired with, which is what a request for
-    an unseen pair needs."""
+    all), used only in training, never exported. One linear read-out of colour shared by every
+    shape (and of shape by every colour) asks the LLM to say each attribute the same way whatever
+    it is paired with, which is what a request for an unseen pair needs."""
 
     def __init__(self, width: int, positions: int = 1):
         super().__init__()
