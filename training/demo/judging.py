@@ -21,7 +21,7 @@ const pixels = readFileSync(process.argv[4]);
 const n = side * side * 3;
 const out = [];
 for (let i = 0; i < count; i++) out.push(judgeDrawing(new Uint8Array(pixels.subarray(i * n, (i + 1) * n)), side, side, colours));
-console.log(JSON.stringify(out.map((v) => [v.colour, v.shape])));
+console.log(JSON.stringify(out.map(({ profile, background, ...v }) => v)));
 """
 
 
@@ -30,13 +30,19 @@ def to_rgb(pictures: torch.Tensor) -> np.ndarray:
     return ((pictures + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def judge(rgb: np.ndarray, node: str = 'node') -> list[tuple[str | None, str | None]]:
-    """judge.mjs on [N, S, S, 3] uint8 pictures: (colour, shape) each, None where nothing is drawn."""
+def verdicts(rgb: np.ndarray, node: str = 'node', judge_path: str | None = None) -> list[dict]:
+    """judge.mjs (or another module exporting judgeDrawing) on [N, S, S, 3] uint8 pictures: each
+    verdict's colour, shape (None where nothing is drawn) and the scalar features it read."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'rgb')
         np.ascontiguousarray(rgb).tofile(path)
-        out = subprocess.run([node, '--input-type=module', '-e', _JUDGE, os.path.join(HERE, 'judge.mjs'),
+        out = subprocess.run([node, '--input-type=module', '-e', _JUDGE, judge_path or os.path.join(HERE, 'judge.mjs'),
                               os.path.join(HERE, 'eval-set', 'eval-set.json'),
                               json.dumps({'side': rgb.shape[1], 'count': rgb.shape[0]}), path],
                              capture_output=True, text=True, check=True)
-    return [tuple(v) for v in json.loads(out.stdout)]
+    return json.loads(out.stdout)
+
+
+def judge(rgb: np.ndarray, node: str = 'node') -> list[tuple[str | None, str | None]]:
+    """judge.mjs on [N, S, S, 3] uint8 pictures: (colour, shape) each, None where nothing is drawn."""
+    return [(v['colour'], v['shape']) for v in verdicts(rgb, node)]

@@ -37,8 +37,9 @@ def shape_weights(mask, weight: float = 5.0):
 
 def colour_error(rec, x, mask):
     """Squared error of each picture's mean colour over its shapes, averaged over the batch. The
-    judge names a drawing's colour from that mean, and a per-pixel loss spread over a shape's edges
-    lets a whole shape drift between neighbouring named colours (yellow to orange, blue to purple)."""
+    judge names a drawing's colour from its shape's dominant colour (its first version: the mean),
+    and a per-pixel loss spread over a shape's edges lets a whole shape drift between neighbouring
+    named colours (yellow to orange, blue to purple)."""
     area = mask.sum((2, 3)).clamp(min=1.0)
     return ((((rec - x) * mask).sum((2, 3)) / area) ** 2).mean()
 
