@@ -1,19 +1,23 @@
 // The demo evaluation's pixel judge (training/demo/judge.mjs) on shapes drawn here, softened the
 // ways a decoder softens them: rounded corners, bowed sides, a rim blended into the background, a
 // stray speck. Each is still plainly its shape and colour to a person, so the judge must read it so.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { judgeDrawing } from '../../training/demo/judge.mjs';
+import { repoRoot } from '../helpers/paths.js';
 
 const SIDE = 64;
-const palette = {
-  red: [220, 40, 40],
-  green: [40, 170, 60],
-  blue: [40, 80, 220],
-  yellow: [240, 210, 40],
-  purple: [150, 60, 190],
-  orange: [250, 140, 30],
-} satisfies Record<string, number[]>;
+// The world's palette, as the evaluation sets record it.
+const palette = (JSON.parse(readFileSync(path.join(repoRoot, 'training', 'demo', 'eval-set', 'eval-set.json'), 'utf8')) as { colours: Record<string, [number, number, number]> }).colours;
+function rgbOf(name: string): [number, number, number] {
+  const rgb = palette[name];
+  if (!rgb) throw new Error(`eval-set.json has no colour ${name}`);
+  return rgb;
+}
+const green = rgbOf('green');
 
 type Inside = (x: number, y: number) => boolean; // x, y relative to the shape's centre, in pixels
 
@@ -70,7 +74,7 @@ describe('the demo judge', () => {
   it.each(cases)('reads a %s: %s, on every background and at every position', (shape, _what, inside) => {
     for (const bg of Object.values(backgrounds)) {
       for (const [cx, cy] of [[32, 32], [20, 24], [44, 40]] as const) {
-        const v = judgeDrawing(draw(inside, cx, cy, palette.green, bg), SIDE, SIDE, palette);
+        const v = judgeDrawing(draw(inside, cx, cy, green, bg), SIDE, SIDE, palette);
         expect([v.colour, v.shape], `centre ${cx},${cy} on ${bg.join(',')}`).toEqual(['green', shape]);
       }
     }
@@ -89,14 +93,14 @@ describe('the demo judge', () => {
   });
 
   it('reads the largest shape: a stray speck elsewhere changes neither its shape nor its colour', () => {
-    const pixels = draw(roundedSquare(11, 0.01), 32, 32, palette.yellow, backgrounds.gray);
-    for (const [x, y] of [[5, 5], [6, 5], [5, 6]] as const) pixels.set(palette.red, (y * SIDE + x) * 3);
+    const pixels = draw(roundedSquare(11, 0.01), 32, 32, rgbOf('yellow'), backgrounds.gray);
+    for (const [x, y] of [[5, 5], [6, 5], [5, 6]] as const) pixels.set(rgbOf('red'), (y * SIDE + x) * 3);
     const v = judgeDrawing(pixels, SIDE, SIDE, palette);
     expect([v.colour, v.shape]).toEqual(['yellow', 'square']);
   });
 
   it('reports nothing drawn on a plain picture', () => {
-    const v = judgeDrawing(draw(() => false, 32, 32, palette.red, backgrounds.white), SIDE, SIDE, palette);
+    const v = judgeDrawing(draw(() => false, 32, 32, rgbOf('red'), backgrounds.white), SIDE, SIDE, palette);
     expect([v.colour, v.shape]).toEqual([null, null]);
   });
 });

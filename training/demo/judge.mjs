@@ -127,9 +127,10 @@ export function judgeDrawing(pixels, width, height, palette) {
     }
     return reach;
   });
-  if (profile.some((r) => r === 0)) return { colour, shape: null, area, profile, background: bg };
   const mean = profile.reduce((sum, r) => sum + r, 0) / profile.length;
   const measured = profile.map((r) => r / mean);
+  // A region that misses its own centroid in some direction (a ring, a crescent) is no shape here.
+  if (profile.some((r) => r === 0)) return { colour, shape: null, area, fill, profile: measured, background: bg };
   const triangle = harmonic(measured, 3, Math.sin);
   const c4 = harmonic(measured, 4, Math.cos);
   let shape = 'circle';

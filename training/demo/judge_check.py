@@ -7,9 +7,10 @@ Usage: python judge_check.py MODEL_DIR_OR_VQVAE_STATE [--count 400] [--offset 0]
 
 It also prints, per true shape, the median of the two profile harmonics judge.mjs (or the last
 --judge) reads on the round trips: judge.mjs's shape thresholds are the midpoints between these
-medians on the default pictures (--offset 0). --offset 10000 draws a second, fresh set of pictures to check the judge on
-pictures its thresholds were not set from. --judge takes any module exporting judgeDrawing (an
-earlier judge.mjs from git, say), several to compare them on the same pictures.
+medians on the default pictures (--offset 0). --offset 10000 draws a second, fresh set of pictures
+to check the judge on pictures its thresholds were not set from. --judge takes any module
+exporting judgeDrawing (an earlier judge.mjs from git, say), several to compare them on the same
+pictures.
 """
 from __future__ import annotations
 
