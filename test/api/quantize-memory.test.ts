@@ -4,9 +4,17 @@
 //
 // Measured page by page where it can be: on Linux, /proc/self/maps locates the checkpoint's
 // mapping in this process and /proc/self/pagemap says which of its pages are resident. After the
-// load, no page lying wholly inside an LLM layer's weight may be resident; after a load at stored
-// precision and a call, which read those weights in place, they are (the check's counterpart, so it
-// can fail). After dispose() following a call, the mapping is gone.
+// load and after a call, no page lying wholly inside an LLM layer's weight may be resident unless
+// the kernel's fault-around put it there: a read fault on a file mapping also maps the neighbours
+// still in the page cache, within a window aligned in the address space (fault_around_bytes,
+// 64 KiB by default). So when a page the runtime does read (a norm weight between two projections,
+// say) is reclaimed under memory pressure and read again, released neighbours in its window come
+// back mapped without anything reading them. A resident interior page is therefore allowed only in
+// a window that also holds a resident page outside the LLM layers' interiors; a runtime that read a
+// released weight would fault in windows lying wholly inside it, which fails. After a load at
+// stored precision and a call, which read those weights in place, they are resident and most of
+// them unexcused (the check's counterpart, so it can fail). After dispose() following a call, the
+// mapping is gone.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 
@@ -17,8 +25,13 @@ import { demoModelDir, loadModel } from '../../lib/index.js';
 const linux = process.platform === 'linux';
 const PAGE = 4096;
 
-// Resident flags of the pages of `file`'s mapping in this process (null when it is not mapped).
-function residentPages(file: string): Uint8Array | null {
+// Resident flags of the pages of `file`'s mapping in this process, and the mapping's first page
+// number in the address space (null when it is not mapped).
+interface Residency {
+  flags: Uint8Array;
+  firstPage: number;
+}
+function residentPages(file: string): Residency | null {
   const line = readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.trimEnd().endsWith(file));
   if (!line) return null;
   const [start, end] = line.split(' ')[0]!.split('-').map((x) => BigInt(`0x${x}`)) as [bigint, bigint];
@@ -32,7 +45,7 @@ function residentPages(file: string): Uint8Array | null {
   }
   const out = new Uint8Array(pages);
   for (let i = 0; i < pages; i++) out[i] = map.readBigUInt64LE(i * 8) >> 63n === 1n ? 1 : 0; // bit 63: present
-  return out;
+  return { flags: out, firstPage: Number(start / BigInt(PAGE)) };
 }
 
 // The pages lying wholly inside the named tensors' bytes (offsets from the start of the file).
@@ -59,7 +72,23 @@ function interiorPages(file: string, pattern: RegExp): { pages: number[]; tensor
   }
 }
 
-describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /proc/self/smaps)', () => {
+// The kernel's default fault-around window, in pages (fault_around_bytes = 64 KiB).
+const FAULT_AROUND_PAGES = 16;
+
+// The resident pages of `interior` that fault-around cannot explain: those whose window holds no
+// resident page outside `interior`. The windows are aligned in the address space, not the file.
+function unexplainedResident({ flags, firstPage }: Residency, interior: Set<number>): number[] {
+  return [...interior].filter((p) => {
+    if (flags[p] !== 1) return false;
+    const first = Math.max(0, p - ((firstPage + p) % FAULT_AROUND_PAGES));
+    for (let q = first; q < Math.min(flags.length, first + FAULT_AROUND_PAGES); q++) {
+      if (!interior.has(q) && flags[q] === 1) return false;
+    }
+    return true;
+  });
+}
+
+describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /proc/self/pagemap)', () => {
   // The shipped demo checkpoint (bf16): its LLM layers are 128-352 KB each, far above a page.
   const dir = demoModelDir();
 
@@ -68,16 +97,19 @@ describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /pr
     const llm = interiorPages(file, /^language_model\.model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/);
     expect(llm.tensors).toBeGreaterThan(0);
     expect(llm.pages.length).toBeGreaterThan(16 * llm.tensors);
-    const residentOf = (flags: Uint8Array) => llm.pages.filter((p) => flags[p] === 1).length;
+    const interior = new Set(llm.pages);
+    const residentOf = ({ flags }: Residency) => llm.pages.filter((p) => flags[p] === 1).length;
     for (const weights of ['int8', 'q4'] as const) {
       const model = await loadModel(dir, { device: 'cpu', weights });
       try {
         expect(model.info.llm.weights).toBe(weights);
-        expect(residentOf(residentPages(file)!), `${weights}: resident pages of ${llm.pages.length} inside the LLM layers`).toBe(0);
+        const loaded = residentPages(file)!;
+        expect(unexplainedResident(loaded, interior), `${weights}: resident pages inside the LLM layers after the load`).toEqual([]);
         // Still answers after its source pages went: nothing reads the released float bytes.
         const reply = await model.chat([{ role: 'user', content: 'what colour is the shape?' }], { maxNewTokens: 2, seed: 1 });
         expect(reply.tokens.length).toBeGreaterThan(0);
-        expect(residentOf(residentPages(file)!), `${weights}: after a call`).toBe(0);
+        const called = residentPages(file)!;
+        expect(unexplainedResident(called, interior), `${weights}: resident pages inside the LLM layers after a call`).toEqual([]);
       } finally {
         await model.dispose();
       }
@@ -88,7 +120,10 @@ describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /pr
     const stored = await loadModel(dir, { device: 'cpu' });
     try {
       await stored.chat([{ role: 'user', content: 'what colour is the shape?' }], { maxNewTokens: 2, seed: 1 });
-      expect(residentOf(residentPages(file)!)).toBeGreaterThan(llm.pages.length / 2);
+      const flags = residentPages(file)!;
+      expect(residentOf(flags)).toBeGreaterThan(llm.pages.length / 2);
+      // Most of them lie in windows wholly inside one weight, which the check above does not excuse.
+      expect(unexplainedResident(flags, interior).length).toBeGreaterThan(llm.pages.length / 2);
     } finally {
       await stored.dispose();
     }
