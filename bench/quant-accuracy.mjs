@@ -1,6 +1,7 @@
 // npm run bench -- quant-accuracy [--model DIR] [--weights int8,q4]
-// Quantized weights on a trained checkpoint (by default the shipped demo model, models/vargpt-v1-demo),
-// whose logits, unlike a random-weight model's, are far from flat. Each precision against the
+// Quantized weights on a trained checkpoint (by default the demo model's bf16 master,
+// training/demo/model-bf16, of which the package ships the int8 copy), whose logits, unlike a
+// random-weight model's, are far from flat. Each precision against the
 // checkpoint at its stored precision, over the demo's two committed evaluation sets
 // (training/demo/eval-set: 50 held-out-pair and 50 seen-pair questions about images, and as many
 // seeded drawing requests):
@@ -56,9 +57,9 @@ async function runAll(loadModel, dir, weights, sets, judgeDrawing) {
 
 export async function run(args) {
   const o = parse(args);
-  const { loadModel, demoModelDir } = await importPackage();
+  const { loadModel } = await importPackage();
   const { judgeDrawing } = await import(pathToFileURL(path.join(root, 'training', 'demo', 'judge.mjs')).href);
-  const dir = o.model ?? demoModelDir();
+  const dir = o.model ?? path.join(root, 'training', 'demo', 'model-bf16');
   const setDir = path.join(root, 'training', 'demo', 'eval-set');
   const sets = ['eval-set.json', 'seen.json'].map((f) => ({ setDir, set: JSON.parse(readFileSync(path.join(setDir, f), 'utf8')) }));
   console.log(`checkpoint ${dir}; ${sets.reduce((n, s) => n + s.set.ask.length, 0)} questions, ${sets.reduce((n, s) => n + s.set.draw.length, 0)} seeded drawings (held-out and seen sets)`);

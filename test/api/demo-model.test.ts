@@ -1,4 +1,5 @@
-// The shipped demo model (models/vargpt-v1-demo, trained by training/demo/) against the committed
+// The shipped demo model (models/vargpt-v1-demo, trained by training/demo/ and shipped as the int8
+// quantization of its bf16 master, training/demo/model-bf16) against the committed
 // evaluation sets (training/demo/eval-set: held-out colour x shape pairs, and seen pairs), with
 // their fixed seeds, judged as training/demo/eval.mjs judges them (drawings from the pixels by
 // judge.mjs, answers by exact match). The bounds sit below the figures measured on the shipped
@@ -22,6 +23,9 @@ interface EvalSet {
 }
 
 const setDir = path.join(repoRoot, 'training', 'demo', 'eval-set');
+// The trained checkpoint at the precision it was exported in; the repository keeps it, the package
+// ships `vargpt quantize --weights int8` of it.
+const masterDir = path.join(repoRoot, 'training', 'demo', 'model-bf16');
 const heldOut = JSON.parse(readFileSync(path.join(setDir, 'eval-set.json'), 'utf8')) as EvalSet;
 const seen = JSON.parse(readFileSync(path.join(setDir, 'seen.json'), 'utf8')) as EvalSet;
 
@@ -59,7 +63,10 @@ describe('the shipped demo model', () => {
     if (info.family !== 'vargpt-v1') throw new Error(`the demo model is ${info.family}, expected vargpt-v1`);
     expect(info.vision).not.toBeNull();
     expect(info.vqvae?.imageSize).toBe(64);
-    expect(statSync(path.join(demoModelDir(), 'model.safetensors')).size).toBeLessThan(32 * 2 ** 20);
+    // Shipped as int8 (LLM and VAR linear layers); 20,358,774 bytes.
+    expect(info.llm.weights).toBe('int8');
+    expect(info.var?.weights).toBe('int8');
+    expect(statSync(path.join(demoModelDir(), 'model.safetensors')).size).toBeLessThan(20 * 2 ** 20);
   });
 
   it('the judge reads the world itself right: every committed image judges as its own colour and shape', async () => {
@@ -82,13 +89,17 @@ describe('the shipped demo model', () => {
     }
   });
 
-  it('draws: on seen pairs the requested colour 38 of 50 times (measured 43), colour and shape 37 (42); on held-out pairs the colour 35 (40), both 32 (37)', async () => {
+  // The bounds sit about 2.5 standard errors below the mean rate over 400 seeded draws per set
+  // (held-out: both right 76.5%, colour 79%; seen: 87.5%, 88.5%), not below this set's own seeds'
+  // figures: another CPU's f32 kernels round differently, and one tipped sample redraws the rest of
+  // that picture, so another machine draws as if with other seeds.
+  it('draws: on seen pairs the requested colour 38 of 50 times (measured 46), colour and shape 37 (46); on held-out pairs the colour 33 (41), both 31 (40)', async () => {
     const s = await drawAll(seen);
     expect(s.colour).toBeGreaterThanOrEqual(38);
     expect(s.both).toBeGreaterThanOrEqual(37);
     const h = await drawAll(heldOut);
-    expect(h.colour).toBeGreaterThanOrEqual(35);
-    expect(h.both).toBeGreaterThanOrEqual(32);
+    expect(h.colour).toBeGreaterThanOrEqual(33);
+    expect(h.both).toBeGreaterThanOrEqual(31);
   });
 
   it('chat: a drawing request starts an image on its own, a question about an image is answered in words', async () => {
@@ -102,8 +113,9 @@ describe('the shipped demo model', () => {
 });
 
 // Quantized weights on a trained checkpoint, whose logits (unlike a random-weight model's) are far
-// from flat: prefill logits of every question in both sets against the stored (bf16) model, and the
-// answers. Measured (npm run bench -- quant-accuracy): max |Δ| 1.0% (int8) and 7.6% (q4) of the
+// from flat: prefill logits of every other question in both sets against the bf16 master's, and the
+// answers; and the shipped int8 checkpoint against the master quantized on load (the same weights,
+// so the same logits bit for bit). Measured (npm run bench -- quant-accuracy): max |Δ| 1.0% (int8) and 7.6% (q4) of the
 // largest logit; int8 changes no answer of 100, q4 one. The bounds: int8's per-weight step is
 // 1/254 of its row's largest weight and q4's 1/14 of its group's, which over a few layers stays
 // near a percent for int8 and several for q4; 3% and 20% leave room for other CPUs' kernels and
@@ -121,9 +133,18 @@ describe('the demo model with quantized weights', () => {
       }
       return out;
     };
-    const stored = await run(model);
+    const stored = await (async () => {
+      const master = await loadModel(masterDir);
+      try {
+        expect(master.info.llm.weights).toBe('bf16');
+        return await run(master);
+      } finally {
+        await master.dispose();
+      }
+    })();
+    const shipped = await run(model);
     for (const [weights, bound] of [['int8', 0.03], ['q4', 0.2]] as const) {
-      const quantized = await loadModel(demoModelDir(), { weights });
+      const quantized = await loadModel(masterDir, { weights });
       try {
         const got = await run(quantized);
         let maxDiff = 0, maxRef = 0, same = 0;
@@ -138,6 +159,12 @@ describe('the demo model with quantized weights', () => {
         expect(maxDiff, `${weights}: max |Δ logit| of max |logit| ${maxRef}`).toBeLessThanOrEqual(bound * maxRef);
         expect(maxDiff, `${weights}: the weights really are quantized`).toBeGreaterThan(0);
         expect(same, `${weights}: answers equal to the stored model's`).toBeGreaterThanOrEqual(questions.length - 2);
+        if (weights === 'int8') {
+          got.forEach((g, i) => {
+            expect(g.text).toBe(shipped[i]!.text);
+            expect(Buffer.from(g.logits.buffer).equals(Buffer.from(shipped[i]!.logits.buffer)), `question ${i}: the shipped model's logits`).toBe(true);
+          });
+        }
       } finally {
         await quantized.dispose();
       }

@@ -20,7 +20,8 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { demoModelDir, loadModel } from '../../lib/index.js';
+import { loadModel } from '../../lib/index.js';
+import { repoRoot } from '../helpers/paths.js';
 
 const linux = process.platform === 'linux';
 const PAGE = 4096;
@@ -89,8 +90,9 @@ function unexplainedResident({ flags, firstPage }: Residency, interior: Set<numb
 }
 
 describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /proc/self/pagemap)', () => {
-  // The shipped demo checkpoint (bf16): its LLM layers are 128-352 KB each, far above a page.
-  const dir = demoModelDir();
+  // The demo model's bf16 master (the package ships its int8 copy): its LLM layers are 128-352 KB
+  // each, far above a page.
+  const dir = path.join(repoRoot, 'training', 'demo', 'model-bf16');
 
   it('int8 and q4 loads keep none of the LLM layers\' float pages resident; a stored-precision load does', async () => {
     const file = path.join(dir, 'model.safetensors');

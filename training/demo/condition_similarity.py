@@ -13,7 +13,7 @@ drawing requests through the exported model's own forward pass (the trainer's, f
    requests. A condition that says colour and shape the same way whatever they are paired with is
    read right on pairs the probe never saw.
 
-Usage: python condition_similarity.py [MODEL_DIR]   (default: the shipped demo model)
+Usage: python condition_similarity.py [MODEL_DIR]   (default: model-bf16/, the demo model's bf16 master)
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def fit_probe(x, y, classes: int, steps: int = 500) -> Callable[[torch.Tensor], 
 
 
 def main():
-    folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', 'models', 'vargpt-v1-demo')
+    folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, 'model-bf16')
     tok = demo_tokenizer.load()
     cfg = make_config(tok)
     model = load_exported(folder)

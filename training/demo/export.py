@@ -138,6 +138,10 @@ def load_trained(checkpoint: str, vqvae: str | None = None) -> DemoModel:
 def load_exported(folder: str) -> DemoModel:
     """A model folder written by write_folder, back as a DemoModel (bfloat16 weights widened to f32)."""
     from safetensors.torch import load_file
+    with open(os.path.join(folder, 'config.json'), encoding='utf-8') as f:
+        if 'vargpt_quantization' in json.load(f):
+            raise SystemExit(f'{folder} is a quantized copy (vargpt quantize); the trainer reads the bf16 master, '
+                             'training/demo/model-bf16')
     model = DemoModel(make_config(demo_tokenizer.load()))
     state = {}
     for name, t in load_file(os.path.join(folder, 'model.safetensors')).items():
