@@ -130,4 +130,27 @@ describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /pr
       await stored.dispose();
     }
   });
+  // VARGPT v1's VAR conditions every block on one fixed vector, so each block's AdaLN projection (a
+  // third of its weights) acts once, at load; the loader keeps the product and gives the projection
+  // back. Checked at the stored precision, where nothing else would release those pages, after the
+  // load and after a drawing.
+  it('VAR\'s AdaLN projections are read once at load and not kept resident', async () => {
+    const file = path.join(dir, 'model.safetensors');
+    const ada = interiorPages(file, /^vargpt_gen\.(blocks\.\d+\.|head_nm\.)ada_lin\.1\.weight$/);
+    expect(ada.tensors).toBeGreaterThan(1);
+    expect(ada.pages.length).toBeGreaterThan(16 * ada.tensors);
+    const interior = new Set(ada.pages);
+    const model = await loadModel(dir, { device: 'cpu' });
+    try {
+      const info = model.info;
+      if (info.family !== 'vargpt-v1') throw new Error(`expected a VARGPT v1 checkpoint, got ${info.family}`);
+      expect(info.var?.weights).toBe('bf16');
+      expect(unexplainedResident(residentPages(file)!, interior), 'after the load').toEqual([]);
+      const drawn = await model.generateImage('draw a red circle', { seed: 1 });
+      expect(drawn.image.width).toBe(64);
+      expect(unexplainedResident(residentPages(file)!, interior), 'after a drawing').toEqual([]);
+    } finally {
+      await model.dispose();
+    }
+  });
 });

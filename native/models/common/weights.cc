@@ -262,6 +262,18 @@ LinearWeights WeightLoader::linear(const std::string& prefix, int64_t out, int64
   return l;
 }
 
+LinearWeights WeightLoader::read_once_linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
+  const std::string name = prefix + ".weight";
+  const TensorInfo& info = checked(name, {out, in});
+  VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
+           ", expected f32, bf16 or f16");
+  LinearWeights l;
+  l.w = backend_.upload(checkpoint_->get(name));
+  account(info);
+  if (bias) l.b = f32(prefix + ".bias", {out});
+  return l;
+}
+
 ConvWeights WeightLoader::conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias) {
   ConvWeights c;
   c.w = f32(prefix + ".weight", {out, in, k, k});

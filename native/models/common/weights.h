@@ -106,6 +106,13 @@ class WeightLoader {
   std::vector<int64_t> host_ints(const std::string& name, const Shape& expected);
 
   LinearWeights linear(const std::string& prefix, int64_t out, int64_t in, bool bias);
+  // A Linear layer the loader computes with once and then drops (VAR's AdaLN projections of its
+  // fixed condition): read in place at its stored precision, never copied into the model's weight
+  // buffers (whatever map_weights says), so nothing of it outlives the load. Call release_read()
+  // once its product is computed.
+  LinearWeights read_once_linear(const std::string& prefix, int64_t out, int64_t in, bool bias);
+  // Gives the mapped pages of a read_once_linear() weight back; they are never read again.
+  void release_read(const std::string& prefix) { release(prefix + ".weight"); }
   ConvWeights conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias);
   NormWeights norm(const std::string& prefix, int64_t channels, bool bias);
 
