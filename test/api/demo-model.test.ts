@@ -63,7 +63,7 @@ describe('the shipped demo model', () => {
     if (info.family !== 'vargpt-v1') throw new Error(`the demo model is ${info.family}, expected vargpt-v1`);
     expect(info.vision).not.toBeNull();
     expect(info.vqvae?.imageSize).toBe(64);
-    // Shipped as int8 (LLM and VAR linear layers); 20,358,774 bytes.
+    // Shipped as int8 (LLM and VAR linear layers); 18,681,878 bytes.
     expect(info.llm.weights).toBe('int8');
     expect(info.var?.weights).toBe('int8');
     expect(statSync(path.join(demoModelDir(), 'model.safetensors')).size).toBeLessThan(20 * 2 ** 20);
@@ -90,16 +90,16 @@ describe('the shipped demo model', () => {
   });
 
   // The bounds sit about 2.5 standard errors below the mean rate over 400 seeded draws per set
-  // (held-out: both right 76.5%, colour 79%; seen: 87.5%, 88.5%), not below this set's own seeds'
+  // (held-out: both right 74.75%, colour 78.5%; seen: 85.5%, 86%), not below this set's own seeds'
   // figures: another CPU's f32 kernels round differently, and one tipped sample redraws the rest of
   // that picture, so another machine draws as if with other seeds.
-  it('draws: on seen pairs the requested colour 38 of 50 times (measured 46), colour and shape 37 (46); on held-out pairs the colour 33 (41), both 31 (40)', async () => {
+  it('draws: on seen pairs the requested colour 37 of 50 times (measured 45), colour and shape 36 (45); on held-out pairs the colour 32 (41), both 30 (40)', async () => {
     const s = await drawAll(seen);
-    expect(s.colour).toBeGreaterThanOrEqual(38);
-    expect(s.both).toBeGreaterThanOrEqual(37);
+    expect(s.colour).toBeGreaterThanOrEqual(37);
+    expect(s.both).toBeGreaterThanOrEqual(36);
     const h = await drawAll(heldOut);
-    expect(h.colour).toBeGreaterThanOrEqual(33);
-    expect(h.both).toBeGreaterThanOrEqual(31);
+    expect(h.colour).toBeGreaterThanOrEqual(32);
+    expect(h.both).toBeGreaterThanOrEqual(30);
   });
 
   it('chat: a drawing request starts an image on its own, a question about an image is answered in words', async () => {

@@ -133,8 +133,8 @@ describe('quantized weights: options', () => {
 // on the same seed and prompt, whose input the LLM computes identically either way, so the
 // difference is the generator's own quantization error: VAR's and Infinity's first-scale
 // conditional logits, the DiT's first conditional velocity. Bounds, as fractions of the stored
-// output's max |value|: bf16 2% (measured 0.24% for the f32 VAR; 0 where the checkpoint is bf16
-// already), int8 6% (measured 1.8-3.5%), q4 45% (measured 18-21%; as for the LLM, a guard against
+// output's max |value|: bf16 2% (measured 0.33% for the f32 VAR; 0 where the checkpoint is bf16
+// already), int8 6% (measured 1.7-2.9%), q4 45% (measured 15-18%; as for the LLM, a guard against
 // a broken layout, the kernels' own bounds being checked in the op tests).
 const GENERATOR_OUTPUT = [
   ['vargpt-v1', tinyModelDir, 's0.logitsCond'],

@@ -58,7 +58,7 @@ wait "$joint"
 "$python" check_runtime.py --checkpoint "$work/reader.pt" --work "$work/check"
 "$python" export.py --checkpoint "$work/reader.pt" --out "$here/model-bf16" --dtype bfloat16 --cfg 3
 # Then the copy the package ships, int8 (LLM and VAR linear layers, one scale per output channel):
-# 20.4 MB against 26.8 MB, as right as the bf16 master (the package README, "The built-in demo model").
+# 18.7 MB against 26.8 MB, as right as the bf16 master (the package README, "The built-in demo model").
 rm -rf "$root/models/vargpt-v1-demo"
 node "$root/dist/cli/main.js" quantize --model "$here/model-bf16" --out "$root/models/vargpt-v1-demo" --weights int8
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"

@@ -61,7 +61,7 @@ Tensor WeightLoader::weight_buffer(DType dtype, const Shape& shape) {
   // enough that the unused end of the last one costs little (its untouched pages are never resident).
   constexpr size_t kSlab = size_t{64} << 20, kSmall = size_t{64} << 10, kAlign = 4096;
   const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
-  if (bytes < kSmall) return Tensor::empty_host(dtype, shape);
+  if (bytes < kSmall || one_use_) return Tensor::empty_host(dtype, shape);
   const size_t start = (slab_used_ + kAlign - 1) / kAlign * kAlign;
   if (slab_ == nullptr || start + bytes > slab_->bytes()) {
     // A matrix larger than a slab gets a slab of its own, which is then full.
@@ -74,7 +74,7 @@ Tensor WeightLoader::weight_buffer(DType dtype, const Shape& shape) {
 }
 
 Tensor WeightLoader::resident(const std::string& name, const Tensor& stored) {
-  if (map_weights_ || backend_.device() != DeviceKind::CPU) return stored;
+  if (map_weights_ || one_use_ || backend_.device() != DeviceKind::CPU) return stored;
   Tensor copy = weight_buffer(stored.dtype(), stored.shape());
   if (stored.nbytes() != 0) std::memcpy(copy.raw(), stored.raw(), stored.nbytes());
   release(name);  // copied: the mapped bytes are not read again
@@ -258,18 +258,6 @@ std::vector<int64_t> WeightLoader::host_ints(const std::string& name, const Shap
 LinearWeights WeightLoader::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
   LinearWeights l;
   l.w = matrix(prefix + ".weight", {out, in});
-  if (bias) l.b = f32(prefix + ".bias", {out});
-  return l;
-}
-
-LinearWeights WeightLoader::read_once_linear(const std::string& prefix, int64_t out, int64_t in, bool bias) {
-  const std::string name = prefix + ".weight";
-  const TensorInfo& info = checked(name, {out, in});
-  VG_CHECK(dtype_is_float(info.dtype), checkpoint_->path(), ": tensor ", name, " has dtype ", dtype_name(info.dtype),
-           ", expected f32, bf16 or f16");
-  LinearWeights l;
-  l.w = backend_.upload(checkpoint_->get(name));
-  account(info);
   if (bias) l.b = f32(prefix + ".bias", {out});
   return l;
 }

@@ -48,9 +48,12 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
     blk.fc2 = w.quantizable_linear(p + "ffn.fc2", C, F, true);
     // The condition is fixed, so each block's modulation is computed here, once, and the projection
     // (a third of a block's weights) is not kept.
-    const LinearWeights ada = w.read_once_linear(p + "ada_lin.1", 6 * C, C, true);
     Tensor mod = b.empty(DType::F32, {2, 6 * C});
-    b.linear(cond_act, ada.w, &ada.b, mod);
+    {
+      const WeightLoader::OneUse once(w);
+      const MatrixLinear ada = w.quantizable_linear(p + "ada_lin.1", 6 * C, C, true);
+      linear(b, cond_act, ada, mod);
+    }
     w.release_read(p + "ada_lin.1");
     auto chunks = split_chunks(b, mod, 6, C);  // gamma1, gamma2, scale1, scale2, shift1, shift2
     blk.gamma1 = chunks[0];
@@ -61,9 +64,12 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
     blk.shift2 = chunks[5];
     blocks_.push_back(std::move(blk));
   }
-  const LinearWeights head_ada = w.read_once_linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
   Tensor head_mod = b.empty(DType::F32, {2, 2 * C});
-  b.linear(cond_act, head_ada.w, &head_ada.b, head_mod);
+  {
+    const WeightLoader::OneUse once(w);
+    const MatrixLinear head_ada = w.quantizable_linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
+    linear(b, cond_act, head_ada, head_mod);
+  }
   w.release_read(prefix + "head_nm.ada_lin.1");
   auto head_chunks = split_chunks(b, head_mod, 2, C);  // scale, shift
   head_scale_ = head_chunks[0];
