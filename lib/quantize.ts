@@ -46,11 +46,12 @@ export interface QuantizeReport {
 
 const LLM_LINEAR = /^(language_model\.)?(model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 // The image generators' linear layers the runtime reads at the loader's precision (native/models/gen):
-// VAR's blocks (attention, MLP, and the AdaLN projections, which act once, at load, on a fixed
-// condition and are then dropped) and head and head AdaLN projection; Infinity's blocks (self- and cross-attention, MLP), its shared
-// and head AdaLN projections (applied to each prompt's condition) and head; the BLIP3-o DiT's
-// blocks (attention, cross-attention, MLP, AdaLN projection). Input embeddings, the text pooling
-// and the DiT's caption, time and patch embedders and output layer stay as stored.
+// VAR's blocks (attention, MLP, AdaLN projection), head and head AdaLN projection (the AdaLN
+// projections act once, at load, on a fixed condition, and are then dropped); Infinity's blocks
+// (self- and cross-attention, MLP), its shared and head AdaLN projections (applied to each
+// prompt's condition) and head; the BLIP3-o DiT's blocks (attention, cross-attention, MLP, AdaLN
+// projection). Input embeddings, the text pooling and the DiT's caption, time and patch embedders
+// and output layer stay as stored.
 const GENERATOR_LINEAR: Readonly<Record<string, RegExp>> = {
   'vargpt-v1': /^vargpt_gen\.(blocks\.\d+\.(attn\.(mat_qkv|proj)|ffn\.fc(1|2)|ada_lin\.1)|head_nm\.ada_lin\.1|head)\.weight$/,
   'vargpt-v1.1': /^vargpt_gen\.(block_chunks\.\d+\.module\.\d+\.(sa\.(mat_qkv|proj)|ca\.(mat_q|mat_kv|proj)|ffn\.fc(1|2))|shared_ada_lin\.1|head_nm\.ada_lin\.1|head)\.weight$/,

@@ -1,6 +1,7 @@
 // Quantizing on load gives the float copy back: once a linear weight is quantized, its pages of the
 // memory-mapped float checkpoint are released, so loading `weights: 'int8' | 'q4'` from an f32 or
-// bf16 folder does not keep the float LLM resident beside the quantized one.
+// bf16 folder does not keep the float LLM resident beside the quantized one. And a weight the
+// loader applies once (VAR's AdaLN projections of its fixed condition) is not kept at all.
 //
 // Measured page by page where it can be: on Linux, /proc/self/maps locates the checkpoint's
 // mapping in this process and /proc/self/pagemap says which of its pages are resident. After the
@@ -130,6 +131,7 @@ describe.skipIf(!linux)('quantizing on load releases the float pages (Linux: /pr
       await stored.dispose();
     }
   });
+
   // VARGPT v1's VAR conditions every block on one fixed vector, so each block's AdaLN projection (a
   // third of its weights) acts once, at load; the loader keeps the product and gives the projection
   // back. Checked at the stored precision, where nothing else would release those pages, after the
