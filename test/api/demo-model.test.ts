@@ -115,11 +115,11 @@ describe('the shipped demo model', () => {
 // Quantized weights on a trained checkpoint, whose logits (unlike a random-weight model's) are far
 // from flat: prefill logits of every other question in both sets against the bf16 master's, and the
 // answers; and the shipped int8 checkpoint against the master quantized on load (the same weights,
-// so the same logits bit for bit). Measured (npm run bench -- quant-accuracy): max |Δ| 1.0% (int8) and 7.6% (q4) of the
-// largest logit; int8 changes no answer of 100, q4 one. The bounds: int8's per-weight step is
-// 1/254 of its row's largest weight and q4's 1/14 of its group's, which over a few layers stays
-// near a percent for int8 and several for q4; 3% and 20% leave room for other CPUs' kernels and
-// rounding.
+// so the same logits bit for bit). Measured (npm run bench -- quant-accuracy): max |Δ| 1.0% (int8)
+// and 7.6% (q4) of the largest logit; int8 changes no answer of 100, q4 one. The bounds: int8's
+// per-weight step is 1/254 of its row's largest weight and q4's 1/14 of its group's, which over a
+// few layers stays near a percent for int8 and several for q4; 3% and 20% leave room for other
+// CPUs' kernels and rounding.
 describe('the demo model with quantized weights', () => {
   it('int8 and q4: prefill logits within 3% and 20% of the largest logit, answers as the stored model gives them', async () => {
     const questions = [...heldOut.ask.map((q) => ({ q, dir: setDir })), ...seen.ask.map((q) => ({ q, dir: setDir }))].filter((_, i) => i % 2 === 0);
