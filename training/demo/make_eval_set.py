@@ -5,11 +5,13 @@ pairs it saw, for comparison. eval.mjs and the package's tests read them; they a
 neither needs Python.
 
 Usage: python make_eval_set.py --out eval-set [--split held-out|seen]
-       python make_eval_set.py --probe FILE [--split held-out|seen]
+       python make_eval_set.py --probe FILE [--split held-out|seen] [--count N] [--start I]
 
 --probe writes 100 drawing requests alone (--count), from seeds apart from the committed sets' (and from
 training's), to choose between checkpoints without tuning on the evaluation:
-`node eval.mjs --set FILE --repeat 2`.
+`node eval.mjs --set FILE --repeat 2`. --start skips the first I requests of that sequence: the
+committed fresh-held-out.json and fresh-seen.json are --count 200 --start 100, requests no choice
+was ever made on (the first 100 chose between training runs).
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ import data
 import world
 
 
-def drawing_requests(offset: int, count: int, pairs) -> list[dict]:
-    """count drawing requests from seeds EVAL_SEED_BASE + offset + i, each drawn with seed i + 1."""
+def drawing_requests(offset: int, count: int, pairs, start: int = 0) -> list[dict]:
+    """count drawing requests from seeds EVAL_SEED_BASE + offset + i (i from start), each drawn with
+    seed i + 1."""
     draws = []
-    for i in range(count):
+    for i in range(start, start + count):
         scene, request = world.drawing_scene(data.EVAL_SEED_BASE + offset + i, pairs)
         draws.append({'prompt': request, 'colour': scene.colour, 'shape': scene.shape, 'seed': i + 1})
     return draws
@@ -38,16 +41,19 @@ def main():
     ap.add_argument('--out')
     ap.add_argument('--probe', help='write a drawing-only probe set to this JSON file instead')
     ap.add_argument('--count', type=int, help='requests (and questions): 50, or 100 with --probe')
+    ap.add_argument('--start', type=int, default=0, help='with --probe: the first request, 0 or more')
     ap.add_argument('--split', choices=['held-out', 'seen'], default='held-out')
     a = ap.parse_args()
     if (a.out is None) == (a.probe is None):
         ap.error('give --out or --probe')
+    if a.start < 0 or (a.start and not a.probe):
+        ap.error('--start is 0 or more, and only with --probe')
     if a.count is None:
         a.count = 100 if a.probe else 50
     pairs = world.HELD_OUT_PAIRS if a.split == 'held-out' else world.TRAIN_PAIRS
     if a.probe:
         offset = 70_000 if a.split == 'held-out' else 75_000
-        draws = drawing_requests(offset, a.count, pairs)
+        draws = drawing_requests(offset, a.count, pairs, a.start)
         with open(a.probe, 'w') as f:
             json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': world.COLOURS,
                        'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': []}, f, indent=1)
