@@ -262,6 +262,22 @@ LinearWeights WeightLoader::linear(const std::string& prefix, int64_t out, int64
   return l;
 }
 
+Tensor WeightLoader::apply_once(const std::string& prefix, const Tensor& x, int64_t out, int64_t in) {
+  Tensor y = backend_.empty(DType::F32, {x.dim(0), out});
+  {
+    struct OneUse {
+      bool& flag;
+      const bool outer;
+      explicit OneUse(bool& f) : flag(f), outer(f) { flag = true; }
+      ~OneUse() { flag = outer; }
+    } scope(one_use_);
+    const MatrixLinear layer = quantizable_linear(prefix, out, in, true);
+    vargpt::linear(backend_, x, layer, y);  // the free function, not the loader's linear()
+  }
+  release(prefix + ".weight");
+  return y;
+}
+
 ConvWeights WeightLoader::conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias) {
   ConvWeights c;
   c.w = f32(prefix + ".weight", {out, in, k, k});

@@ -106,23 +106,11 @@ class WeightLoader {
   std::vector<int64_t> host_ints(const std::string& name, const Shape& expected);
 
   LinearWeights linear(const std::string& prefix, int64_t out, int64_t in, bool bias);
-  // While a OneUse lives, the weights read are for a layer the loader applies once and drops (VAR's
-  // AdaLN projections of its fixed condition): they stay in place where the stored form serves, and
-  // a converted or quantized copy gets a buffer of its own, freed with the layer, never a place in
-  // the model's weight slabs. Call release_read() once the layer's product is computed.
-  class OneUse {
-   public:
-    explicit OneUse(WeightLoader& loader) : loader_(loader), outer_(loader.one_use_) { loader_.one_use_ = true; }
-    ~OneUse() { loader_.one_use_ = outer_; }
-    OneUse(const OneUse&) = delete;
-    OneUse& operator=(const OneUse&) = delete;
-
-   private:
-    WeightLoader& loader_;
-    bool outer_;
-  };
-  // Gives the mapped pages of a Linear layer's weight back once it is never read again.
-  void release_read(const std::string& prefix) { release(prefix + ".weight"); }
+  // y = x W^T + b for a Linear layer the loader applies once and drops (VAR's AdaLN projections of
+  // its fixed condition), at the precision quantizable_linear() gives: the weight is read in place
+  // where the stored form serves, a converted or quantized copy gets a buffer of its own, freed on
+  // return, never a place in the model's weight slabs, and the mapped pages are given back after.
+  Tensor apply_once(const std::string& prefix, const Tensor& x, int64_t out, int64_t in);
   ConvWeights conv(const std::string& prefix, int64_t out, int64_t in, int64_t k, bool bias);
   NormWeights norm(const std::string& prefix, int64_t channels, bool bias);
 
@@ -150,7 +138,7 @@ class WeightLoader {
   CancelCheck cancelled_;
   LinearPrecision linear_precision_ = LinearPrecision::Stored;
   bool map_weights_ = true;
-  bool one_use_ = false;  // see OneUse
+  bool one_use_ = false;  // inside apply_once(): copies get buffers of their own
   uint64_t total_ = 0, loaded_ = 0;
   std::shared_ptr<Storage> slab_;  // the slab weight_buffer() cuts from; each tensor shares its ownership
   size_t slab_used_ = 0;

@@ -48,13 +48,7 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
     blk.fc2 = w.quantizable_linear(p + "ffn.fc2", C, F, true);
     // The condition is fixed, so each block's modulation is computed here, once, and the projection
     // (a third of a block's weights) is not kept.
-    Tensor mod = b.empty(DType::F32, {2, 6 * C});
-    {
-      const WeightLoader::OneUse once(w);
-      const MatrixLinear ada = w.quantizable_linear(p + "ada_lin.1", 6 * C, C, true);
-      linear(b, cond_act, ada, mod);
-    }
-    w.release_read(p + "ada_lin.1");
+    const Tensor mod = w.apply_once(p + "ada_lin.1", cond_act, 6 * C, C);
     auto chunks = split_chunks(b, mod, 6, C);  // gamma1, gamma2, scale1, scale2, shift1, shift2
     blk.gamma1 = chunks[0];
     blk.gamma2 = chunks[1];
@@ -64,13 +58,7 @@ VarDecoder::VarDecoder(const VarConfig& config, WeightLoader& w, const std::stri
     blk.shift2 = chunks[5];
     blocks_.push_back(std::move(blk));
   }
-  Tensor head_mod = b.empty(DType::F32, {2, 2 * C});
-  {
-    const WeightLoader::OneUse once(w);
-    const MatrixLinear head_ada = w.quantizable_linear(prefix + "head_nm.ada_lin.1", 2 * C, C, true);
-    linear(b, cond_act, head_ada, head_mod);
-  }
-  w.release_read(prefix + "head_nm.ada_lin.1");
+  const Tensor head_mod = w.apply_once(prefix + "head_nm.ada_lin.1", cond_act, 2 * C, C);
   auto head_chunks = split_chunks(b, head_mod, 2, C);  // scale, shift
   head_scale_ = head_chunks[0];
   head_shift_ = head_chunks[1];
