@@ -71,7 +71,7 @@ def entry(content: str) -> dict:
     return {'content': content, 'lstrip': False, 'normalized': False, 'rstrip': False, 'single_word': False}
 
 
-def write_folder(model: DemoModel, out: str, dtype: str, gen_defaults: dict) -> None:
+def write_folder(model: DemoModel, out: str, dtype: str, gen_defaults: dict, extra_colours: bool = False) -> None:
     cfg = model.cfg
     os.makedirs(out, exist_ok=True)
     tensors = {}
@@ -94,7 +94,7 @@ def write_folder(model: DemoModel, out: str, dtype: str, gen_defaults: dict) -> 
             f.write('\n')
 
     dump('config.json', config_json(cfg, dtype))
-    dump('tokenizer.json', demo_tokenizer.build())
+    dump('tokenizer.json', demo_tokenizer.build(extra_colours))
     dump('tokenizer_config.json', {
         'add_bos_token': True, 'add_eos_token': False,
         'added_tokens_decoder': {str(i): {**entry(t), 'special': True} for i, t in enumerate(demo_tokenizer.SPECIAL)},
@@ -170,6 +170,8 @@ def main():
     ap.add_argument('--cfg', type=float, default=None, help='image_cfg default written to generation_config.json')
     ap.add_argument('--top-k', type=int, default=None)
     ap.add_argument('--top-p', type=float, default=None)
+    ap.add_argument('--extra-colour-words', action='store_true',
+                    help="the tokenizer with world.EXTRA_COLOURS' words (a model trained with train_joint.py --extra-colours)")
     a = ap.parse_args()
     defaults = {'max_new_tokens': 32}
     if a.cfg is not None:
@@ -178,7 +180,7 @@ def main():
         defaults['image_top_k'] = a.top_k
     if a.top_p is not None:
         defaults['image_top_p'] = a.top_p
-    write_folder(load_trained(a.checkpoint, a.vqvae), a.out, a.dtype, defaults)
+    write_folder(load_trained(a.checkpoint, a.vqvae), a.out, a.dtype, defaults, a.extra_colour_words)
     print('wrote', a.out)
 
 

@@ -5,7 +5,7 @@ pairs it saw, for comparison. eval.mjs and the package's tests read them; they a
 neither needs Python.
 
 Usage: python make_eval_set.py --out eval-set [--split held-out|seen]
-       python make_eval_set.py --probe FILE [--split held-out|seen] [--count N] [--start I]
+       python make_eval_set.py --probe FILE [--split held-out|seen|extra] [--count N] [--start I]
 
 --probe writes 100 drawing requests alone (--count), from seeds apart from the committed sets' (and from
 training's), to choose between checkpoints without tuning on the evaluation:
@@ -42,7 +42,8 @@ def main():
     ap.add_argument('--probe', help='write a drawing-only probe set to this JSON file instead')
     ap.add_argument('--count', type=int, help='requests (and questions): 50, or 100 with --probe')
     ap.add_argument('--start', type=int, default=0, help='with --probe: the first request, 0 or more')
-    ap.add_argument('--split', choices=['held-out', 'seen'], default='held-out')
+    ap.add_argument('--split', choices=['held-out', 'seen', 'extra'], default='held-out',
+                    help='extra (with --probe): shapes in world.EXTRA_COLOURS, judged among all 16 colours')
     a = ap.parse_args()
     if (a.out is None) == (a.probe is None):
         ap.error('give --out or --probe')
@@ -50,12 +51,15 @@ def main():
         ap.error('--start is 0 or more, and only with --probe')
     if a.count is None:
         a.count = 100 if a.probe else 50
-    pairs = world.HELD_OUT_PAIRS if a.split == 'held-out' else world.TRAIN_PAIRS
+    if a.split == 'extra' and not a.probe:
+        ap.error('--split extra is a drawing-only set: use it with --probe')
+    pairs = {'held-out': world.HELD_OUT_PAIRS, 'seen': world.TRAIN_PAIRS, 'extra': world.EXTRA_PAIRS}[a.split]
     if a.probe:
-        offset = 70_000 if a.split == 'held-out' else 75_000
+        offset = {'held-out': 70_000, 'seen': 75_000, 'extra': 95_000}[a.split]
         draws = drawing_requests(offset, a.count, pairs, a.start)
+        colours = {**world.COLOURS, **world.EXTRA_COLOURS} if a.split == 'extra' else world.COLOURS
         with open(a.probe, 'w') as f:
-            json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': world.COLOURS,
+            json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': colours,
                        'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': []}, f, indent=1)
             f.write('\n')
         print('wrote', a.probe)

@@ -16,12 +16,14 @@ SPECIAL = ['<unk>', '<s>', '</s>', '<image>', '<pad>', '<|image_gen_start|>', '<
 ALPHABET = ['▁'] + list(string.ascii_lowercase) + list(string.ascii_uppercase) + list(string.digits) + list("?.,:;'!-()\n")
 
 
-def build() -> dict:
+def build(extra_colours: bool = False) -> dict:
+    """extra_colours adds world.EXTRA_COLOURS' words after the world's, so every other id stays as
+    it is (and the vocabulary within the model's 320 rows)."""
     vocab: dict[str, int] = {}
     for t in SPECIAL + ALPHABET:
         vocab[t] = len(vocab)
     merges: list[str] = []
-    for word in world.vocabulary():
+    for word in world.vocabulary() + (list(world.EXTRA_COLOURS) if extra_colours else []):
         piece = '▁'
         for ch in word:
             nxt = piece + ch
@@ -56,9 +58,9 @@ def build() -> dict:
     }
 
 
-def load():
+def load(extra_colours: bool = False):
     from tokenizers import Tokenizer
-    return Tokenizer.from_str(json.dumps(build()))
+    return Tokenizer.from_str(json.dumps(build(extra_colours)))
 
 
 if __name__ == '__main__':

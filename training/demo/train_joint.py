@@ -22,9 +22,10 @@ Stage 7 is its mirror image (--reader-only): only the vision tower and the LLaVA
 on questions alone (and the tower's attribute losses), so the LLM and the drawing path, and with
 them every drawing, stay exactly as they are.
 
---freeze-reader, --condition-loss (with --condition-positions), --early-weight and
---partial-requests are the experiments recorded in README.md (the LLM trained again with the drawing
-path; a loss on the drawing condition; the coarse scales' loss weighed up), not in train.sh.
+--freeze-reader, --condition-loss (with --condition-positions), --early-weight, --partial-requests
+and --extra-colours are the experiments recorded in README.md (the LLM trained again with the
+drawing path; a loss on the drawing condition; the coarse scales' loss weighed up; drawings in ten
+more colours), not in train.sh.
 """
 from __future__ import annotations
 
@@ -71,21 +72,26 @@ class Batcher:
         self.tok, self.cfg = tok, cfg
         self.rng = random.Random(seed)
         self.question_weights = question_weights
+        self.extra_seeds: list[int] = []  # set by extra_colour_seeds before draw_batch(extra=...)
 
-    def draw_batch(self, n: int, partial: float = 0.0):
+    def draw_batch(self, n: int, partial: float = 0.0, extra: float = 0.0):
         """n drawing requests (token ids), their pictures, and the [n, 2] (colour, shape) indices
-        each request names (-1 where it leaves one out). With probability `partial` a request
-        names only the colour ("a yellow shape") or only the shape ("a square")."""
+        each request names (-1 where it leaves one out, or names an extra colour). With
+        probability `partial` a request names only the colour ("a yellow shape") or only the shape
+        ("a square"); with probability `extra` the shape is in one of world.EXTRA_COLOURS."""
         scenes, prompts, attrs = [], [], []
         for _ in range(n):
             seed = self.rng.randrange(data.TRAIN_SEEDS)
             names = 'both'
             if partial > 0 and self.rng.random() < partial:
                 names = self.rng.choice(('colour', 'shape'))
-            scene, request = world.drawing_scene(seed, world.TRAIN_PAIRS, names)
+            pairs = world.TRAIN_PAIRS
+            if extra > 0 and self.rng.random() < extra:
+                pairs, seed = world.EXTRA_PAIRS, self.rng.choice(self.extra_seeds)
+            scene, request = world.drawing_scene(seed, pairs, names)
             scenes.append(scene)
             prompts.append(self.tok.encode(gen_prompt(request)).ids + [self.cfg.gen_start])
-            attrs.append((COLOUR_INDEX[scene.colour] if names != 'shape' else -1,
+            attrs.append((COLOUR_INDEX.get(scene.colour, -1) if names != 'shape' else -1,
                           SHAPE_INDEX[scene.shape] if names != 'colour' else -1))
         imgs = torch.from_numpy(__import__('numpy').stack([world.render(s) for s in scenes]))
         return prompts, imgs, torch.tensor(attrs)
@@ -114,6 +120,26 @@ class Batcher:
         at = prompt.index(self.cfg.image_token)
         expanded = prompt[:at] + [self.cfg.image_token] * self.cfg.image_tokens + prompt[at + 1:]
         return expanded + answer, (len(expanded), answer), world.render(scene)
+
+
+@torch.no_grad()
+def extra_colour_seeds(vae, count: int, seed: int) -> list[int]:
+    """Training seeds for extra-colour drawings: `count` seeds, less those whose picture the frozen
+    VQ-VAE encodes to codes that judge.mjs reads, decoded, as a held-out pair (it turns a few mint
+    and teal diamonds blue): a generator trained on them would be shown that pair's codes."""
+    from judging import judge, to_rgb
+    vae.eval()
+    rng = random.Random(seed)
+    seeds = [rng.randrange(data.TRAIN_SEEDS) for _ in range(count)]
+    kept = []
+    for at in range(0, count, 200):
+        chunk = seeds[at:at + 200]
+        pictures = torch.from_numpy(__import__('numpy').stack(
+            [world.render(world.drawing_scene(s, world.EXTRA_PAIRS)[0]) for s in chunk]))
+        decoded = to_rgb(vae.decode_indices(vae.encode_indices(vae_pixels(pictures))))
+        kept += [s for s, (c, sh) in zip(chunk, judge(decoded)) if (c, sh) not in world.HELD_OUT]
+    print(f'extra-colour seeds: {len(kept)} of {count} kept', flush=True)
+    return kept
 
 
 def pad(seqs, value):
@@ -293,14 +319,20 @@ def main():
     ap.add_argument('--early-tokens', type=int, default=5, help='1 + 4: the 1x1 and 2x2 scales')
     ap.add_argument('--partial-requests', type=float, default=0.0,
                     help='share of drawing requests that name only the colour or only the shape')
+    ap.add_argument('--extra-colours', type=float, default=0.0,
+                    help='share of drawing requests for a shape in one of world.EXTRA_COLOURS (needs the LLM to learn: '
+                         'not with --generator-only)')
+    ap.add_argument('--extra-seeds', type=int, default=3000, help='the pool extra_colour_seeds draws from')
     a = ap.parse_args()
     if a.generator_only and a.reader_only:
         ap.error('--generator-only and --reader-only train disjoint parts: choose one')
+    if a.extra_colours > 0 and (a.generator_only or a.reader_only):
+        ap.error('--extra-colours names colours only a learning LLM can read')
     if a.freeze_reader and a.reader_only:
         ap.error('--freeze-reader freezes what --reader-only trains')
     question_weights = {k: int(v) for k, v in (kv.split('=') for kv in a.question_weights.split(',') if kv)}
     torch.manual_seed(a.seed)
-    tok = demo_tokenizer.load()
+    tok = demo_tokenizer.load(a.extra_colours > 0)
     cfg = make_config(tok)
     model = DemoModel(cfg)
     if a.init_from:
@@ -356,6 +388,8 @@ def main():
     warmup = 150
     sched = lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / a.steps))))
     batcher = Batcher(tok, cfg, a.seed + start_step, question_weights)
+    if a.extra_colours > 0:
+        batcher.extra_seeds = extra_colour_seeds(model.vae_local, a.extra_seeds, a.seed)
     gen = torch.Generator().manual_seed(a.seed + 1 + start_step)
     model.train()
     model.vae_local.eval()
@@ -371,7 +405,7 @@ def main():
                 var_loss, start_loss, acc_first, acc_all = torch.zeros(()), torch.zeros(()), float('nan'), float('nan')
                 condition_loss = torch.zeros(())
             else:
-                prompts, dimgs, attrs = batcher.draw_batch(a.draw_batch, a.partial_requests)
+                prompts, dimgs, attrs = batcher.draw_batch(a.draw_batch, a.partial_requests, a.extra_colours)
                 var_loss, start_loss, acc_first, acc_all, condition_loss = draw_loss(model, prompts, dimgs, gen,
                                                                                      condition_heads, attrs,
                                                                                      a.early_weight, a.early_tokens)

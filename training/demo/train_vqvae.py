@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+import world
 from model import DemoConfig, VqVae, vae_pixels
 
 
@@ -63,6 +64,8 @@ def main():
                     help='learning rate after the 50 warm-up steps: constant, or a cosine decay to 5%% at --steps')
     ap.add_argument('--colour-loss', type=float, default=0.0,
                     help="weight of the squared error of each picture's mean shape colour (colour_error)")
+    ap.add_argument('--extra-colours', type=float, default=0.0,
+                    help='share of each batch painted in world.EXTRA_COLOURS (a single shape each)')
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     cfg = DemoConfig()
@@ -82,7 +85,11 @@ def main():
     t0 = time.time()
     for step in range(a.steps):
         seeds = torch.randint(0, data.TRAIN_SEEDS, (a.batch,), generator=gen)
-        x = vae_pixels(data.images(seeds.tolist()))
+        n_extra = round(a.batch * a.extra_colours)
+        pictures = data.images(seeds[n_extra:].tolist())
+        if n_extra:
+            pictures = torch.cat((data.images(seeds[:n_extra].tolist(), world.EXTRA_PAIRS, multi=False), pictures))
+        x = vae_pixels(pictures)
         mask = shape_mask(x)
         weights = shape_weights(mask)
         decay = 1.0 if a.schedule == 'constant' else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / a.steps))
