@@ -60,7 +60,7 @@ def extra_colours(vae: VqVae, count: int, node: str):
     scenes = [world.drawing_scene(SEED_BASE + i, world.EXTRA_PAIRS)[0] for i in range(count)]
     pictures = np.stack([world.render(s) for s in scenes])
     rec = to_rgb(vae.decode_indices(vae.encode_indices(vae_pixels(torch.from_numpy(pictures)))))
-    palette = {**world.COLOURS, **world.EXTRA_COLOURS}
+    palette = world.PALETTE
     names = list(palette)
     rgb = np.array([palette[n] for n in names], dtype=np.float64)
     kept, moved = 0, {}

@@ -57,7 +57,7 @@ def main():
     if a.probe:
         offset = {'held-out': 70_000, 'seen': 75_000, 'extra': 95_000}[a.split]
         draws = drawing_requests(offset, a.count, pairs, a.start)
-        colours = {**world.COLOURS, **world.EXTRA_COLOURS} if a.split == 'extra' else world.COLOURS
+        colours = world.PALETTE if a.split == 'extra' else world.COLOURS
         with open(a.probe, 'w') as f:
             json.dump({'split': f'{a.split} probe', 'held_out_pairs': world.HELD_OUT_PAIRS, 'colours': colours,
                        'backgrounds': world.BACKGROUNDS, 'draw': draws, 'ask': []}, f, indent=1)

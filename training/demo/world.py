@@ -66,6 +66,7 @@ EXTRA_COLOURS: dict[str, tuple[int, int, int]] = {  # words chosen to fit the to
     'navy': (30, 30, 120),
     'olive': (120, 120, 0),
 }
+PALETTE = {**COLOURS, **EXTRA_COLOURS}  # every colour word's paint
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def render(scene: Scene) -> np.ndarray:
     draw = ImageDraw.Draw(img)
     for it in scene.items:
         cx, cy, h = (it.centre[0] + 0.5) * k, (it.centre[1] + 0.5) * k, it.half * k
-        fill = it.rgb or COLOURS.get(it.colour) or EXTRA_COLOURS[it.colour]
+        fill = it.rgb or PALETTE[it.colour]
         if it.shape == 'circle':
             draw.ellipse([cx - h, cy - h, cx + h, cy + h], fill=fill)
         else:
