@@ -22,10 +22,10 @@ Stage 7 is its mirror image (--reader-only): only the vision tower and the LLaVA
 on questions alone (and the tower's attribute losses), so the LLM and the drawing path, and with
 them every drawing, stay exactly as they are.
 
---freeze-reader, --condition-loss (with --condition-positions), --early-weight, --partial-requests
-and --extra-colours are the experiments recorded in README.md (the LLM trained again with the
-drawing path; a loss on the drawing condition; the coarse scales' loss weighed up; drawings in ten
-more colours), not in train.sh.
+--freeze-reader, --condition-loss (with --condition-positions), --early-weight, --partial-requests,
+--extra-colours and --ask-batch 0 are the experiments recorded in README.md (the LLM trained again
+with the drawing path; a loss on the drawing condition; the coarse scales' loss weighed up; drawings
+in ten more colours; a model that only draws, from random weights), not in train.sh.
 """
 from __future__ import annotations
 
@@ -411,6 +411,8 @@ def main():
                                                                                      a.early_weight, a.early_tokens)
             if a.generator_only:  # the LLM is frozen: its start-token loss has nothing to train
                 start_loss, qa_loss, qa_acc = torch.zeros(()), torch.zeros(()), float('nan')
+            elif a.ask_batch + a.unnamed == 0:  # drawing alone, the LLM learning with it
+                qa_loss, qa_acc = torch.zeros(()), float('nan')
             else:
                 ids, targets, aimgs = batcher.ask_batch(a.ask_batch, a.unnamed)
                 qa_loss, qa_acc = ask_loss(model, ids, targets, aimgs)
