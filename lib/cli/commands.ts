@@ -17,6 +17,8 @@ import type { GenerateImageOptions } from '../options.js';
 import type { Blip3oPresetName, SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { FAMILY_DEFAULT_DTYPE, synthesize } from '../synth.js';
 import { defaultModelDir, defaultModelNotice, defaultModelPresent, requireDefaultModel } from './default-model.js';
+import { DEFAULT_SELF_CHECK_CANDIDATES, MAX_SELF_CHECK_CANDIDATES, SELF_CHECK_FILE, generateImageSelfChecked, loadReadBackCheck } from '../self-check.js';
+import type { SelfCheckReport } from '../self-check.js';
 import { formatBytes, progressBar } from './progress.js';
 import type { Progress } from './progress.js';
 
@@ -107,8 +109,20 @@ export function parseScales(value: string): Array<[number, number]> {
   return out;
 }
 
-export async function generateCommand(prompt: string, options: GenerateCommandOptions, io: Io): Promise<void> {
-  await drawCommand(options, io, (model, draw) => model.generateImage(prompt, draw));
+export interface GenerateOnlyOptions extends GenerateCommandOptions {
+  candidates?: number;
+}
+
+export async function generateCommand(prompt: string, options: GenerateOnlyOptions, io: Io): Promise<void> {
+  const check = await loadReadBackCheck(options.model ?? defaultModelDir());
+  const candidates = options.candidates ?? (check ? DEFAULT_SELF_CHECK_CANDIDATES : 1);
+  if (candidates > MAX_SELF_CHECK_CANDIDATES) throw new InputError(`--candidates: candidates must be an integer from 1 to ${MAX_SELF_CHECK_CANDIDATES}, got ${candidates}`);
+  if (candidates > 1 && !check) {
+    throw new InputError(`--candidates ${candidates}: the model folder has no ${SELF_CHECK_FILE} saying what to ask of a drawing`);
+  }
+  await drawCommand(options, io, (model, draw) =>
+    check && candidates > 1 ? generateImageSelfChecked(model, prompt, { ...draw, candidates, check }) : model.generateImage(prompt, draw),
+  );
 }
 
 // Draws `image` changed as `instruction` asks (VARGPT-v1.1 -edit checkpoints).
@@ -139,7 +153,11 @@ export async function checkWritableFolder(dir: string, what: string): Promise<vo
   });
 }
 
-async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model: VargptModel, draw: GenerateImageOptions) => Promise<ImageReply>): Promise<void> {
+async function drawCommand(
+  options: GenerateCommandOptions,
+  io: Io,
+  call: (model: VargptModel, draw: GenerateImageOptions) => Promise<ImageReply & { selfCheck?: SelfCheckReport }>,
+): Promise<void> {
   if (options.output) {
     formatFromPath(options.output);
     await checkWritableFolder(path.dirname(path.resolve(options.output)), `-o ${options.output}`);
@@ -182,12 +200,22 @@ async function drawCommand(options: GenerateCommandOptions, io: Io, call: (model
         tokens: Array.from(reply.tokens),
         tokenAfterImageStart: reply.tokenAfterImageStart,
         seconds,
+        ...(reply.selfCheck ? { selfCheck: reply.selfCheck } : {}),
       })}\n`,
     );
   } else {
     io.out(`${output}\n`);
-    io.err(`vargpt: ${reply.image.width}x${reply.image.height}, seed ${reply.seed}, ${seconds.toFixed(2)} s\n`);
+    io.err(`vargpt: ${reply.image.width}x${reply.image.height}, seed ${reply.seed}, ${seconds.toFixed(2)} s${reply.selfCheck ? `; ${describeSelfCheck(reply.selfCheck)}` : ''}\n`);
   }
+}
+
+function describeSelfCheck(report: SelfCheckReport): string {
+  const read = report.readings[report.kept] ?? [];
+  if (read.length === 0) return 'the prompt names nothing the self-check asks about, so it was drawn once';
+  const answers = read.map((r) => r.answer).join(', ');
+  return report.passed
+    ? `read back by the model as ${answers} (drawing ${report.kept + 1} of up to ${report.candidates}; --candidates 1 turns the check off)`
+    : `no drawing of ${report.drawn} read back as asked; kept drawing ${report.kept + 1}, read as ${answers}`;
 }
 
 export interface TextCommandOptions extends GlobalOptions {

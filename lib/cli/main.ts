@@ -6,6 +6,7 @@ import { isAbortError } from '../errors.js';
 import { FAMILIES } from '../families/registry.js';
 import type { DiffusionImageDefaults, ImageDefaults, SamplingDefaults } from '../families/types.js';
 import { isDiffusionDefaults } from '../families/types.js';
+import { DEFAULT_SELF_CHECK_CANDIDATES, SELF_CHECK_FILE } from '../self-check.js';
 import { FAMILY_PRESET_NAMES, SYNTH_FAMILIES } from '../synth.js';
 import type { SynthDType, SynthFamily } from '../synth.js';
 import { CHAT_COMMANDS, chatCommand } from './chat.js';
@@ -15,7 +16,7 @@ import type { ServeCommandOptions } from './serve.js';
 import { quantizeCommand } from './commands.js';
 import type { QuantizeCommandOptions } from './commands.js';
 import { askCommand, editCommand, generateCommand, infoCommand, packageVersion, parseScales, reconstructCommand, synthCommand } from './commands.js';
-import type { EditCommandOptions, GenerateCommandOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
+import type { EditCommandOptions, GenerateCommandOptions, GenerateOnlyOptions, GlobalOptions, Io, SynthCommandOptions, TextCommandOptions } from './commands.js';
 
 function integer(min: number) {
   return (value: string): number => {
@@ -139,7 +140,14 @@ function withText(cmd: Command): Command {
 
 withDrawing(
   withModel(program.command('generate').description('draw an image from a prompt').argument('<prompt>', 'what to draw')),
-).action((prompt: string, options: GenerateCommandOptions) => run((io) => generateCommand(prompt, options, io)));
+)
+  .option(
+    '--candidates <n>',
+    `draw up to n pictures, ask the model about each (the model folder's ${SELF_CHECK_FILE}) and keep the first it reads back as ` +
+      `requested (default: ${DEFAULT_SELF_CHECK_CANDIDATES} where the folder has that file, as the built-in demo model does; else 1)`,
+    integer(1),
+  )
+  .action((prompt: string, options: GenerateOnlyOptions) => run((io) => generateCommand(prompt, options, io)));
 
 withDrawing(
   withModel(

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { InputError } from '../errors.js';
 import type { Device, VargptModel, WeightsPrecision } from '../model.js';
 import { loadModel } from '../model.js';
+import { loadReadBackCheck } from '../self-check.js';
+import type { ReadBackCheck } from '../self-check.js';
 import { createServer } from '../server/index.js';
 import type { Io } from './commands.js';
 import { weightsFor } from './commands.js';
@@ -59,7 +61,13 @@ export async function serveCommand(options: ServeCommandOptions, io: Io): Promis
       io.err(`vargpt serve: loading ${name} from ${dir}\n`);
       models.set(name, await loadModel(dir, { device: options.device ?? 'auto', kvCache: options.kvCache, weights: weightsFor(options), mmap: options.mmap, maxBatch: options.maxBatch, signal: io.signal }));
     }
+    const selfChecks: Record<string, ReadBackCheck> = {};
+    for (const { name, dir } of specs) {
+      const check = await loadReadBackCheck(dir);
+      if (check) selfChecks[name] = check;
+    }
     const handler = createServer(models, {
+      selfChecks,
       maxQueue: options.maxQueue,
       apiKey: apiKey || undefined,
       timeoutS: options.timeoutS,

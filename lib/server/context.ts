@@ -1,6 +1,7 @@
 // One request's life on the server: its abort signal (client gone, timeout, shutdown, or a stop
 // sequence met) and how a failure becomes an HTTP error.
 import type { VargptModel } from '../model.js';
+import type { ReadBackCheck } from '../self-check.js';
 import { HttpError } from './http.js';
 import type { ImageInputLimits } from './images.js';
 import type { Outcome } from './metrics.js';
@@ -29,6 +30,8 @@ export class RequestContext {
 export interface Services {
   scheduler(name: unknown, param?: string): { scheduler: ModelScheduler; model: VargptModel; name: string };
   generated(model: string, tokens: number, images: number): void;
+  // What to ask the named model about its own drawings, or null (ServerOptions.selfChecks).
+  selfCheck(name: string): ReadBackCheck | null;
   imageLimits: ImageInputLimits;
   maxBodyBytes: number;
   log(message: string): void;

@@ -5,6 +5,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { ImageReply, VargptModel } from '../model.js';
 import type { EditImageOptions, GenerateImageOptions, ImageProgress } from '../options.js';
+import { DEFAULT_SELF_CHECK_CANDIDATES, MAX_SELF_CHECK_CANDIDATES, generateImageSelfChecked } from '../self-check.js';
+import type { SelfCheckReport } from '../self-check.js';
 import type { RequestContext, Services } from './context.js';
 import { EventStream, HttpError, badRequest, readJson, sendJson } from './http.js';
 import { canEdit, checkImageBytes, drawingOptions, pngBase64, requireDrawing, sizeOptions } from './images.js';
@@ -56,7 +58,7 @@ async function draw(
   services: Services,
   picked: ReturnType<Services['scheduler']>,
   kind: 'image_generation' | 'image_edit',
-  call: (model: VargptModel, options: GenerateImageOptions) => Promise<ImageReply>,
+  call: (model: VargptModel, options: GenerateImageOptions) => Promise<ImageReply & { selfCheck?: SelfCheckReport }>,
 ): Promise<void> {
   const { scheduler, name } = picked;
   const created = Math.floor(Date.now() / 1000);
@@ -66,7 +68,7 @@ async function draw(
   let partialIndex = 0;
   const stopBeats = req.stream ? events.keepAlive() : () => undefined;
   const replies = await scheduler.submit(ctx.signal, async (model, signal) => {
-    const out: ImageReply[] = [];
+    const out: Array<ImageReply & { selfCheck?: SelfCheckReport }> = [];
     const sends: Array<Promise<void>> = [];
     for (let i = 0; i < req.n; i++) {
       const options: GenerateImageOptions = { ...req.options, signal };
@@ -84,11 +86,11 @@ async function draw(
     await Promise.all(sends);
     return out;
   }).finally(stopBeats);
-  const data: Array<{ b64_json: string; revised_prompt: string; seed: number }> = [];
+  const data: Array<{ b64_json: string; revised_prompt: string; seed: number; self_check?: SelfCheckReport }> = [];
   let inputTokens = 0;
   let outputTokens = 0;
   for (const r of replies) {
-    data.push({ b64_json: await pngBase64(r.image), revised_prompt: req.prompt, seed: r.seed });
+    data.push({ b64_json: await pngBase64(r.image), revised_prompt: req.prompt, seed: r.seed, ...(r.selfCheck ? { self_check: r.selfCheck } : {}) });
     inputTokens += r.promptTokens;
     outputTokens += r.tokens.length;
   }
@@ -108,7 +110,14 @@ export async function imageGenerations(req: IncomingMessage, res: ServerResponse
   const picked = services.scheduler(body['model']);
   requireDrawing(picked.model, picked.name);
   const request = imageRequest(body, picked.model);
-  await draw(request, res, ctx, services, picked, 'image_generation', (model, options) => model.generateImage(request.prompt, options));
+  // Self-checked where the model has a check (ServerOptions.selfChecks): up to `candidates`
+  // drawings per image, the first the model reads back as the prompt asks kept.
+  const check = services.selfCheck(picked.name);
+  const candidates = optionalInt(body, 'candidates', 1, MAX_SELF_CHECK_CANDIDATES) ?? (check ? DEFAULT_SELF_CHECK_CANDIDATES : 1);
+  if (candidates > 1 && !check) throw badRequest(`candidates: the model "${picked.name}" has no self-check (no self_check.json in its folder), so it draws once per image`, 'candidates');
+  await draw(request, res, ctx, services, picked, 'image_generation', (model, options) =>
+    check && candidates > 1 ? generateImageSelfChecked(model, request.prompt, { ...options, candidates, check }) : model.generateImage(request.prompt, options),
+  );
 }
 
 export async function imageEdits(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, services: Services): Promise<void> {

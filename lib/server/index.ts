@@ -6,6 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { VargptModel } from '../model.js';
+import { parseReadBackCheck } from '../self-check.js';
+import type { ReadBackCheck } from '../self-check.js';
 import { chatCompletions } from './chat.js';
 import { RequestContext, outcomeOf, toHttpError } from './context.js';
 import type { Services } from './context.js';
@@ -32,6 +34,10 @@ export interface ServerOptions {
   maxImagePixels?: number;
   // Where the server reports internal errors (default: stderr).
   log?: (message: string) => void;
+  // Per served model name, what to ask the model about its own drawings (a model folder's
+  // self_check.json, from loadReadBackCheck): image generations for that model are self-checked,
+  // up to `candidates` drawings per image (default 4; generateImageSelfChecked).
+  selfChecks?: Readonly<Record<string, ReadBackCheck>>;
 }
 
 export interface ShutdownOptions {
@@ -93,6 +99,11 @@ export function createServer(models: ServedModels, options: ServerOptions = {}):
   const schedulers = new Map<string, ModelScheduler>();
   for (const [name, model] of entries) schedulers.set(name, new ModelScheduler(name, model, maxQueue, metrics));
   const created = Math.floor(Date.now() / 1000);
+  const selfChecks = new Map<string, ReadBackCheck>();
+  for (const [name, check] of Object.entries(options.selfChecks ?? {})) {
+    if (!schedulers.has(name)) throw new TypeError(`createServer options.selfChecks: no served model is named "${name}"`);
+    selfChecks.set(name, parseReadBackCheck(check, `createServer options.selfChecks.${name}`));
+  }
 
   const services: Services = {
     scheduler(name: unknown, param = 'model') {
@@ -109,6 +120,7 @@ export function createServer(models: ServedModels, options: ServerOptions = {}):
       return { scheduler, model: scheduler.model, name };
     },
     generated: (model, tokens, images) => metrics.generated(model, tokens, images),
+    selfCheck: (name) => selfChecks.get(name) ?? null,
     imageLimits: {
       maxImageBytes: Math.floor(positive(options.maxImageBytes, 16 * 2 ** 20, 'maxImageBytes')),
       maxImagePixels: Math.floor(positive(options.maxImagePixels, 4096 * 4096, 'maxImagePixels')),

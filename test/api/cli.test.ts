@@ -7,6 +7,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { decodeImage } from '../../lib/image.js';
+import { candidateSeed } from '../../lib/self-check.js';
+import type { SelfCheckReport } from '../../lib/self-check.js';
 import { judgeDrawing } from '../../training/demo/judge.mjs';
 import { fixtureExpected, fixtureModel, readJson, repoRoot } from '../helpers/fixtures.js';
 import { fixturesMissing, v11ExpectedDir, v11ModelDir } from '../helpers/paths.js';
@@ -124,11 +126,29 @@ describe('vargpt CLI', () => {
     expect(notice).toHaveLength(1);
     expect(notice[0]).toContain(path.join(repoRoot, 'models', 'vargpt-v1-demo'));
     expect(first.stdout.trim()).toBe(path.join(work, 'a.png'));
+    // The demo folder has self_check.json: the model reads its drawing back ("what colour is the
+    // shape?", "what shape is this?") and draws again, up to 4 times, until it reads as asked.
+    expect(first.stderr).toMatch(/read back by the model as red, circle|no drawing of 4 read back as asked/);
     const second = cli(['generate', 'draw a big red circle', '-o', 'b.png', '--seed', '1', '--json']);
     expect(second.code).toBe(0);
-    const result = JSON.parse(second.stdout) as { output: string; width: number; height: number; seed: number; tokens: number[] };
-    expect(result).toMatchObject({ output: path.join(work, 'b.png'), width: 64, height: 64, seed: 1 });
+    const result = JSON.parse(second.stdout) as { output: string; width: number; height: number; seed: number; tokens: number[]; selfCheck: SelfCheckReport };
+    expect(result).toMatchObject({ output: path.join(work, 'b.png'), width: 64, height: 64, seed: candidateSeed(1, result.selfCheck.kept) });
+    expect(result.selfCheck).toMatchObject({ candidates: 4 });
+    expect(result.selfCheck.readings[result.selfCheck.kept]!.map((r) => r.wanted)).toEqual(['red', 'circle']);
     expect(readFileSync(path.join(work, 'a.png')).equals(readFileSync(path.join(work, 'b.png')))).toBe(true);
+    // --candidates 1: one drawing, with the given seed, and no check; the kept drawing is that
+    // one drawing when its seed is given.
+    const plain = cli(['generate', 'draw a big red circle', '-o', 'c.png', '--seed', String(result.seed), '--candidates', '1', '--json']);
+    expect(plain.code, plain.stderr).toBe(0);
+    const plainResult = JSON.parse(plain.stdout) as { seed: number; selfCheck?: unknown };
+    expect(plainResult.seed).toBe(result.seed);
+    expect(plainResult.selfCheck).toBeUndefined();
+    expect(readFileSync(path.join(work, 'c.png')).equals(readFileSync(path.join(work, 'a.png')))).toBe(true);
+    const noCheck = cli(['generate', 'x', '--model', work, '--candidates', '2']);
+    expect(noCheck.code).toBe(1);
+    expect(noCheck.stderr).toContain('has no self_check.json');
+    expect(cli(['generate', 'x', '--candidates', '0']).stderr).toContain('expected an integer >= 1');
+    expect(cli(['generate', 'x', '--candidates', '65']).stderr).toContain('candidates must be an integer from 1 to 64');
     const drawn = await decodeImage(path.join(work, 'a.png'));
     const palette = (JSON.parse(readFileSync(path.join(repoRoot, 'training/demo/eval-set/eval-set.json'), 'utf8')) as { colours: Record<string, number[]> }).colours;
     // Measured over seeds 1-20: a red circle 16 times (seed 1 among them), an orange circle 4 times

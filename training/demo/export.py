@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 import tokenizer as demo_tokenizer
+import world
 from model import CLIP_MEAN, CLIP_STD, DemoConfig, DemoModel
 from train_joint import make_config
 
@@ -118,6 +119,18 @@ def write_folder(model: DemoModel, out: str, dtype: str, gen_defaults: dict, ext
     dump('generation_config.json', {
         'bos_token_id': 1, 'eos_token_id': 2, 'pad_token_id': cfg.pad_token,
         'allowed_special_tokens': IMAGE_GEN, 'special_tokens': special_tokens(cfg), **gen_defaults})
+    dump(SELF_CHECK_FILE, self_check(extra_colours))
+
+
+SELF_CHECK_FILE = 'self_check.json'
+
+
+def self_check(extra_colours: bool = False) -> dict:
+    """What the CLI asks the model about its own drawing (lib/self-check.ts): the colour and the
+    shape, each checked where the request names exactly one of the answers."""
+    colours = world.PALETTE if extra_colours else world.COLOURS
+    return {'questions': [{'question': world.QUESTIONS['colour'][0], 'answers': list(colours)},
+                          {'question': world.QUESTIONS['shape'][0], 'answers': list(world.SHAPES)}]}
 
 
 def load_trained(checkpoint: str, vqvae: str | None = None) -> DemoModel:
