@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The README's pictures of the demo model: a fixed list of requests drawn with fixed seeds, laid
-// out in one row (each image scaled 2x, nearest neighbour, so the pixels stay the model's own),
-// and the answers it gives about the first images of the held-out set.
+// out in two rows (each image scaled 2x, nearest neighbour, so the pixels stay the model's own):
+// one drawing per request (generateImage) on top, and below it what `vargpt generate` draws by
+// default, self-checked (up to 4 drawings, the first the model reads back as requested); and the
+// answers it gives about the first images of the held-out set.
 //   node training/demo/gallery.mjs [--model DIR] --out docs/demo-drawings.png
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +13,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { loadModel, demoModelDir } = await import(path.join(here, '..', '..', 'dist', 'index.js'));
+const { loadModel, demoModelDir, generateImageSelfChecked, loadReadBackCheck } = await import(path.join(here, '..', '..', 'dist', 'index.js'));
 const { values } = parseArgs({ options: { model: { type: 'string' }, out: { type: 'string' } } });
 if (!values.out) throw new Error('--out FILE is required');
 
@@ -25,19 +27,26 @@ export const GALLERY = [
   ['make a drawing of a big orange diamond on a gray background', 6],
 ];
 
-const model = await loadModel(values.model ?? demoModelDir());
+const modelDir = values.model ?? demoModelDir();
+const check = await loadReadBackCheck(modelDir);
+if (!check) throw new Error(`${modelDir} has no self_check.json: the gallery's second row is self-checked drawings`);
+const model = await loadModel(modelDir);
 const scale = 2;
-const tiles = [];
+const tile = (image) => sharp(Buffer.from(image.data), { raw: { width: image.width, height: image.height, channels: 3 } })
+  .resize(image.width * scale, image.height * scale, { kernel: 'nearest' }).png().toBuffer();
+const rows = [[], []];
 for (const [prompt, seed] of GALLERY) {
-  const { image } = await model.generateImage(prompt, { seed });
-  tiles.push(await sharp(Buffer.from(image.data), { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(image.width * scale, image.height * scale, { kernel: 'nearest' }).png().toBuffer());
-  console.log(`| "${prompt}" | ${seed} |`);
+  const single = await model.generateImage(prompt, { seed });
+  const checked = await generateImageSelfChecked(model, prompt, { seed, candidates: 4, check });
+  rows[0].push(await tile(single.image));
+  rows[1].push(await tile(checked.image));
+  const read = checked.selfCheck.readings[checked.selfCheck.kept].map((r) => r.answer).join(' ');
+  console.log(`| "${prompt}" | ${seed} | self-checked: drawing ${checked.selfCheck.kept + 1} of ${checked.selfCheck.drawn}, read as ${read} |`);
 }
 const side = 64 * scale;
 const gap = 8;
-await sharp({ create: { width: tiles.length * (side + gap) - gap, height: side, channels: 3, background: { r: 255, g: 255, b: 255 } } })
-  .composite(tiles.map((input, i) => ({ input, left: i * (side + gap), top: 0 })))
+await sharp({ create: { width: GALLERY.length * (side + gap) - gap, height: 2 * side + gap, channels: 3, background: { r: 255, g: 255, b: 255 } } })
+  .composite(rows.flatMap((row, r) => row.map((input, i) => ({ input, left: i * (side + gap), top: r * (side + gap) }))))
   .png()
   .toFile(values.out);
 

@@ -62,3 +62,5 @@ wait "$joint"
 rm -rf "$root/models/vargpt-v1-demo"
 node "$root/dist/cli/main.js" quantize --model "$here/model-bf16" --out "$root/models/vargpt-v1-demo" --weights int8
 node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo"
+# As `vargpt generate` draws by default: up to 4 drawings, the first the model reads back as asked.
+node "$here/eval.mjs" --model "$root/models/vargpt-v1-demo" --candidates 4
