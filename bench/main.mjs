@@ -2,7 +2,8 @@
 // npm run bench -- <suite> [options]: runs bench/<suite>.mjs and prints its table.
 // Suites: cpu (kernels vs this machine's measured peaks), model (end-to-end timings), batch
 // (continuous batching: concurrent streams batched vs one at a time), cuda, and the quantized
-// weights' quant (prefill and decode), quant-kernels, quant-accuracy and quant-image (drawing).
+// weights' quant (prefill and decode), quant-kernels, quant-accuracy and quant-image (drawing), and
+// self-check (self-checked drawing on the demo model: its cost and what it buys).
 // A suite is a bench/*.mjs file that exports run(args); the others are shared helpers (common.mjs,
 // _*.mjs) or scripts run with node directly (blip3o_full_size.mjs).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
