@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { demoModelDir, loadModel } from '../dist/index.js';
+import { demoModelDir, generateImageSelfChecked, loadModel, loadReadBackCheck } from '../dist/index.js';
 
 const keep = process.argv[2] !== undefined;
 const work = keep ? process.argv[2] : await mkdtemp(path.join(tmpdir(), 'vargpt-example-'));
@@ -27,6 +27,13 @@ try {
   const file = path.join(work, 'blue-square.png');
   await drawing.image.save(file);
   console.log('generateImage ->', file, `${drawing.image.width}x${drawing.image.height}`);
+
+  // Drawing checked by the model's own reading (as `vargpt generate` draws on this model): up to 4
+  // drawings, the first the model reads back as the colour and shape asked for.
+  const check = await loadReadBackCheck(demoModelDir());
+  const checked = await generateImageSelfChecked(model, 'draw a yellow square', { seed: 4, candidates: 4, check });
+  const { kept, drawn, readings } = checked.selfCheck;
+  console.log('generateImageSelfChecked ->', `kept drawing ${kept + 1} of ${drawn}, read as`, readings[kept].map((r) => r.answer).join(' '));
 
   // Understanding: files, Buffers and raw pixels all work.
   const answer = await model.ask(file, 'what shape is this?');

@@ -254,6 +254,7 @@ describe('vargpt CLI', () => {
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^generateImage -> .*blue-square\.png 64x64$/m);
+    expect(r.stdout).toMatch(/^generateImageSelfChecked -> kept drawing [1-4] of [1-4], read as [a-z]+ [a-z]+$/m);
     expect(r.stdout).toMatch(/^ask -> "square" eos$/m);
     expect(r.stdout).toMatch(/^chat -> 1 image\(s\)$/m);
     // The drawn "red circle" is asked about: the answer is one of the world's colours (the demo's
