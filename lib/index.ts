@@ -2,7 +2,7 @@
 export { loadModel, VargptModel } from './model.js';
 export { DEMO_MODEL_NAME, DEMO_MODEL_SUMMARY, demoModelDir } from './demo-model.js';
 export { DEFAULT_SELF_CHECK_CANDIDATES, MAX_SELF_CHECK_CANDIDATES, SELF_CHECK_FILE, candidateSeed, generateImageSelfChecked, loadReadBackCheck, parseReadBackCheck, wantedAnswers } from './self-check.js';
-export type { ReadBack, ReadBackCheck, ReadBackQuestion, SelfCheckOptions, SelfCheckReport, SelfCheckedImageReply } from './self-check.js';
+export type { DrawAndRead, ReadBack, ReadBackCheck, ReadBackQuestion, SelfCheckOptions, SelfCheckReport, SelfCheckedImageReply } from './self-check.js';
 export type { ChatReply, DecodeImageTokenOptions, Device, ImageReply, ImageTokenOptions, LoadModelOptions, LoadProgress, ModelInfo, StopReason, WeightsPrecision } from './model.js';
 export type {
   CallOptions,

@@ -121,7 +121,11 @@ export function candidateSeed(firstSeed: number, k: number): number {
   return (firstSeed + k * 2654435761) % 2 ** 48;
 }
 
-export async function generateImageSelfChecked(model: VargptModel, prompt: string, options: SelfCheckOptions): Promise<SelfCheckedImageReply> {
+// Only drawing and asking are used, so anything that draws and reads as a VargptModel does (a
+// wrapper that times or logs the calls, as bench/self-check.mjs uses) can be checked.
+export type DrawAndRead = Pick<VargptModel, 'generateImage' | 'ask'>;
+
+export async function generateImageSelfChecked(model: DrawAndRead, prompt: string, options: SelfCheckOptions): Promise<SelfCheckedImageReply> {
   const { candidates = DEFAULT_SELF_CHECK_CANDIDATES, check, ...draw } = options;
   if (!Number.isInteger(candidates) || candidates < 1 || candidates > MAX_SELF_CHECK_CANDIDATES) {
     throw new InputError(`candidates must be an integer from 1 to ${MAX_SELF_CHECK_CANDIDATES}, got ${String(candidates)}`);

@@ -16,9 +16,9 @@ import type { VargptModel } from '../model.js';
 import type { GenerateImageOptions } from '../options.js';
 import type { Blip3oPresetName, SynthDType, SynthesizeOptions, SynthFamily, V11PresetName } from '../synth.js';
 import { FAMILY_DEFAULT_DTYPE, synthesize } from '../synth.js';
-import { defaultModelDir, defaultModelNotice, defaultModelPresent, requireDefaultModel } from './default-model.js';
 import { DEFAULT_SELF_CHECK_CANDIDATES, MAX_SELF_CHECK_CANDIDATES, SELF_CHECK_FILE, generateImageSelfChecked, loadReadBackCheck } from '../self-check.js';
 import type { SelfCheckReport } from '../self-check.js';
+import { defaultModelDir, defaultModelNotice, defaultModelPresent, requireDefaultModel } from './default-model.js';
 import { formatBytes, progressBar } from './progress.js';
 import type { Progress } from './progress.js';
 
