@@ -48,7 +48,7 @@ describe('package', () => {
     const r = spawnSync(process.execPath, [path.join(repoRoot, 'bench/main.mjs')], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     const suites = /usage: npm run bench -- <([^>]+)>/.exec(r.stderr)![1]!.split('|');
-    expect(suites.sort()).toEqual(['batch', 'cpu', 'cuda', 'model', 'quant', 'quant-accuracy', 'quant-image', 'quant-kernels']);
+    expect(suites.sort()).toEqual(['batch', 'cpu', 'cuda', 'model', 'quant', 'quant-accuracy', 'quant-image', 'quant-kernels', 'self-check']);
     const common = spawnSync(process.execPath, [path.join(repoRoot, 'bench/main.mjs'), 'common'], { encoding: 'utf8' });
     expect(common.status).toBe(1);
     expect(common.stderr).toMatch(/^usage: /);
